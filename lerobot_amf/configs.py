@@ -1,0 +1,123 @@
+"""The ``--amf.*`` section and the training config that carries it.
+
+``AMFTrainPipelineConfig`` is LeRobot's ``TrainPipelineConfig`` plus one field, ``amf``, so
+every ``lerobot-train`` flag keeps its meaning and the ``amf`` section is saved with the run's
+``train_config.json`` in every checkpoint. ``--dataset.repo_id`` names the dataset of
+fine-tuning demos the run builds (under ``<output_dir>/demos``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lerobot.configs.default import DatasetConfig
+from lerobot.configs.train import TrainPipelineConfig
+from lerobot.policies.factory import make_policy  # noqa: F401  (registers the policy config types)
+
+from lerobot_amf.errors import AMFInputError
+
+SOURCES = ("metaworld_expert",)
+ISOLATION_MODES = ("shared",)
+NORMALIZATION_SOURCES = ("pretrained", "demos")
+
+
+@dataclass
+class PretrainConfig:
+    """Pretraining of the embedded default's generalist (used only without ``--policy.path``).
+
+    Allocation: the first ``ceil(n/2)`` tasks of the pool get ``demos_covered`` demos each, the
+    rest ``demos_uncovered`` ("skewed" pretraining, the setting where selection matters), or
+    an explicit ``demos_per_task`` map.
+    """
+
+    demos_covered: int = 12
+    demos_uncovered: int = 1
+    demos_per_task: dict[str, int] | None = None
+    steps: int = 1500
+    batch_size: int = 64
+    # Where the pretrained checkpoint is cached (default: $HF_LEROBOT_HOME/lerobot_amf_cache).
+    cache_dir: str | None = None
+
+
+@dataclass
+class AMFConfig:
+    # Which tasks the next demos are for: uniform | random | least_demonstrated | rebalancing | amf.
+    strategy: str = "uniform"
+    # Task pool, comma-separated (default: the env's task list).
+    tasks: str | None = None
+    # Target weights mu(c) over the pool (default: uniform). Keys must be pool tasks.
+    target_weights: dict[str, float] | None = None
+    rounds: int = 3
+    demos_per_round: int = 4
+    # Total demos to pull over the run (default: rounds * demos_per_round).
+    budget: int | None = None
+    # Demo source: metaworld_expert (scripted Metaworld experts).
+    source: str = "metaworld_expert"
+    # Gaussian noise (std) added to the scripted expert's actions.
+    action_noise: float = 0.1
+    # Optional cap on demos the source may give per task (None: unlimited seeded variations).
+    source_demos_per_task: int | None = None
+    # Gradient steps per round (the whole demo set so far, from the previous round's weights).
+    steps_per_round: int = 400
+    # Evaluation protocol: episodes per task, vectorised envs per task, first initial-state seed.
+    eval_episodes: int = 10
+    eval_batch_size: int = 10
+    eval_seed: int = 1_000_000
+    # Normalisation stats: the pretrained checkpoint's, or those of the demos trained on.
+    normalization: str = "pretrained"
+    # shared: one model (single set of weights) fine-tuned on all demos.
+    isolation: str = "shared"
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+    def total_budget(self) -> int:
+        return self.budget if self.budget is not None else self.rounds * self.demos_per_round
+
+    def validate(self) -> None:
+        """One-line errors naming the bad value and the allowed ones."""
+        from lerobot_amf.selection import STRATEGY_NAMES
+
+        _check_choice("amf.strategy", self.strategy, STRATEGY_NAMES)
+        _check_choice("amf.source", self.source, SOURCES)
+        _check_choice("amf.isolation", self.isolation, ISOLATION_MODES)
+        _check_choice("amf.normalization", self.normalization, NORMALIZATION_SOURCES)
+        if self.rounds < 1:
+            raise AMFInputError(f"amf.rounds={self.rounds}: must be at least 1.")
+        if self.demos_per_round < 1:
+            raise AMFInputError(f"amf.demos_per_round={self.demos_per_round}: must be at least 1.")
+        if self.total_budget() < self.demos_per_round:
+            raise AMFInputError(
+                f"amf.budget={self.total_budget()} is smaller than one round "
+                f"(amf.demos_per_round={self.demos_per_round})."
+            )
+        if self.eval_episodes < 1 or self.eval_batch_size < 1:
+            raise AMFInputError("amf.eval_episodes and amf.eval_batch_size must be at least 1.")
+        if self.steps_per_round < 0:
+            raise AMFInputError(f"amf.steps_per_round={self.steps_per_round}: must be >= 0.")
+
+
+def _check_choice(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise AMFInputError(f"Unknown {name}={value!r}. Allowed: {', '.join(allowed)}.")
+
+
+@dataclass
+class AMFTrainPipelineConfig(TrainPipelineConfig):
+    dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(repo_id="local/amf_demos"))
+    amf: AMFConfig = field(default_factory=AMFConfig)
+
+    def validate(self) -> None:
+        self.amf.validate()
+        if not self.resume:
+            return super().validate()
+        # Resuming an AMF run means continuing from its ledger in output_dir (LeRobot's own
+        # resume expects a checkpoint --config_path instead).
+        from lerobot_amf.ledger import LEDGER_FILENAME
+
+        if self.output_dir is None or not (Path(self.output_dir) / LEDGER_FILENAME).exists():
+            raise AMFInputError(f"--resume=true but no {LEDGER_FILENAME} in --output_dir={self.output_dir}.")
+        output_dir, self.output_dir, self.resume = self.output_dir, None, False
+        try:
+            super().validate()
+        finally:
+            self.output_dir, self.resume = Path(output_dir), True

@@ -1,0 +1,77 @@
+"""Per-task evaluation in the simulator, with Wilson 95% intervals.
+
+Rollouts are LeRobot's own (``lerobot.scripts.lerobot_eval.eval_policy``) on one vector env
+per task built by LeRobot's ``make_env``; initial states are seeded ``eval_seed, eval_seed+1,
+...`` for every task, every round and every strategy (common random numbers), and never
+overlap the seeds demos are recorded from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from lerobot.envs.factory import make_env, make_env_pre_post_processors
+from lerobot.envs.utils import close_envs
+from lerobot.scripts.lerobot_eval import eval_policy
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarise(successes: int, n: int) -> dict:
+    lo, hi = wilson_interval(successes, n)
+    return {"successes": successes, "episodes": n, "success_rate": successes / n if n else None,
+            "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def eval_protocol(amf_cfg, env_cfg) -> dict:
+    return {
+        "episodes_per_task": amf_cfg.eval_episodes,
+        "seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + amf_cfg.eval_episodes - 1} (same for every task and round)",
+        "max_steps": getattr(env_cfg, "episode_length", None),
+        "env": env_cfg.type,
+        "success": "environment's success flag at any step",
+        "interval": "Wilson 95%",
+    }
+
+
+def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg, progress=None) -> dict:
+    """Success per task (and pooled over the given tasks) of ``policy``."""
+    env_pre, env_post = make_env_pre_post_processors(env_cfg=env_cfg, policy_cfg=policy.config)
+    per_task = {}
+    for task in tasks:
+        task_cfg = dataclasses.replace(env_cfg, task=task)
+        n_envs = min(amf_cfg.eval_batch_size, amf_cfg.eval_episodes)
+        envs = make_env(task_cfg, n_envs=n_envs)
+        vec = next(iter(next(iter(envs.values())).values()))
+        try:
+            with torch.no_grad():
+                info = eval_policy(
+                    vec, policy, env_pre, env_post, preprocessor, postprocessor,
+                    n_episodes=amf_cfg.eval_episodes, start_seed=amf_cfg.eval_seed,
+                )
+        finally:
+            close_envs(envs)
+        successes = int(sum(bool(ep["success"]) for ep in info["per_episode"]))
+        per_task[task] = summarise(successes, len(info["per_episode"]))
+        if progress is not None:
+            progress(task, per_task[task])
+    return {"per_task": per_task, "overall": pooled(per_task, tasks)}
+
+
+def pooled(per_task: dict, tasks) -> dict:
+    """Success pooled over ``tasks`` (equal episodes per task: the mean of per-task rates)."""
+    tasks = [t for t in tasks if t in per_task]
+    s = sum(per_task[t]["successes"] for t in tasks)
+    n = sum(per_task[t]["episodes"] for t in tasks)
+    return {**summarise(s, n), "tasks": list(tasks)}

@@ -1,0 +1,108 @@
+"""The embedded default's pretrained generalist: expert demos on a skewed allocation of the
+task pool, a LeRobot policy trained from scratch on them, saved as a normal LeRobot checkpoint
+and cached (keyed by everything that shapes it) so the next run skips it.
+
+Users with their own generalist pass ``--policy.path`` instead and this module is not used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import draccus
+import lerobot
+from lerobot.policies.factory import make_policy, make_pre_post_processors
+from lerobot.utils.constants import HF_LEROBOT_HOME
+
+from lerobot_amf import __version__
+from lerobot_amf.data import write_demos
+from lerobot_amf.sources.metaworld import MetaworldExpertSource
+from lerobot_amf.training import train_steps
+
+PRETRAIN_RECORD = "amf_pretrain.json"
+
+
+def pretrain_allocation(pool: list[str], pcfg) -> dict[str, int]:
+    if pcfg.demos_per_task is not None:
+        missing = [t for t in pcfg.demos_per_task if t not in pool]
+        if missing:
+            raise ValueError(f"amf.pretrain.demos_per_task names tasks outside the pool: {', '.join(missing)}.")
+        return {t: int(pcfg.demos_per_task.get(t, 0)) for t in pool}
+    covered = math.ceil(len(pool) / 2)
+    return {t: pcfg.demos_covered if i < covered else pcfg.demos_uncovered for i, t in enumerate(pool)}
+
+
+def read_pretrain_record(checkpoint: Path) -> dict | None:
+    path = Path(checkpoint) / PRETRAIN_RECORD
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def ensure_pretrained(cfg, pool: list[str], accelerator) -> Path:
+    """Path of the cached pretrained checkpoint for this config, training it if needed."""
+    pcfg = cfg.amf.pretrain
+    allocation = pretrain_allocation(pool, pcfg)
+    key_material = {
+        "allocation": allocation,
+        "seed": cfg.seed,
+        "action_noise": cfg.amf.action_noise,
+        "episode_length": cfg.env.episode_length,
+        "policy": draccus.encode(cfg.policy),
+        "steps": pcfg.steps,
+        "batch_size": pcfg.batch_size,
+        "versions": [lerobot.__version__, __version__],
+    }
+    key = hashlib.sha256(json.dumps(key_material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache_root = Path(pcfg.cache_dir) if pcfg.cache_dir else HF_LEROBOT_HOME / "lerobot_amf_cache"
+    final = cache_root / f"pretrained_{cfg.policy.type}_{key}"
+    if (final / PRETRAIN_RECORD).exists():
+        logging.info(f"Using cached pretrained policy {final}")
+        return final
+    if accelerator.is_main_process:
+        _pretrain(cfg, allocation, key_material, cache_root, final, accelerator)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _pretrain(cfg, allocation, key_material, cache_root: Path, final: Path, accelerator) -> None:
+    work = cache_root / f"{final.name}.tmp{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    source = MetaworldExpertSource(
+        seed=cfg.seed, action_noise=cfg.amf.action_noise, namespace="pretrain",
+    )
+    logging.info(f"Pretraining: recording expert demos {allocation}")
+    demos = [demo for task, k in allocation.items() if k for demo in source.pull(task, k, set())]
+    write_demos("local/amf_pretrain_demos", work / "demos", source.fps, source.features(), demos)
+    from lerobot.datasets.factory import make_dataset
+
+    pre_cfg = dataclasses.replace(
+        cfg, steps=cfg.amf.pretrain.steps, batch_size=cfg.amf.pretrain.batch_size,
+        dataset=dataclasses.replace(cfg.dataset, repo_id="local/amf_pretrain_demos", root=str(work / "demos"), episodes=None),
+    )
+    train_set = make_dataset(pre_cfg)
+    policy_cfg = dataclasses.replace(cfg.policy, pretrained_path=None)
+    policy = make_policy(policy_cfg, ds_meta=train_set.meta)
+    preprocessor, postprocessor = make_pre_post_processors(policy_cfg, dataset_stats=train_set.meta.stats)
+    policy = accelerator.prepare(policy)
+    metrics, _, _ = train_steps(pre_cfg, policy, train_set, preprocessor, accelerator,
+                                pre_cfg.steps, desc="Pretraining generalist")
+    out = work / "checkpoint"
+    accelerator.unwrap_model(policy).save_pretrained(out)
+    preprocessor.save_pretrained(out)
+    postprocessor.save_pretrained(out)
+    record = {
+        "demos_per_task": allocation,
+        "train": metrics,
+        "cache_key": key_material,
+        "note": "embedded default generalist: Metaworld scripted-expert demos, trained from scratch",
+    }
+    (out / PRETRAIN_RECORD).write_text(json.dumps(record, indent=2, default=str))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(out, final)  # atomic: a crash leaves no half-written cache entry
+    shutil.rmtree(work, ignore_errors=True)

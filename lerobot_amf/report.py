@@ -1,0 +1,211 @@
+"""``amf_report.json``, the plots and the console tables — all rebuilt from the ledger.
+
+Every output says: single model vs per-partition adapters, demos per task (pretraining and
+selected), the selection strategy, and the evaluation protocol with Wilson 95% intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from lerobot_amf.evaluation import pooled
+from lerobot_amf.ledger import Ledger
+
+REPORT_FILENAME = "amf_report.json"
+SCHEMA_VERSION = 1
+
+
+def build_report(output_dir: Path) -> dict:
+    ledger = Ledger(output_dir)
+    start = next(ledger.records("run_start"))
+    pool = start["pool"]
+    evals = {rec["round"]: rec for rec in ledger.records("eval")}
+    rounds, counts = [], {t: 0 for t in pool}
+    selections = {rec["round"]: rec for rec in ledger.records("selection")}
+    trains = {rec["round"]: rec for rec in ledger.records("train")}
+    for rec in ledger.records("round_end"):
+        r = rec["round"]
+        counts = rec["demos_per_task"]
+        sel = selections.get(r, {})
+        rounds.append({
+            "round": r,
+            "selected": sel.get("tasks", []),
+            "reason": sel.get("reason", ""),
+            "scores": sel.get("scores", {}),
+            "details": sel.get("details", {}),
+            "demos_per_task": counts,
+            "demos_total": sum(counts.values()),
+            "train": trains.get(r, {}).get("metrics"),
+            "eval": _eval_part(evals.get(r)),
+            "checkpoint": rec.get("checkpoint"),
+        })
+    pretrained_eval = _eval_part(evals.get(-1))
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "model": start["model"],
+        "strategy": start["strategy"],
+        "seed": start["seed"],
+        "source": start["source"],
+        "pool": pool,
+        "target_weights": start["target_weights"],
+        "demos_per_task": {"pretraining": start.get("pretrain_counts"), "fine_tuning": counts},
+        "budget": start["budget"],
+        "eval_protocol": start["eval_protocol"],
+        "pretrained": pretrained_eval,
+        "rounds": rounds,
+        "final": _final(pool, counts, pretrained_eval, rounds[-1]["eval"] if rounds else None),
+        "complete": any(True for _ in ledger.records("run_end")),
+    }
+    return report
+
+
+def _eval_part(rec: dict | None) -> dict | None:
+    return None if rec is None else {"per_task": rec["per_task"], "overall": rec["overall"]}
+
+
+def _final(pool, counts, pretrained, last) -> dict | None:
+    if pretrained is None or last is None:
+        return None
+    tuned = [t for t in pool if counts.get(t, 0) > 0]
+    untouched = [t for t in pool if counts.get(t, 0) == 0]
+    before, after = pooled(pretrained["per_task"], tuned), pooled(last["per_task"], tuned)
+    out = {
+        "fine_tuned_tasks": tuned,
+        "pretrained_on_fine_tuned_tasks": before,
+        "fine_tuned_on_fine_tuned_tasks": after,
+        "improved_beyond_intervals": bool(tuned) and after["ci95"][0] > before["ci95"][1],
+        "per_task_change": {
+            t: {"pretrained": pretrained["per_task"][t]["success_rate"],
+                "final": last["per_task"][t]["success_rate"],
+                "kind": ("gained" if last["per_task"][t]["success_rate"] > pretrained["per_task"][t]["success_rate"]
+                         else "retained" if last["per_task"][t]["success_rate"] == pretrained["per_task"][t]["success_rate"]
+                         else "lost")}
+            for t in pool if t in pretrained["per_task"] and t in last["per_task"]
+        },
+    }
+    if untouched:
+        out["not_fine_tuned_tasks"] = {"pretrained": pooled(pretrained["per_task"], untouched),
+                                       "final": pooled(last["per_task"], untouched)}
+    return out
+
+
+def write_report(output_dir: Path) -> dict:
+    report = build_report(output_dir)
+    path = Path(output_dir) / REPORT_FILENAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, path)
+    write_plots(report, Path(output_dir))
+    return report
+
+
+def disclosure(report: dict) -> str:
+    model = report["model"]
+    proto = report["eval_protocol"]
+    pre = report["demos_per_task"]["pretraining"]
+    return (
+        f"model: {model['isolation']} | strategy: {report['strategy']} | seed: {report['seed']} | "
+        f"demos per task: pretraining {pre if pre is not None else 'unknown'}, "
+        f"fine-tuning {report['demos_per_task']['fine_tuning']} | eval: {proto['episodes_per_task']} episodes/task, "
+        f"seeds {proto['seeds']}, max {proto['max_steps']} steps, {proto['interval']} intervals"
+    )
+
+
+def _fmt(entry: dict | None) -> str:
+    if entry is None:
+        return "-"
+    lo, hi = entry["ci95"]
+    return f"{entry['success_rate']:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def print_round_table(report: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"Success per task (Wilson 95%) — {report['model']['isolation']}, strategy {report['strategy']}")
+    table.add_column("task")
+    table.add_column("pretrain demos", justify="right")
+    table.add_column("pretrained", justify="right")
+    for r in report["rounds"]:
+        table.add_column(f"round {r['round']}\n({r['demos_total']} demos)", justify="right")
+    pre = report["demos_per_task"]["pretraining"] or {}
+    for task in report["pool"]:
+        row = [task, str(pre.get(task, "?")), _fmt((report["pretrained"] or {}).get("per_task", {}).get(task))]
+        for r in report["rounds"]:
+            row.append(f"{_fmt(r['eval']['per_task'].get(task))} +{r['demos_per_task'].get(task, 0)}")
+        table.add_row(*row)
+    row = ["mean (pooled)", "", _fmt((report["pretrained"] or {}).get("overall"))]
+    row += [_fmt(r["eval"]["overall"]) for r in report["rounds"]]
+    table.add_row(*row, style="bold")
+    console.print(table)
+    console.print(disclosure(report))
+
+
+def print_final_comparison(report: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    final = report["final"]
+    if not final:
+        return
+    before, after = final["pretrained_on_fine_tuned_tasks"], final["fine_tuned_on_fine_tuned_tasks"]
+    verdict = "improved beyond the Wilson 95% intervals" if final["improved_beyond_intervals"] else \
+        "NOT improved beyond the Wilson 95% intervals"
+    console.print(
+        f"[bold]Mean success on the {len(final['fine_tuned_tasks'])} fine-tuned task(s)[/bold]: "
+        f"pretrained {_fmt(before)} -> fine-tuned {_fmt(after)} "
+        f"({before['episodes']} episodes each): {verdict}."
+    )
+    if "not_fine_tuned_tasks" in final:
+        nf = final["not_fine_tuned_tasks"]
+        console.print(f"Tasks not fine-tuned on: pretrained {_fmt(nf['pretrained'])} -> {_fmt(nf['final'])}.")
+
+
+def write_plots(report: dict, output_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pool = report["pool"]
+    points = []
+    if report["pretrained"]:
+        points.append((0, report["pretrained"]))
+    points += [(r["demos_total"], r["eval"]) for r in report["rounds"] if r["eval"]]
+    title_suffix = f"{report['model']['isolation']}, strategy={report['strategy']}, " \
+                   f"{report['eval_protocol']['episodes_per_task']} eval episodes/task"
+    if points:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        xs = [p[0] for p in points]
+        for task in pool:
+            ax.plot(xs, [p[1]["per_task"][task]["success_rate"] for p in points], alpha=0.35, lw=1, marker=".", label=task)
+        mean = [p[1]["overall"]["success_rate"] for p in points]
+        lo = [p[1]["overall"]["ci95"][0] for p in points]
+        hi = [p[1]["overall"]["ci95"][1] for p in points]
+        ax.fill_between(xs, lo, hi, color="k", alpha=0.12, label="mean, Wilson 95%")
+        ax.plot(xs, mean, color="k", lw=2.5, marker="o", label="mean over pool")
+        ax.set_xlabel("fine-tuning demos spent")
+        ax.set_ylabel("success rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"Success vs demos\n({title_suffix})", fontsize=9)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        fig.tight_layout()
+        fig.savefig(output_dir / "success_vs_demos.png", dpi=110)
+        plt.close(fig)
+    if report["rounds"]:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        rounds = [r["round"] for r in report["rounds"]]
+        bottom = [0] * len(rounds)
+        for task in pool:
+            vals = [r["selected"].count(task) for r in report["rounds"]]
+            ax.bar(rounds, vals, bottom=bottom, label=task)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_xlabel("round")
+        ax.set_ylabel("demos pulled")
+        ax.set_xticks(rounds)
+        ax.set_title(f"Demos per task per round ({report['strategy']})", fontsize=9)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        fig.tight_layout()
+        fig.savefig(output_dir / "selections_per_round.png", dpi=110)
+        plt.close(fig)

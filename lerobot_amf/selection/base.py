@@ -1,0 +1,74 @@
+"""The strategy interface: which tasks the next demos are for.
+
+A strategy sees a ``SelectionContext`` (plain data about the run so far, plus the current
+policy and datasets for strategies that need them, like AMF) and returns a ``Selection``: the
+tasks of the next ``n`` demos (a task may repeat) and, per task, the numbers behind the choice
+so the ledger and report can show *why* each pick was made.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class SelectionContext:
+    round_index: int
+    pool: list[str]
+    target_weights: dict[str, float]  # mu(c), sums to 1 over the pool
+    counts: dict[str, int]  # fine-tuning demos collected so far, per task
+    capacity: dict[str, int | None]  # demos the source can still give per task (None: unlimited)
+    rng: np.random.Generator  # seeded per round: same seed -> same selections
+    pretrain_counts: dict[str, int] | None = None  # privileged (rebalancing); None if unknown
+    # For model-based strategies (AMF): the current policy and the data in hand.
+    policy: Any = None
+    preprocessor: Any = None
+    demo_dataset: Any = None
+    pretrain_dataset: Any = None
+    env_cfg: Any = None
+    accelerator: Any = None
+    plan: dict[str, Any] = field(default_factory=dict)  # strategy state kept across rounds (re-derivable)
+
+    def can_take(self, task: str, already: int = 0) -> bool:
+        cap = self.capacity.get(task)
+        return cap is None or cap - already > 0
+
+
+@dataclass
+class Selection:
+    tasks: list[str]  # one entry per demo to pull, in pick order
+    scores: dict[str, float] = field(default_factory=dict)  # per-task score used for the choice
+    details: dict[str, Any] = field(default_factory=dict)  # strategy-specific diagnostics
+    reason: str = ""  # one line: how the picks were made
+
+
+class Strategy(abc.ABC):
+    name: str
+    needs_policy: bool = False
+
+    @abc.abstractmethod
+    def select(self, ctx: SelectionContext, n: int) -> Selection:
+        """Tasks of the next ``n`` demos."""
+
+
+def greedy_fill(ctx: SelectionContext, n: int, key) -> list[str]:
+    """Pick ``n`` tasks one by one, each time the available task with the smallest ``key``.
+
+    ``key(task, picked_so_far)`` returns a sortable value; ties are broken by a seeded random
+    order so no task is favoured by its position in the pool.
+    """
+    order = list(ctx.rng.permutation(len(ctx.pool)))
+    picked: dict[str, int] = {t: 0 for t in ctx.pool}
+    out = []
+    for _ in range(n):
+        candidates = [t for t in ctx.pool if ctx.can_take(t, picked[t])]
+        if not candidates:
+            raise ValueError("The demo source has no demos left for any task in the pool.")
+        best = min(candidates, key=lambda t: (key(t, picked[t]), order[ctx.pool.index(t)]))
+        picked[best] += 1
+        out.append(best)
+    return out

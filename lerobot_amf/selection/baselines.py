@@ -1,0 +1,86 @@
+"""Selection baselines (AMF.md section 6). Any claim about AMF is made against all of them."""
+
+from __future__ import annotations
+
+from lerobot_amf.selection.base import Selection, SelectionContext, Strategy, greedy_fill
+
+
+class UniformStrategy(Strategy):
+    """Equal demos per task over the run, in a random order.
+
+    Each task's share of the demos is kept proportional to the target weights: the next pick
+    is the task furthest below its share, with seeded random tie-breaking, so after every full
+    cycle each task has the same count (for uniform weights).
+    """
+
+    name = "uniform"
+
+    def select(self, ctx: SelectionContext, n: int) -> Selection:
+        def deficit(task, extra):
+            return (ctx.counts.get(task, 0) + extra) / ctx.target_weights[task]
+
+        tasks = greedy_fill(ctx, n, deficit)
+        return Selection(
+            tasks, scores={t: ctx.counts.get(t, 0) / ctx.target_weights[t] for t in ctx.pool},
+            reason="uniform: fewest fine-tuning demos relative to target weight, random tie-break",
+        )
+
+
+class RandomStrategy(Strategy):
+    """Each demo's task drawn at random, with probability mu(c)."""
+
+    name = "random"
+
+    def select(self, ctx: SelectionContext, n: int) -> Selection:
+        picked: dict[str, int] = {t: 0 for t in ctx.pool}
+        tasks = []
+        for _ in range(n):
+            avail = [t for t in ctx.pool if ctx.can_take(t, picked[t])]
+            if not avail:
+                raise ValueError("The demo source has no demos left for any task in the pool.")
+            p = [ctx.target_weights[t] for t in avail]
+            task = avail[int(ctx.rng.choice(len(avail), p=[x / sum(p) for x in p]))]
+            picked[task] += 1
+            tasks.append(task)
+        return Selection(tasks, scores={t: ctx.target_weights[t] for t in ctx.pool},
+                         reason="random: task drawn with probability mu(c)")
+
+
+class LeastDemonstratedStrategy(Strategy):
+    """The task with the fewest fine-tuning demos in D, re-counted after every pick.
+
+    Unlike ``uniform`` it ignores target weights and has no notion of a planned share: it is the
+    reviewers' "sample the context that appears least often in the history" baseline.
+    """
+
+    name = "least_demonstrated"
+
+    def select(self, ctx: SelectionContext, n: int) -> Selection:
+        tasks = greedy_fill(ctx, n, lambda t, extra: ctx.counts.get(t, 0) + extra)
+        return Selection(tasks, scores={t: float(ctx.counts.get(t, 0)) for t in ctx.pool},
+                         reason="least_demonstrated: fewest demos in D so far")
+
+
+class RebalancingStrategy(Strategy):
+    """Privileged: knows the pretraining demos per task and fills the least covered tasks.
+
+    The pick minimises (pretraining + fine-tuning demos) / mu(c), so after enough rounds every
+    task's total coverage is proportional to its target weight.
+    """
+
+    name = "rebalancing"
+
+    def select(self, ctx: SelectionContext, n: int) -> Selection:
+        if ctx.pretrain_counts is None:
+            raise ValueError(
+                "amf.strategy=rebalancing needs the pretraining demos per task, which are unknown "
+                "for this pretrained policy (known for the embedded default's pretraining)."
+            )
+
+        def coverage(task, extra):
+            total = ctx.pretrain_counts.get(task, 0) + ctx.counts.get(task, 0) + extra
+            return total / ctx.target_weights[task]
+
+        tasks = greedy_fill(ctx, n, coverage)
+        return Selection(tasks, scores={t: coverage(t, 0) for t in ctx.pool},
+                         reason="rebalancing: least (pretraining + fine-tuning) demos per target weight")

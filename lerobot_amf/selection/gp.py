@@ -1,0 +1,362 @@
+"""Gaussian-process posterior in weight space, and greedy batch task selection (AMF §1, §3).
+
+Model: f(x) = φ(x)ᵀθ / √κ with θ ~ N(0, I_d), i.e. kernel k(x, x') = φ(x)ᵀφ(x') / κ, and
+observations with noise σ² / w (w ≥ 0 a fractional-observation weight, default 1). The
+posterior precision of θ is
+
+    A = I_d + Φᵀ W Φ / (σ² κ),        var(x) = φ(x)ᵀ A⁻¹ φ(x) / κ.
+
+Everything is computed in float64 through the Cholesky factor L of A (A = L Lᵀ): with the
+"whitened" target z = L⁻¹φ, var = ‖z‖² / κ. Adding T rows is a rank-T update A + U Uᵀ, and
+by Woodbury  var_after = var − ‖C⁻¹ Vᵀ z‖² / κ  with V = L⁻¹U, C Cᵀ = I_T + VᵀV — so one
+candidate costs O(T d² + m d T) against whitened targets that are shared by all candidates.
+Information gain depends on the states only (never on the actions), which is what makes it
+computable before a demo exists.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+Tensor = torch.Tensor
+ArrayLike = Union[Tensor, Sequence[Sequence[float]]]
+
+_DTYPE = torch.float64
+# Relative floor on var_after / var_before: guards log(0) when cancellation wipes a variance.
+_MIN_RATIO = 1e-12
+
+__all__ = [
+    "GreedyResult",
+    "WeightSpacePosterior",
+    "dense_gp_variance",
+    "greedy_batch",
+    "information_gain",
+    "kernel_scale",
+]
+
+
+def _as_rows(phi: ArrayLike, device: Optional[torch.device] = None) -> Tensor:
+    """Rows of embeddings as a 2-D float64 tensor (a single vector becomes one row)."""
+    t = torch.as_tensor(phi)
+    t = t.to(dtype=_DTYPE, device=device if device is not None else t.device)
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2:
+        raise ValueError(f"expected embeddings of shape (n, d), got {tuple(t.shape)}")
+    return t
+
+
+def _as_weights(weights: Optional[ArrayLike], n: int, device: torch.device) -> Tensor:
+    """Nonnegative per-row weights (default all ones), validated against the row count."""
+    if weights is None:
+        return torch.ones(n, dtype=_DTYPE, device=device)
+    w = torch.as_tensor(weights).to(dtype=_DTYPE, device=device).reshape(-1)
+    if w.numel() != n:
+        raise ValueError(f"got {w.numel()} weights for {n} rows")
+    if not torch.isfinite(w).all() or (w < 0).any():
+        raise ValueError("observation weights must be finite and nonnegative")
+    return w
+
+
+def kernel_scale(phi: ArrayLike) -> float:
+    """κ = mean of φᵀφ over the rows, so that the kernel's prior variance is ~1 on the pool.
+
+    Returns 1.0 when the rows are all zero (or there are none), so κ never divides by zero.
+    """
+    rows = _as_rows(phi)
+    if rows.shape[0] == 0:
+        return 1.0
+    kappa = float((rows * rows).sum(dim=1).mean())
+    if not math.isfinite(kappa) or kappa <= 0.0:
+        return 1.0
+    return kappa
+
+
+def information_gain(var_before: Tensor, var_after: Tensor, target_weights: Optional[Tensor] = None) -> float:
+    """Σ w · ½ log(var_before / var_after): mutual information of the new states with f(targets).
+
+    Targets with zero prior variance carry no information and contribute 0.
+    """
+    vb = torch.as_tensor(var_before, dtype=_DTYPE).reshape(-1)
+    va = torch.as_tensor(var_after, dtype=_DTYPE, device=vb.device).reshape(-1)
+    w = _as_weights(target_weights, vb.numel(), vb.device)
+    ok = vb > 0
+    ratio = torch.where(ok, va.clamp_min(0) / torch.where(ok, vb, torch.ones_like(vb)), torch.ones_like(vb))
+    ratio = ratio.clamp(min=_MIN_RATIO, max=1.0)
+    return float((w * (-0.5) * torch.log(ratio)).sum())
+
+
+def dense_gp_variance(
+    phi_obs: ArrayLike,
+    phi_targets: ArrayLike,
+    sigma2: float,
+    kappa: float,
+    obs_weights: Optional[ArrayLike] = None,
+) -> Tensor:
+    """Function-space posterior variance K_tt − K_to (K_oo + σ² W⁻¹)⁻¹ K_ot, kernel φφᵀ/κ.
+
+    O(n³) reference for the weight-space form (used by the tests). A weight w acts as noise
+    σ²/w; rows with w = 0 are dropped (infinite noise).
+    """
+    obs = _as_rows(phi_obs)
+    tgt = _as_rows(phi_targets, obs.device)
+    w = _as_weights(obs_weights, obs.shape[0], obs.device)
+    keep = w > 0
+    obs, w = obs[keep], w[keep]
+    k_tt = (tgt * tgt).sum(dim=1) / kappa
+    if obs.shape[0] == 0:
+        return k_tt
+    k_oo = obs @ obs.T / kappa + torch.diag(sigma2 / w)
+    k_ot = obs @ tgt.T / kappa
+    chol = torch.linalg.cholesky(k_oo)
+    half = torch.linalg.solve_triangular(chol, k_ot, upper=False)
+    return k_tt - (half * half).sum(dim=0)
+
+
+class WeightSpacePosterior:
+    """GP posterior kept as the Cholesky factor of A = I + ΦᵀWΦ/(σ²κ) (d × d, float64).
+
+    Cheap to copy and to query; `variance_after` answers "what if these states were added"
+    without touching the factor, which is what greedy selection needs per candidate.
+    """
+
+    def __init__(self, dim: int, sigma2: float, kappa: float = 1.0, device: Union[str, torch.device, None] = None):
+        if dim <= 0:
+            raise ValueError("dim must be positive")
+        if not sigma2 > 0 or not kappa > 0:
+            raise ValueError("sigma2 and kappa must be positive")
+        self.dim = int(dim)
+        self.sigma2 = float(sigma2)
+        self.kappa = float(kappa)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        # Accumulated Σ ΦᵀWΦ (unscaled) and the number / total weight of observed rows.
+        self._gram = torch.zeros(self.dim, self.dim, dtype=_DTYPE, device=self.device)
+        self._chol = torch.eye(self.dim, dtype=_DTYPE, device=self.device)
+        self.n_observed = 0
+        self.total_weight = 0.0
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def noise_scale(self) -> float:
+        """σ² κ: the denominator of every observation's contribution to A."""
+        return self.sigma2 * self.kappa
+
+    @property
+    def cholesky(self) -> Tensor:
+        """Lower-triangular L with L Lᵀ = A (read-only view; do not modify)."""
+        return self._chol
+
+    def precision(self) -> Tensor:
+        """A itself (d × d); for inspection and tests."""
+        return torch.eye(self.dim, dtype=_DTYPE, device=self.device) + self._gram / self.noise_scale
+
+    def copy(self) -> "WeightSpacePosterior":
+        """Independent copy (fantasised observations on it leave this one untouched)."""
+        other = WeightSpacePosterior.__new__(WeightSpacePosterior)
+        other.dim, other.sigma2, other.kappa, other.device = self.dim, self.sigma2, self.kappa, self.device
+        other._gram = self._gram.clone()
+        other._chol = self._chol.clone()
+        other.n_observed = self.n_observed
+        other.total_weight = self.total_weight
+        return other
+
+    def observe(self, phi: ArrayLike, weights: Optional[ArrayLike] = None) -> None:
+        """Add observed states (rows of φ, optional fractional weights) and refresh the factor.
+
+        Labels are never needed: the posterior variance depends on the states only.
+        """
+        rows = self._rows(phi)
+        w = _as_weights(weights, rows.shape[0], self.device)
+        if rows.shape[0] == 0:
+            return
+        self._gram += rows.T @ (rows * w.unsqueeze(1))
+        self._gram = 0.5 * (self._gram + self._gram.T)
+        self._chol = torch.linalg.cholesky(self.precision())
+        self.n_observed += rows.shape[0]
+        self.total_weight += float(w.sum())
+
+    def _observe_factor(self, factor: Tensor, n_rows: int, total_weight: float) -> None:
+        """Add a precomputed update U Uᵀ (U = d × r, already divided by √(σ²κ))."""
+        self._gram += (factor @ factor.T) * self.noise_scale
+        self._gram = 0.5 * (self._gram + self._gram.T)
+        self._chol = torch.linalg.cholesky(self.precision())
+        self.n_observed += n_rows
+        self.total_weight += total_weight
+
+    # -- queries -----------------------------------------------------------------------
+    def whiten(self, phi: ArrayLike) -> Tensor:
+        """Z = L⁻¹ φᵀ (d × m): compute once per posterior, reuse for every candidate."""
+        rows = self._rows(phi)
+        return torch.linalg.solve_triangular(self._chol, rows.T, upper=False)
+
+    def variance(self, phi: ArrayLike) -> Tensor:
+        """Posterior variance φᵀA⁻¹φ/κ of each row (m,), via one triangular solve."""
+        z = self.whiten(phi)
+        return (z * z).sum(dim=0) / self.kappa
+
+    def update_factor(self, phi_new: ArrayLike, weights_new: Optional[ArrayLike] = None) -> Tensor:
+        """U (d × r, r ≤ min(T, d)) with U Uᵀ = Φ'ᵀW'Φ'/(σ²κ): the rank update of adding φ'.
+
+        Zero-weight rows are dropped; when T > d the update is compressed to rank ≤ d through
+        an eigendecomposition, so a candidate never costs more than a d-dimensional update.
+        """
+        rows = self._rows(phi_new)
+        w = _as_weights(weights_new, rows.shape[0], self.device)
+        keep = w > 0
+        rows, w = rows[keep], w[keep]
+        if rows.shape[0] == 0:
+            return torch.zeros(self.dim, 0, dtype=_DTYPE, device=self.device)
+        u = (rows * torch.sqrt(w / self.noise_scale).unsqueeze(1)).T  # d × T
+        if u.shape[1] <= self.dim:
+            return u
+        evals, evecs = torch.linalg.eigh(u @ u.T)
+        keep_e = evals > evals.max().clamp_min(0) * 1e-14
+        return evecs[:, keep_e] * torch.sqrt(evals[keep_e]).unsqueeze(0)
+
+    def variance_reduction(self, whitened_targets: Tensor, factor: Tensor) -> Tensor:
+        """var_before − var_after (m,) for whitened targets Z and update factor U (Woodbury).
+
+        With V = L⁻¹U and C Cᵀ = I + VᵀV, the reduction is ‖C⁻¹VᵀZ‖² / κ per target column;
+        cost O(r d² + m d r), no d × d refactorisation.
+        """
+        m = whitened_targets.shape[1]
+        if factor.shape[1] == 0:
+            return torch.zeros(m, dtype=_DTYPE, device=self.device)
+        v = torch.linalg.solve_triangular(self._chol, factor, upper=False)  # d × r
+        inner = torch.eye(v.shape[1], dtype=_DTYPE, device=self.device) + v.T @ v
+        c = torch.linalg.cholesky(inner)
+        # C⁻¹Vᵀ first (r² d), then one GEMM against the shared targets (r d m).
+        proj = torch.linalg.solve_triangular(c, v.T, upper=False) @ whitened_targets  # r × m
+        return (proj * proj).sum(dim=0) / self.kappa
+
+    def variance_after(
+        self,
+        phi_target: ArrayLike,
+        phi_new: ArrayLike,
+        weights_new: Optional[ArrayLike] = None,
+    ) -> Tensor:
+        """Variance of the targets (m,) had the rows φ_new (weights w_new) also been observed.
+
+        Computed as a rank-T Woodbury update against the existing factor; the posterior itself
+        is not modified.
+        """
+        z = self.whiten(phi_target)
+        var_before = (z * z).sum(dim=0) / self.kappa
+        red = self.variance_reduction(z, self.update_factor(phi_new, weights_new))
+        return torch.maximum(var_before - red, var_before * _MIN_RATIO)
+
+    def _rows(self, phi: ArrayLike) -> Tensor:
+        rows = _as_rows(phi, self.device)
+        if rows.shape[1] != self.dim:
+            raise ValueError(f"embedding dim {rows.shape[1]} != posterior dim {self.dim}")
+        return rows
+
+
+@dataclass
+class GreedyResult:
+    """Outcome of greedy batch selection, with enough detail to explain every pick.
+
+    picks: task names in pick order (a task may repeat).
+    step_scores: per step, the information gain (nats, target-weighted) of every task that
+        still had capacity at that step, given the fantasised picks before it.
+    first_step_variance: per task, (weighted mean target variance before, after) a single
+        demo of that task is added to the initial posterior.
+    total_gain: information gain of the whole batch (= sum of the picked steps' gains).
+    """
+
+    picks: list[str] = field(default_factory=list)
+    step_scores: list[dict[str, float]] = field(default_factory=list)
+    first_step_variance: dict[str, Tuple[float, float]] = field(default_factory=dict)
+    total_gain: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        """Number of picks per task (tasks never picked are absent)."""
+        out: dict[str, int] = {}
+        for name in self.picks:
+            out[name] = out.get(name, 0) + 1
+        return out
+
+
+def _step_gains(
+    posterior: WeightSpacePosterior,
+    factors: Mapping[str, Tuple[Tensor, int, float]],
+    names: Sequence[str],
+    z: Tensor,
+    target_w: Tensor,
+) -> Tuple[dict[str, float], Tensor, dict[str, Tensor]]:
+    """Weighted info gain of each named candidate against whitened targets z."""
+    var_before = (z * z).sum(dim=0) / posterior.kappa
+    gains: dict[str, float] = {}
+    after: dict[str, Tensor] = {}
+    ok = var_before > 0
+    safe_before = torch.where(ok, var_before, torch.ones_like(var_before))
+    for name in names:
+        red = posterior.variance_reduction(z, factors[name][0])
+        # ½ log(vb / va) = −½ log1p(−red / vb); stable when the reduction is small.
+        frac = torch.where(ok, red / safe_before, torch.zeros_like(red)).clamp(0.0, 1.0 - _MIN_RATIO)
+        gains[name] = float((target_w * (-0.5) * torch.log1p(-frac)).sum())
+        after[name] = var_before * (1.0 - frac)
+    return gains, var_before, after
+
+
+def greedy_batch(
+    posterior: WeightSpacePosterior,
+    candidates: Mapping[str, Tuple[ArrayLike, Optional[ArrayLike]]],
+    targets: Tuple[ArrayLike, Optional[ArrayLike]],
+    batch_size: int,
+    allowed: Optional[Mapping[str, int]] = None,
+) -> GreedyResult:
+    """Greedily pick `batch_size` tasks (repeats allowed) maximising weighted info gain on targets.
+
+    candidates: task -> (φ of the states a demo of that task would visit, their weights or None).
+    targets: (φ of target states, their weights μ(c)·w or None) — shared by all candidates.
+    allowed: optional task -> max picks remaining (capacity); tasks absent from it are uncapped.
+    After each pick its states are fantasised into a copy of the posterior (no labels needed)
+    and all candidates are re-scored; by submodularity the batch is within (1 − 1/e) of the
+    best. Ties go to the earliest task in `candidates`. Stops early if capacity runs out.
+    The input posterior is not modified.
+    """
+    if batch_size < 0:
+        raise ValueError("batch_size must be nonnegative")
+    post = posterior.copy()
+    names = list(candidates)
+    phi_t = post._rows(targets[0])
+    target_w = _as_weights(targets[1], phi_t.shape[0], post.device)
+    factors: dict[str, Tuple[Tensor, int, float]] = {}
+    for name in names:
+        phi_c, w_c = candidates[name]
+        rows = post._rows(phi_c)
+        w = _as_weights(w_c, rows.shape[0], post.device)
+        factors[name] = (post.update_factor(rows, w), rows.shape[0], float(w.sum()))
+    caps = allowed if allowed is not None else {}
+    remaining = {n: int(caps.get(n, batch_size)) for n in names}
+    w_total = float(target_w.sum())
+
+    result = GreedyResult()
+    for step in range(batch_size):
+        live = [n for n in names if remaining[n] > 0]
+        if not live:
+            break
+        z = post.whiten(phi_t)
+        gains, var_before, after = _step_gains(post, factors, live, z, target_w)
+        if step == 0:
+            denom = w_total if w_total > 0 else 1.0
+            mean_before = float((target_w * var_before).sum()) / denom
+            result.first_step_variance = {
+                n: (mean_before, float((target_w * after[n]).sum()) / denom) for n in live
+            }
+        best = live[0]
+        for n in live[1:]:
+            if gains[n] > gains[best]:
+                best = n
+        result.picks.append(best)
+        result.step_scores.append(gains)
+        result.total_gain += gains[best]
+        remaining[best] -= 1
+        u, n_rows, wsum = factors[best]
+        post._observe_factor(u, n_rows, wsum)
+    return result

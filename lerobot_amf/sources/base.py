@@ -1,0 +1,64 @@
+"""The demo-source interface: "give me k new demos of task c".
+
+A source knows its task names and how many demos it can still give per task; ``pull`` returns
+whole episodes as frame arrays keyed by LeRobot feature names, each with a stable ``demo_id``
+so the run's ledger can guarantee that no demo is pulled twice (the ids already pulled are
+passed back in as ``exclude``). Writing them into the run's LeRobotDataset happens in one
+place, ``lerobot_amf.data.append_demos``, whatever the source.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lerobot_amf.errors import AMFInputError
+
+
+@dataclass
+class Demo:
+    demo_id: str  # stable, unique within the source
+    task: str  # task name in the pool
+    instruction: str  # the LeRobot dataset "task" string (language instruction)
+    frames: dict[str, np.ndarray]  # feature name -> (T, ...) array
+    info: dict = field(default_factory=dict)  # provenance: seed, success, source episode index ...
+
+    @property
+    def length(self) -> int:
+        return len(next(iter(self.frames.values())))
+
+
+class DemoSource(abc.ABC):
+    """Where demonstrations come from (a scripted expert in simulation, a Hub dataset, ...)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def tasks(self) -> list[str]:
+        """Every task name this source can give demos for."""
+
+    @abc.abstractmethod
+    def remaining(self, task: str, exclude: set[str]) -> int | None:
+        """How many more demos of ``task`` can be pulled (None: unlimited)."""
+
+    @abc.abstractmethod
+    def pull(self, task: str, k: int, exclude: set[str]) -> list[Demo]:
+        """``k`` new demos of ``task`` whose ids are not in ``exclude``."""
+
+    @abc.abstractmethod
+    def features(self) -> dict[str, dict]:
+        """LeRobot dataset features of the frames this source returns."""
+
+    @property
+    @abc.abstractmethod
+    def fps(self) -> int: ...
+
+    def validate_pool(self, pool: list[str]) -> None:
+        unknown = [t for t in pool if t not in self.tasks()]
+        if unknown:
+            raise AMFInputError(
+                f"Unknown task name(s) for source {self.name!r}: {', '.join(unknown)}. "
+                f"Allowed: {', '.join(self.tasks())}."
+            )

@@ -20,6 +20,7 @@ seeds its sub-envs with consecutive seeds) covers a comma-separated list of task
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from lerobot_amf.errors import AMFInputError
 
 GYM_ID = "lerobot_amf/MetaworldState-v0"
 STATE_DIM = 39
+RENDER_SIZE = 128
 ACTION_DIM = 4
 
 # All Metaworld v3 task names, sorted: the one-hot vocabulary (never reorder).
@@ -96,7 +98,7 @@ def make_metaworld_task_env(task: str):
     import metaworld
 
     mt1 = metaworld.MT1(task, seed=0)
-    env = mt1.train_classes[task]()
+    env = mt1.train_classes[task](render_mode="rgb_array", width=RENDER_SIZE, height=RENDER_SIZE)
     env.set_task(mt1.train_tasks[0])
     env._freeze_rand_vec = False  # re-sample object/goal positions at each reset ...
     env.seeded_rand_vec = True  # ... from the env's seeded generator, so a seed fixes them
@@ -113,6 +115,7 @@ class MetaworldStateEnv(gym.Env):
         self.tasks = parse_task_list(tasks)
         self._max_episode_steps = int(episode_length)
         self._envs: dict[str, Any] = {}
+        self._render_failed = False
         self.observation_space = spaces.Dict(
             {
                 "agent_pos": spaces.Box(-np.inf, np.inf, shape=(STATE_DIM,), dtype=np.float32),
@@ -157,8 +160,17 @@ class MetaworldStateEnv(gym.Env):
         """Metaworld's own observation vector, the input of its scripted experts."""
         return self._raw
 
-    def render(self):
-        return self._env.render()
+    def render(self) -> np.ndarray:
+        """An RGB frame for videos (``lerobot-eval`` records some). Observations never need it:
+        without an OpenGL platform (headless machines without EGL) the frame is blank, once
+        warned about, so state-based evaluation still runs."""
+        if not self._render_failed:
+            try:
+                return np.flip(self._env.render(), (0, 1)).copy()
+            except Exception as err:  # noqa: BLE001 - any GL failure means "no rendering here"
+                self._render_failed = True
+                warnings.warn(f"Metaworld rendering unavailable ({type(err).__name__}); video frames are blank.")
+        return np.zeros((RENDER_SIZE, RENDER_SIZE, 3), dtype=np.uint8)
 
     def close(self):
         for env in self._envs.values():
@@ -191,9 +203,6 @@ class MetaworldStateEnvConfig(EnvConfig):
             "environment_state": OBS_ENV_STATE,
         }
     )
-
-    def __post_init__(self):
-        parse_task_list(self.task)
 
     @property
     def package_name(self) -> str:

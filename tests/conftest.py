@@ -1,0 +1,66 @@
+"""Shared fixtures. Everything runs offline (HF_HUB_OFFLINE=1) on CPU, on data the tests build."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+# A tiny but complete configuration of the embedded default: real diffusion policy, real
+# Metaworld, real LeRobot datasets and checkpoints; small enough for 2 CPU cores.
+TINY_ARGS = [
+    "--policy.type=diffusion",
+    "--policy.down_dims=[16,32]",
+    "--policy.diffusion_step_embed_dim=16",
+    "--policy.device=cpu",
+    "--policy.push_to_hub=false",
+    "--policy.noise_scheduler_type=DDIM",
+    "--policy.num_inference_steps=3",
+    "--policy.scheduler_warmup_steps=2",
+    "--env.type=mw_state",
+    "--env.task=reach-v3,drawer-close-v3",
+    "--env.episode_length=40",
+    "--amf.rounds=2",
+    "--amf.demos_per_round=2",
+    "--amf.steps_per_round=6",
+    "--amf.eval_episodes=2",
+    "--amf.eval_batch_size=2",
+    "--amf.pretrain.steps=6",
+    "--amf.pretrain.demos_covered=2",
+    "--amf.pretrain.demos_uncovered=1",
+    "--batch_size=8",
+    "--num_workers=0",
+]
+
+
+def run_cli(args, home: Path, check=True, timeout=600):
+    env = {**os.environ, "HF_LEROBOT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lerobot_amf.train", *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"CLI failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def lerobot_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("lerobot_home")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, lerobot_home) -> Path:
+    """One complete tiny run (pretraining included), shared by the end-to-end tests."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    run_cli([*TINY_ARGS, f"--output_dir={out}", "--amf.strategy=rebalancing"], lerobot_home)
+    return out
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

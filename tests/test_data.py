@@ -1,0 +1,59 @@
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.sampler import EpisodeAwareSampler
+
+from lerobot_amf.data import episode_aware_sampler, episodes_stats, write_demos
+from lerobot_amf.sources.metaworld import MetaworldExpertSource
+
+
+def _build(tmp_path):
+    src = MetaworldExpertSource(seed=1)
+    root = tmp_path / "demos"
+    a = src.pull("reach-v3", 2, set())
+    b = src.pull("drawer-close-v3", 2, set())
+    rec1 = write_demos("local/test", root, src.fps, src.features(), a)
+    rec2 = write_demos("local/test", root, src.fps, src.features(), b)  # appended by a later call
+    return root, a + b, rec1 + rec2
+
+
+def test_demos_appended_across_calls_are_all_readable(tmp_path):
+    root, demos, records = _build(tmp_path)
+    ds = LeRobotDataset("local/test", root=root)
+    assert ds.num_episodes == 4
+    assert [r["episode_index"] for r in records] == [0, 1, 2, 3]
+    assert ds.num_frames == sum(d.length for d in demos)
+    first_of_third = ds[ds.meta.episodes[2]["dataset_from_index"]]
+    np.testing.assert_allclose(first_of_third["observation.state"].numpy(), demos[2].frames["observation.state"][0])
+    assert first_of_third["task"] == demos[2].instruction
+
+
+def test_sampler_workaround_yields_only_selected_episodes(tmp_path):
+    root, demos, _ = _build(tmp_path)
+    subset = LeRobotDataset("local/test", root=root, episodes=[2, 3])
+    ours = list(episode_aware_sampler(subset, drop_n_last_frames=0, shuffle=False))
+    assert len(ours) == demos[2].length + demos[3].length == len(subset)
+    assert {int(subset[i]["episode_index"]) for i in ours} == {2, 3}
+    # LeRobot 0.4.4's sampler, built the way lerobot-train builds it, yields indices that are
+    # wrong for this dataset (the bug the workaround exists for).
+    raw = EpisodeAwareSampler(
+        subset.meta.episodes["dataset_from_index"], subset.meta.episodes["dataset_to_index"],
+        episode_indices_to_use=subset.episodes,
+    )
+    assert max(raw.indices) >= len(subset)
+
+
+def test_sampler_drops_last_frames_per_episode(tmp_path):
+    root, demos, _ = _build(tmp_path)
+    ds = LeRobotDataset("local/test", root=root)
+    assert len(episode_aware_sampler(ds, drop_n_last_frames=3)) == ds.num_frames - 3 * 4
+
+
+def test_episode_stats_are_those_of_the_selected_episodes_only(tmp_path):
+    root, demos, _ = _build(tmp_path)
+    subset = LeRobotDataset("local/test", root=root, episodes=[2, 3])
+    stats = episodes_stats(subset, [2, 3])
+    actions = np.concatenate([demos[2].frames["action"], demos[3].frames["action"]])
+    np.testing.assert_allclose(stats["action"]["min"], actions.min(0), rtol=1e-5)
+    np.testing.assert_allclose(stats["action"]["mean"], actions.mean(0), rtol=1e-4)
+    full = episodes_stats(LeRobotDataset("local/test", root=root))
+    assert not np.allclose(full["observation.state"]["mean"], stats["observation.state"]["mean"])

@@ -1,0 +1,134 @@
+"""The whole loop through the CLI: pretraining, rounds, ledger, report, checkpoints, lerobot-eval."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+from conftest import TINY_ARGS, read_jsonl, run_cli
+
+
+def test_report_states_model_strategy_demos_and_protocol(tiny_run):
+    report = json.loads((tiny_run / "amf_report.json").read_text())
+    assert report["complete"] is True
+    assert report["model"]["isolation"].startswith("single model")
+    assert report["strategy"] == "rebalancing"
+    assert report["demos_per_task"]["pretraining"] == {"reach-v3": 2, "drawer-close-v3": 1}
+    assert sum(report["demos_per_task"]["fine_tuning"].values()) == 4
+    assert report["eval_protocol"]["episodes_per_task"] == 2
+    assert len(report["rounds"]) == 2
+    for r in [report["pretrained"], *[r["eval"] for r in report["rounds"]]]:
+        for task in ("reach-v3", "drawer-close-v3"):
+            entry = r["per_task"][task]
+            assert entry["episodes"] == 2 and 0 <= entry["ci95"][0] <= entry["ci95"][1] <= 1
+    assert report["final"]["fine_tuned_tasks"]
+    assert (tiny_run / "success_vs_demos.png").stat().st_size > 1000
+    assert (tiny_run / "selections_per_round.png").stat().st_size > 1000
+
+
+def test_rebalancing_fills_the_uncovered_task_first(tiny_run):
+    selections = [r for r in read_jsonl(tiny_run / "amf_ledger.jsonl") if r["event"] == "selection"]
+    # pretraining: reach 2, drawer-close 1 -> the first pick is drawer-close
+    assert selections[0]["tasks"][0] == "drawer-close-v3"
+
+
+def test_ledger_and_dataset_agree_and_no_demo_is_pulled_twice(tiny_run):
+    records = read_jsonl(tiny_run / "amf_ledger.jsonl")
+    demos = [d for r in records if r["event"] == "demos_pulled" for d in r["demos"]]
+    assert len(demos) == len({d["demo_id"] for d in demos}) == 4
+    ds = LeRobotDataset("local/amf_demos", root=tiny_run / "demos")
+    assert ds.num_episodes == 4
+    assert [d["episode_index"] for d in demos] == list(range(4))
+    assert ds.num_frames == sum(d["length"] for d in demos)
+    events = [r["event"] for r in records]
+    assert events[0] == "run_start" and events[-1] == "run_end"
+    assert events.count("round_end") == 2
+
+
+def test_checkpoints_are_lerobot_checkpoints_with_the_amf_config(tiny_run):
+    last = tiny_run / "checkpoints" / "last" / "pretrained_model"
+    assert (last / "model.safetensors").exists() and (last / "config.json").exists()
+    train_cfg = json.loads((last / "train_config.json").read_text())
+    assert train_cfg["amf"]["strategy"] == "rebalancing" and train_cfg["amf"]["rounds"] == 2
+
+
+def test_second_run_reuses_the_cached_pretrained_policy(tiny_run, lerobot_home, tmp_path):
+    proc = run_cli([*TINY_ARGS, f"--output_dir={tmp_path / 'again'}", "--amf.strategy=uniform", "--amf.rounds=1",
+                    "--amf.budget=2"], lerobot_home)
+    assert "Pretraining generalist" not in proc.stderr
+    assert "read from amf_eval_" in proc.stderr  # the pretrained policy's evaluation is cached too
+    first = json.loads((tiny_run / "amf_report.json").read_text())
+    second = json.loads((tmp_path / "again" / "amf_report.json").read_text())
+    assert second["pretrained"] == first["pretrained"]
+    assert second["strategy"] == "uniform" and sorted(second["rounds"][0]["selected"]) == ["drawer-close-v3", "reach-v3"]
+
+
+def test_resume_continues_from_the_ledger_without_pulling_again(tiny_run, lerobot_home, tmp_path):
+    out = tmp_path / "resumed"
+    run_cli([*TINY_ARGS, f"--output_dir={out}", "--amf.strategy=least_demonstrated"], lerobot_home)
+    ledger = out / "amf_ledger.jsonl"
+    lines = ledger.read_text().splitlines(keepends=True)
+    # simulate a crash right after round 0 ended
+    cut = max(i for i, line in enumerate(lines) if '"round_end"' in line and '"round": 0' in line)
+    ledger.write_text("".join(lines[: cut + 1]))
+    import shutil
+
+    shutil.rmtree(out / "demos")
+    first_round_demos = [d for r in read_jsonl(ledger) if r["event"] == "demos_pulled" for d in r["demos"]]
+    from lerobot_amf.sources.metaworld import MetaworldExpertSource
+    from lerobot_amf.data import write_demos
+
+    src = MetaworldExpertSource(seed=1000)
+    pulled = [src.pull(d["task"], 1, set())[0] for d in first_round_demos]
+    write_demos("local/amf_demos", out / "demos", src.fps, src.features(), pulled)
+    run_cli([*TINY_ARGS, f"--output_dir={out}", "--amf.strategy=least_demonstrated", "--resume=true"], lerobot_home)
+    records = read_jsonl(ledger)
+    assert [r["round"] for r in records if r["event"] == "round_end"] == [0, 1]
+    demos = [d for r in records if r["event"] == "demos_pulled" for d in r["demos"]]
+    assert len(demos) == len({d["demo_id"] for d in demos}) == 4
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--env.task=reach-v3,flying-v3"], "flying-v3"),
+        (["--amf.tasks=reach-v3,nope-v3"], "nope-v3"),
+        (["--amf.strategy=greedy"], "greedy"),
+        (["--amf.budget=1"], "smaller than one round"),
+        (["--amf.budget=50"], "cannot be spent"),
+        (["--amf.source_demos_per_task=1", "--amf.budget=4"], "exceeds what source"),
+        (["--amf.target_weights={\"push-v3\": 1.0}"], "push-v3"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_home, tmp_path):
+    out = tmp_path / "bad"
+    proc = run_cli([*TINY_ARGS, f"--output_dir={out}", *args], lerobot_home, check=False, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert needle in last and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not out.exists()
+
+
+def test_existing_output_dir_is_not_overwritten(tiny_run, lerobot_home):
+    before = (tiny_run / "amf_ledger.jsonl").read_text()
+    proc = run_cli([*TINY_ARGS, f"--output_dir={tiny_run}"], lerobot_home, check=False, timeout=120)
+    assert proc.returncode != 0 and "already exists" in proc.stderr.strip().splitlines()[-1]
+    assert (tiny_run / "amf_ledger.jsonl").read_text() == before
+
+
+def test_stock_lerobot_eval_runs_on_the_output_checkpoint(tiny_run, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lerobot.scripts.lerobot_eval",
+         f"--policy.path={tiny_run / 'checkpoints' / 'last' / 'pretrained_model'}",
+         "--env.type=mw_state", "--env.task=reach-v3,drawer-close-v3", "--env.episode_length=20",
+         "--env.discover_packages_path=lerobot_amf", "--eval.n_episodes=2", "--eval.batch_size=2",
+         "--policy.device=cpu", f"--output_dir={tmp_path / 'eval'}"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
+    assert "pc_success" in info["overall"] and info["overall"]["n_episodes"] == 2

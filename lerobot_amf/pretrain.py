@@ -27,6 +27,7 @@ from lerobot_amf.sources.metaworld import MetaworldExpertSource
 from lerobot_amf.training import train_steps
 
 PRETRAIN_RECORD = "amf_pretrain.json"
+PRETRAIN_DEMOS_DIR = "pretrain_demos"  # inside the cached checkpoint: a LeRobotDataset
 
 
 def pretrain_allocation(pool: list[str], pcfg) -> dict[str, int]:
@@ -64,23 +65,22 @@ def ensure_pretrained(cfg, pool: list[str], accelerator) -> Path:
     if (final / PRETRAIN_RECORD).exists():
         logging.info(f"Using cached pretrained policy {final}")
         return final
-    if accelerator.is_main_process:
-        _pretrain(cfg, allocation, key_material, cache_root, final, accelerator)
-    accelerator.wait_for_everyone()
+    _pretrain(cfg, allocation, key_material, cache_root, final, accelerator)
     return final
 
 
 def _pretrain(cfg, allocation, key_material, cache_root: Path, final: Path, accelerator) -> None:
-    work = cache_root / f"{final.name}.tmp{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    source = MetaworldExpertSource(
-        seed=cfg.seed, action_noise=cfg.amf.action_noise, namespace="pretrain",
-    )
-    logging.info(f"Pretraining: recording expert demos {allocation}")
-    demos = [demo for task, k in allocation.items() if k for demo in source.pull(task, k, set())]
-    write_demos("local/amf_pretrain_demos", work / "demos", source.fps, source.features(), demos)
+    """Main process records the demos; every process trains (DDP); main saves atomically."""
     from lerobot.datasets.factory import make_dataset
 
+    work = cache_root / f"{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(work, ignore_errors=True)
+        source = MetaworldExpertSource(seed=cfg.seed, action_noise=cfg.amf.action_noise, namespace="pretrain")
+        logging.info(f"Pretraining: recording expert demos {allocation}")
+        demos = [demo for task, k in allocation.items() if k for demo in source.pull(task, k, set())]
+        write_demos("local/amf_pretrain_demos", work / "demos", source.fps, source.features(), demos)
+    accelerator.wait_for_everyone()
     pre_cfg = dataclasses.replace(
         cfg, steps=cfg.amf.pretrain.steps, batch_size=cfg.amf.pretrain.batch_size,
         dataset=dataclasses.replace(cfg.dataset, repo_id="local/amf_pretrain_demos", root=str(work / "demos"), episodes=None),
@@ -92,17 +92,22 @@ def _pretrain(cfg, allocation, key_material, cache_root: Path, final: Path, acce
     policy = accelerator.prepare(policy)
     metrics, _, _ = train_steps(pre_cfg, policy, train_set, preprocessor, accelerator,
                                 pre_cfg.steps, desc="Pretraining generalist")
-    out = work / "checkpoint"
-    accelerator.unwrap_model(policy).save_pretrained(out)
-    preprocessor.save_pretrained(out)
-    postprocessor.save_pretrained(out)
-    record = {
-        "demos_per_task": allocation,
-        "train": metrics,
-        "cache_key": key_material,
-        "note": "embedded default generalist: Metaworld scripted-expert demos, trained from scratch",
-    }
-    (out / PRETRAIN_RECORD).write_text(json.dumps(record, indent=2, default=str))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(out, final)  # atomic: a crash leaves no half-written cache entry
-    shutil.rmtree(work, ignore_errors=True)
+    if accelerator.is_main_process:
+        out = work / "checkpoint"
+        accelerator.unwrap_model(policy).save_pretrained(out)
+        preprocessor.save_pretrained(out)
+        postprocessor.save_pretrained(out)
+        record = {
+            "demos_per_task": allocation,
+            "train": metrics,
+            "cache_key": key_material,
+            "note": "embedded default generalist: Metaworld scripted-expert demos, trained from scratch",
+            "demos": {"repo_id": "local/amf_pretrain_demos", "root": PRETRAIN_DEMOS_DIR},
+        }
+        (out / PRETRAIN_RECORD).write_text(json.dumps(record, indent=2, default=str))
+        # The pretraining demos stay with the checkpoint (AMF's state estimates and replay use them).
+        os.replace(work / "demos", out / PRETRAIN_DEMOS_DIR)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(out, final)  # atomic: a crash leaves no half-written cache entry
+        shutil.rmtree(work, ignore_errors=True)
+    accelerator.wait_for_everyone()

@@ -132,3 +132,12 @@ def test_stock_lerobot_eval_runs_on_the_output_checkpoint(tiny_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
     assert "pc_success" in info["overall"] and info["overall"]["n_episodes"] == 2
+
+
+def test_pretrained_checkpoint_keeps_its_demos_and_counts(tiny_run, lerobot_home):
+    (ckpt,) = [p for p in (lerobot_home / "lerobot_amf_cache").iterdir() if p.name.startswith("pretrained_")]
+    record = json.loads((ckpt / "amf_pretrain.json").read_text())
+    assert record["demos_per_task"] == {"reach-v3": 2, "drawer-close-v3": 1}
+    demos = LeRobotDataset(record["demos"]["repo_id"], root=ckpt / record["demos"]["root"])
+    assert demos.num_episodes == 3
+    assert sorted(demos.meta.tasks.index) == ["Push and close a drawer", "Reach a goal position"]

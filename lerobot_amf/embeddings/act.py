@@ -1,0 +1,128 @@
+"""Loss-gradient embedding of LeRobot's ``ACTPolicy`` (L1 loss, sub-gradient).
+
+Last layer: ``policy.model.action_head`` (``nn.Linear(dim_model, A)``), applied at each of the
+``chunk_size`` decoder positions. The policy runs in eval mode, so the VAE encoder is skipped
+and the latent is zero (ACT's inference path): ŷ (B, S, A) is the policy's own action chunk.
+The loss per state follows ``ACTPolicy.forward`` (the KL term does not touch the action head):
+
+    L = mean_{t,a} m_t · | y*_{t,a} − ŷ_{t,a} |,    dL/dŷ = m_t · sign(ŷ − y*) / (S·A),
+
+(the mean runs over all S·A entries, padded ones included, as LeRobot's does), with the
+sub-gradient sign(0) = 0 (what autograd uses).
+
+Pseudo-target y* (with y* = ŷ the L1 sub-gradient is identically zero, so the own prediction
+cannot be used as is):
+- ``pseudo_target="batch"``: the dataset action chunk ``batch["action"]`` (B, S, A), masked with
+  ``batch["action_is_pad"]`` (B, S) when present (m_t = 0 on padded steps) — the policy's
+  actual training-loss gradient at that sample;
+- ``pseudo_target="perturbed"``: y*_k = ŷ + ``pseudo_noise`` · ξ_k for K = ``n_draws`` fixed
+  seeded ξ_k ~ N(0, I) (S, A), the same for every state, averaged over k; no padding mask (the
+  target is a full chunk). Then sign(ŷ − y*_k) = −sign(ξ_k) whatever ``pseudo_noise`` > 0 is:
+  the embedding is Σ_t s_t ⊗ [h_t, 1] with fixed random signs s_t = −mean_k sign(ξ_k,t), a
+  fixed random linear read-out of the decoder features, which is what the L1 geometry gives
+  around the policy's own action;
+- ``pseudo_target="auto"`` (default): "batch" when the batch carries ``action``, else
+  "perturbed". Embeddings of one kernel should all be computed in one mode (a GP mixing the
+  two compares different functions): pass the mode explicitly when some batches lack actions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lerobot_amf.embeddings.base import Capture, Embedder, capture_io
+
+Tensor = torch.Tensor
+
+__all__ = ["ACTEmbedder", "PSEUDO_TARGETS"]
+
+OBS_STATE = "observation.state"
+OBS_ENV_STATE = "observation.environment_state"
+OBS_IMAGES = "observation.images"
+ACTION = "action"
+
+PSEUDO_TARGETS = ("auto", "batch", "perturbed")
+
+
+class ACTEmbedder(Embedder):
+    family = "act"
+    loss_name = "l1_subgradient"
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        kind: str = "gradient",
+        dim: int = 2048,
+        seed: int = 0,
+        n_draws: int = 4,
+        pseudo_target: str = "auto",
+        pseudo_noise: float = 0.1,
+    ):
+        if pseudo_target not in PSEUDO_TARGETS:
+            raise ValueError(f"pseudo_target must be one of {PSEUDO_TARGETS}, got {pseudo_target!r}")
+        if not pseudo_noise > 0:
+            raise ValueError("pseudo_noise must be positive")
+        super().__init__(policy, kind=kind, dim=dim, seed=seed, n_draws=n_draws)
+        cfg = self.policy.config
+        self.config = cfg
+        self.chunk_size = int(cfg.chunk_size)
+        self.action_dim = int(cfg.action_feature.shape[0])
+        self.pseudo_target = pseudo_target
+        self.pseudo_noise = float(pseudo_noise)
+        gen = self.draw_generator()
+        self.xi = torch.randn((self.n_draws, self.chunk_size, self.action_dim), generator=gen)  # (K, S, A)
+        self.last_mode: str | None = None
+
+    def _last_layer(self) -> nn.Module:
+        return self.policy.model.action_head
+
+    def prepare_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Observations in the layout ``ACT.forward`` expects (last step if a time axis is given)."""
+        cfg = self.config
+        out = {}
+        if OBS_STATE in batch:
+            s = batch[OBS_STATE]
+            out[OBS_STATE] = s[:, -1] if s.ndim == 3 else s
+        if cfg.env_state_feature:
+            e = batch[OBS_ENV_STATE]
+            out[OBS_ENV_STATE] = e[:, -1] if e.ndim == 3 else e
+        if cfg.image_features:
+            out[OBS_IMAGES] = [batch[k][:, -1] if batch[k].ndim == 5 else batch[k] for k in cfg.image_features]
+        if OBS_STATE not in out:  # ACT reads the device off observation.state
+            ref = out.get(OBS_ENV_STATE, out.get(OBS_IMAGES, [None])[0])
+            out[OBS_STATE] = torch.zeros(ref.shape[0], 0, device=ref.device)
+        return out
+
+    def mode_for(self, batch: dict[str, Tensor]) -> str:
+        if self.pseudo_target == "auto":
+            return "batch" if ACTION in batch else "perturbed"
+        if self.pseudo_target == "batch" and ACTION not in batch:
+            raise ValueError("pseudo_target='batch' needs 'action' (B, chunk_size, A) in the batch")
+        return self.pseudo_target
+
+    def _capture(self, batch: dict[str, Tensor]) -> Capture:
+        with capture_io(self.layer) as io:
+            self.policy.model(self.prepare_batch(batch))
+        h = io["input"]  # (B, S, D)
+        y_hat = io["output"]  # (B, S, A)
+        mode = self.mode_for(batch)
+        self.last_mode = mode
+        scale = 1.0 / (self.chunk_size * self.action_dim)
+        if mode == "batch":
+            y = batch[ACTION].to(y_hat.dtype)
+            if y.shape != y_hat.shape:
+                raise ValueError(f"action has shape {tuple(y.shape)}, the policy predicts {tuple(y_hat.shape)}")
+            g = torch.sign(y_hat - y) * scale
+            if "action_is_pad" in batch:
+                g = g * (~batch["action_is_pad"].bool()).unsqueeze(-1).to(g.dtype)
+            h, g = h.unsqueeze(1), g.unsqueeze(1)  # K = 1
+        else:
+            xi = self.xi.to(y_hat.device, y_hat.dtype)  # (K, S, A)
+            y_star = y_hat.unsqueeze(1) + self.pseudo_noise * xi.unsqueeze(0)  # (B, K, S, A)
+            g = torch.sign(y_hat.unsqueeze(1) - y_star) * scale
+            h = h.unsqueeze(1).expand(-1, self.n_draws, -1, -1)
+        return Capture(h=h, g=g)
+
+    def record(self) -> dict:
+        return {**super().record(), "pseudo_target": self.pseudo_target, "pseudo_noise": self.pseudo_noise}

@@ -1,0 +1,177 @@
+"""Loss-gradient embedding of LeRobot's ``DiffusionPolicy`` (DDPM or DDIM, ε- or sample-prediction).
+
+Last layer: ``policy.diffusion.unet.final_conv[1]``, a 1×1 ``Conv1d`` (C = down_dims[0] -> A).
+Loss per state, as in ``DiffusionModel.compute_loss`` but for one state and with K fixed draws:
+
+    L = (1/K) Σ_k ½ · mean_{t,a} ( ŷ_k − y_k )²,
+    ŷ_k = unet( add_noise(a*, ε_k, τ_k), τ_k, global_cond ),   y_k = ε_k (epsilon) | a* (sample).
+
+Draws: ε_k (horizon, A) ~ N(0, I) and τ_k ~ U{0, …, num_train_timesteps−1}, from a generator
+seeded with ``seed + DRAW_SEED_OFFSET``; the same K draws for every state (common random
+numbers), so a state's embedding does not depend on the rest of the batch. The noisy sample is
+formed with the policy's own scheduler ``add_noise`` and the conditioning with its own
+``_prepare_global_conditioning``, as in training.
+
+Pseudo-target a* — the policy's own action chunk. It is the deterministic DDIM (η = 0) sample of
+the policy's UNet from one fixed seeded initial noise (also shared by all states):
+- for a DDIM policy with ``target_steps=None`` this is exactly the policy's
+  ``conditional_sample(noise=...)`` (same scheduler config, same number of steps; tested);
+- for a DDPM policy a DDIM sampler is built from the policy's scheduler config (same betas,
+  prediction type and clipping) and run for ``target_steps`` (default 10) steps. The policy's
+  own DDPM sampler injects fresh noise of the batch's shape at each step, which would make a
+  state's pseudo-target depend on its batch position; the DDIM sampler of the same trained
+  model has the same marginals and no such noise.
+With y = ε the gradient is not zero because a* is the policy's *sample*, not its one-step
+prediction: the residual is how far the network's denoising of its own action is from exact.
+
+The loss is not masked with ``action_is_pad``: the target is the policy's own full chunk, which
+has no padded steps. ``embed`` accepts observations with the time axis the dataset gives
+(``observation.state`` (B, n_obs_steps, D)) or without it ((B, D), repeated n_obs_steps times as
+the policy's queue does at an episode start); images likewise ((B, n_obs_steps, C, H, W) or
+(B, C, H, W)); ``action`` is ignored.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lerobot_amf.embeddings.base import Capture, Embedder, capture_io, eval_mode
+
+Tensor = torch.Tensor
+
+__all__ = ["DiffusionEmbedder"]
+
+OBS_STATE = "observation.state"
+OBS_ENV_STATE = "observation.environment_state"
+OBS_IMAGES = "observation.images"
+
+DEFAULT_DDPM_TARGET_STEPS = 10
+
+
+def _with_time(x: Tensor, n_obs_steps: int, feature_ndim: int, key: str) -> Tensor:
+    """(B, n, *feat) as is; (B, *feat) repeated n times along a new axis 1."""
+    if x.ndim == feature_ndim + 1:
+        return x.unsqueeze(1).expand(x.shape[0], n_obs_steps, *x.shape[1:])
+    if x.ndim != feature_ndim + 2:
+        raise ValueError(f"{key}: expected {feature_ndim + 1} or {feature_ndim + 2} dims, got {tuple(x.shape)}")
+    if x.shape[1] != n_obs_steps:
+        raise ValueError(f"{key}: expected {n_obs_steps} observation steps on axis 1, got {tuple(x.shape)}")
+    return x
+
+
+class DiffusionEmbedder(Embedder):
+    family = "diffusion"
+    loss_name = "half_mse_denoising"
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        kind: str = "gradient",
+        dim: int = 2048,
+        seed: int = 0,
+        n_draws: int = 4,
+        target_steps: int | None = None,
+    ):
+        super().__init__(policy, kind=kind, dim=dim, seed=seed, n_draws=n_draws)
+        from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+
+        cfg = self.policy.config
+        model = self.policy.diffusion
+        self.config = cfg
+        self.horizon = int(cfg.horizon)
+        self.action_dim = int(cfg.action_feature.shape[0])
+        if self.out_features != self.action_dim:
+            raise ValueError(f"final_conv[1] has {self.out_features} outputs, action dim is {self.action_dim}")
+        self.prediction_type = cfg.prediction_type
+        if self.prediction_type not in ("epsilon", "sample"):
+            raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
+        sched_cfg = model.noise_scheduler.config
+        self.num_train_timesteps = int(sched_cfg.num_train_timesteps)
+        is_ddim = cfg.noise_scheduler_type == "DDIM"
+        if target_steps is None:
+            target_steps = model.num_inference_steps if is_ddim else DEFAULT_DDPM_TARGET_STEPS
+        if int(target_steps) < 1:
+            raise ValueError(f"target_steps must be >= 1, got {target_steps}")
+        self.target_steps = int(target_steps)
+        # A private sampler (set_timesteps mutates scheduler state): the policy's own config.
+        self.sampler = DDIMScheduler.from_config(dict(sched_cfg))
+
+        gen = self.draw_generator()
+        shape = (self.horizon, self.action_dim)
+        self.target_noise = torch.randn(shape, generator=gen)  # (horizon, A)
+        self.eps = torch.randn((self.n_draws, *shape), generator=gen)  # (K, horizon, A)
+        self.timesteps = torch.randint(0, self.num_train_timesteps, (self.n_draws,), generator=gen)  # (K,)
+
+    def _last_layer(self) -> nn.Module:
+        unet = self.policy.diffusion.unet
+        unet = getattr(unet, "_orig_mod", unet)  # torch.compile wrapper
+        return unet.final_conv[1]
+
+    # ---- pieces (public so tests and callers can hold them fixed) ----------------------------
+    def prepare_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Observations in the layout ``DiffusionModel`` expects (images stacked)."""
+        cfg = self.config
+        n = int(cfg.n_obs_steps)
+        out = {OBS_STATE: _with_time(batch[OBS_STATE], n, 1, OBS_STATE)}
+        if cfg.env_state_feature:
+            out[OBS_ENV_STATE] = _with_time(batch[OBS_ENV_STATE], n, 1, OBS_ENV_STATE)
+        if cfg.image_features:
+            imgs = [_with_time(batch[k], n, 3, k) for k in cfg.image_features]
+            out[OBS_IMAGES] = torch.stack(imgs, dim=-4)
+        return out
+
+    def global_cond(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.policy.diffusion._prepare_global_conditioning(self.prepare_batch(batch))
+
+    def _sample_target(self, global_cond: Tensor) -> Tensor:
+        unet = self.policy.diffusion.unet
+        b = global_cond.shape[0]
+        sample = self.target_noise.to(global_cond.device, global_cond.dtype).expand(b, -1, -1).contiguous()
+        self.sampler.set_timesteps(self.target_steps)
+        for t in self.sampler.timesteps:
+            tt = torch.full((b,), int(t), dtype=torch.long, device=sample.device)
+            out = unet(sample, tt, global_cond=global_cond)
+            sample = self.sampler.step(out, t, sample).prev_sample
+        return sample
+
+    @torch.no_grad()
+    def pseudo_target(self, batch: dict[str, Tensor]) -> Tensor:
+        """a*: the policy's own action chunk (B, horizon, A) for each state."""
+        batch = self._to_device(batch)
+        with eval_mode(self.policy):
+            return self._sample_target(self.global_cond(batch))
+
+    def _capture(self, batch: dict[str, Tensor]) -> Capture:
+        model = self.policy.diffusion
+        gc = self.global_cond(batch)  # (B, G)
+        b, k = gc.shape[0], self.n_draws
+        a_star = self._sample_target(gc)  # (B, T, A)
+        dev, dt = a_star.device, a_star.dtype
+        # K draws stacked along the batch, draw-major: row k*B + i is (draw k, state i).
+        eps = self.eps.to(dev, dt).repeat_interleave(b, dim=0)  # (K*B, T, A)
+        ts = self.timesteps.to(dev).repeat_interleave(b)  # (K*B,)
+        clean = a_star.repeat(k, 1, 1)
+        noisy = model.noise_scheduler.add_noise(clean, eps, ts)
+        with capture_io(self.layer) as io:
+            model.unet(noisy, ts, global_cond=gc.repeat(k, 1))
+        h = io["input"]  # (K*B, C, T)
+        y_hat = io["output"]  # (K*B, A, T)
+        h = h.reshape(k, b, *h.shape[1:]).permute(1, 0, 3, 2)  # (B, K, T, C)
+        if self.kind == "last_layer":
+            return Capture(h=h)
+        y_hat = y_hat.reshape(k, b, *y_hat.shape[1:]).permute(1, 0, 3, 2)  # (B, K, T, A)
+        target = eps if self.prediction_type == "epsilon" else clean
+        target = target.reshape(k, b, self.horizon, self.action_dim).transpose(0, 1)  # (B, K, T, A)
+        # d/dŷ of ½·mean over (T, A) of (ŷ − y)²
+        g = (y_hat - target) / (self.horizon * self.action_dim)
+        return Capture(h=h, g=g)
+
+    def record(self) -> dict:
+        return {
+            **super().record(),
+            "noise_scheduler": self.config.noise_scheduler_type,
+            "prediction_type": self.prediction_type,
+            "pseudo_target": f"ddim_eta0_{self.target_steps}_steps_from_fixed_noise",
+            "timesteps": [int(t) for t in self.timesteps],
+        }

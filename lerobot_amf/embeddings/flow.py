@@ -1,0 +1,259 @@
+"""Loss-gradient embedding of flow-matching action experts: LeRobot ``SmolVLAPolicy``,
+``PI0Policy`` and ``PI05Policy``.
+
+Last layer: ``policy.model.action_out_proj`` (``nn.Linear(expert_width, max_action_dim)``)
+applied at the ``chunk_size`` action positions. LeRobot's convention (``VLAFlowMatching.forward``,
+``PI0Pytorch.forward``, ``PI05Pytorch.forward`` in lerobot 0.4.4):
+
+    x_t = t·noise + (1 − t)·action,   u_t = noise − action,   v_t = action_out_proj(expert(x_t, t)),
+    losses = mse(u_t, v_t)  (B, chunk, max_action_dim), truncated to the real action dims.
+
+Loss per state used here: L = (1/K) Σ_k ½·mean_{t,a<A}(v_k − u_k)², A the real action dim
+(pi0/pi05 truncate their loss to it; SmolVLA's loss keeps the zero-padded dims, which carry no
+action information, so they are dropped here too — the gradient rows of padded outputs are not
+part of φ). Draws: noise_k (chunk, max_action_dim) ~ N(0, I) and t_k from the policy's own
+training distribution Beta(α, β)·scale + offset (SmolVLA: Beta(1.5, 1)·0.999 + 0.001; pi0/pi05:
+their ``time_sampling_*`` config), K = ``n_draws`` of them from generators seeded with
+``seed + DRAW_SEED_OFFSET`` (torch for noise, numpy for the Beta times), the same for every
+state.
+
+Pseudo-target a* (the policy's own action): by default (``target_steps=1``) its one-step
+estimate a* = n₀ − v(n₀, t=1) from one fixed seeded noise n₀ — the first (and only) Euler step
+of the policy's sampler with one step — computed with the model's own ``forward`` (with
+action = noise = x, x_t = x); ``target_steps=k`` runs k Euler steps the same way;
+``target_steps=None`` calls the policy's own ``model.sample_actions(..., noise=n₀)`` (its
+configured number of steps, KV cache). Padded action dims of a* are set to 0, as the training
+data's are.
+
+What is and is not tested (no network here; SmolVLA needs its VLM from the Hub, pi0/pi05 need
+the patched ``transformers`` that LeRobot's pi extras install, and both are GB-sized): the tests
+drive this exact code path — input preparation for each of the three families, draws,
+one-step pseudo-target, hook on ``action_out_proj``, closed form — on small stand-in policies
+that copy the three families' interfaces and LeRobot's loss convention, and compare with
+autograd. The real SmolVLA / pi0 / pi05 modules have not been run through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from lerobot_amf.embeddings.base import (
+    Capture,
+    Embedder,
+    capture_io,
+    eval_mode,
+    linear_head_gradient,
+    unwrap_policy,
+)
+
+Tensor = torch.Tensor
+
+__all__ = ["FLOW_FAMILIES", "FlowEmbedder", "flow_gradient", "flow_loss_grad"]
+
+OBS_STATE = "observation.state"
+OBS_LANGUAGE_TOKENS = "observation.language.tokens"
+OBS_LANGUAGE_ATTENTION_MASK = "observation.language.attention_mask"
+ACTION = "action"
+
+
+def flow_loss_grad(v: Tensor, noise: Tensor, actions: Tensor, action_dim: int | None = None) -> Tensor:
+    """dL/dv for L = ½·mean over (positions, first ``action_dim`` dims) of (v − (noise − actions))².
+
+    v, noise, actions: (..., T, max_action_dim). Returns (..., T, action_dim).
+    """
+    a = v.shape[-1] if action_dim is None else int(action_dim)
+    u = noise - actions
+    r = (v - u)[..., :a]
+    return r / (v.shape[-2] * a)
+
+
+def flow_gradient(
+    h: Tensor, v: Tensor, noise: Tensor, actions: Tensor, action_dim: int | None = None, bias: bool = True
+) -> Tensor:
+    """Closed-form [vec(dL/dW[:A]), dL/db[:A]] of ``action_out_proj`` for the flow loss above,
+    averaged over draws. h: (B, K, T, H) its input; v, noise, actions: (B, K, T, max_action_dim)."""
+    return linear_head_gradient(flow_loss_grad(v, noise, actions, action_dim), h, bias=bias)
+
+
+# ---- per-family plumbing -------------------------------------------------------------------
+def _smolvla_inputs(policy, batch) -> tuple:
+    if getattr(policy.config, "adapt_to_pi_aloha", False):
+        batch = dict(batch)
+        batch[OBS_STATE] = batch[OBS_STATE].clone()  # _prepare_batch edits the state in place
+        batch = policy._prepare_batch(batch)
+    images, img_masks = policy.prepare_images(batch)
+    state = policy.prepare_state(batch)
+    return (images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state)
+
+
+def _pi0_inputs(policy, batch) -> tuple:
+    images, img_masks = policy._preprocess_images(batch)
+    state = policy.prepare_state(batch)
+    return (images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state)
+
+
+def _pi05_inputs(policy, batch) -> tuple:
+    images, img_masks = policy._preprocess_images(batch)
+    return (images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK])
+
+
+def _fixed_time(_cfg) -> tuple[float, float, float, float]:
+    return (1.5, 1.0, 0.999, 0.001)  # VLAFlowMatching.sample_time
+
+
+def _config_time(cfg) -> tuple[float, float, float, float]:
+    return (
+        float(cfg.time_sampling_beta_alpha),
+        float(cfg.time_sampling_beta_beta),
+        float(cfg.time_sampling_scale),
+        float(cfg.time_sampling_offset),
+    )
+
+
+@dataclass(frozen=True)
+class FlowFamily:
+    name: str
+    inputs: Callable[[Any, dict], tuple]  # model inputs before (actions, noise, time)
+    time_distribution: Callable[[Any], tuple[float, float, float, float]]  # alpha, beta, scale, offset
+
+
+FLOW_FAMILIES: dict[str, FlowFamily] = {
+    "smolvla": FlowFamily("smolvla", _smolvla_inputs, _fixed_time),
+    "pi0": FlowFamily("pi0", _pi0_inputs, _config_time),
+    "pi05": FlowFamily("pi05", _pi05_inputs, _config_time),
+}
+
+
+def _repeat(x, k: int):
+    if isinstance(x, Tensor):
+        return x.repeat(k, *([1] * (x.ndim - 1)))
+    if isinstance(x, (list, tuple)):
+        return type(x)(_repeat(v, k) for v in x)
+    return x
+
+
+def _first_tensor(x) -> Tensor | None:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (list, tuple)):
+        for v in x:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    return None
+
+
+class FlowEmbedder(Embedder):
+    loss_name = "half_mse_flow_matching"
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        kind: str = "gradient",
+        dim: int = 2048,
+        seed: int = 0,
+        n_draws: int = 4,
+        family: str | None = None,
+        target_steps: int | None = 1,
+    ):
+        base = unwrap_policy(policy)
+        family = family or getattr(base, "name", None)
+        if family not in FLOW_FAMILIES:
+            raise ValueError(f"unknown flow family {family!r}; supported: {sorted(FLOW_FAMILIES)}")
+        if target_steps is not None and int(target_steps) < 1:
+            raise ValueError(f"target_steps must be >= 1 or None, got {target_steps}")
+        self.spec = FLOW_FAMILIES[family]
+        self.family = family
+        cfg = base.config
+        self.config = cfg
+        self.chunk_size = int(cfg.chunk_size)
+        self.max_action_dim = int(cfg.max_action_dim)
+        self.action_dim = min(int(cfg.output_features[ACTION].shape[0]), self.max_action_dim)
+        self.target_steps = None if target_steps is None else int(target_steps)
+        super().__init__(base, kind=kind, dim=dim, seed=seed, n_draws=n_draws)
+        if self.out_features != self.max_action_dim:
+            raise ValueError(f"action_out_proj has {self.out_features} outputs, max_action_dim is {self.max_action_dim}")
+
+        gen = self.draw_generator()
+        shape = (self.chunk_size, self.max_action_dim)
+        self.target_noise = torch.randn(shape, generator=gen)  # (chunk, Amax)
+        self.noise = torch.randn((self.n_draws, *shape), generator=gen)  # (K, chunk, Amax)
+        alpha, beta, scale, offset = self.spec.time_distribution(cfg)
+        rng = np.random.default_rng(self.draw_seed)
+        self.times = torch.from_numpy(rng.beta(alpha, beta, size=self.n_draws) * scale + offset).float()  # (K,)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.policy.model
+
+    def _last_layer(self) -> nn.Module:
+        return self.policy.model.action_out_proj
+
+    @property
+    def grad_rows(self) -> int:
+        return self.action_dim
+
+    def model_inputs(self, batch: dict[str, Tensor]) -> tuple:
+        return self.spec.inputs(self.policy, batch)
+
+    def _velocity(self, inputs: tuple, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        """(h, v(x, t)) with x_t = x exactly (action = noise = x)."""
+        time = torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
+        with capture_io(self.layer) as io:
+            self.model.forward(*inputs, x, noise=x, time=time)
+        return io["input"], io["output"]
+
+    def _sample_target(self, inputs: tuple) -> Tensor:
+        ref = _first_tensor(inputs)
+        b, dev = ref.shape[0], self.device
+        x = self.target_noise.to(dev).expand(b, -1, -1).contiguous()
+        if self.target_steps is None:
+            x = self.model.sample_actions(*inputs, noise=x).float()
+        else:
+            dt = -1.0 / self.target_steps
+            for step in range(self.target_steps):
+                _, v = self._velocity(inputs, x, 1.0 + step * dt)
+                x = x + dt * v.float()
+        x = x.clone()
+        x[..., self.action_dim :] = 0.0
+        return x
+
+    @torch.no_grad()
+    def pseudo_target(self, batch: dict[str, Tensor]) -> Tensor:
+        """a*: (B, chunk, max_action_dim), padded dims zero."""
+        batch = self._to_device(batch)
+        with eval_mode(self.policy):
+            return self._sample_target(self.model_inputs(batch))
+
+    def _capture(self, batch: dict[str, Tensor]) -> Capture:
+        inputs = self.model_inputs(batch)
+        a_star = self._sample_target(inputs)  # (B, T, Amax)
+        b, k, dev = a_star.shape[0], self.n_draws, a_star.device
+        # Draw-major stacking: row k*B + i is (draw k, state i).
+        actions = a_star.repeat(k, 1, 1)
+        noise = self.noise.to(dev).repeat_interleave(b, dim=0)
+        time = self.times.to(dev).repeat_interleave(b)
+        with capture_io(self.layer) as io:
+            self.model.forward(*_repeat(inputs, k), actions, noise=noise, time=time)
+        h, v = io["input"], io["output"]  # (K*B, T, H), (K*B, T, Amax)
+
+        def per_state(x: Tensor) -> Tensor:
+            return x.reshape(k, b, *x.shape[1:]).transpose(0, 1)  # (B, K, ...)
+
+        h = per_state(h)
+        if self.kind == "last_layer":
+            return Capture(h=h)
+        g = flow_loss_grad(per_state(v).float(), per_state(noise), per_state(actions), self.action_dim)
+        return Capture(h=h, g=g)
+
+    def record(self) -> dict:
+        return {
+            **super().record(),
+            "target_steps": self.target_steps,
+            "times": [float(t) for t in self.times],
+        }

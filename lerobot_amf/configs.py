@@ -41,8 +41,28 @@ class PretrainConfig:
 
 
 @dataclass
+class AMFSelectionConfig:
+    """``--amf.selection.*``: the amf strategy's kernel, GP and importance-weight settings."""
+
+    # gradient: loss-gradient embeddings of the action head's last layer; last_layer: its input features.
+    kernel: str = "gradient"
+    embedding_dim: int = 1024  # random projection target (Johnson-Lindenstrauss), seed below
+    projection_seed: int = 0
+    n_draws: int = 4  # (noise, timestep) draws averaged per state (diffusion / flow heads)
+    noise: float = 1.0  # observation noise sigma^2 of the GP
+    states_per_demo: int = 16  # frames sampled per demo in hand
+    importance_temperature: float = 1.0  # T_w
+    importance_clip: float = 10.0  # log-weights clipped to [-clip, clip]
+    loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate
+    ess_threshold: float = 1.5  # below: the task's states come from policy rollouts
+    fallback_rollouts: int = 4
+    rollout_seed: int = 2_000_000
+    chunk_size: int = 256  # states embedded per forward pass
+
+
+@dataclass
 class AMFConfig:
-    # Which tasks the next demos are for: uniform | random | least_demonstrated | rebalancing | amf.
+    # Which tasks the next demos are for: amf | uniform | random | least_demonstrated | rebalancing.
     strategy: str = "uniform"
     # Task pool, comma-separated (default: the env's task list).
     tasks: str | None = None
@@ -68,6 +88,7 @@ class AMFConfig:
     normalization: str = "pretrained"
     # shared: one model (single set of weights) fine-tuned on all demos.
     isolation: str = "shared"
+    selection: AMFSelectionConfig = field(default_factory=AMFSelectionConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def total_budget(self) -> int:
@@ -92,6 +113,7 @@ class AMFConfig:
             )
         if self.eval_episodes < 1 or self.eval_batch_size < 1:
             raise AMFInputError("amf.eval_episodes and amf.eval_batch_size must be at least 1.")
+        _check_choice("amf.selection.kernel", self.selection.kernel, ("gradient", "last_layer"))
         if self.steps_per_round < 0:
             raise AMFInputError(f"amf.steps_per_round={self.steps_per_round}: must be >= 0.")
 

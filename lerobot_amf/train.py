@@ -168,7 +168,6 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
             f"{output_dir / 'demos'} holds {on_disk} episodes but the ledger records "
             f"{len(state.episodes)}: the run stopped while writing demos. Move demos/ aside to re-pull them."
         )
-    train_set = None
 
     if main and not any(r["round"] == -1 for r in ledger.records("eval")):
         console.rule("Evaluating the pretrained policy")
@@ -188,7 +187,10 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
                     capacity={t: source.remaining(t, state.demo_ids) for t in plan.pool},
                     rng=np.random.default_rng([cfg.seed or 0, r]), pretrain_counts=pretrain_counts,
                     policy=accelerator.unwrap_model(policy), preprocessor=preprocessor,
-                    demo_dataset=train_set, env_cfg=cfg.env, accelerator=accelerator,
+                    postprocessor=postprocessor, env_cfg=cfg.env, accelerator=accelerator,
+                    demo_dataset=DatasetRef(cfg.dataset.repo_id, output_dir / "demos") if state.episodes else None,
+                    pretrain_dataset=pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record),
+                    plan=task_vocabulary(plan.pool),
                 )
                 selection = strategy.select(ctx, plan.rounds[r])
                 ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
@@ -239,6 +241,29 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
                   f"final checkpoint: {output_dir / 'checkpoints' / 'last' / 'pretrained_model'}")
     accelerator.wait_for_everyone()
     return report
+
+
+@dataclasses.dataclass
+class DatasetRef:
+    repo_id: str
+    root: Path
+
+
+def pretrain_demos_ref(checkpoint, record: dict | None) -> DatasetRef | None:
+    """The pretraining demos kept with an embedded-default checkpoint (None when unknown)."""
+    if not record or "demos" not in record:
+        return None
+    root = Path(checkpoint) / record["demos"]["root"]
+    return DatasetRef(record["demos"]["repo_id"], root) if root.exists() else None
+
+
+def task_vocabulary(pool: list[str]) -> dict:
+    """How tasks are named to the policy: the one-hot order and the dataset task strings."""
+    from lerobot_amf.envs.metaworld_state import METAWORLD_TASKS, task_description
+
+    instructions = {t: task_description(t) for t in METAWORLD_TASKS}
+    return {"vocabulary": METAWORLD_TASKS, "instructions": instructions,
+            "task_of_instruction": {v: k for k, v in instructions.items() if k in pool}}
 
 
 def count_episodes(root: Path) -> int:

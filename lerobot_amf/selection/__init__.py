@@ -14,12 +14,17 @@ BASELINES: dict[str, type[Strategy]] = {
 }
 
 
-STRATEGY_NAMES = tuple(BASELINES)
+STRATEGY_NAMES = (*BASELINES, "amf")
 
 
 def make_strategy(name: str, amf_cfg=None) -> Strategy:
     if name in BASELINES:
         return BASELINES[name]()
+    if name == "amf":
+        from lerobot_amf.configs import AMFSelectionConfig
+        from lerobot_amf.selection.amf import AMFStrategy
+
+        return AMFStrategy(amf_cfg.selection if amf_cfg is not None else AMFSelectionConfig())
     raise ValueError(f"Unknown amf.strategy={name!r}. Allowed: {', '.join(STRATEGY_NAMES)}.")
 
 

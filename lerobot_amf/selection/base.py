@@ -27,11 +27,14 @@ class SelectionContext:
     # For model-based strategies (AMF): the current policy and the data in hand.
     policy: Any = None
     preprocessor: Any = None
-    demo_dataset: Any = None
-    pretrain_dataset: Any = None
+    postprocessor: Any = None
+    demo_dataset: Any = None  # (repo_id, root) of the fine-tuning demos D; None before the first pull
+    pretrain_dataset: Any = None  # (repo_id, root) of the pretraining demos, when known
     env_cfg: Any = None
     accelerator: Any = None
-    plan: dict[str, Any] = field(default_factory=dict)  # strategy state kept across rounds (re-derivable)
+    # Task vocabulary facts from the env/source: "vocabulary" (one-hot order), "instructions"
+    # (task -> dataset task string), "task_of_instruction" (the reverse).
+    plan: dict[str, Any] = field(default_factory=dict)
 
     def can_take(self, task: str, already: int = 0) -> bool:
         cap = self.capacity.get(task)

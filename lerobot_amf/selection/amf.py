@@ -1,0 +1,262 @@
+"""The ``amf`` strategy (AMF.md sections 1-4): pick the tasks whose next demos carry the most
+information about the expert on the target tasks.
+
+Per round:
+1. States in hand: a few frames of every demo available (the pretraining demos when known,
+   plus the fine-tuning demos D), each frame conditioned on every pool task in turn.
+2. Kernel: the pretrained policy's loss-gradient embeddings of its action head
+   (``lerobot_amf.embeddings``), projected to ``--amf.selection.embedding_dim`` with a recorded seed.
+3. Importance weights: how likely the current policy finds demo i's actions under task c'
+   (negative denoising loss with common random numbers), self-normalised and clipped; they
+   estimate both the target states of each task and the states a new demo of c' would visit.
+   A task whose effective sample size collapses (or that has no demo at all) falls back to
+   states the current policy visits in its own simulator rollouts, and the log says so.
+4. Weight-space GP posterior on D's states, greedy batch information gain with fantasised
+   picks (``selection.gp``).
+Every task's score, variance reduction and ESS is returned for the ledger, with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import torch
+from lerobot.datasets.factory import resolve_delta_timestamps
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.utils.constants import ACTION, OBS_ENV_STATE
+
+from lerobot_amf.embeddings import make_embedder, unwrap_policy
+from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
+from lerobot_amf.selection.gp import WeightSpacePosterior, greedy_batch, kernel_scale
+from lerobot_amf.selection.importance import effective_sample_size, importance_weights
+
+
+@dataclasses.dataclass
+class DemoStates:
+    """Sampled frames of the demos in hand, as one preprocessed batch."""
+
+    batch: dict  # preprocessed, frames of all demos stacked
+    demo_of_frame: np.ndarray  # (N,) index into demo_task / demo_length
+    demo_task: list[str]  # task each demo was recorded for
+    demo_length: np.ndarray  # frames per demo (the full episode)
+    frames_per_demo: np.ndarray  # sampled frames per demo
+    in_d: np.ndarray  # (n_demos,) bool: a fine-tuning demo (part of D)
+
+
+def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None, instruction: str | None) -> dict:
+    """The same states, conditioned on ``task``: the one-hot env state (Metaworld state env)
+    and the language instruction (policies with a language input)."""
+    out = dict(batch)
+    if vocabulary is not None and OBS_ENV_STATE in out and out[OBS_ENV_STATE].shape[-1] == len(vocabulary):
+        one_hot = torch.zeros_like(out[OBS_ENV_STATE])
+        one_hot[..., vocabulary.index(task)] = 1.0
+        out[OBS_ENV_STATE] = one_hot
+    if instruction is not None and "task" in out:
+        out["task"] = [instruction] * len(out["task"])
+    return out
+
+
+def diffusion_loglik(policy, batch: dict, n_draws: int, seed: int) -> torch.Tensor:
+    """Per-sample ELBO surrogate log π(a | s): minus the denoising loss of the batch's action
+    chunks, averaged over ``n_draws`` (noise, timestep) draws that are the same for every call
+    with the same seed (common random numbers, so task-to-task differences are not noise)."""
+    inner = unwrap_policy(policy).diffusion
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        cond = inner._prepare_global_conditioning(batch)
+        actions = batch[ACTION]
+        total = torch.zeros(actions.shape[0])
+        for _ in range(n_draws):
+            eps = torch.randn(actions.shape[1:], generator=gen).expand_as(actions).to(actions.device)
+            t = int(torch.randint(0, inner.noise_scheduler.config.num_train_timesteps, (1,), generator=gen))
+            ts = torch.full((actions.shape[0],), t, dtype=torch.long, device=actions.device)
+            pred = inner.unet(inner.noise_scheduler.add_noise(actions, eps, ts), ts, global_cond=cond)
+            target = eps if inner.config.prediction_type == "epsilon" else actions
+            err = ((pred - target) ** 2).mean(dim=-1)
+            if "action_is_pad" in batch:
+                keep = (~batch["action_is_pad"]).float()
+                err = (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
+            else:
+                err = err.mean(-1)
+            total += err.cpu()
+    return -total / n_draws
+
+
+class AMFStrategy(Strategy):
+    name = "amf"
+    needs_policy = True
+
+    def __init__(self, cfg):
+        self.cfg = cfg  # AMFSelectionConfig
+
+    # ---------------------------------------------------------------- states in hand
+    def demo_states(self, ctx: SelectionContext) -> DemoStates | None:
+        policy = unwrap_policy(ctx.policy)
+        delta = resolve_delta_timestamps(policy.config, _meta_of(ctx))
+        rng = np.random.default_rng([ctx.rng.integers(2**31), 17])
+        items, demo_of_frame, demo_task, demo_length, per_demo, in_d = [], [], [], [], [], []
+        for dataset_ref, is_d in ((ctx.pretrain_dataset, False), (ctx.demo_dataset, True)):
+            if dataset_ref is None:
+                continue
+            ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta)
+            task_of_instruction = ctx.plan.get("task_of_instruction", {})
+            for ep in range(ds.meta.total_episodes):
+                row = ds.meta.episodes[ep]
+                instruction = row["tasks"][0]
+                task = task_of_instruction.get(instruction)
+                if task is None:  # a demo of a task outside the pool
+                    continue
+                start, stop = row["dataset_from_index"], row["dataset_to_index"]
+                k = min(self.cfg.states_per_demo, stop - start)
+                frames = np.sort(rng.choice(np.arange(start, stop), size=k, replace=False))
+                items += [ds[int(i)] for i in frames]
+                demo_of_frame += [len(demo_task)] * k
+                demo_task.append(task)
+                demo_length.append(stop - start)
+                per_demo.append(k)
+                in_d.append(is_d)
+        if not items:
+            return None
+        batch = torch.utils.data.default_collate(items)
+        batch = ctx.preprocessor(batch)
+        return DemoStates(batch, np.asarray(demo_of_frame), demo_task, np.asarray(demo_length),
+                          np.asarray(per_demo), np.asarray(in_d, dtype=bool))
+
+    # ---------------------------------------------------------------- selection
+    def select(self, ctx: SelectionContext, n: int) -> Selection:
+        cfg = self.cfg
+        states = self.demo_states(ctx)
+        if states is None:
+            raise ValueError("amf needs demos in hand (pretraining demos or fine-tuning demos); none were found.")
+        policy = ctx.policy
+        embedder = make_embedder(policy, kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
+                                 n_draws=cfg.n_draws)
+        vocab = ctx.plan.get("vocabulary")
+        instructions = ctx.plan.get("instructions", {})
+        pool = ctx.pool
+        has_likelihood = unwrap_policy(policy).name == "diffusion"
+        phi, loglik = {}, []
+        for task in pool:
+            conditioned = condition_on_task(states.batch, task, vocab, instructions.get(task))
+            phi[task] = _embed_in_chunks(embedder, conditioned, cfg.chunk_size)
+            if has_likelihood:
+                loglik.append(diffusion_loglik(policy, conditioned, cfg.n_draws, cfg.loglik_seed).double())
+        n_demos = len(states.demo_task)
+        demo_task_idx = [pool.index(t) for t in states.demo_task]
+        if has_likelihood:
+            frame_ll = torch.stack(loglik, dim=1)  # (N frames, tasks)
+            # per-demo log-likelihood: mean over its sampled frames, scaled to the episode length
+            demo_ll = torch.zeros(n_demos, len(pool), dtype=torch.float64)
+            demo_ll.index_add_(0, torch.as_tensor(states.demo_of_frame), frame_ll)
+            demo_ll = demo_ll / torch.as_tensor(states.frames_per_demo)[:, None] * torch.as_tensor(states.demo_length)[:, None]
+            weights = importance_weights(demo_ll, demo_task_idx, temperature=cfg.importance_temperature,
+                                         clip=cfg.importance_clip)  # (n_demos, tasks), columns sum to 1
+        else:  # no likelihood surrogate for this family yet: each demo informs its own task only
+            own = torch.zeros(n_demos, len(pool), dtype=torch.float64)
+            own[torch.arange(n_demos), torch.as_tensor(demo_task_idx)] = 1.0
+            weights = own / own.sum(0).clamp(min=1.0)
+        ess = effective_sample_size(weights)
+        collapsed = [t for j, t in enumerate(pool) if float(ess[j]) < cfg.ess_threshold or t not in states.demo_task]
+        rollout_phi = {}
+        if collapsed:
+            rollout_phi = self.rollout_states(ctx, collapsed, embedder)
+
+        frame_demo = torch.as_tensor(states.demo_of_frame)
+        per_frame_scale = (torch.as_tensor(states.demo_length) / torch.as_tensor(states.frames_per_demo)).double()
+        mean_len = float(np.mean(states.demo_length))
+        targets_phi, targets_w, candidates = [], [], {}
+        for j, task in enumerate(pool):
+            if task in rollout_phi:
+                rp = rollout_phi[task]
+                tw = torch.full((rp.shape[0],), ctx.target_weights[task] / rp.shape[0], dtype=torch.float64)
+                targets_phi.append(rp)
+                targets_w.append(tw)
+                candidates[task] = (rp, torch.full((rp.shape[0],), mean_len / rp.shape[0], dtype=torch.float64))
+                continue
+            w_frame = weights[frame_demo, j] / torch.as_tensor(states.frames_per_demo)[frame_demo]
+            targets_phi.append(phi[task])
+            targets_w.append(ctx.target_weights[task] * w_frame)
+            # a new demo of `task` visits, in expectation, the importance-weighted states
+            candidates[task] = (phi[task], weights[frame_demo, j] * per_frame_scale[frame_demo])
+        phi_targets = torch.cat(targets_phi)
+        kappa = kernel_scale(phi_targets)
+        posterior = WeightSpacePosterior(embedder.dim, sigma2=cfg.noise, kappa=kappa)
+        d_rows = torch.as_tensor(states.in_d[states.demo_of_frame])
+        if bool(d_rows.any()):
+            own = torch.stack([phi[states.demo_task[i]][r] for r, i in enumerate(states.demo_of_frame)])
+            posterior.observe(own[d_rows], per_frame_scale[frame_demo][d_rows])
+        allowed = {t: c for t, c in ctx.capacity.items() if c is not None}
+        result = greedy_batch(posterior, candidates, (phi_targets, torch.cat(targets_w)), n, allowed=allowed)
+        if len(result.picks) < n:
+            raise ValueError("The demo source has no demos left for the tasks amf would pick.")
+        first = result.step_scores[0]
+        details = {
+            "step_scores": result.step_scores,
+            "variance_before_after": result.first_step_variance,
+            "ess": {t: round(float(ess[j]), 3) for j, t in enumerate(pool)},
+            "n_demos_in_hand": n_demos,
+            "n_demos_in_d": int(states.in_d.sum()),
+            "rollout_fallback": sorted(rollout_phi),
+            "importance": "denoising-loss surrogate, common random numbers" if has_likelihood else "own task only",
+            "kappa": kappa,
+            "kernel": embedder.record(),
+            "total_gain": result.total_gain,
+        }
+        fallback = f"; rollout states for {', '.join(sorted(rollout_phi))} (ESS < {cfg.ess_threshold} or no demos)" \
+            if rollout_phi else ""
+        best = max(first, key=first.get)
+        return Selection(
+            result.picks, scores={t: round(v, 6) for t, v in first.items()}, details=details,
+            reason=f"amf: greedy information gain on target states; first pick {best} "
+                   f"(gain {first[best]:.4f} nats){fallback}",
+        )
+
+    def rollout_states(self, ctx: SelectionContext, tasks: list[str], embedder) -> dict[str, torch.Tensor]:
+        """States the current policy visits in its own rollouts (fallback / cold start)."""
+        from lerobot.envs.factory import make_env, make_env_pre_post_processors
+        from lerobot.envs.utils import close_envs
+        from lerobot.scripts.lerobot_eval import rollout
+
+        if ctx.env_cfg is None:
+            return {}
+        policy = unwrap_policy(ctx.policy)
+        env_pre, env_post = make_env_pre_post_processors(env_cfg=ctx.env_cfg, policy_cfg=policy.config)
+        out = {}
+        for task in tasks:
+            logging.info(f"amf: {task}: importance weights collapsed or no demo; using policy rollout states")
+            envs = make_env(dataclasses.replace(ctx.env_cfg, task=task), n_envs=self.cfg.fallback_rollouts)
+            vec = next(iter(next(iter(envs.values())).values()))
+            try:
+                seeds = [self.cfg.rollout_seed + ctx.round_index * 1000 + i for i in range(self.cfg.fallback_rollouts)]
+                data = rollout(vec, policy, env_pre, env_post, ctx.preprocessor, ctx.postprocessor,
+                               seeds=seeds, return_observations=True)
+            finally:
+                close_envs(envs)
+            obs = data["observation"]
+            steps = obs[next(iter(obs))].shape[1]
+            idx = np.linspace(0, steps - 1, num=min(self.cfg.states_per_demo, steps)).astype(int)
+            # (envs, k, D) -> (envs * k, D); the embedder repeats a single frame over n_obs_steps
+            batch = {key: value[:, idx].reshape(-1, *value.shape[2:]) for key, value in obs.items()}
+            batch = ctx.preprocessor(batch)
+            out[task] = _embed_in_chunks(embedder, batch, self.cfg.chunk_size)
+        return out
+
+
+def _meta_of(ctx):
+    for ref in (ctx.demo_dataset, ctx.pretrain_dataset):
+        if ref is not None:
+            return LeRobotDataset(ref.repo_id, root=ref.root).meta
+    raise ValueError("no dataset")
+
+
+def _embed_in_chunks(embedder, batch: dict, chunk: int) -> torch.Tensor:
+    n = len(next(v for v in batch.values() if isinstance(v, torch.Tensor)))
+    rows = []
+    for s in range(0, n, chunk):
+        part = {k: (v[s:s + chunk] if isinstance(v, (torch.Tensor, list)) else v) for k, v in batch.items()}
+        rows.append(embedder.embed(part).double().cpu())
+    return torch.cat(rows)
+
+

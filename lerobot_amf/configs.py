@@ -48,7 +48,10 @@ class AMFSelectionConfig:
     kernel: str = "gradient"
     embedding_dim: int = 1024  # random projection target (Johnson-Lindenstrauss), seed below
     projection_seed: int = 0
-    n_draws: int = 4  # (noise, timestep) draws averaged per state (diffusion / flow heads)
+    n_draws: int = 2  # (noise, timestep) draws averaged per state (diffusion / flow heads)
+    # Denoising steps of the policy's own pseudo-target action (diffusion / flow heads): the
+    # main cost of an embedding; 1 = one-step estimate from a fixed noise.
+    pseudo_target_steps: int = 1
     noise: float = 1.0  # observation noise sigma^2 of the GP
     states_per_demo: int = 16  # frames sampled per demo in hand
     importance_temperature: float = 1.0  # T_w

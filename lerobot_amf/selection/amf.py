@@ -131,8 +131,9 @@ class AMFStrategy(Strategy):
         if states is None:
             raise ValueError("amf needs demos in hand (pretraining demos or fine-tuning demos); none were found.")
         policy = ctx.policy
+        family_kwargs = {} if unwrap_policy(policy).name == "act" else {"target_steps": cfg.pseudo_target_steps}
         embedder = make_embedder(policy, kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
-                                 n_draws=cfg.n_draws)
+                                 n_draws=cfg.n_draws, **family_kwargs)
         vocab = ctx.plan.get("vocabulary")
         instructions = ctx.plan.get("instructions", {})
         pool = ctx.pool

@@ -5,7 +5,7 @@ import pytest
 
 from lerobot_amf.evaluation import pooled, wilson_interval
 from lerobot_amf.ledger import Ledger
-from lerobot_amf.selection import STRATEGY_NAMES, SelectionContext, make_strategy
+from lerobot_amf.selection import BASELINES, SelectionContext, make_strategy
 
 POOL = ["a", "b", "c", "d"]
 
@@ -54,7 +54,7 @@ def test_random_respects_capacity_and_is_seeded():
     assert Counter(s1.tasks)["b"] <= 1 and not {"a", "d"} & set(s1.tasks)
 
 
-@pytest.mark.parametrize("name", STRATEGY_NAMES)
+@pytest.mark.parametrize("name", list(BASELINES))  # amf: tests/test_amf_strategy.py
 def test_same_seed_same_selection(name):
     pre = {t: i for i, t in enumerate(POOL)}
     assert make_strategy(name).select(ctx(pretrain=pre, seed=3), 5).tasks == \

@@ -12,7 +12,6 @@ points at the newest), ``amf_report.json`` and the plots.
 import dataclasses
 import hashlib
 import json
-import logging
 import sys
 from collections import Counter
 from pathlib import Path

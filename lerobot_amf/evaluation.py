@@ -8,6 +8,7 @@ overlap the seeds demos are recorded from.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -45,23 +46,27 @@ def eval_protocol(amf_cfg, env_cfg) -> dict:
     }
 
 
+@contextlib.contextmanager
+def task_vec_env(env_cfg, task: str, n_envs: int):
+    """LeRobot's ``make_env`` vector env for one task of ``env_cfg``, closed on exit."""
+    envs = make_env(dataclasses.replace(env_cfg, task=task), n_envs=n_envs)
+    try:
+        yield next(iter(next(iter(envs.values())).values()))
+    finally:
+        close_envs(envs)
+
+
 def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg, progress=None) -> dict:
     """Success per task (and pooled over the given tasks) of ``policy``."""
     env_pre, env_post = make_env_pre_post_processors(env_cfg=env_cfg, policy_cfg=policy.config)
     per_task = {}
     for task in tasks:
-        task_cfg = dataclasses.replace(env_cfg, task=task)
         n_envs = min(amf_cfg.eval_batch_size, amf_cfg.eval_episodes)
-        envs = make_env(task_cfg, n_envs=n_envs)
-        vec = next(iter(next(iter(envs.values())).values()))
-        try:
-            with torch.no_grad():
-                info = eval_policy(
-                    vec, policy, env_pre, env_post, preprocessor, postprocessor,
-                    n_episodes=amf_cfg.eval_episodes, start_seed=amf_cfg.eval_seed,
-                )
-        finally:
-            close_envs(envs)
+        with task_vec_env(env_cfg, task, n_envs) as vec, torch.no_grad():
+            info = eval_policy(
+                vec, policy, env_pre, env_post, preprocessor, postprocessor,
+                n_episodes=amf_cfg.eval_episodes, start_seed=amf_cfg.eval_seed,
+            )
         successes = int(sum(bool(ep["success"]) for ep in info["per_episode"]))
         per_task[task] = summarise(successes, len(info["per_episode"]))
         if progress is not None:

@@ -216,9 +216,10 @@ class AMFStrategy(Strategy):
 
     def rollout_states(self, ctx: SelectionContext, tasks: list[str], embedder) -> dict[str, torch.Tensor]:
         """States the current policy visits in its own rollouts (fallback / cold start)."""
-        from lerobot.envs.factory import make_env, make_env_pre_post_processors
-        from lerobot.envs.utils import close_envs
+        from lerobot.envs.factory import make_env_pre_post_processors
         from lerobot.scripts.lerobot_eval import rollout
+
+        from lerobot_amf.evaluation import task_vec_env
 
         if ctx.env_cfg is None:
             return {}
@@ -227,14 +228,10 @@ class AMFStrategy(Strategy):
         out = {}
         for task in tasks:
             logging.info(f"amf: {task}: importance weights collapsed or no demo; using policy rollout states")
-            envs = make_env(dataclasses.replace(ctx.env_cfg, task=task), n_envs=self.cfg.fallback_rollouts)
-            vec = next(iter(next(iter(envs.values())).values()))
-            try:
-                seeds = [self.cfg.rollout_seed + ctx.round_index * 1000 + i for i in range(self.cfg.fallback_rollouts)]
+            seeds = [self.cfg.rollout_seed + ctx.round_index * 1000 + i for i in range(self.cfg.fallback_rollouts)]
+            with task_vec_env(ctx.env_cfg, task, self.cfg.fallback_rollouts) as vec:
                 data = rollout(vec, policy, env_pre, env_post, ctx.preprocessor, ctx.postprocessor,
                                seeds=seeds, return_observations=True)
-            finally:
-                close_envs(envs)
             obs = data["observation"]
             steps = obs[next(iter(obs))].shape[1]
             idx = np.linspace(0, steps - 1, num=min(self.cfg.states_per_demo, steps)).astype(int)

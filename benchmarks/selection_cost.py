@@ -79,7 +79,9 @@ def bench_selection_vs_round(policy, recipe):
     from lerobot_amf.selection import SelectionContext
     from lerobot_amf.selection.amf import AMFStrategy
     from lerobot_amf.sources.metaworld import MetaworldExpertSource
-    from lerobot_amf.train import DatasetRef, make_accelerator, task_vocabulary
+    from lerobot_amf.data import DatasetRef
+    from lerobot_amf.envs.metaworld_state import task_vocabulary
+    from lerobot_amf.train import make_accelerator
     from lerobot_amf.training import train_steps
 
     pool = ["reach-v3", "window-open-v3", "drawer-close-v3", "button-press-topdown-v3"]

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,14 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.datasets.sampler import EpisodeAwareSampler
 
 from lerobot_amf.sources.base import Demo
+
+
+@dataclass
+class DatasetRef:
+    """Where a LeRobotDataset lives, for code that opens it itself (with its own delta timestamps)."""
+
+    repo_id: str
+    root: Path
 
 
 def open_demo_dataset(repo_id: str, root: Path, fps: int, features: dict) -> LeRobotDataset:

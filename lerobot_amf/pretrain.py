@@ -22,7 +22,7 @@ from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.constants import HF_LEROBOT_HOME
 
 from lerobot_amf import __version__
-from lerobot_amf.data import write_demos
+from lerobot_amf.data import DatasetRef, write_demos
 from lerobot_amf.sources.metaworld import MetaworldExpertSource
 from lerobot_amf.training import train_steps
 
@@ -43,6 +43,14 @@ def pretrain_allocation(pool: list[str], pcfg) -> dict[str, int]:
 def read_pretrain_record(checkpoint: Path) -> dict | None:
     path = Path(checkpoint) / PRETRAIN_RECORD
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def pretrain_demos_ref(checkpoint, record: dict | None) -> DatasetRef | None:
+    """The pretraining demos kept with an embedded-default checkpoint (None when unknown)."""
+    if not record or "demos" not in record:
+        return None
+    root = Path(checkpoint) / record["demos"]["root"]
+    return DatasetRef(record["demos"]["repo_id"], root) if root.exists() else None
 
 
 def ensure_pretrained(cfg, pool: list[str], accelerator) -> Path:

@@ -28,14 +28,15 @@ from lerobot.utils.utils import init_logging
 from rich.console import Console
 
 from lerobot_amf.configs import AMFTrainPipelineConfig
-from lerobot_amf.data import episodes_stats, write_demos
-from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
+from lerobot_amf.data import DatasetRef, episodes_stats, write_demos
+from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig, task_vocabulary
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.evaluation import eval_protocol, evaluate_tasks
 from lerobot_amf.ledger import Ledger
-from lerobot_amf.pretrain import ensure_pretrained, read_pretrain_record
+from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_pretrain_record
 from lerobot_amf.report import print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import SelectionContext, make_strategy
+from lerobot_amf.training import train_steps
 from lerobot_amf.sources import make_source
 
 console = Console(stderr=True)
@@ -209,7 +210,9 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
         train_set = make_dataset(round_cfg)
         if cfg.amf.normalization == "demos":
             preprocessor, postprocessor = make_processors(cfg, accelerator.unwrap_model(policy), episodes_stats(train_set))
-        metrics, optimizer, scheduler = train_steps_round(round_cfg, policy, train_set, preprocessor, accelerator, r, len(plan.rounds))
+        metrics, optimizer, scheduler = train_steps(
+            round_cfg, policy, train_set, preprocessor, accelerator, cfg.amf.steps_per_round,
+            desc=f"Fine-tuning round {r + 1}/{len(plan.rounds)} on {train_set.num_episodes} demos")
         if main:
             ckpt = round_dir(output_dir, r)
             save_checkpoint(ckpt, step=cfg.amf.steps_per_round * (r + 1), cfg=cfg,
@@ -242,39 +245,9 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
     return report
 
 
-@dataclasses.dataclass
-class DatasetRef:
-    repo_id: str
-    root: Path
-
-
-def pretrain_demos_ref(checkpoint, record: dict | None) -> DatasetRef | None:
-    """The pretraining demos kept with an embedded-default checkpoint (None when unknown)."""
-    if not record or "demos" not in record:
-        return None
-    root = Path(checkpoint) / record["demos"]["root"]
-    return DatasetRef(record["demos"]["repo_id"], root) if root.exists() else None
-
-
-def task_vocabulary(pool: list[str]) -> dict:
-    """How tasks are named to the policy: the one-hot order and the dataset task strings."""
-    from lerobot_amf.envs.metaworld_state import METAWORLD_TASKS, task_description
-
-    instructions = {t: task_description(t) for t in METAWORLD_TASKS}
-    return {"vocabulary": METAWORLD_TASKS, "instructions": instructions,
-            "task_of_instruction": {v: k for k, v in instructions.items() if k in pool}}
-
-
 def count_episodes(root: Path) -> int:
     info = Path(root) / "meta" / "info.json"
     return json.loads(info.read_text())["total_episodes"] if (Path(root) / "data").exists() and info.exists() else 0
-
-
-def train_steps_round(round_cfg, policy, train_set, preprocessor, accelerator, r, n_rounds):
-    from lerobot_amf.training import train_steps
-
-    return train_steps(round_cfg, policy, train_set, preprocessor, accelerator, round_cfg.amf.steps_per_round,
-                       desc=f"Fine-tuning round {r + 1}/{n_rounds} on {train_set.num_episodes} demos")
 
 
 def cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, pool) -> dict:

@@ -15,7 +15,8 @@ from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
 from lerobot_amf.selection import SelectionContext, make_strategy
 from lerobot_amf.selection.amf import AMFStrategy
 from lerobot_amf.sources.metaworld import MetaworldExpertSource
-from lerobot_amf.train import DatasetRef, task_vocabulary
+from lerobot_amf.data import DatasetRef
+from lerobot_amf.envs.metaworld_state import task_vocabulary
 
 POOL = ["reach-v3", "drawer-close-v3"]
 

@@ -86,6 +86,13 @@ def task_description(task: str) -> str:
     return TASK_DESCRIPTIONS[task]
 
 
+def task_vocabulary(pool: list[str]) -> dict:
+    """How tasks are named to the policy: the one-hot order and the dataset task strings."""
+    instructions = {t: task_description(t) for t in METAWORLD_TASKS}
+    return {"vocabulary": METAWORLD_TASKS, "instructions": instructions,
+            "task_of_instruction": {v: k for k, v in instructions.items() if k in pool}}
+
+
 def expert_policy(task: str):
     """Metaworld's scripted expert for ``task`` (``metaworld.policies``)."""
     from lerobot.envs.metaworld import TASK_POLICY_MAPPING

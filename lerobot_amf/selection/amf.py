@@ -24,7 +24,7 @@ import logging
 import numpy as np
 import torch
 from lerobot.datasets.factory import resolve_delta_timestamps
-from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE
 
 from lerobot_amf.embeddings import make_embedder, unwrap_policy
@@ -242,11 +242,12 @@ class AMFStrategy(Strategy):
         return out
 
 
-def _meta_of(ctx):
+def _meta_of(ctx) -> LeRobotDatasetMetadata:
+    """Metadata of a dataset in hand (fps and features fix the policy's delta timestamps)."""
     for ref in (ctx.demo_dataset, ctx.pretrain_dataset):
         if ref is not None:
-            return LeRobotDataset(ref.repo_id, root=ref.root).meta
-    raise ValueError("no dataset")
+            return LeRobotDatasetMetadata(ref.repo_id, root=ref.root)
+    raise ValueError("amf needs demos in hand (pretraining demos or fine-tuning demos); none were found.")
 
 
 def _embed_in_chunks(embedder, batch: dict, chunk: int) -> torch.Tensor:

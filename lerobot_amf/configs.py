@@ -18,7 +18,10 @@ from lerobot.policies.factory import make_policy  # noqa: F401  (registers the p
 from lerobot_amf.errors import AMFInputError
 
 SOURCES = ("metaworld_expert",)
-ISOLATION_MODES = ("shared",)
+# shared: one model, all weights, all demos | shared_replay: the same + pretraining frames in
+# every batch | lora: one peft LoRA adapter per partition | head: one action-head copy per partition.
+ISOLATION_MODES = ("shared", "shared_replay", "lora", "head")
+ROUTED_MODES = ("lora", "head")
 NORMALIZATION_SOURCES = ("pretrained", "demos")
 
 
@@ -89,8 +92,24 @@ class AMFConfig:
     eval_seed: int = 1_000_000
     # Normalisation stats: the pretrained checkpoint's, or those of the demos trained on.
     normalization: str = "pretrained"
-    # shared: one model (single set of weights) fine-tuned on all demos.
+    # Which weights fine-tuning changes (ISOLATION_MODES above). lora/head: base weights frozen,
+    # one adapter / head copy per partition, a routing policy picks it by task at inference;
+    # LoRA settings are LeRobot's --peft.r / --peft.target_modules.
     isolation: str = "shared"
+    # lora/head: per_task | per_suite | clustered | all (one shared adapter) | path to a JSON map.
+    partitions: str = "per_task"
+    n_partitions: int = 2  # clustered: k of k-means over the pretrained policy's task embeddings
+    head_module: str | None = None  # head: the module copied per partition (default per family)
+    # shared_replay: share of each batch drawn from the replay dataset (default: the embedded
+    # default's pretraining demos; otherwise name a LeRobot dataset).
+    replay_fraction: float = 0.5
+    replay_repo_id: str | None = None
+    replay_root: str | None = None
+    # lora/head: a single plain model exported each round next to the routed one and evaluated
+    # too: merge (base + sum of partition deltas) | distill (merge, then imitate the routed
+    # policy for export_steps) | none.
+    export: str = "merge"
+    export_steps: int = 300
     selection: AMFSelectionConfig = field(default_factory=AMFSelectionConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -116,6 +135,14 @@ class AMFConfig:
             )
         if self.eval_episodes < 1 or self.eval_batch_size < 1:
             raise AMFInputError("amf.eval_episodes and amf.eval_batch_size must be at least 1.")
+        from lerobot_amf.isolation.export import EXPORTS
+
+        _check_choice("amf.export", self.export, EXPORTS)
+        if not 0.0 <= self.replay_fraction < 1.0:
+            raise AMFInputError(f"amf.replay_fraction={self.replay_fraction}: must be in [0, 1).")
+        if self.isolation in ROUTED_MODES and self.normalization != "pretrained":
+            raise AMFInputError(f"amf.isolation={self.isolation} keeps the base weights frozen, so it keeps their "
+                                "normalisation: use amf.normalization=pretrained.")
         _check_choice("amf.selection.kernel", self.selection.kernel, ("gradient", "last_layer"))
         if self.steps_per_round < 0:
             raise AMFInputError(f"amf.steps_per_round={self.steps_per_round}: must be >= 0.")

@@ -18,6 +18,11 @@ from lerobot.envs.utils import close_envs
 from lerobot.scripts.lerobot_eval import eval_policy
 
 
+# What an evaluation is of: the one plain model, or the routed per-partition policy.
+SINGLE_MODEL = "single model"
+PER_PARTITION = "per-partition"
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (95% by default)."""
     if n == 0:

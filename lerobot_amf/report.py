@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lerobot_amf.evaluation import pooled
+from lerobot_amf.evaluation import PER_PARTITION as ROUTED
+from lerobot_amf.evaluation import SINGLE_MODEL as SINGLE
 from lerobot_amf.ledger import Ledger
 
 REPORT_FILENAME = "amf_report.json"
@@ -24,7 +26,9 @@ def build_report(output_dir: Path) -> dict:
     ledger = Ledger(output_dir)
     start = next(ledger.records("run_start"))
     pool = start["pool"]
-    evals = {rec["round"]: rec for rec in ledger.records("eval")}
+    evals: dict[int, dict[str, dict]] = {}
+    for rec in ledger.records("eval"):
+        evals.setdefault(rec["round"], {})[rec.get("variant", SINGLE)] = rec
     rounds, counts = [], {t: 0 for t in pool}
     selections = {rec["round"]: rec for rec in ledger.records("selection")}
     trains = {rec["round"]: rec for rec in ledger.records("train")}
@@ -32,6 +36,7 @@ def build_report(output_dir: Path) -> dict:
         r = rec["round"]
         counts = rec["demos_per_task"]
         sel = selections.get(r, {})
+        primary, single = _variants(evals.get(r, {}))
         rounds.append({
             "round": r,
             "selected": sel.get("tasks", []),
@@ -41,10 +46,12 @@ def build_report(output_dir: Path) -> dict:
             "demos_per_task": counts,
             "demos_total": sum(counts.values()),
             "train": trains.get(r, {}).get("metrics"),
-            "eval": _eval_part(evals.get(r)),
+            "eval": _eval_part(primary),
+            "eval_single_model": _eval_part(single) if single is not primary else None,
             "checkpoint": rec.get("checkpoint"),
         })
-    pretrained_eval = _eval_part(evals.get(-1))
+    pretrained_eval = _eval_part(next(iter(evals.get(-1, {}).values()), None))
+    last = rounds[-1] if rounds else {}
     report = {
         "schema_version": SCHEMA_VERSION,
         "model": start["model"],
@@ -58,14 +65,31 @@ def build_report(output_dir: Path) -> dict:
         "eval_protocol": start["eval_protocol"],
         "pretrained": pretrained_eval,
         "rounds": rounds,
-        "final": _final(pool, counts, pretrained_eval, rounds[-1]["eval"] if rounds else None),
+        "final": _final(pool, counts, pretrained_eval, last.get("eval")),
+        "final_single_model": _final(pool, counts, pretrained_eval, last.get("eval_single_model")),
         "complete": any(True for _ in ledger.records("run_end")),
     }
     return report
 
 
+def _variants(by_variant: dict[str, dict]) -> tuple[dict | None, dict | None]:
+    """(the run's own model: routed if there is one, the single model) of one round's evals."""
+    single = by_variant.get(SINGLE)
+    return by_variant.get(ROUTED, single), single
+
+
 def _eval_part(rec: dict | None) -> dict | None:
-    return None if rec is None else {"per_task": rec["per_task"], "overall": rec["overall"]}
+    return None if rec is None else {"per_task": rec["per_task"], "overall": rec["overall"],
+                                     "variant": rec.get("variant", SINGLE)}
+
+
+def change_kind(before: dict, after: dict) -> str:
+    """gained / lost when the Wilson intervals separate, else retained."""
+    if after["ci95"][0] > before["ci95"][1]:
+        return "gained"
+    if after["ci95"][1] < before["ci95"][0]:
+        return "lost"
+    return "retained"
 
 
 def _final(pool, counts, pretrained, last) -> dict | None:
@@ -79,12 +103,12 @@ def _final(pool, counts, pretrained, last) -> dict | None:
         "pretrained_on_fine_tuned_tasks": before,
         "fine_tuned_on_fine_tuned_tasks": after,
         "improved_beyond_intervals": bool(tuned) and after["ci95"][0] > before["ci95"][1],
+        # gained / lost: the Wilson intervals separate; retained: they overlap.
         "per_task_change": {
             t: {"pretrained": pretrained["per_task"][t]["success_rate"],
                 "final": last["per_task"][t]["success_rate"],
-                "kind": ("gained" if last["per_task"][t]["success_rate"] > pretrained["per_task"][t]["success_rate"]
-                         else "retained" if last["per_task"][t]["success_rate"] == pretrained["per_task"][t]["success_rate"]
-                         else "lost")}
+                "fine_tuned": counts.get(t, 0) > 0,
+                "kind": change_kind(pretrained["per_task"][t], last["per_task"][t])}
             for t in pool if t in pretrained["per_task"] and t in last["per_task"]
         },
     }
@@ -125,30 +149,48 @@ def _fmt(entry: dict | None) -> str:
 
 def print_round_table(report: dict, console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title=f"Success per task (Wilson 95%) — {report['model']['isolation']}, strategy {report['strategy']}")
+    _success_table(report, "eval", report["model"]["isolation"], console)
+    if any(r.get("eval_single_model") for r in report["rounds"]):
+        _success_table(report, "eval_single_model", "single model exported from the partitions "
+                       f"({report['model'].get('export')})", console)
+    console.print(disclosure(report))
+
+
+def _success_table(report: dict, key: str, what: str, console: Console) -> None:
+    table = Table(title=f"Success per task (Wilson 95%) — {what}, strategy {report['strategy']}")
     table.add_column("task")
     table.add_column("pretrain demos", justify="right")
     table.add_column("pretrained", justify="right")
-    for r in report["rounds"]:
+    rounds = [r for r in report["rounds"] if r.get(key)]
+    for r in rounds:
         table.add_column(f"round {r['round']}\n({r['demos_total']} demos)", justify="right")
+    table.add_column("vs pretrained")
     pre = report["demos_per_task"]["pretraining"] or {}
+    pretrained = (report["pretrained"] or {}).get("per_task", {})
     for task in report["pool"]:
-        row = [task, str(pre.get(task, "?")), _fmt((report["pretrained"] or {}).get("per_task", {}).get(task))]
-        for r in report["rounds"]:
-            row.append(f"{_fmt(r['eval']['per_task'].get(task))} +{r['demos_per_task'].get(task, 0)}")
+        row = [task, str(pre.get(task, "?")), _fmt(pretrained.get(task))]
+        for r in rounds:
+            row.append(f"{_fmt(r[key]['per_task'].get(task))} +{r['demos_per_task'].get(task, 0)}")
+        last = rounds[-1][key]["per_task"].get(task) if rounds else None
+        tuned = rounds and rounds[-1]["demos_per_task"].get(task, 0) > 0
+        status = change_kind(pretrained[task], last) if last and task in pretrained else "-"
+        row.append(f"{status}{'' if tuned else ' (not fine-tuned)'}")
         table.add_row(*row)
     row = ["mean (pooled)", "", _fmt((report["pretrained"] or {}).get("overall"))]
-    row += [_fmt(r["eval"]["overall"]) for r in report["rounds"]]
+    row += [_fmt(r[key]["overall"]) for r in rounds] + [""]
     table.add_row(*row, style="bold")
     console.print(table)
-    console.print(disclosure(report))
 
 
 def print_final_comparison(report: dict, console: Console | None = None) -> None:
     console = console or Console()
-    final = report["final"]
-    if not final:
-        return
+    for key, what in (("final", report["model"]["isolation"]), ("final_single_model", "single model export")):
+        if report.get(key):
+            console.print(f"[bold]{what}[/bold]")
+            _print_final(report[key], console)
+
+
+def _print_final(final: dict, console: Console) -> None:
     before, after = final["pretrained_on_fine_tuned_tasks"], final["fine_tuned_on_fine_tuned_tasks"]
     verdict = "improved beyond the Wilson 95% intervals" if final["improved_beyond_intervals"] else \
         "NOT improved beyond the Wilson 95% intervals"
@@ -184,7 +226,12 @@ def write_plots(report: dict, output_dir: Path) -> None:
         lo = [p[1]["overall"]["ci95"][0] for p in points]
         hi = [p[1]["overall"]["ci95"][1] for p in points]
         ax.fill_between(xs, lo, hi, color="k", alpha=0.12, label="mean, Wilson 95%")
-        ax.plot(xs, mean, color="k", lw=2.5, marker="o", label="mean over pool")
+        ax.plot(xs, mean, color="k", lw=2.5, marker="o", label=f"mean over pool ({report['model']['isolation'][:40]})")
+        single = [(r["demos_total"], r["eval_single_model"]["overall"]["success_rate"])
+                  for r in report["rounds"] if r.get("eval_single_model")]
+        if single:
+            ax.plot([0] + [p[0] for p in single], [mean[0]] + [p[1] for p in single], color="k", lw=1.5, ls="--",
+                    marker="s", label="mean over pool (single model export)")
         ax.set_xlabel("fine-tuning demos spent")
         ax.set_ylabel("success rate")
         ax.set_ylim(-0.02, 1.02)

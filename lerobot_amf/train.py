@@ -23,20 +23,20 @@ from lerobot.datasets.factory import make_dataset
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot.utils.random_utils import set_seed
-from lerobot.utils.train_utils import save_checkpoint, update_last_checkpoint
+from lerobot.utils.train_utils import update_last_checkpoint
 from lerobot.utils.utils import init_logging
 from rich.console import Console
 
-from lerobot_amf.configs import AMFTrainPipelineConfig
+from lerobot_amf.configs import ROUTED_MODES, AMFTrainPipelineConfig
 from lerobot_amf.data import DatasetRef, episodes_stats, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig, task_vocabulary
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.evaluation import eval_protocol, evaluate_tasks
+from lerobot_amf.isolation.modes import ROUTED_DIR, make_isolation, mean_task_embeddings, plan_partitions
 from lerobot_amf.ledger import Ledger
 from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_pretrain_record
 from lerobot_amf.report import print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import SelectionContext, make_strategy
-from lerobot_amf.training import train_steps
 from lerobot_amf.sources import make_source
 
 console = Console(stderr=True)
@@ -129,6 +129,7 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
     source = make_source(cfg.amf, cfg.env, seed=cfg.seed or 0)
     plan = plan_run(cfg, source)
     strategy = make_strategy(cfg.amf.strategy, cfg.amf)
+    partitions = plan_partitions(cfg, plan.pool)  # bad maps fail here, before anything is written
 
     # The generalist to start from: --policy.path, or the embedded default's cached pretraining.
     if cfg.policy.pretrained_path is None:
@@ -141,6 +142,21 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
 
     ledger = Ledger(output_dir)
     state = ledger.state()
+    start_round = state.rounds_done
+    routed = cfg.amf.isolation in ROUTED_MODES
+    # Shared modes continue from the last round's weights; routed modes keep the base frozen and
+    # reload the partitions' weights.
+    load_from = (round_dir(output_dir, start_round - 1) / "pretrained_model"
+                 if start_round and not routed else cfg.policy.pretrained_path)
+    policy = make_policy(dataclasses.replace(cfg.policy, pretrained_path=load_from), env_cfg=cfg.env)
+    preprocessor, postprocessor = make_processors(cfg, policy)
+    vocabulary = task_vocabulary(plan.pool)
+    pretrain_ref = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
+    embeddings = (mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref, plan.pool)
+                  if routed and partitions is None else None)
+    isolation = make_isolation(cfg, policy, plan, partitions, vocabulary["task_of_instruction"], pretrain_ref,
+                               resume_from=round_dir(output_dir, start_round - 1) / ROUTED_DIR
+                               if routed and start_round else None, task_embeddings=embeddings)
     if main and not cfg.resume:
         output_dir.mkdir(parents=True, exist_ok=True)
         ledger.append(
@@ -153,15 +169,11 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
             strategy=strategy.name,
             seed=cfg.seed,
             source={"name": source.name, "action_noise": cfg.amf.action_noise},
-            model={"isolation": "single model (shared weights, all tasks)", "partitions": {"all": plan.pool},
-                   "policy_type": cfg.policy.type, "pretrained_path": str(cfg.policy.pretrained_path)},
+            model={**isolation.describe(), "policy_type": cfg.policy.type,
+                   "pretrained_path": str(cfg.policy.pretrained_path)},
             pretrain_counts=pretrain_counts,
             eval_protocol=eval_protocol(cfg.amf, cfg.env),
         )
-    start_round = state.rounds_done
-    load_from = round_dir(output_dir, start_round - 1) / "pretrained_model" if start_round else cfg.policy.pretrained_path
-    policy = make_policy(dataclasses.replace(cfg.policy, pretrained_path=load_from), env_cfg=cfg.env)
-    preprocessor, postprocessor = make_processors(cfg, policy)
     on_disk = count_episodes(output_dir / "demos")
     if main and on_disk != len(state.episodes):
         raise RuntimeError(
@@ -172,27 +184,28 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
     if main and not any(r["round"] == -1 for r in ledger.records("eval")):
         console.rule("Evaluating the pretrained policy")
         result = cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, plan.pool)
-        ledger.append("eval", round=-1, **result)
+        ledger.append("eval", round=-1, variant="pretrained", **result)
 
-    policy = accelerator.prepare(policy)
+    isolation.prepare(accelerator)
     for r in range(start_round, len(plan.rounds)):
         if main:
             console.rule(f"Round {r + 1}/{len(plan.rounds)} — strategy {strategy.name}")
             state = ledger.state()
             pulled = [rec for rec in ledger.records("demos_pulled") if rec["round"] == r]
             if not pulled:
-                ctx = SelectionContext(
-                    round_index=r, pool=plan.pool, target_weights=plan.target_weights,
-                    counts={t: state.counts.get(t, 0) for t in plan.pool},
-                    capacity={t: source.remaining(t, state.demo_ids) for t in plan.pool},
-                    rng=np.random.default_rng([cfg.seed or 0, r]), pretrain_counts=pretrain_counts,
-                    policy=accelerator.unwrap_model(policy), preprocessor=preprocessor,
-                    postprocessor=postprocessor, env_cfg=cfg.env, accelerator=accelerator,
-                    demo_dataset=DatasetRef(cfg.dataset.repo_id, output_dir / "demos") if state.episodes else None,
-                    pretrain_dataset=pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record),
-                    plan=task_vocabulary(plan.pool),
-                )
-                selection = strategy.select(ctx, plan.rounds[r])
+                with isolation.selection_policy(accelerator) as selection_policy:
+                    ctx = SelectionContext(
+                        round_index=r, pool=plan.pool, target_weights=plan.target_weights,
+                        counts={t: state.counts.get(t, 0) for t in plan.pool},
+                        capacity={t: source.remaining(t, state.demo_ids) for t in plan.pool},
+                        rng=np.random.default_rng([cfg.seed or 0, r]), pretrain_counts=pretrain_counts,
+                        policy=selection_policy, preprocessor=preprocessor,
+                        postprocessor=postprocessor, env_cfg=cfg.env, accelerator=accelerator,
+                        demo_dataset=DatasetRef(cfg.dataset.repo_id, output_dir / "demos") if state.episodes else None,
+                        pretrain_dataset=pretrain_ref,
+                        plan=vocabulary,
+                    )
+                    selection = strategy.select(ctx, plan.rounds[r])
                 ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
                               details=selection.details, reason=selection.reason)
                 console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")
@@ -204,28 +217,27 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
                 ledger.append("demos_pulled", round=r, demos=records)
         accelerator.wait_for_everyone()
 
+        state = ledger.state()
+        new_tasks = sorted({d["task"] for rec in ledger.records("demos_pulled") if rec["round"] == r for d in rec["demos"]})
         round_cfg = dataclasses.replace(
             cfg, dataset=dataclasses.replace(cfg.dataset, root=str(output_dir / "demos"), episodes=None)
         )
-        train_set = make_dataset(round_cfg)
         if cfg.amf.normalization == "demos":
-            preprocessor, postprocessor = make_processors(cfg, accelerator.unwrap_model(policy), episodes_stats(train_set))
-        metrics, optimizer, scheduler = train_steps(
-            round_cfg, policy, train_set, preprocessor, accelerator, cfg.amf.steps_per_round,
-            desc=f"Fine-tuning round {r + 1}/{len(plan.rounds)} on {train_set.num_episodes} demos")
+            preprocessor, postprocessor = make_processors(
+                cfg, accelerator.unwrap_model(isolation.module), episodes_stats(make_dataset(round_cfg)))
+        metrics = isolation.train(round_cfg, accelerator, preprocessor, state.episodes, new_tasks,
+                                  desc=f"Fine-tuning round {r + 1}/{len(plan.rounds)}")
         if main:
+            if isolation.routed and isolation.export(round_cfg, preprocessor, state.episodes) is not None:
+                metrics = {**metrics, "export": isolation.export_metrics}
             ckpt = round_dir(output_dir, r)
-            save_checkpoint(ckpt, step=cfg.amf.steps_per_round * (r + 1), cfg=cfg,
-                            policy=accelerator.unwrap_model(policy), optimizer=optimizer, scheduler=scheduler,
-                            preprocessor=preprocessor, postprocessor=postprocessor)
+            saved = isolation.save(ckpt, cfg.amf.steps_per_round * (r + 1), accelerator, preprocessor, postprocessor)
             update_last_checkpoint(ckpt)
             ledger.append("train", round=r, metrics=metrics)
-            result = evaluate_tasks(accelerator.unwrap_model(policy), preprocessor, postprocessor,
-                                    cfg.env, plan.pool, cfg.amf)
-            ledger.append("eval", round=r, **result)
-            state = ledger.state()
+            for variant, result in isolation.evaluate(accelerator, preprocessor, postprocessor, cfg.env):
+                ledger.append("eval", round=r, variant=variant, **result)
             ledger.append("round_end", round=r, demos_per_task={t: state.counts.get(t, 0) for t in plan.pool},
-                          checkpoint=str(ckpt / "pretrained_model"))
+                          checkpoint=str(saved))
             report = write_report(output_dir)
             if r < len(plan.rounds) - 1:
                 print_round_table(report, Console())
@@ -239,8 +251,11 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
         out = Console()
         print_round_table(report, out)
         print_final_comparison(report, out)
-        out.print(f"Report: {output_dir / 'amf_report.json'} | plots: success_vs_demos.png, selections_per_round.png | "
-                  f"final checkpoint: {output_dir / 'checkpoints' / 'last' / 'pretrained_model'}")
+        last = output_dir / "checkpoints" / "last"
+        final = (f"routed policy: {last / ROUTED_DIR} (lerobot_amf.isolation.load_routed_policy)"
+                 + (f", single model: {last / 'pretrained_model'}" if cfg.amf.export != "none" else "")
+                 if cfg.amf.isolation in ROUTED_MODES else f"final checkpoint: {last / 'pretrained_model'}")
+        out.print(f"Report: {output_dir / 'amf_report.json'} | plots: success_vs_demos.png, selections_per_round.png | {final}")
     accelerator.wait_for_everyone()
     return report
 

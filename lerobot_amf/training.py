@@ -18,28 +18,32 @@ from lerobot.utils.logging_utils import AverageMeter, MetricsTracker
 from tqdm import tqdm
 
 from lerobot_amf.data import episode_aware_sampler
+from lerobot_amf.isolation.replay import replay_loader_parts
 
 
-def train_steps(cfg, policy, dataset, preprocessor, accelerator, steps: int, desc: str = "Training"):
+def train_steps(cfg, policy, dataset, preprocessor, accelerator, steps: int, desc: str = "Training",
+                replay=None, replay_fraction: float = 0.0):
     """Run ``steps`` optimizer steps of ``policy`` (already ``accelerator.prepare``d) on ``dataset``.
 
-    A fresh optimizer and LR schedule (the policy's preset, sized to ``steps``) per call.
+    A fresh optimizer and LR schedule (the policy's preset, sized to ``steps``) per call, over
+    the parameters that require grad (a routed policy's active partition). With ``replay`` (a
+    LeRobotDataset), each batch mixes in ``replay_fraction`` of its frames (``isolation.replay``).
     Returns (metrics dict, optimizer, lr_scheduler) — the latter two for checkpointing.
     """
     round_cfg = dataclasses.replace(cfg, steps=max(steps, 1))
     unwrapped = accelerator.unwrap_model(policy)
     optimizer, lr_scheduler = make_optimizer_and_scheduler(round_cfg, unwrapped)
     drop_last_frames = getattr(unwrapped.config, "drop_n_last_frames", 0)
-    sampler = episode_aware_sampler(dataset, drop_n_last_frames=drop_last_frames, shuffle=True)
-    dataloader = torch.utils.data.DataLoader(
-        dataset,
-        num_workers=cfg.num_workers,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        pin_memory=accelerator.device.type == "cuda",
-        drop_last=False,
-        prefetch_factor=2 if cfg.num_workers > 0 else None,
-    )
+    loader_args = {"num_workers": cfg.num_workers, "pin_memory": accelerator.device.type == "cuda",
+                   "prefetch_factor": 2 if cfg.num_workers > 0 else None}
+    if replay is None:
+        sampler = episode_aware_sampler(dataset, drop_n_last_frames=drop_last_frames, shuffle=True)
+        dataloader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
+                                                 drop_last=False, **loader_args)
+    else:
+        mix, batch_sampler, collate = replay_loader_parts(dataset, replay, cfg.batch_size, replay_fraction,
+                                                          drop_last_frames, seed=cfg.seed or 0)
+        dataloader = torch.utils.data.DataLoader(mix, batch_sampler=batch_sampler, collate_fn=collate, **loader_args)
     optimizer, dataloader, lr_scheduler = accelerator.prepare(optimizer, dataloader, lr_scheduler)
     meters = {
         "loss": AverageMeter("loss", ":.3f"),
@@ -73,6 +77,9 @@ def train_steps(cfg, policy, dataset, preprocessor, accelerator, steps: int, des
         "num_processes": accelerator.num_processes,
         "frames": dataset.num_frames,
         "episodes": dataset.num_episodes,
+        "replay": None if replay is None else {"fraction": replay_fraction, "frames": replay.num_frames,
+                                               "episodes": replay.num_episodes},
+        "trained_parameters": sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
         "loss_first": float(sum(losses[:window]) / window) if losses else None,
         "loss_last": float(sum(losses[-window:]) / window) if losses else None,
         "seconds": round(time.perf_counter() - start, 2),

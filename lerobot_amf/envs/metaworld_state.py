@@ -185,7 +185,9 @@ class MetaworldStateEnv(gym.Env):
         self._envs.clear()
 
 
-gym.register(id=GYM_ID, entry_point=MetaworldStateEnv, disable_env_checker=True)
+# No wrappers: LeRobot's add_envs_task looks up `task_description` on the env itself, and
+# gymnasium wrappers do not forward attributes (language-conditioned and routed policies need it).
+gym.register(id=GYM_ID, entry_point=MetaworldStateEnv, disable_env_checker=True, order_enforce=False)
 
 
 @EnvConfig.register_subclass("mw_state")

@@ -1,0 +1,276 @@
+"""What one round's fine-tuning touches, per ``--amf.isolation``: the round loop's view.
+
+``make_isolation`` returns a ``SharedWeights`` (``shared``, ``shared_replay``) or a
+``PartitionedWeights`` (``lora``, ``head``); both offer the same steps of a round:
+
+    describe()              -> the run record's "model" entry (what the numbers are of)
+    module                  -> what trains (``accelerator.prepare``d)
+    selection_policy()      -> context: the policy a strategy scores with
+    train(...)              -> fine-tune on the demos so far; metrics
+    save(...)               -> checkpoints/round_XX (LeRobot layout; + routed_model/)
+    evaluate(...)           -> [(variant, per-task result)], "single model" and/or "per-partition"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import torch
+from lerobot.configs.default import DatasetConfig
+from lerobot.datasets.factory import make_dataset
+from lerobot.utils.train_utils import save_checkpoint
+
+from lerobot_amf.data import DatasetRef
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.evaluation import PER_PARTITION as ROUTED
+from lerobot_amf.evaluation import SINGLE_MODEL as SINGLE
+from lerobot_amf.evaluation import evaluate_tasks
+from lerobot_amf.isolation.export import distill, merge
+from lerobot_amf.isolation.partitions import Partitions, make_partitions
+from lerobot_amf.isolation.routing import RoutedPolicy
+from lerobot_amf.training import train_steps
+
+ROUTED_DIR = "routed_model"
+
+
+def open_dataset(cfg, ref: DatasetRef, episodes: list[int] | None = None, what: str = "dataset"):
+    """A LeRobotDataset through LeRobot's ``make_dataset`` (the policy's delta timestamps), or a clear error."""
+    dataset_cfg = DatasetConfig(repo_id=ref.repo_id, root=None if ref.root is None else str(ref.root), episodes=episodes)
+    try:
+        return make_dataset(dataclasses.replace(cfg, dataset=dataset_cfg))
+    except Exception as err:  # noqa: BLE001 - Hub/offline/missing-files errors come in many types
+        raise AMFInputError(f"Cannot open the {what} {ref.repo_id!r} (root={ref.root}): {type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''}") from None
+
+
+def replay_ref(cfg, pretrain_ref: DatasetRef | None) -> DatasetRef:
+    if cfg.amf.replay_repo_id:
+        return DatasetRef(cfg.amf.replay_repo_id, None if cfg.amf.replay_root is None else Path(cfg.amf.replay_root))
+    if pretrain_ref is None:
+        raise AMFInputError("amf.isolation=shared_replay needs pretraining data: pass --amf.replay_repo_id "
+                            "(and --amf.replay_root for a local dataset); this checkpoint keeps no pretraining demos.")
+    return pretrain_ref
+
+
+def episodes_of(records: list[dict], tasks) -> list[int]:
+    tasks = set(tasks)
+    return sorted(rec["episode_index"] for rec in records if rec["task"] in tasks)
+
+
+class SharedWeights:
+    """One model, all weights trained on all demos (+ replay frames in ``shared_replay``)."""
+
+    routed = False
+
+    def __init__(self, cfg, policy, plan, pretrain_ref: DatasetRef | None):
+        self.cfg, self.policy, self.plan = cfg, policy, plan
+        self.replay = None
+        if cfg.amf.isolation == "shared_replay":
+            self.replay_ref = replay_ref(cfg, pretrain_ref)
+            self.replay = open_dataset(cfg, self.replay_ref, what="replay dataset")
+        self.module = policy
+
+    def describe(self) -> dict:
+        if self.replay is None:
+            kind = "single model (shared weights, all tasks)"
+        else:
+            kind = (f"single model (shared weights, all tasks) + replay: {self.cfg.amf.replay_fraction:.0%} of each "
+                    f"batch from {self.replay_ref.repo_id}")
+        return {"isolation": kind, "mode": self.cfg.amf.isolation, "partitions": {"all": self.plan.pool},
+                "replay": None if self.replay is None else {"fraction": self.cfg.amf.replay_fraction,
+                                                            "repo_id": self.replay_ref.repo_id,
+                                                            "episodes": self.replay.num_episodes}}
+
+    def prepare(self, accelerator):
+        self.module = accelerator.prepare(self.policy)
+        return self.module
+
+    @contextlib.contextmanager
+    def selection_policy(self, accelerator):
+        yield accelerator.unwrap_model(self.module)
+
+    def train(self, round_cfg, accelerator, preprocessor, episodes: list[dict], new_tasks, desc: str) -> dict:
+        train_set = make_dataset(round_cfg)
+        metrics, self.optimizer, self.scheduler = train_steps(
+            round_cfg, self.module, train_set, preprocessor, accelerator, self.cfg.amf.steps_per_round,
+            desc=f"{desc} on {train_set.num_episodes} demos", replay=self.replay,
+            replay_fraction=self.cfg.amf.replay_fraction)
+        return metrics
+
+    def save(self, ckpt: Path, step: int, accelerator, preprocessor, postprocessor) -> Path:
+        save_checkpoint(ckpt, step=step, cfg=self.cfg, policy=accelerator.unwrap_model(self.module),
+                        optimizer=self.optimizer, scheduler=self.scheduler,
+                        preprocessor=preprocessor, postprocessor=postprocessor)
+        return ckpt / "pretrained_model"
+
+    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg) -> list[tuple[str, dict]]:
+        policy = accelerator.unwrap_model(self.module)
+        return [(SINGLE, evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, self.plan.pool, self.cfg.amf))]
+
+
+class PartitionedWeights:
+    """Frozen base + one LoRA adapter / head copy per partition, each trained on its tasks' demos only."""
+
+    routed = True
+
+    def __init__(self, cfg, policy, plan, partitions: Partitions, task_of_instruction: dict, pretrain_ref,
+                 resume_from: Path | None = None):
+        self.cfg, self.plan, self.partitions = cfg, plan, partitions
+        self.pretrain_ref = pretrain_ref
+        peft_overrides = dataclasses.asdict(cfg.peft) if cfg.peft is not None else None
+        self.routed_policy = RoutedPolicy(policy, partitions, cfg.amf.isolation, task_of_instruction,
+                                          peft_overrides=peft_overrides, head_module=cfg.amf.head_module)
+        if resume_from is not None:
+            self.routed_policy.load_partition_weights(resume_from)
+        self.module = self.routed_policy
+        self.single = None
+
+    def describe(self) -> dict:
+        what = "LoRA adapter" if self.cfg.amf.isolation == "lora" else "action-head copy"
+        n = len(self.partitions.groups)
+        kind = (f"per-partition {what}s ({self.partitions.scheme}: {n} partitions), routed by task"
+                if n > 1 else f"one shared {what} (all tasks), base weights frozen")
+        return {"isolation": kind, "mode": self.cfg.amf.isolation, "partitions": self.partitions.groups,
+                "partition_scheme": self.partitions.scheme, "export": self.cfg.amf.export,
+                "lora": getattr(self.routed_policy, "lora_settings", None),
+                "head_module": getattr(self.routed_policy, "head_module", None)}
+
+    def prepare(self, accelerator):
+        self.routed_policy.set_all_trainable()  # DDP registers every partition's weights
+        self.module = accelerator.prepare(self.routed_policy)
+        self.routed_policy.activate(self.partitions.names[0])
+        return self.module
+
+    @contextlib.contextmanager
+    def selection_policy(self, accelerator):
+        """Strategies score with the pretrained generalist (adapters off): one model for all tasks."""
+        with self.routed_policy.pretrained_only() as policy:
+            yield policy
+
+    def train(self, round_cfg, accelerator, preprocessor, episodes: list[dict], new_tasks, desc: str) -> dict:
+        """Train each partition that got new demos this round, on all demos of its tasks so far."""
+        metrics = {}
+        for name, tasks in self.partitions.groups.items():
+            if not set(tasks) & set(new_tasks):
+                continue
+            subset = open_dataset(round_cfg, DatasetRef(round_cfg.dataset.repo_id, Path(round_cfg.dataset.root)),
+                                  episodes=episodes_of(episodes, tasks), what="demo dataset")
+            self.routed_policy.activate(name)
+            metrics[name], self.optimizer, self.scheduler = train_steps(
+                round_cfg, self.module, subset, preprocessor, accelerator, self.cfg.amf.steps_per_round,
+                desc=f"{desc}: partition {name} on {subset.num_episodes} demos")
+        return {"partitions_trained": list(metrics), "per_partition": metrics,
+                "steps": self.cfg.amf.steps_per_round * len(metrics),
+                "seconds": round(sum(m["seconds"] for m in metrics.values()), 2)}
+
+    def export(self, round_cfg, preprocessor, episodes: list[dict]):
+        """The single plain model (``--amf.export``), or None."""
+        if self.cfg.amf.export == "none":
+            return None
+        trained = [n for n, tasks in self.partitions.groups.items() if episodes_of(episodes, tasks)]
+        single = merge(self.routed_policy, trained)
+        self.export_metrics = {"method": "merge", "partitions": trained}
+        if self.cfg.amf.export == "distill":
+            loaders = self._partition_batches(round_cfg, preprocessor, episodes)
+            optimizer_cfg = round_cfg.optimizer
+            self.export_metrics = {"method": "distill (from merge)", **distill(
+                self.routed_policy, single, loaders, self.cfg.amf.export_steps, optimizer_cfg,
+                seed=self.cfg.seed or 0)}
+        self.single = single
+        return single
+
+    def _partition_batches(self, round_cfg, preprocessor, episodes: list[dict]) -> dict:
+        """partition -> endless preprocessed batches of its tasks' frames (collected + pretraining demos)."""
+        from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+        from lerobot_amf.envs.metaworld_state import task_vocabulary
+
+        task_of = task_vocabulary(self.plan.pool)["task_of_instruction"]
+        out = {}
+        for name, tasks in self.partitions.groups.items():
+            parts = []
+            demo_eps = episodes_of(episodes, tasks)
+            if demo_eps:
+                parts.append(open_dataset(round_cfg, DatasetRef(round_cfg.dataset.repo_id, Path(round_cfg.dataset.root)),
+                                          episodes=demo_eps, what="demo dataset"))
+            if self.pretrain_ref is not None:
+                meta = LeRobotDatasetMetadata(self.pretrain_ref.repo_id, root=self.pretrain_ref.root)
+                pre_eps = [i for i in range(meta.total_episodes) if task_of.get(meta.episodes[i]["tasks"][0]) in tasks]
+                if pre_eps:
+                    parts.append(open_dataset(round_cfg, self.pretrain_ref, episodes=pre_eps, what="pretraining demos"))
+            if not parts:
+                continue
+            data = torch.utils.data.ConcatDataset(parts)
+            loader = torch.utils.data.DataLoader(
+                data, batch_size=round_cfg.batch_size, num_workers=0,
+                sampler=torch.utils.data.RandomSampler(data, replacement=True, num_samples=10**9,
+                                                       generator=torch.Generator().manual_seed(round_cfg.seed or 0)))
+            out[name] = {"frames": len(data), "batches": (preprocessor(b) for b in loader)}
+        return out
+
+    def save(self, ckpt: Path, step: int, accelerator, preprocessor, postprocessor) -> Path:
+        routed_dir = self.routed_policy.save(ckpt / ROUTED_DIR, preprocessor, postprocessor)
+        if self.single is not None:
+            save_checkpoint(ckpt, step=step, cfg=self.cfg, policy=self.single, optimizer=None,
+                            preprocessor=preprocessor, postprocessor=postprocessor)
+        return routed_dir
+
+    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg) -> list[tuple[str, dict]]:
+        results = [(ROUTED, evaluate_tasks(self.routed_policy, preprocessor, postprocessor, env_cfg,
+                                           self.plan.pool, self.cfg.amf))]
+        if self.single is not None:
+            results.append((SINGLE, evaluate_tasks(self.single, preprocessor, postprocessor, env_cfg,
+                                                   self.plan.pool, self.cfg.amf)))
+        return results
+
+
+def mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref: DatasetRef | None, pool: list[str],
+                         frames_per_task: int = 64) -> dict:
+    """Each pool task's mean AMF embedding under the pretrained policy, over its pretraining frames."""
+    import numpy as np
+
+    from lerobot_amf.embeddings import make_embedder
+    from lerobot_amf.envs.metaworld_state import task_vocabulary
+
+    if pretrain_ref is None:
+        raise AMFInputError("amf.partitions=clustered needs the pretraining demos of the pool's tasks "
+                            "(kept with the embedded default's checkpoint); pass a JSON map otherwise.")
+    dataset = open_dataset(cfg, pretrain_ref, what="pretraining demos")
+    task_of = task_vocabulary(pool)["task_of_instruction"]
+    sel = cfg.amf.selection
+    embedder = make_embedder(policy, kind=sel.kernel, dim=sel.embedding_dim, seed=sel.projection_seed)
+    rng = np.random.default_rng(cfg.seed or 0)
+    out = {}
+    for task in pool:
+        rows = [dataset.meta.episodes[i] for i in range(dataset.meta.total_episodes)
+                if task_of.get(dataset.meta.episodes[i]["tasks"][0]) == task]
+        if not rows:
+            raise AMFInputError(f"amf.partitions=clustered: no pretraining demos of {task!r} to embed; pass a JSON map.")
+        frames = np.concatenate([np.arange(r["dataset_from_index"], r["dataset_to_index"]) for r in rows])
+        pick = np.sort(rng.choice(frames, size=min(frames_per_task, len(frames)), replace=False))
+        batch = preprocessor(torch.utils.data.default_collate([dataset[int(i)] for i in pick]))
+        with torch.no_grad():
+            out[task] = embedder.embed(batch).mean(0).cpu().numpy()
+    return out
+
+
+def plan_partitions(cfg, pool: list[str]) -> Partitions | None:
+    """Partitions that need no policy (checked before anything is written); None for clustered."""
+    if cfg.amf.isolation not in ("lora", "head"):
+        return Partitions({"all": list(pool)}, "all")
+    if cfg.amf.partitions == "clustered":
+        return None
+    return make_partitions(cfg.amf.partitions, pool)
+
+
+def make_isolation(cfg, policy, plan, partitions: Partitions | None, task_of_instruction: dict,
+                   pretrain_ref: DatasetRef | None, resume_from: Path | None = None,
+                   task_embeddings=None):
+    if cfg.amf.isolation not in ("lora", "head"):
+        return SharedWeights(cfg, policy, plan, pretrain_ref)
+    if partitions is None:
+        partitions = make_partitions("clustered", plan.pool, task_embeddings=task_embeddings,
+                                     n_partitions=cfg.amf.n_partitions, seed=cfg.seed or 0)
+    return PartitionedWeights(cfg, policy, plan, partitions, task_of_instruction, pretrain_ref, resume_from)

@@ -1,0 +1,173 @@
+"""Partitions of the task pool: which tasks share one adapter (or head copy).
+
+``--amf.partitions`` is one of
+
+* ``per_task``  — one partition per task (the paper's setting: one weight copy per task);
+* ``per_suite`` — LIBERO suites (tasks named ``<suite>/<task>``) or Metaworld's difficulty
+  groups (LeRobot's ``DIFFICULTY_TO_TASKS``);
+* ``clustered`` — ``--amf.n_partitions`` groups by k-means over the pretrained policy's mean
+  task embeddings (``cluster_tasks``);
+* ``all``       — one partition holding the whole pool: a shared adapter;
+* a path to a JSON file, either ``{"task": "partition", ...}`` or ``{"partition": ["task", ...]}``.
+
+Every task of the pool must be in exactly one partition and every partition must hold a pool
+task; anything else is a one-line ``AMFInputError`` naming the offender.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lerobot_amf.errors import AMFInputError
+
+SCHEMES = ("per_task", "per_suite", "clustered", "all")
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """partition name -> its tasks, in pool order; ``scheme`` says how it was made."""
+
+    groups: dict[str, list[str]]
+    scheme: str
+
+    def of(self, task: str) -> str:
+        for name, tasks in self.groups.items():
+            if task in tasks:
+                return name
+        raise AMFInputError(f"Task {task!r} is in no partition ({self.describe()}).")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.groups)
+
+    @property
+    def shared(self) -> bool:
+        return len(self.groups) == 1
+
+    def describe(self) -> str:
+        return "; ".join(f"{name}: {', '.join(tasks)}" for name, tasks in self.groups.items())
+
+    def to_json(self) -> dict:
+        return {"scheme": self.scheme, "groups": self.groups}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Partitions":
+        return cls({k: list(v) for k, v in data["groups"].items()}, data["scheme"])
+
+
+def make_partitions(spec: str, pool: list[str], *, task_embeddings: dict[str, np.ndarray] | None = None,
+                    n_partitions: int = 2, seed: int = 0) -> Partitions:
+    """The partitions named by ``spec`` (see the module docstring) over ``pool``."""
+    if spec == "per_task":
+        return checked({_safe_name(t): [t] for t in pool}, pool, spec)
+    if spec == "all":
+        return checked({"all": list(pool)}, pool, spec)
+    if spec == "per_suite":
+        groups: dict[str, list[str]] = {}
+        for task in pool:
+            groups.setdefault(suite_of(task), []).append(task)
+        return checked(groups, pool, spec)
+    if spec == "clustered":
+        if task_embeddings is None:
+            raise AMFInputError("amf.partitions=clustered needs the pretrained policy's task embeddings.")
+        return checked(cluster_tasks(task_embeddings, pool, n_partitions, seed), pool, spec)
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        return load_partition_map(path, pool)
+    raise AMFInputError(f"Unknown amf.partitions={spec!r}. Allowed: {', '.join(SCHEMES)}, or a path to a JSON map.")
+
+
+def load_partition_map(path: Path, pool: list[str]) -> Partitions:
+    """A user's JSON map: ``{task: partition}`` or ``{partition: [tasks]}``."""
+    if not Path(path).exists():
+        raise AMFInputError(f"amf.partitions={path}: no such file.")
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise AMFInputError(f"amf.partitions={path}: not valid JSON ({err}).") from None
+    if not isinstance(data, dict) or not data:
+        raise AMFInputError(f"amf.partitions={path}: expected a non-empty JSON object.")
+    if all(isinstance(v, str) for v in data.values()):  # {task: partition}
+        groups: dict[str, list[str]] = {}
+        for task, name in data.items():
+            groups.setdefault(name, []).append(task)
+    elif all(isinstance(v, list) for v in data.values()):  # {partition: [tasks]}
+        groups = {name: list(tasks) for name, tasks in data.items()}
+    else:
+        raise AMFInputError(f"amf.partitions={path}: expected {{task: partition}} or {{partition: [tasks]}}.")
+    return checked(groups, pool, f"map:{Path(path).name}")
+
+
+def checked(groups: dict[str, list[str]], pool: list[str], scheme: str) -> Partitions:
+    """Validate ``groups`` against ``pool`` and return them in pool order."""
+    unknown = sorted({t for tasks in groups.values() for t in tasks} - set(pool))
+    if unknown:
+        raise AMFInputError(f"Partition map names task(s) outside the pool: {', '.join(unknown)}. Pool: {', '.join(pool)}.")
+    empty = [name for name, tasks in groups.items() if not tasks]
+    if empty:
+        raise AMFInputError(f"Partition(s) with no tasks: {', '.join(empty)}.")
+    seen: dict[str, str] = {}
+    for name, tasks in groups.items():
+        for task in tasks:
+            if task in seen and seen[task] != name:
+                raise AMFInputError(f"Task {task!r} is in two partitions: {seen[task]!r} and {name!r}.")
+            seen[task] = name
+    missing = [t for t in pool if t not in seen]
+    if missing:
+        raise AMFInputError(f"Task(s) in no partition: {', '.join(missing)}. Every pool task needs one.")
+    bad = [name for name in groups if not name or "/" in name or name.startswith(".")]
+    if bad:
+        raise AMFInputError(f"Partition names must be non-empty, without '/' and not start with '.': {bad}.")
+    ordered = {name: [t for t in pool if seen[t] == name] for name in groups}
+    return Partitions(ordered, scheme)
+
+
+def suite_of(task: str) -> str:
+    """LIBERO-style ``suite/task`` names give their suite; Metaworld tasks their difficulty group."""
+    if "/" in task:
+        return task.split("/", 1)[0]
+    from lerobot.envs.metaworld import DIFFICULTY_TO_TASKS
+
+    for group, tasks in DIFFICULTY_TO_TASKS.items():
+        if task in tasks:
+            return group
+    raise AMFInputError(f"amf.partitions=per_suite: no suite known for task {task!r}; pass a JSON map instead.")
+
+
+def cluster_tasks(task_embeddings: dict[str, np.ndarray], pool: list[str], k: int, seed: int = 0,
+                  iters: int = 100) -> dict[str, list[str]]:
+    """k-means (k-means++ init, seeded) over per-task mean embeddings; clusters named by their first task."""
+    if not 1 <= k <= len(pool):
+        raise AMFInputError(f"amf.n_partitions={k}: must be between 1 and the pool size {len(pool)}.")
+    x = np.stack([np.asarray(task_embeddings[t], dtype=np.float64) for t in pool])
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # direction, not scale
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.integers(len(x))]]
+    for _ in range(1, k):
+        d2 = np.min([((x - c) ** 2).sum(1) for c in centres], axis=0)
+        probs = d2 / d2.sum() if d2.sum() > 0 else np.full(len(x), 1 / len(x))
+        centres.append(x[rng.choice(len(x), p=probs)])
+    centres = np.stack(centres)
+    labels = np.zeros(len(x), dtype=int)
+    for _ in range(iters):
+        labels_new = ((x[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+        if _ and np.array_equal(labels_new, labels):
+            break
+        labels = labels_new
+        for j in range(k):
+            if (labels == j).any():
+                centres[j] = x[labels == j].mean(0)
+    groups: dict[str, list[str]] = {}
+    for j in sorted(set(labels.tolist()), key=lambda j: int(np.flatnonzero(labels == j)[0])):
+        members = [pool[i] for i in np.flatnonzero(labels == j)]
+        groups[f"cluster{len(groups)}_{_safe_name(members[0])}"] = members
+    return groups
+
+
+def _safe_name(task: str) -> str:
+    """A partition name usable as a peft adapter name and a file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in task)

@@ -1,0 +1,296 @@
+"""One set of task-specific weights per partition, and a policy that routes to them.
+
+``RoutedPolicy`` is a LeRobot ``PreTrainedPolicy`` (so LeRobot's ``eval_policy`` and our round
+loop take it as is) around a pretrained policy whose base weights stay frozen, with either
+
+* ``lora``: one peft LoRA adapter per partition, built with LeRobot's own
+  ``PreTrainedPolicy.wrap_with_peft`` (``--peft.r``, ``--peft.target_modules``; families without
+  LeRobot defaults get ours, ``default_lora_targets``), switched with peft's ``set_adapter``; or
+* ``head``: one copy of the action-head module per partition (``HeadCopies``), for policies
+  where LoRA does not fit.
+
+Routing: ``select_action`` reads the observation's task strings (LeRobot's ``task`` key, the
+language instruction or the task name), maps them to a partition and activates it. A batch
+must route to one partition (LeRobot's evaluation runs one task per vector env).
+
+Saved layout (``save`` / ``load_routed_policy``)::
+
+    routed_model/
+      routing.json                  # mode, partitions, instruction -> task, base checkpoint reference
+      adapters/<partition>/adapter_model.safetensors + adapter_config.json   (lora; peft's layout)
+      heads/<partition>.safetensors                                          (head)
+      policy_preprocessor.json, policy_postprocessor.json, *.safetensors     (LeRobot processors)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from pathlib import Path
+
+import torch
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.pretrained import PreTrainedPolicy
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.isolation.partitions import Partitions
+
+ROUTING_FILENAME = "routing.json"
+FORMAT = "lerobot_amf.routed/1"
+MODES = ("lora", "head")
+
+# LoRA targets for families LeRobot 0.4.4 gives no peft defaults (smolvla/pi0/pi05 have their own).
+DEFAULT_LORA_TARGETS = {
+    # The UNet noise predictor is diffusion's action head: its convolutions, FiLM encoders and output.
+    "diffusion": r"diffusion\.unet\..*(cond_encoder\.1|conv[12]\.block\.0|final_conv\.0\.block\.0|final_conv\.1)",
+    "act": r"model\.(action_head|decoder\..*\.(linear1|linear2|out_proj))",
+}
+# The module copied per partition in ``head`` mode.
+DEFAULT_HEADS = {
+    "diffusion": "diffusion.unet.final_conv",
+    "act": "model.action_head",
+    "smolvla": "model.action_out_proj",
+    "pi0": "model.action_out_proj",
+    "pi05": "model.action_out_proj",
+}
+
+
+class HeadCopies(nn.Module):
+    """Per-partition copies of one module; ``active`` says which runs (None: the frozen original)."""
+
+    def __init__(self, module: nn.Module, names: list[str]):
+        super().__init__()
+        self.original = module.requires_grad_(False)
+        self.copies = nn.ModuleDict({name: copy.deepcopy(module) for name in names})
+        self.active: str | None = names[0]
+
+    def forward(self, *args, **kwargs):
+        return (self.original if self.active is None else self.copies[self.active])(*args, **kwargs)
+
+
+class RoutedPolicy(PreTrainedPolicy):
+    """A frozen pretrained policy + per-partition adapters (or head copies), routed by task."""
+
+    config_class = PreTrainedConfig
+    name = "amf_routed"
+
+    def __init__(self, policy: PreTrainedPolicy, partitions: Partitions, mode: str,
+                 task_of_instruction: dict[str, str], peft_overrides: dict | None = None,
+                 head_module: str | None = None):
+        super().__init__(policy.config)
+        if mode not in MODES:
+            raise AMFInputError(f"Unknown isolation mode {mode!r} for routing. Allowed: {', '.join(MODES)}.")
+        self.partitions, self.mode = partitions, mode
+        self.task_of_instruction = dict(task_of_instruction)
+        self._check_routable()
+        self.base_ref = {"pretrained_path": str(policy.config.pretrained_path), "type": policy.config.type}
+        names = partitions.names
+        if mode == "lora":
+            self.lora_settings = lora_settings(policy, peft_overrides)
+            self.model = policy.wrap_with_peft(peft_cli_overrides={**self.lora_settings})
+            for name in names:
+                self.model.add_adapter(name, copy.deepcopy(self.model.peft_config["default"]))
+            self.model.set_adapter(names[0])
+            self.model.delete_adapter("default")
+        else:
+            self.head_module = head_module or DEFAULT_HEADS.get(policy.config.type)
+            if self.head_module is None:
+                raise AMFInputError(f"amf.isolation=head: no default head for policy type {policy.config.type!r}; "
+                                    "pass --amf.head_module.")
+            for p in policy.parameters():
+                p.requires_grad_(False)
+            parent_name, _, attr = self.head_module.rpartition(".")
+            parent = policy.get_submodule(parent_name) if parent_name else policy
+            setattr(parent, attr, HeadCopies(getattr(parent, attr), names))
+            self.model = policy
+        self.activate(names[0])
+
+    # ------------------------------------------------------------------ what runs
+    @property
+    def policy(self) -> PreTrainedPolicy:
+        """The LeRobot policy doing the work (adapters injected / heads swapped in place)."""
+        return self.model.get_base_model() if self.mode == "lora" else self.model
+
+    @property
+    def active(self) -> str:
+        return self._active
+
+    def activate(self, partition: str) -> None:
+        """Run (and train) ``partition``'s weights; only they require grad."""
+        if partition not in self.partitions.groups:
+            raise KeyError(f"No partition {partition!r}; partitions: {', '.join(self.partitions.names)}.")
+        if self.mode == "lora":
+            self.model.set_adapter(partition)
+        else:
+            heads = self._heads()
+            heads.active = partition
+            for name, module in heads.copies.items():
+                module.requires_grad_(name == partition)
+        self._active = partition
+
+    @contextlib.contextmanager
+    def pretrained_only(self):
+        """Run the pretrained weights alone (adapters off / original head) inside the block."""
+        if self.mode == "lora":
+            with self.model.disable_adapter():
+                yield self.policy
+            return
+        heads = self._heads()
+        heads.active = None
+        try:
+            yield self.policy
+        finally:
+            heads.active = self._active
+
+    def partition_parameters(self, partition: str) -> dict[str, torch.Tensor]:
+        """The tensors that belong to ``partition`` alone (its adapter or head copy), by name."""
+        if self.mode == "lora":
+            from peft import get_peft_model_state_dict
+
+            return get_peft_model_state_dict(self.model, adapter_name=partition)
+        return {k: v for k, v in self._heads().copies[partition].state_dict().items()}
+
+    def set_all_trainable(self) -> None:
+        """Every partition's weights require grad (so DDP registers them all before a partition is chosen)."""
+        for name in self.partitions.names:
+            for tensor in self._partition_modules(name):
+                tensor.requires_grad_(True)
+
+    def _partition_modules(self, partition: str):
+        if self.mode == "head":
+            return list(self._heads().copies[partition].parameters())
+        return [p for n, p in self.model.named_parameters() if f".{partition}." in n and "lora_" in n]
+
+    def _heads(self) -> HeadCopies:
+        return self.policy.get_submodule(self.head_module)
+
+    # ------------------------------------------------------------------ routing
+    def _check_routable(self) -> None:
+        """Every instruction must name a pool task (``Partitions.of`` raises otherwise)."""
+        for task in self.task_of_instruction.values():
+            self.partitions.of(task)
+
+    def route(self, batch: dict) -> str:
+        """The partition of the batch's task(s); all observations must share one."""
+        tasks = batch.get("task")
+        if tasks is None or (not isinstance(tasks, str) and len(tasks) == 0):
+            raise ValueError("Cannot route: the observation has no 'task' (LeRobot adds it from the env's task_description).")
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+        found = set()
+        for t in tasks:
+            task = self.task_of_instruction.get(t, t)
+            try:
+                found.add(self.partitions.of(task))
+            except AMFInputError:
+                raise ValueError(f"Cannot route task {t!r}: not a pool task or instruction "
+                                 f"({self.partitions.describe()}).") from None
+        if len(found) != 1:
+            raise ValueError(f"One batch routes to several partitions {sorted(found)}; evaluate one task per vector env.")
+        return found.pop()
+
+    # ------------------------------------------------------------------ PreTrainedPolicy API
+    def get_optim_params(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def reset(self):
+        self.policy.reset()
+
+    def forward(self, batch, *args, **kwargs):
+        """Training loss with the active partition's weights (the caller activates it)."""
+        return self.policy.forward(batch, *args, **kwargs)
+
+    @torch.no_grad()
+    def select_action(self, batch, **kwargs):
+        partition = self.route(batch)
+        if partition != self._active:
+            self.activate(partition)
+        return self.policy.select_action(batch, **kwargs)
+
+    @torch.no_grad()
+    def predict_action_chunk(self, batch, **kwargs):
+        partition = self.route(batch)
+        if partition != self._active:
+            self.activate(partition)
+        return self.policy.predict_action_chunk(batch, **kwargs)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, directory: Path, preprocessor=None, postprocessor=None) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        record = {"format": FORMAT, "mode": self.mode, "partitions": self.partitions.to_json(),
+                  "task_of_instruction": self.task_of_instruction, "base": self.base_ref}
+        if self.mode == "lora":
+            record["lora"] = self.lora_settings
+            self.model.save_pretrained(str(directory / "adapters"))
+        else:
+            record["head_module"] = self.head_module
+            (directory / "heads").mkdir(exist_ok=True)
+            for name in self.partitions.names:
+                save_file({k: v.contiguous() for k, v in self.partition_parameters(name).items()},
+                          str(directory / "heads" / f"{name}.safetensors"))
+        for processor in (preprocessor, postprocessor):
+            if processor is not None:
+                processor.save_pretrained(directory)
+        (directory / ROUTING_FILENAME).write_text(json.dumps(record, indent=2))
+        return directory
+
+    def load_partition_weights(self, directory: Path) -> None:
+        directory = Path(directory)
+        for name in self.partitions.names:
+            if self.mode == "lora":
+                from peft import set_peft_model_state_dict
+
+                weights = load_file(str(directory / "adapters" / name / "adapter_model.safetensors"))
+                result = set_peft_model_state_dict(self.model, weights, adapter_name=name)
+                if getattr(result, "unexpected_keys", None):
+                    raise ValueError(f"Adapter {name} in {directory} does not fit this policy: {result.unexpected_keys[:3]}")
+            else:
+                self._heads().copies[name].load_state_dict(load_file(str(directory / "heads" / f"{name}.safetensors")))
+        self.activate(self._active)
+
+
+def lora_settings(policy: PreTrainedPolicy, overrides: dict | None) -> dict:
+    """LeRobot ``--peft.*`` overrides, with our target modules where LeRobot has no default."""
+    settings = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings.setdefault("method_type", "LORA")
+    if str(settings["method_type"]).upper() != "LORA":
+        raise AMFInputError(f"amf.isolation=lora uses LoRA adapters; got --peft.method_type={settings['method_type']}.")
+    if not settings.get("target_modules") and policy._get_default_peft_targets() is None:
+        if policy.config.type not in DEFAULT_LORA_TARGETS:
+            raise AMFInputError(f"No default LoRA targets for policy type {policy.config.type!r}; pass --peft.target_modules.")
+        settings["target_modules"] = DEFAULT_LORA_TARGETS[policy.config.type]
+    if isinstance(settings.get("target_modules"), tuple):
+        settings["target_modules"] = list(settings["target_modules"])
+    return settings
+
+
+def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: str | None = None):
+    """One call from a saved ``routed_model/`` to (policy, preprocessor, postprocessor).
+
+    ``base_path`` replaces the recorded base checkpoint (e.g. after moving it or on another machine).
+    """
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    directory = Path(directory)
+    record = json.loads((directory / ROUTING_FILENAME).read_text())
+    if record.get("format") != FORMAT:
+        raise ValueError(f"{directory / ROUTING_FILENAME}: not a {FORMAT} record.")
+    base = base_path or record["base"]["pretrained_path"]
+    policy_cls = get_policy_class(record["base"]["type"])
+    policy = policy_cls.from_pretrained(base)
+    policy.config.pretrained_path = base
+    policy.config.device = device
+    policy.to(device)
+    routed = RoutedPolicy(policy, Partitions.from_json(record["partitions"]), record["mode"],
+                          record["task_of_instruction"], peft_overrides=record.get("lora"),
+                          head_module=record.get("head_module"))
+    routed.load_partition_weights(directory)
+    routed.to(device)
+    routed.eval()
+    preprocessor, postprocessor = make_pre_post_processors(
+        policy.config, pretrained_path=str(directory),
+        preprocessor_overrides={"device_processor": {"device": device}})
+    return routed, preprocessor, postprocessor

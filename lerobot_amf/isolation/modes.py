@@ -128,9 +128,10 @@ class PartitionedWeights:
         self.single = None
 
     def describe(self) -> dict:
-        what = "LoRA adapter" if self.cfg.amf.isolation == "lora" else "action-head copy"
+        what, plural = (("LoRA adapter", "LoRA adapters") if self.cfg.amf.isolation == "lora"
+                        else ("action-head copy", "action-head copies"))
         n = len(self.partitions.groups)
-        kind = (f"per-partition {what}s ({self.partitions.scheme}: {n} partitions), routed by task"
+        kind = (f"per-partition {plural} ({self.partitions.scheme}: {n} partitions), routed by task"
                 if n > 1 else f"one shared {what} (all tasks), base weights frozen")
         return {"isolation": kind, "mode": self.cfg.amf.isolation, "partitions": self.partitions.groups,
                 "partition_scheme": self.partitions.scheme, "export": self.cfg.amf.export,

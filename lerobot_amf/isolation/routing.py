@@ -270,6 +270,8 @@ def lora_settings(policy: PreTrainedPolicy, overrides: dict | None) -> dict:
 def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: str | None = None):
     """One call from a saved ``routed_model/`` to (policy, preprocessor, postprocessor).
 
+    The processors are None when none were saved with it (a run always saves them).
+
     ``base_path`` replaces the recorded base checkpoint (e.g. after moving it or on another machine).
     """
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
@@ -290,6 +292,8 @@ def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: st
     routed.load_partition_weights(directory)
     routed.to(device)
     routed.eval()
+    if not (directory / "policy_preprocessor.json").exists():
+        return routed, None, None
     preprocessor, postprocessor = make_pre_post_processors(
         policy.config, pretrained_path=str(directory),
         preprocessor_overrides={"device_processor": {"device": device}})

@@ -1,0 +1,134 @@
+"""Does fine-tuning on a few tasks erase the others, and which isolation mode prevents it?
+
+Runs the embedded default recipe (same pretrained generalist, same strategy, same seeds, same
+demos pulled: rebalancing picks the under-covered tasks) once per isolation mode and compares
+success on the tasks that were pretrained but never selected, pretrained vs after the last
+round, with Wilson 95% intervals — plus the selected tasks, so a mode that "keeps" by not
+learning is visible too.
+
+    python benchmarks/forgetting.py                    # all modes; resumes unfinished runs
+    python benchmarks/forgetting.py --modes shared lora
+
+Each mode's run directory lives under ``benchmarks/runs/forgetting/<mode>`` (not committed) and
+is resumed from its ledger if interrupted; ``benchmarks/results/forgetting.{json,png}`` is
+rewritten after every finished mode, with ``"partial": true`` until all modes are done.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "benchmarks" / "runs" / "forgetting"
+MODES = {
+    "shared": ["--amf.isolation=shared"],
+    "shared_replay": ["--amf.isolation=shared_replay", "--amf.replay_fraction=0.5"],
+    "lora_per_task": ["--amf.isolation=lora", "--amf.partitions=per_task", "--amf.export=merge"],
+}
+
+
+def run_mode(name: str, extra: list[str]) -> Path:
+    out = RUNS / name
+    args = [sys.executable, "-m", "lerobot_amf.train", f"--config_path={ROOT / 'recipes' / 'metaworld_default.json'}",
+            f"--output_dir={out}", *extra]
+    ledger = out / "amf_ledger.jsonl"
+    if ledger.exists():
+        if any(json.loads(line)["event"] == "run_end" for line in ledger.read_text().splitlines()):
+            return out
+        args.append("--resume=true")
+    print(f"[forgetting] {name}: {' '.join(args[3:])}", flush=True)
+    subprocess.run(args, check=True, cwd=ROOT)
+    return out
+
+
+def summarise(name: str, out: Path) -> dict:
+    from lerobot_amf.evaluation import pooled
+
+    report = json.loads((out / "amf_report.json").read_text())
+    pre = report["pretrained"]["per_task"]
+    counts = report["demos_per_task"]["fine_tuning"]
+    selected = [t for t in report["pool"] if counts.get(t, 0) > 0]
+    untouched = [t for t in report["pool"] if counts.get(t, 0) == 0]
+    row = {"mode": name, "model": report["model"]["isolation"], "strategy": report["strategy"],
+           "demos_per_task": report["demos_per_task"], "eval_protocol": report["eval_protocol"],
+           "not_selected_tasks": untouched, "selected_tasks": selected,
+           "train_seconds": sum((r["train"] or {}).get("seconds", 0) for r in report["rounds"])}
+    variants = [("", report["rounds"][-1]["eval"])]
+    if report["rounds"][-1].get("eval_single_model"):
+        variants.append(("single_model_", report["rounds"][-1]["eval_single_model"]))
+    for prefix, final in variants:
+        row[prefix + "final_variant"] = final["variant"]
+        row[prefix + "not_selected"] = {"pretrained": pooled(pre, untouched), "final": pooled(final["per_task"], untouched)}
+        row[prefix + "selected"] = {"pretrained": pooled(pre, selected), "final": pooled(final["per_task"], selected)}
+        row[prefix + "per_task"] = {t: {"pretrained": pre[t], "final": final["per_task"][t]} for t in report["pool"]}
+    return row
+
+
+def plot(rows: list[dict], path: Path, partial: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = []
+    for row in rows:
+        bars.append((row["mode"], row))
+        if "single_model_not_selected" in row:
+            bars.append((row["mode"] + "\n(single-model merge)", {k[len("single_model_"):]: v for k, v in row.items()
+                                                                 if k.startswith("single_model_")}))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, key, title in ((axes[0], "not_selected", "pretrained but NOT selected tasks"),
+                           (axes[1], "selected", "selected (fine-tuned) tasks")):
+        for i, (label, row) in enumerate(bars):
+            for j, stage in enumerate(("pretrained", "final")):
+                entry = row[key][stage]
+                lo, hi = entry["ci95"]
+                x = i + (j - 0.5) * 0.38
+                ax.bar(x, entry["success_rate"], width=0.36, color=("#bbbbbb", "#3b75af")[j],
+                       label=("pretrained", "after fine-tuning")[j] if i == 0 else None)
+                ax.errorbar(x, entry["success_rate"], yerr=[[entry["success_rate"] - lo], [hi - entry["success_rate"]]],
+                            color="k", capsize=3, lw=1)
+        ax.set_xticks(range(len(bars)))
+        ax.set_xticklabels([b[0] for b in bars], fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(title, fontsize=10)
+    axes[0].set_ylabel("success rate (pooled, Wilson 95%)")
+    axes[0].legend(fontsize=8, loc="upper left")
+    proto = rows[0]["eval_protocol"]
+    fig.suptitle(f"Forgetting by isolation mode — embedded default, strategy {rows[0]['strategy']}, "
+                 f"{proto['episodes_per_task']} eval episodes/task{' (PARTIAL)' if partial else ''}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.modes:
+        start = time.perf_counter()
+        out = run_mode(name, MODES[name])
+        rows.append({**summarise(name, out), "wall_seconds_this_invocation": round(time.perf_counter() - start, 1)})
+        partial = len(rows) < len(MODES)
+        result = {"benchmark": "forgetting", "partial": partial, "modes_done": [r["mode"] for r in rows],
+                  "recipe": "recipes/metaworld_default.json", "rows": rows}
+        (RESULTS / "forgetting.json").write_text(json.dumps(result, indent=2))
+        plot(rows, RESULTS / "forgetting.png", partial)
+        for r in rows:
+            ns, s = r["not_selected"], r["selected"]
+            print(f"{r['mode']:>14}: not selected {ns['pretrained']['success_rate']:.2f} {ns['pretrained']['ci95']} -> "
+                  f"{ns['final']['success_rate']:.2f} {ns['final']['ci95']} | selected {s['pretrained']['success_rate']:.2f}"
+                  f" -> {s['final']['success_rate']:.2f} {s['final']['ci95']}  ({r['model']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,7 @@ from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE
 
+from lerobot_amf.data import read_frames
 from lerobot_amf.embeddings import make_embedder, unwrap_policy
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
 from lerobot_amf.selection.gp import WeightSpacePosterior, greedy_batch, kernel_scale
@@ -108,6 +109,7 @@ class AMFStrategy(Strategy):
                 continue
             ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta)
             task_of_instruction = ctx.plan.get("task_of_instruction", {})
+            positions = []
             for ep in range(ds.meta.total_episodes):
                 row = ds.meta.episodes[ep]
                 instruction = row["tasks"][0]
@@ -116,13 +118,13 @@ class AMFStrategy(Strategy):
                     continue
                 start, stop = row["dataset_from_index"], row["dataset_to_index"]
                 k = min(self.cfg.states_per_demo, stop - start)
-                frames = np.sort(rng.choice(np.arange(start, stop), size=k, replace=False))
-                items += [ds[int(i)] for i in frames]
+                positions += np.sort(rng.choice(np.arange(start, stop), size=k, replace=False)).tolist()
                 demo_of_frame += [len(demo_task)] * k
                 demo_task.append(task)
                 demo_length.append(stop - start)
                 per_demo.append(k)
                 in_d.append(is_d)
+            items += read_frames(ds, positions)
         if not items:
             return None
         batch = torch.utils.data.default_collate(items)

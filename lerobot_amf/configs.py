@@ -51,9 +51,11 @@ class AMFSelectionConfig:
     kernel: str = "gradient"
     embedding_dim: int = 1024  # random projection target (Johnson-Lindenstrauss), seed below
     projection_seed: int = 0
-    n_draws: int = 2  # (noise, timestep) draws averaged per state (diffusion / flow heads)
-    # Denoising steps of the policy's own pseudo-target action (diffusion / flow heads): the
-    # main cost of an embedding; 1 = one-step estimate from a fixed noise.
+    # (noise, timestep) draws averaged per state (diffusion / flow heads); each costs one pass of
+    # the action head, as does the importance weights' denoising-loss surrogate per draw.
+    n_draws: int = 1
+    # Denoising steps of the policy's own pseudo-target action (diffusion / flow heads): one pass
+    # each. Diffusion: 1 = one DDIM step from a fixed noise at alpha_bar = 0.2 (embeddings/diffusion.py).
     pseudo_target_steps: int = 1
     noise: float = 1.0  # observation noise sigma^2 of the GP
     states_per_demo: int = 16  # frames sampled per demo in hand

@@ -2,7 +2,8 @@
 
     select tasks -> pull demos -> fine-tune -> evaluate -> record (ledger, report, plots)
 
-One process selects and pulls (the main one under ``accelerate launch``); all processes train.
+All processes select (amf splits its embedding pass across them); the main one records and
+pulls; all train.
 The run directory is the only state: ``amf_ledger.jsonl`` (append-only), ``demos/`` (the
 LeRobotDataset of fine-tuning demos), ``checkpoints/round_XX`` (LeRobot checkpoints; ``last``
 points at the newest), ``amf_report.json`` and the plots.
@@ -188,24 +189,27 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
 
     isolation.prepare(accelerator)
     for r in range(start_round, len(plan.rounds)):
+        # Every process selects (amf shards its embedding pass across them and gathers; the
+        # choice is deterministic, so all agree); only the main process records and pulls.
+        state = ledger.state()
+        selection = None
+        if not [rec for rec in ledger.records("demos_pulled") if rec["round"] == r]:
+            with isolation.selection_policy(accelerator) as selection_policy:
+                ctx = SelectionContext(
+                    round_index=r, pool=plan.pool, target_weights=plan.target_weights,
+                    counts={t: state.counts.get(t, 0) for t in plan.pool},
+                    capacity={t: source.remaining(t, state.demo_ids) for t in plan.pool},
+                    rng=np.random.default_rng([cfg.seed or 0, r]), pretrain_counts=pretrain_counts,
+                    policy=selection_policy, preprocessor=preprocessor,
+                    postprocessor=postprocessor, env_cfg=cfg.env, accelerator=accelerator,
+                    demo_dataset=DatasetRef(cfg.dataset.repo_id, output_dir / "demos") if state.episodes else None,
+                    pretrain_dataset=pretrain_ref,
+                    plan=vocabulary,
+                )
+                selection = strategy.select(ctx, plan.rounds[r])
         if main:
             console.rule(f"Round {r + 1}/{len(plan.rounds)} — strategy {strategy.name}")
-            state = ledger.state()
-            pulled = [rec for rec in ledger.records("demos_pulled") if rec["round"] == r]
-            if not pulled:
-                with isolation.selection_policy(accelerator) as selection_policy:
-                    ctx = SelectionContext(
-                        round_index=r, pool=plan.pool, target_weights=plan.target_weights,
-                        counts={t: state.counts.get(t, 0) for t in plan.pool},
-                        capacity={t: source.remaining(t, state.demo_ids) for t in plan.pool},
-                        rng=np.random.default_rng([cfg.seed or 0, r]), pretrain_counts=pretrain_counts,
-                        policy=selection_policy, preprocessor=preprocessor,
-                        postprocessor=postprocessor, env_cfg=cfg.env, accelerator=accelerator,
-                        demo_dataset=DatasetRef(cfg.dataset.repo_id, output_dir / "demos") if state.episodes else None,
-                        pretrain_dataset=pretrain_ref,
-                        plan=vocabulary,
-                    )
-                    selection = strategy.select(ctx, plan.rounds[r])
+            if selection is not None:
                 ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
                               details=selection.details, reason=selection.reason)
                 console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")

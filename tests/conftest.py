@@ -64,3 +64,15 @@ def tiny_run(tmp_path_factory, lerobot_home) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# amf with small embedding chunks, so that 2 processes really split the embedding pass.
+AMF_ARGS = ["--amf.strategy=amf", "--amf.selection.chunk_size=8"]
+
+
+@pytest.fixture(scope="session")
+def tiny_amf_run(tmp_path_factory, lerobot_home, tiny_run) -> Path:
+    """The tiny run with amf on one process, from the generalist ``tiny_run`` cached."""
+    out = tmp_path_factory.mktemp("runs") / "tiny_amf"
+    run_cli([*TINY_ARGS, *AMF_ARGS, f"--output_dir={out}"], lerobot_home)
+    return out

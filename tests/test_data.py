@@ -1,8 +1,9 @@
 import numpy as np
+import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.datasets.sampler import EpisodeAwareSampler
 
-from lerobot_amf.data import episode_aware_sampler, episodes_stats, write_demos
+from lerobot_amf.data import episode_aware_sampler, episodes_stats, read_frames, write_demos
 from lerobot_amf.sources.metaworld import MetaworldExpertSource
 
 
@@ -57,3 +58,23 @@ def test_episode_stats_are_those_of_the_selected_episodes_only(tmp_path):
     np.testing.assert_allclose(stats["action"]["mean"], actions.mean(0), rtol=1e-4)
     full = episodes_stats(LeRobotDataset("local/test", root=root))
     assert not np.allclose(full["observation.state"]["mean"], stats["observation.state"]["mean"])
+
+
+def test_read_frames_equals_getitem_with_history_and_padding(tmp_path):
+    root, _, _ = _build(tmp_path)
+    delta = {"observation.state": [-0.1, 0.0], "observation.environment_state": [-0.1, 0.0],
+             "action": [i / 10 for i in range(16)]}
+    ds = LeRobotDataset("local/test", root=root, delta_timestamps=delta)
+    ep = ds.meta.episodes[2]
+    # an episode's first frame (history padded), a middle one, and the last (future padded)
+    positions = [ep["dataset_from_index"], ep["dataset_from_index"] + 5, ep["dataset_to_index"] - 1, 0]
+    fast, slow = read_frames(ds, positions), [ds[i] for i in positions]
+    assert fast[0]["observation.state_is_pad"].tolist() == [True, False]
+    assert fast[2]["action_is_pad"].any()
+    for a, b in zip(fast, slow):
+        assert set(a) == set(b)
+        for key in b:
+            if isinstance(b[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key

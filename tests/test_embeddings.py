@@ -123,9 +123,10 @@ def diffusion_autograd(policy: DiffusionPolicy, emb: DiffusionEmbedder, state: d
 
 @pytest.mark.parametrize("scheduler", ["DDPM", "DDIM"])
 @pytest.mark.parametrize("prediction", ["epsilon", "sample"])
-def test_diffusion_closed_form_matches_autograd(scheduler, prediction):
+@pytest.mark.parametrize("target_steps", [None, 1])
+def test_diffusion_closed_form_matches_autograd(scheduler, prediction, target_steps):
     policy = tiny_diffusion(scheduler, prediction)
-    emb = make_embedder(policy, dim=2048, seed=3, n_draws=3)
+    emb = make_embedder(policy, dim=2048, seed=3, n_draws=3, target_steps=target_steps)
     assert isinstance(emb, DiffusionEmbedder)
     assert emb.raw_dim == 4 * 16 + 4 and emb.dim == emb.raw_dim  # identity projection
     batch = diffusion_batch()
@@ -149,6 +150,27 @@ def test_diffusion_pseudo_target_is_the_policys_own_sample():
         gc = policy.diffusion._prepare_global_conditioning({STATE: batch[STATE], ENV: batch[ENV]})
         own = policy.diffusion.conditional_sample(2, global_cond=gc, noise=noise)
     assert torch.allclose(a_star, own, atol=1e-6)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
+def test_diffusion_one_step_pseudo_target_starts_at_alpha_bar_0_2(prediction):
+    # The amf default: one DDIM step from the fixed noise read as x_t0, ᾱ_t0 the first below 0.2
+    # (not diffusers' "leading" single step at t = 0, which returns the noise itself).
+    policy = tiny_diffusion("DDIM", prediction)
+    emb = make_embedder(policy, n_draws=1, target_steps=1)
+    alpha_bar = policy.diffusion.noise_scheduler.alphas_cumprod
+    (t0,) = emb.target_timesteps
+    assert alpha_bar[t0] < 0.2 <= alpha_bar[t0 - 1]
+    batch = diffusion_batch(b=2)
+    z = emb.target_noise.expand(2, -1, -1)
+    with torch.no_grad():
+        gc = policy.diffusion._prepare_global_conditioning({STATE: batch[STATE], ENV: batch[ENV]})
+        out = policy.diffusion.unet(z, torch.full((2,), t0), global_cond=gc)
+    x0 = (z - (1 - alpha_bar[t0]).sqrt() * out) / alpha_bar[t0].sqrt() if prediction == "epsilon" else out
+    assert torch.allclose(emb.pseudo_target(batch), x0.clamp(-1, 1), atol=1e-5)
+    two = make_embedder(policy, n_draws=1, target_steps=2).target_timesteps
+    assert two[0] == t0 and 0 <= two[1] < t0
+    assert emb.record()["pseudo_target"] == f"ddim_eta0_from_fixed_noise_timesteps_{t0}"
 
 
 def test_diffusion_embedding_is_per_state_and_accepts_single_observations():

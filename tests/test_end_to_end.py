@@ -143,15 +143,14 @@ def test_pretrained_checkpoint_keeps_its_demos_and_counts(tiny_run, lerobot_home
     assert sorted(demos.meta.tasks.index) == ["Push and close a drawer", "Reach a goal position"]
 
 
-def test_amf_strategy_runs_in_the_loop_and_reports_why(tiny_run, lerobot_home, tmp_path):
-    out = tmp_path / "amf"
-    run_cli([*TINY_ARGS, f"--output_dir={out}", "--amf.strategy=amf"], lerobot_home)
-    report = json.loads((out / "amf_report.json").read_text())
+def test_amf_strategy_runs_in_the_loop_and_reports_why(tiny_amf_run):
+    report = json.loads((tiny_amf_run / "amf_report.json").read_text())
     assert report["strategy"] == "amf" and len(report["rounds"]) == 2
     for r in report["rounds"]:
         assert set(r["scores"]) == {"reach-v3", "drawer-close-v3"}
         assert set(r["details"]["ess"]) == {"reach-v3", "drawer-close-v3"}
         assert r["details"]["kernel"]["family"] == "diffusion" and "projection_seed" in r["details"]["kernel"]
         assert r["reason"].startswith("amf:")
+        assert r["details"]["processes"] == 1
     # the second round knows the first round's demos: D is not empty any more
     assert report["rounds"][1]["details"]["n_demos_in_d"] == 2

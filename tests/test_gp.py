@@ -20,6 +20,11 @@ from lerobot_amf.selection.gp import (
 D = torch.float64
 
 
+def greedy64(*args, **kwargs) -> GreedyResult:
+    """Greedy selection with exact (float64) scoring: compared with dense references at 1e-8."""
+    return greedy_batch(*args, score_dtype=D, **kwargs)
+
+
 def _rand(gen: torch.Generator, *shape: int) -> torch.Tensor:
     return torch.randn(*shape, generator=gen, dtype=D)
 
@@ -174,7 +179,7 @@ def _batch_gain(obs, obs_w, cands, multiset, tgt, tgt_w, sigma2, kappa) -> float
 @pytest.mark.parametrize("seed", range(5))
 def test_first_pick_is_bruteforce_argmax(seed: int):
     post, obs, obs_w, cands, tgt, tgt_w, sigma2, kappa = _problem(seed)
-    res = greedy_batch(post, cands, (tgt, tgt_w), batch_size=1)
+    res = greedy64(post, cands, (tgt, tgt_w), batch_size=1)
     brute = {n: _batch_gain(obs, obs_w, cands, [n], tgt, tgt_w, sigma2, kappa) for n in cands}
     assert res.picks == [max(brute, key=brute.get)]
     for n, g in brute.items():  # every reported score is the true gain
@@ -192,7 +197,7 @@ def test_first_pick_is_bruteforce_argmax(seed: int):
 @pytest.mark.parametrize("batch", [2, 3])
 def test_greedy_within_submodular_bound_of_bruteforce(seed: int, batch: int):
     post, obs, obs_w, cands, tgt, tgt_w, sigma2, kappa = _problem(seed)
-    res = greedy_batch(post, cands, (tgt, tgt_w), batch_size=batch)
+    res = greedy64(post, cands, (tgt, tgt_w), batch_size=batch)
     assert len(res.picks) == batch
     # total_gain is the true gain of the picked multiset (chain rule of information)
     greedy_gain = _batch_gain(obs, obs_w, cands, res.picks, tgt, tgt_w, sigma2, kappa)
@@ -221,7 +226,7 @@ def test_greedy_exact_on_separable_problem():
     empty = torch.zeros(0, d, dtype=D)
     empty_w = torch.zeros(0, dtype=D)
     for batch in (2, 3, 4):
-        res = greedy_batch(post, cands, (tgt, tgt_w), batch_size=batch)
+        res = greedy64(post, cands, (tgt, tgt_w), batch_size=batch)
         scored = {
             ms: _batch_gain(empty, empty_w, cands, list(ms), tgt, tgt_w, sigma2, kappa)
             for ms in itertools.combinations_with_replacement(sorted(cands), batch)
@@ -239,7 +244,7 @@ def test_unseen_task_beats_well_observed_task():
     for _ in range(20):
         post.observe(states_a)
     cands = {"A": (states_a, None), "B": (states_b, None)}  # A listed first: ties would favour it
-    res = greedy_batch(post, cands, (torch.cat([states_a, states_b]), None), batch_size=1)
+    res = greedy64(post, cands, (torch.cat([states_a, states_b]), None), batch_size=1)
     assert res.picks == ["B"]
     assert res.step_scores[0]["B"] > 5 * res.step_scores[0]["A"]
     (vb_a, va_a), (vb_b, va_b) = res.first_step_variance["A"], res.first_step_variance["B"]
@@ -253,45 +258,62 @@ def test_capacity_respected():
     cands = {"big": (big, None), "small": (small, None), "none": (small.clone(), None)}
     tgt = torch.cat([big, small])
     post = WeightSpacePosterior(d, 0.5, kernel_scale(tgt))
-    free = greedy_batch(post, cands, (tgt, None), batch_size=3)
+    free = greedy64(post, cands, (tgt, None), batch_size=3)
     assert free.picks[0] == "big"
-    res = greedy_batch(post, cands, (tgt, None), batch_size=4, allowed={"big": 1, "small": 2, "none": 0})
+    res = greedy64(post, cands, (tgt, None), batch_size=4, allowed={"big": 1, "small": 2, "none": 0})
     assert res.counts() == {"big": 1, "small": 2}  # stops early: capacity exhausted
     assert res.picks[0] == "big"
     assert all("none" not in s for s in res.step_scores)
     assert "big" not in res.step_scores[1]
     # tasks absent from `allowed` are uncapped
-    res2 = greedy_batch(post, cands, (tgt, None), batch_size=3, allowed={"none": 0, "small": 0})
+    res2 = greedy64(post, cands, (tgt, None), batch_size=3, allowed={"none": 0, "small": 0})
     assert res2.picks == ["big"] * 3
-    assert greedy_batch(post, cands, (tgt, None), 2, allowed={n: 0 for n in cands}).picks == []
+    assert greedy64(post, cands, (tgt, None), 2, allowed={n: 0 for n in cands}).picks == []
 
 
 def test_deterministic_and_ties_follow_candidate_order():
     post, _, _, cands, tgt, tgt_w, _, _ = _problem(21, n_tasks=5)
-    r1 = greedy_batch(post, cands, (tgt, tgt_w), batch_size=4)
-    r2 = greedy_batch(post, cands, (tgt, tgt_w), batch_size=4)
+    r1 = greedy64(post, cands, (tgt, tgt_w), batch_size=4)
+    r2 = greedy64(post, cands, (tgt, tgt_w), batch_size=4)
     assert r1.picks == r2.picks and r1.step_scores == r2.step_scores
 
     states = cands["task0"]
     twins = {"x": states, "y": (states[0].clone(), states[1].clone())}
-    assert greedy_batch(post, twins, (tgt, tgt_w), 1).picks == ["x"]
-    assert greedy_batch(post, dict(reversed(list(twins.items()))), (tgt, tgt_w), 1).picks == ["y"]
+    assert greedy64(post, twins, (tgt, tgt_w), 1).picks == ["x"]
+    assert greedy64(post, dict(reversed(list(twins.items()))), (tgt, tgt_w), 1).picks == ["y"]
 
 
 def test_greedy_does_not_modify_posterior():
     post, _, _, cands, tgt, tgt_w, _, _ = _problem(2)
     before = post.variance(tgt)
     n_before = post.n_observed
-    greedy_batch(post, cands, (tgt, tgt_w), batch_size=3)
+    greedy64(post, cands, (tgt, tgt_w), batch_size=3)
     torch.testing.assert_close(post.variance(tgt), before, rtol=0, atol=0)
     assert post.n_observed == n_before
 
 
 def test_greedy_result_type():
     post, _, _, cands, tgt, tgt_w, _, _ = _problem(9)
-    res = greedy_batch(post, cands, (tgt, tgt_w), batch_size=2)
+    res = greedy64(post, cands, (tgt, tgt_w), batch_size=2)
     assert isinstance(res, GreedyResult)
     assert len(res.step_scores) == 2 and set(res.step_scores[0]) == set(cands)
     # greedy re-scores after fantasising: the picked task's own gain must drop (diminishing returns)
     first = res.picks[0]
     assert res.step_scores[1][first] < res.step_scores[0][first]
+
+
+def test_float32_scoring_agrees_with_float64():
+    # The default scoring product runs in float32; picks and gains match the exact scoring.
+    gen = torch.Generator().manual_seed(4)
+    d, m = 64, 5000
+    cands = {f"t{i}": (_rand(gen, 20, d) * (1 + i / 5), None) for i in range(12)}
+    tgt = _rand(gen, m, d)
+    post = WeightSpacePosterior(d, 0.5, kernel_scale(tgt))
+    post.observe(_rand(gen, 200, d))
+    exact = greedy64(post, cands, (tgt, None), batch_size=3)
+    fast = greedy_batch(post, cands, (tgt, None), batch_size=3)
+    assert fast.picks == exact.picks
+    for s32, s64 in zip(fast.step_scores, exact.step_scores):
+        for name in s64:
+            assert s32[name] == pytest.approx(s64[name], rel=1e-5)
+    assert any(fast.step_scores[0][n] != exact.step_scores[0][n] for n in cands)  # it ran in float32

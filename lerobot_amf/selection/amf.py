@@ -14,6 +14,12 @@ Per round:
 4. Weight-space GP posterior on D's states, greedy batch information gain with fantasised
    picks (``selection.gp``).
 Every task's score, variance reduction and ESS is returned for the ledger, with the reason.
+
+Distributed (``accelerate launch`` / ``torchrun``): every process calls ``select``. The states
+are cut into chunks of ``chunk_size``; chunk i is embedded (and its likelihood surrogate
+computed) by process i mod P, and the chunks are gathered in order, so every process holds the
+same embeddings as a single process computing the same chunks. Rollout fallbacks are split by
+task the same way. The greedy step then runs on every process, deterministic, so all agree.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE
 
+from lerobot_amf.data import read_frames
 from lerobot_amf.embeddings import make_embedder, unwrap_policy
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
 from lerobot_amf.selection.gp import WeightSpacePosterior, greedy_batch, kernel_scale
@@ -102,6 +109,7 @@ class AMFStrategy(Strategy):
                 continue
             ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta)
             task_of_instruction = ctx.plan.get("task_of_instruction", {})
+            positions = []
             for ep in range(ds.meta.total_episodes):
                 row = ds.meta.episodes[ep]
                 instruction = row["tasks"][0]
@@ -110,13 +118,13 @@ class AMFStrategy(Strategy):
                     continue
                 start, stop = row["dataset_from_index"], row["dataset_to_index"]
                 k = min(self.cfg.states_per_demo, stop - start)
-                frames = np.sort(rng.choice(np.arange(start, stop), size=k, replace=False))
-                items += [ds[int(i)] for i in frames]
+                positions += np.sort(rng.choice(np.arange(start, stop), size=k, replace=False)).tolist()
                 demo_of_frame += [len(demo_task)] * k
                 demo_task.append(task)
                 demo_length.append(stop - start)
                 per_demo.append(k)
                 in_d.append(is_d)
+            items += read_frames(ds, positions)
         if not items:
             return None
         batch = torch.utils.data.default_collate(items)
@@ -141,9 +149,10 @@ class AMFStrategy(Strategy):
         phi, loglik = {}, []
         for task in pool:
             conditioned = condition_on_task(states.batch, task, vocab, instructions.get(task))
-            phi[task] = _embed_in_chunks(embedder, conditioned, cfg.chunk_size)
+            phi[task] = _map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator)
             if has_likelihood:
-                loglik.append(diffusion_loglik(policy, conditioned, cfg.n_draws, cfg.loglik_seed).double())
+                loglik.append(_map_chunks(lambda part: diffusion_loglik(policy, part, cfg.n_draws, cfg.loglik_seed),
+                                          conditioned, cfg.chunk_size, ctx.accelerator))
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
         if has_likelihood:
@@ -204,6 +213,7 @@ class AMFStrategy(Strategy):
             "kappa": kappa,
             "kernel": embedder.record(),
             "total_gain": result.total_gain,
+            "processes": _num_processes(ctx.accelerator),
         }
         fallback = f"; rollout states for {', '.join(sorted(rollout_phi))} (ESS < {cfg.ess_threshold} or no demos)" \
             if rollout_phi else ""
@@ -226,7 +236,10 @@ class AMFStrategy(Strategy):
         policy = unwrap_policy(ctx.policy)
         env_pre, env_post = make_env_pre_post_processors(env_cfg=ctx.env_cfg, policy_cfg=policy.config)
         out = {}
-        for task in tasks:
+        rank, world = _rank(ctx.accelerator), _num_processes(ctx.accelerator)
+        for i, task in enumerate(tasks):
+            if i % world != rank:
+                continue
             logging.info(f"amf: {task}: importance weights collapsed or no demo; using policy rollout states")
             seeds = [self.cfg.rollout_seed + ctx.round_index * 1000 + i for i in range(self.cfg.fallback_rollouts)]
             with task_vec_env(ctx.env_cfg, task, self.cfg.fallback_rollouts) as vec:
@@ -238,8 +251,8 @@ class AMFStrategy(Strategy):
             # (envs, k, D) -> (envs * k, D); the embedder repeats a single frame over n_obs_steps
             batch = {key: value[:, idx].reshape(-1, *value.shape[2:]) for key, value in obs.items()}
             batch = ctx.preprocessor(batch)
-            out[task] = _embed_in_chunks(embedder, batch, self.cfg.chunk_size)
-        return out
+            out[task] = _map_chunks(embedder.embed, batch, self.cfg.chunk_size, None)
+        return dict(_gather(list(out.items()), ctx.accelerator))
 
 
 def _meta_of(ctx) -> LeRobotDatasetMetadata:
@@ -250,12 +263,32 @@ def _meta_of(ctx) -> LeRobotDatasetMetadata:
     raise ValueError("amf needs demos in hand (pretraining demos or fine-tuning demos); none were found.")
 
 
-def _embed_in_chunks(embedder, batch: dict, chunk: int) -> torch.Tensor:
+def _num_processes(accelerator) -> int:
+    return accelerator.num_processes if accelerator is not None else 1
+
+
+def _rank(accelerator) -> int:
+    return accelerator.process_index if accelerator is not None else 0
+
+
+def _gather(items: list, accelerator) -> list:
+    """Every process's list, concatenated, on every process (CPU objects)."""
+    if _num_processes(accelerator) == 1:
+        return items
+    from accelerate.utils import gather_object
+
+    return gather_object(items)
+
+
+def _map_chunks(fn, batch: dict, chunk: int, accelerator) -> torch.Tensor:
+    """fn over the batch in chunks of ``chunk`` rows -> (N, ...) float64 on the CPU. Chunk i is
+    computed by process i mod P and all chunks are gathered in order (fn must be row-wise)."""
     n = len(next(v for v in batch.values() if isinstance(v, torch.Tensor)))
-    rows = []
-    for s in range(0, n, chunk):
+    rank, world = _rank(accelerator), _num_processes(accelerator)
+    mine = []
+    for i, s in enumerate(range(0, n, chunk)):
+        if i % world != rank:
+            continue
         part = {k: (v[s:s + chunk] if isinstance(v, (torch.Tensor, list)) else v) for k, v in batch.items()}
-        rows.append(embedder.embed(part).double().cpu())
-    return torch.cat(rows)
-
-
+        mine.append((i, fn(part).double().cpu()))
+    return torch.cat([t for _, t in sorted(_gather(mine, accelerator), key=lambda item: item[0])])

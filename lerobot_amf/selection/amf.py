@@ -237,8 +237,8 @@ class AMFStrategy(Strategy):
         env_pre, env_post = make_env_pre_post_processors(env_cfg=ctx.env_cfg, policy_cfg=policy.config)
         out = {}
         rank, world = _rank(ctx.accelerator), _num_processes(ctx.accelerator)
-        for i, task in enumerate(tasks):
-            if i % world != rank:
+        for j, task in enumerate(tasks):
+            if j % world != rank:  # tasks split across processes, gathered below
                 continue
             logging.info(f"amf: {task}: importance weights collapsed or no demo; using policy rollout states")
             seeds = [self.cfg.rollout_seed + ctx.round_index * 1000 + i for i in range(self.cfg.fallback_rollouts)]

@@ -80,3 +80,7 @@ def test_collapsed_importance_weights_fall_back_to_policy_rollouts(setup):
     assert sel.details["rollout_fallback"] == sorted(POOL)
     assert "rollout states" in sel.reason
     assert len(sel.tasks) == 2 and set(sel.tasks) <= set(POOL)
+    # the rollouts are seeded: the global RNG's state does not change them
+    torch.randn(1000)
+    again = strategy.select(context(setup, with_d=False), 2)
+    assert again.tasks == sel.tasks and again.scores == sel.scores

@@ -237,12 +237,17 @@ class AMFStrategy(Strategy):
         env_pre, env_post = make_env_pre_post_processors(env_cfg=ctx.env_cfg, policy_cfg=policy.config)
         out = {}
         rank, world = _rank(ctx.accelerator), _num_processes(ctx.accelerator)
-        for i, task in enumerate(tasks):
-            if i % world != rank:
+        for j, task in enumerate(tasks):
+            if j % world != rank:  # tasks split across processes, gathered below
                 continue
             logging.info(f"amf: {task}: importance weights collapsed or no demo; using policy rollout states")
             seeds = [self.cfg.rollout_seed + ctx.round_index * 1000 + i for i in range(self.cfg.fallback_rollouts)]
-            with task_vec_env(ctx.env_cfg, task, self.cfg.fallback_rollouts) as vec:
+            # The policy's sampling noise is seeded like the envs, apart from the global RNG, so the
+            # states do not depend on what ran before (nor on which process runs them).
+            cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            with task_vec_env(ctx.env_cfg, task, self.cfg.fallback_rollouts) as vec, \
+                    torch.random.fork_rng(devices=cuda):
+                torch.manual_seed(seeds[0])
                 data = rollout(vec, policy, env_pre, env_post, ctx.preprocessor, ctx.postprocessor,
                                seeds=seeds, return_observations=True)
             obs = data["observation"]

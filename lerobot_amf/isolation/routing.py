@@ -202,18 +202,19 @@ class RoutedPolicy(PreTrainedPolicy):
         """Training loss with the active partition's weights (the caller activates it)."""
         return self.policy.forward(batch, *args, **kwargs)
 
-    @torch.no_grad()
-    def select_action(self, batch, **kwargs):
+    def _activate_route(self, batch) -> None:
         partition = self.route(batch)
         if partition != self._active:
             self.activate(partition)
+
+    @torch.no_grad()
+    def select_action(self, batch, **kwargs):
+        self._activate_route(batch)
         return self.policy.select_action(batch, **kwargs)
 
     @torch.no_grad()
     def predict_action_chunk(self, batch, **kwargs):
-        partition = self.route(batch)
-        if partition != self._active:
-            self.activate(partition)
+        self._activate_route(batch)
         return self.policy.predict_action_chunk(batch, **kwargs)
 
     # ------------------------------------------------------------------ save / load

@@ -153,7 +153,8 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
     preprocessor, postprocessor = make_processors(cfg, policy)
     vocabulary = task_vocabulary(plan.pool)
     pretrain_ref = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
-    embeddings = (mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref, plan.pool)
+    embeddings = (mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref, plan.pool,
+                                       vocabulary["task_of_instruction"])
                   if routed and partitions is None else None)
     isolation = make_isolation(cfg, policy, plan, partitions, vocabulary["task_of_instruction"], pretrain_ref,
                                resume_from=round_dir(output_dir, start_round - 1) / ROUTED_DIR

@@ -186,9 +186,11 @@ class PartitionedWeights:
         """partition -> endless preprocessed batches of its tasks' frames (collected + pretraining demos)."""
         from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
-        from lerobot_amf.envs.metaworld_state import task_vocabulary
-
-        task_of = task_vocabulary(self.plan.pool)["task_of_instruction"]
+        task_of = self.routed_policy.task_of_instruction
+        pretrain_task = []  # the pool task of each pretraining episode (None: outside the pool)
+        if self.pretrain_ref is not None:
+            meta = LeRobotDatasetMetadata(self.pretrain_ref.repo_id, root=self.pretrain_ref.root)
+            pretrain_task = [task_of.get(meta.episodes[i]["tasks"][0]) for i in range(meta.total_episodes)]
         out = {}
         for name, tasks in self.partitions.groups.items():
             parts = []
@@ -196,11 +198,9 @@ class PartitionedWeights:
             if demo_eps:
                 parts.append(open_dataset(round_cfg, DatasetRef(round_cfg.dataset.repo_id, Path(round_cfg.dataset.root)),
                                           episodes=demo_eps, what="demo dataset"))
-            if self.pretrain_ref is not None:
-                meta = LeRobotDatasetMetadata(self.pretrain_ref.repo_id, root=self.pretrain_ref.root)
-                pre_eps = [i for i in range(meta.total_episodes) if task_of.get(meta.episodes[i]["tasks"][0]) in tasks]
-                if pre_eps:
-                    parts.append(open_dataset(round_cfg, self.pretrain_ref, episodes=pre_eps, what="pretraining demos"))
+            pre_eps = [i for i, task in enumerate(pretrain_task) if task in tasks]
+            if pre_eps:
+                parts.append(open_dataset(round_cfg, self.pretrain_ref, episodes=pre_eps, what="pretraining demos"))
             if not parts:
                 continue
             data = torch.utils.data.ConcatDataset(parts)
@@ -228,18 +228,16 @@ class PartitionedWeights:
 
 
 def mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref: DatasetRef | None, pool: list[str],
-                         frames_per_task: int = 64) -> dict:
+                         task_of: dict[str, str], frames_per_task: int = 64) -> dict:
     """Each pool task's mean AMF embedding under the pretrained policy, over its pretraining frames."""
     import numpy as np
 
     from lerobot_amf.embeddings import make_embedder
-    from lerobot_amf.envs.metaworld_state import task_vocabulary
 
     if pretrain_ref is None:
         raise AMFInputError("amf.partitions=clustered needs the pretraining demos of the pool's tasks "
                             "(kept with the embedded default's checkpoint); pass a JSON map otherwise.")
     dataset = open_dataset(cfg, pretrain_ref, what="pretraining demos")
-    task_of = task_vocabulary(pool)["task_of_instruction"]
     sel = cfg.amf.selection
     embedder = make_embedder(policy, kind=sel.kernel, dim=sel.embedding_dim, seed=sel.projection_seed)
     rng = np.random.default_rng(cfg.seed or 0)

@@ -100,7 +100,7 @@ def bench_selection_vs_round(policy, recipe):
     from lerobot_amf.selection.amf import AMFStrategy
     from lerobot_amf.sources.metaworld import MetaworldExpertSource
     from lerobot_amf.data import DatasetRef
-    from lerobot_amf.envs.metaworld_state import task_vocabulary
+    from lerobot_amf.envs.metaworld_state import MetaworldCatalog
     from lerobot_amf.train import make_accelerator
     from lerobot_amf.training import train_steps
 
@@ -121,7 +121,7 @@ def bench_selection_vs_round(policy, recipe):
         round_index=1, pool=pool, target_weights={t: 0.25 for t in pool}, counts={t: 2 for t in pool},
         capacity={t: None for t in pool}, rng=np.random.default_rng(0), policy=policy, preprocessor=pre,
         postprocessor=post, pretrain_dataset=DatasetRef("local/pre", root / "pre"),
-        demo_dataset=DatasetRef("local/fine", root / "fine"), env_cfg=cfg.env, plan=task_vocabulary(pool))
+        demo_dataset=DatasetRef("local/fine", root / "fine"), env_cfg=cfg.env, vocabulary=MetaworldCatalog().vocabulary(pool))
     s = time.perf_counter()
     sel = AMFStrategy(AMFSelectionConfig()).select(ctx, 4)
     t_sel = time.perf_counter() - s

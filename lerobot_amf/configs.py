@@ -16,12 +16,11 @@ from lerobot.configs.train import TrainPipelineConfig
 from lerobot.policies.factory import make_policy  # noqa: F401  (registers the policy config types)
 
 from lerobot_amf.errors import AMFInputError
+from lerobot_amf.isolation import EXPORTS, ISOLATION_MODES, ROUTED_MODES
+from lerobot_amf.selection import STRATEGY_NAMES
+from lerobot_amf.selection.config import KERNELS, AMFSelectionConfig
+from lerobot_amf.sources import SOURCES
 
-SOURCES = ("metaworld_expert",)
-# shared: one model, all weights, all demos | shared_replay: the same + pretraining frames in
-# every batch | lora: one peft LoRA adapter per partition | head: one action-head copy per partition.
-ISOLATION_MODES = ("shared", "shared_replay", "lora", "head")
-ROUTED_MODES = ("lora", "head")
 NORMALIZATION_SOURCES = ("pretrained", "demos")
 
 
@@ -41,31 +40,6 @@ class PretrainConfig:
     batch_size: int = 64
     # Where the pretrained checkpoint is cached (default: $HF_LEROBOT_HOME/lerobot_amf_cache).
     cache_dir: str | None = None
-
-
-@dataclass
-class AMFSelectionConfig:
-    """``--amf.selection.*``: the amf strategy's kernel, GP and importance-weight settings."""
-
-    # gradient: loss-gradient embeddings of the action head's last layer; last_layer: its input features.
-    kernel: str = "gradient"
-    embedding_dim: int = 1024  # random projection target (Johnson-Lindenstrauss), seed below
-    projection_seed: int = 0
-    # (noise, timestep) draws averaged per state (diffusion / flow heads); each costs one pass of
-    # the action head, as does the importance weights' denoising-loss surrogate per draw.
-    n_draws: int = 1
-    # Denoising steps of the policy's own pseudo-target action (diffusion / flow heads): one pass
-    # each. Diffusion: 1 = one DDIM step from a fixed noise at alpha_bar = 0.2 (embeddings/diffusion.py).
-    pseudo_target_steps: int = 1
-    noise: float = 1.0  # observation noise sigma^2 of the GP
-    states_per_demo: int = 16  # frames sampled per demo in hand
-    importance_temperature: float = 1.0  # T_w
-    importance_clip: float = 10.0  # log-weights clipped to [-clip, clip]
-    loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate
-    ess_threshold: float = 1.5  # below: the task's states come from policy rollouts
-    fallback_rollouts: int = 4
-    rollout_seed: int = 2_000_000
-    chunk_size: int = 256  # states embedded per forward pass
 
 
 @dataclass
@@ -120,8 +94,6 @@ class AMFConfig:
 
     def validate(self) -> None:
         """One-line errors naming the bad value and the allowed ones."""
-        from lerobot_amf.selection import STRATEGY_NAMES
-
         _check_choice("amf.strategy", self.strategy, STRATEGY_NAMES)
         _check_choice("amf.source", self.source, SOURCES)
         _check_choice("amf.isolation", self.isolation, ISOLATION_MODES)
@@ -137,15 +109,13 @@ class AMFConfig:
             )
         if self.eval_episodes < 1 or self.eval_batch_size < 1:
             raise AMFInputError("amf.eval_episodes and amf.eval_batch_size must be at least 1.")
-        from lerobot_amf.isolation.export import EXPORTS
-
         _check_choice("amf.export", self.export, EXPORTS)
         if not 0.0 <= self.replay_fraction < 1.0:
             raise AMFInputError(f"amf.replay_fraction={self.replay_fraction}: must be in [0, 1).")
         if self.isolation in ROUTED_MODES and self.normalization != "pretrained":
             raise AMFInputError(f"amf.isolation={self.isolation} keeps the base weights frozen, so it keeps their "
                                 "normalisation: use amf.normalization=pretrained.")
-        _check_choice("amf.selection.kernel", self.selection.kernel, ("gradient", "last_layer"))
+        _check_choice("amf.selection.kernel", self.selection.kernel, KERNELS)
         if self.steps_per_round < 0:
             raise AMFInputError(f"amf.steps_per_round={self.steps_per_round}: must be >= 0.")
 

@@ -138,3 +138,23 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
         if with_subtask:
             item["subtask"] = ds.meta.subtasks.iloc[int(item["subtask_index"])].name
     return items
+
+
+def open_dataset(cfg, ref: DatasetRef, episodes: list[int] | None = None, what: str = "dataset") -> LeRobotDataset:
+    """A LeRobotDataset through LeRobot's ``make_dataset`` (the policy's delta timestamps), or a clear error.
+
+    ``cfg`` is the run's training config; only its dataset entry is replaced.
+    """
+    import dataclasses
+
+    from lerobot.configs.default import DatasetConfig
+    from lerobot.datasets.factory import make_dataset
+
+    from lerobot_amf.errors import AMFInputError
+
+    dataset_cfg = DatasetConfig(repo_id=ref.repo_id, root=None if ref.root is None else str(ref.root), episodes=episodes)
+    try:
+        return make_dataset(dataclasses.replace(cfg, dataset=dataset_cfg))
+    except Exception as err:  # noqa: BLE001 - Hub/offline/missing-files errors come in many types
+        raise AMFInputError(f"Cannot open the {what} {ref.repo_id!r} (root={ref.root}): {type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''}") from None

@@ -1,7 +1,8 @@
 """Per-task evaluation in the simulator, with Wilson 95% intervals.
 
 Rollouts are LeRobot's own (``lerobot.scripts.lerobot_eval.eval_policy``) on one vector env
-per task built by LeRobot's ``make_env``; initial states are seeded ``eval_seed, eval_seed+1,
+per task built by LeRobot's ``make_env`` from the env's one-task config
+(``TaskCatalog.env_for``); results per task, per suite and pooled; initial states are seeded ``eval_seed, eval_seed+1,
 ...`` for every task, every round and every strategy (common random numbers), and never
 overlap the seeds demos are recorded from.
 """
@@ -9,13 +10,14 @@ overlap the seeds demos are recorded from.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 
 import torch
 from lerobot.envs.factory import make_env, make_env_pre_post_processors
 from lerobot.envs.utils import close_envs
 from lerobot.scripts.lerobot_eval import eval_policy
+
+from lerobot_amf.envs.tasks import task_catalog
 
 
 # What an evaluation is of: the one plain model, or the routed per-partition policy.
@@ -48,21 +50,22 @@ def eval_protocol(amf_cfg, env_cfg) -> dict:
         "env": env_cfg.type,
         "success": "environment's success flag at any step",
         "interval": "Wilson 95%",
+        **task_catalog(env_cfg).protocol(env_cfg),
     }
 
 
 @contextlib.contextmanager
 def task_vec_env(env_cfg, task: str, n_envs: int):
     """LeRobot's ``make_env`` vector env for one task of ``env_cfg``, closed on exit."""
-    envs = make_env(dataclasses.replace(env_cfg, task=task), n_envs=n_envs)
+    envs = make_env(task_catalog(env_cfg).env_for(env_cfg, task), n_envs=n_envs)
     try:
         yield next(iter(next(iter(envs.values())).values()))
     finally:
         close_envs(envs)
 
 
-def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg, progress=None) -> dict:
-    """Success per task (and pooled over the given tasks) of ``policy``."""
+def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg) -> dict:
+    """Success per task, per suite and pooled over the given tasks, of ``policy``."""
     env_pre, env_post = make_env_pre_post_processors(env_cfg=env_cfg, policy_cfg=policy.config)
     per_task = {}
     for task in tasks:
@@ -74,9 +77,16 @@ def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg,
             )
         successes = int(sum(bool(ep["success"]) for ep in info["per_episode"]))
         per_task[task] = summarise(successes, len(info["per_episode"]))
-        if progress is not None:
-            progress(task, per_task[task])
-    return {"per_task": per_task, "overall": pooled(per_task, tasks)}
+    return {"per_task": per_task, "per_suite": per_suite(per_task, task_catalog(env_cfg).suite_of),
+            "overall": pooled(per_task, tasks)}
+
+
+def per_suite(per_task: dict, suite_of) -> dict:
+    """Success pooled per suite (``suite_of``: task -> suite)."""
+    suites: dict[str, list[str]] = {}
+    for task in per_task:
+        suites.setdefault(suite_of(task), []).append(task)
+    return {suite: pooled(per_task, tasks) for suite, tasks in suites.items()}
 
 
 def pooled(per_task: dict, tasks) -> dict:

@@ -1,5 +1,6 @@
-"""The embedded default's pretrained generalist: expert demos on a skewed allocation of the
-task pool, a LeRobot policy trained from scratch on them, saved as a normal LeRobot checkpoint
+"""The embedded default's pretrained generalist: demos from the run's demo source (a scripted
+expert, or a Hub dataset) on a skewed allocation of the task pool, a LeRobot policy trained
+from scratch on them, saved as a normal LeRobot checkpoint
 and cached (keyed by everything that shapes it) so the next run skips it.
 
 Users with their own generalist pass ``--policy.path`` instead and this module is not used.
@@ -23,7 +24,6 @@ from lerobot.utils.constants import HF_LEROBOT_HOME
 
 from lerobot_amf import __version__
 from lerobot_amf.data import DatasetRef, write_demos
-from lerobot_amf.sources.metaworld import MetaworldExpertSource
 from lerobot_amf.training import train_steps
 
 PRETRAIN_RECORD = "amf_pretrain.json"
@@ -53,14 +53,14 @@ def pretrain_demos_ref(checkpoint, record: dict | None) -> DatasetRef | None:
     return DatasetRef(record["demos"]["repo_id"], root) if root.exists() else None
 
 
-def ensure_pretrained(cfg, pool: list[str], accelerator) -> Path:
+def ensure_pretrained(cfg, pool: list[str], accelerator, source) -> Path:
     """Path of the cached pretrained checkpoint for this config, training it if needed."""
     pcfg = cfg.amf.pretrain
     allocation = pretrain_allocation(pool, pcfg)
     key_material = {
         "allocation": allocation,
         "seed": cfg.seed,
-        "action_noise": cfg.amf.action_noise,
+        **source.cache_key(),
         "episode_length": cfg.env.episode_length,
         "policy": draccus.encode(cfg.policy),
         "steps": pcfg.steps,
@@ -73,19 +73,18 @@ def ensure_pretrained(cfg, pool: list[str], accelerator) -> Path:
     if (final / PRETRAIN_RECORD).exists():
         logging.info(f"Using cached pretrained policy {final}")
         return final
-    _pretrain(cfg, allocation, key_material, cache_root, final, accelerator)
+    _pretrain(cfg, allocation, key_material, cache_root, final, accelerator, source)
     return final
 
 
-def _pretrain(cfg, allocation, key_material, cache_root: Path, final: Path, accelerator) -> None:
+def _pretrain(cfg, allocation, key_material, cache_root: Path, final: Path, accelerator, source) -> None:
     """Main process records the demos; every process trains (DDP); main saves atomically."""
     from lerobot.datasets.factory import make_dataset
 
     work = cache_root / f"{final.name}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(work, ignore_errors=True)
-        source = MetaworldExpertSource(seed=cfg.seed, action_noise=cfg.amf.action_noise, namespace="pretrain")
-        logging.info(f"Pretraining: recording expert demos {allocation}")
+        logging.info(f"Pretraining: pulling demos {allocation} from {source.name}")
         demos = [demo for task, k in allocation.items() if k for demo in source.pull(task, k, set())]
         write_demos("local/amf_pretrain_demos", work / "demos", source.fps, source.features(), demos)
     accelerator.wait_for_everyone()

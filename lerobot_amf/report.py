@@ -79,8 +79,10 @@ def _variants(by_variant: dict[str, dict]) -> tuple[dict | None, dict | None]:
 
 
 def _eval_part(rec: dict | None) -> dict | None:
-    return None if rec is None else {"per_task": rec["per_task"], "overall": rec["overall"],
-                                     "variant": rec.get("variant", SINGLE)}
+    if rec is None:
+        return None
+    return {"per_task": rec["per_task"], "per_suite": rec.get("per_suite"), "overall": rec["overall"],
+            "variant": rec.get("variant", SINGLE)}
 
 
 def change_kind(before: dict, after: dict) -> str:

@@ -2,13 +2,13 @@
 
     select tasks -> pull demos -> fine-tune -> evaluate -> record (ledger, report, plots)
 
-All processes select (amf splits its embedding pass across them); the main one records and
-pulls; all train.
+in three plain steps: ``setup_run`` (check everything, load the generalist, open the ledger),
+``run_round`` (once per round) and ``finish_run``. All processes select (amf splits its
+embedding pass across them); the main one records and pulls; all train.
 The run directory is the only state: ``amf_ledger.jsonl`` (append-only), ``demos/`` (the
 LeRobotDataset of fine-tuning demos), ``checkpoints/round_XX`` (LeRobot checkpoints; ``last``
 points at the newest), ``amf_report.json`` and the plots.
 """
-
 
 import dataclasses
 import hashlib
@@ -20,7 +20,6 @@ from pathlib import Path
 import draccus
 import numpy as np
 from lerobot.configs import parser
-from lerobot.datasets.factory import make_dataset
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot.utils.random_utils import set_seed
@@ -28,17 +27,19 @@ from lerobot.utils.train_utils import update_last_checkpoint
 from lerobot.utils.utils import init_logging
 from rich.console import Console
 
-from lerobot_amf.configs import ROUTED_MODES, AMFTrainPipelineConfig
-from lerobot_amf.data import DatasetRef, episodes_stats, write_demos
-from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig, task_vocabulary
+from lerobot_amf.configs import AMFTrainPipelineConfig
+from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, write_demos
+from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
+from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, task_catalog
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.evaluation import eval_protocol, evaluate_tasks
-from lerobot_amf.isolation.modes import ROUTED_DIR, make_isolation, mean_task_embeddings, plan_partitions
-from lerobot_amf.ledger import Ledger
+from lerobot_amf.isolation.modes import Isolation, make_isolation, plan_partitions
+from lerobot_amf.isolation.partitions import Partitions
+from lerobot_amf.ledger import Ledger, LedgerState
 from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_pretrain_record
 from lerobot_amf.report import print_final_comparison, print_round_table, write_report
-from lerobot_amf.selection import SelectionContext, make_strategy
-from lerobot_amf.sources import make_source
+from lerobot_amf.selection import Selection, SelectionContext, Strategy, make_strategy
+from lerobot_amf.sources import DemoSource, make_source
 
 console = Console(stderr=True)
 
@@ -48,23 +49,24 @@ class RunPlan:
     """Everything decided (and checked) before anything is written."""
 
     pool: list[str]
-    target_weights: dict[str, float]
+    target_weights: dict[str, float]  # mu(c) over the pool, sums to 1; tasks left out of a map weigh 0
     budget: int
     rounds: list[int]  # demos to pull in each round
+    vocabulary: TaskVocabulary  # how the pool's tasks are named to the policy and in datasets
+    partitions: Partitions | None  # None: clustered, decided from the pretrained policy in make_isolation
 
 
-def plan_run(cfg: AMFTrainPipelineConfig, source) -> RunPlan:
-    from lerobot_amf.envs.metaworld_state import parse_task_list
-
+def plan_run(cfg: AMFTrainPipelineConfig, source: DemoSource, catalog: TaskCatalog) -> RunPlan:
     amf = cfg.amf
-    pool = parse_task_list(amf.tasks if amf.tasks is not None else cfg.env.task)
+    pool = catalog.parse_pool(amf.tasks if amf.tasks is not None else catalog.default_pool(cfg.env))
     source.validate_pool(pool)
     weights = amf.target_weights or {t: 1.0 for t in pool}
     unknown = [t for t in weights if t not in pool]
     if unknown:
         raise AMFInputError(f"amf.target_weights names task(s) outside the pool: {', '.join(unknown)}. Pool: {', '.join(pool)}.")
-    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
-        raise AMFInputError(f"amf.target_weights={weights}: weights must be >= 0 with a positive sum.")
+    bad = {t: w for t, w in weights.items() if not (isinstance(w, (int, float)) and np.isfinite(w) and w >= 0)}
+    if bad or sum(weights.values()) <= 0:
+        raise AMFInputError(f"amf.target_weights={weights}: weights must be finite, >= 0, with a positive sum.")
     total = sum(weights.values())
     weights = {t: weights.get(t, 0.0) / total for t in pool}
     budget = amf.total_budget()
@@ -83,7 +85,7 @@ def plan_run(cfg: AMFTrainPipelineConfig, source) -> RunPlan:
     while left > 0:
         per_round.append(min(amf.demos_per_round, left))
         left -= per_round[-1]
-    return RunPlan(pool, weights, budget, per_round)
+    return RunPlan(pool, weights, budget, per_round, catalog.vocabulary(pool), plan_partitions(cfg, pool, catalog))
 
 
 def make_processors(cfg, policy, stats=None):
@@ -117,24 +119,54 @@ def make_accelerator(cfg):
     )
 
 
-@parser.wrap()
-def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
+@dataclasses.dataclass
+class Run:
+    """What ``setup_run`` decided and built, used by every round. The ledger holds the rest."""
+
+    cfg: AMFTrainPipelineConfig
+    accelerator: object
+    plan: RunPlan
+    source: DemoSource
+    strategy: Strategy
+    ledger: Ledger
+    isolation: Isolation
+    preprocessor: object
+    postprocessor: object
+    pretrain_counts: dict[str, int] | None  # demos per task the generalist was trained on (None: unknown)
+    pretrain_demos: DatasetRef | None  # those demos, when kept with the checkpoint
+    demos: DatasetRef  # the run's dataset of fine-tuning demos
+    start_round: int
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.cfg.output_dir)
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
+def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
+    """Check the whole configuration, then load (or pretrain) the generalist and open the ledger.
+
+    Every check that can fail on user input runs before the first write.
+    """
     if cfg.env is None:
         cfg.env = MetaworldStateEnvConfig()
     cfg.validate()
     accelerator = accelerator or make_accelerator(cfg)
-    main = accelerator.is_main_process
     if cfg.seed is not None:
         set_seed(cfg.seed, accelerator=accelerator)
     output_dir = Path(cfg.output_dir)
-    source = make_source(cfg.amf, cfg.env, seed=cfg.seed or 0)
-    plan = plan_run(cfg, source)
-    strategy = make_strategy(cfg.amf.strategy, cfg.amf)
-    partitions = plan_partitions(cfg, plan.pool)  # bad maps fail here, before anything is written
+    catalog = task_catalog(cfg.env)
+    source = make_source(cfg.amf, cfg.env, seed=cfg.seed or 0, catalog=catalog)
+    plan = plan_run(cfg, source, catalog)
+    strategy = make_strategy(cfg.amf.strategy, cfg.amf.selection)
 
     # The generalist to start from: --policy.path, or the embedded default's cached pretraining.
     if cfg.policy.pretrained_path is None:
-        cfg.policy.pretrained_path = ensure_pretrained(cfg, plan.pool, accelerator)
+        pretrain_source = make_source(cfg.amf, cfg.env, seed=cfg.seed, catalog=catalog, role="pretrain")
+        cfg.policy.pretrained_path = ensure_pretrained(cfg, plan.pool, accelerator, pretrain_source)
     pretrain_record = read_pretrain_record(cfg.policy.pretrained_path)
     pretrain_counts = pretrain_record["demos_per_task"] if pretrain_record else None
     if strategy.name == "rebalancing" and pretrain_counts is None:
@@ -142,24 +174,16 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
                             f"--policy.path={cfg.policy.pretrained_path} (it has no amf_pretrain.json).")
 
     ledger = Ledger(output_dir)
-    state = ledger.state()
-    start_round = state.rounds_done
-    routed = cfg.amf.isolation in ROUTED_MODES
-    # Shared modes continue from the last round's weights; routed modes keep the base frozen and
-    # reload the partitions' weights.
-    load_from = (round_dir(output_dir, start_round - 1) / "pretrained_model"
-                 if start_round and not routed else cfg.policy.pretrained_path)
-    policy = make_policy(dataclasses.replace(cfg.policy, pretrained_path=load_from), env_cfg=cfg.env)
+    start_round = ledger.state().rounds_done
+    policy = make_policy(cfg.policy, env_cfg=cfg.env)
     preprocessor, postprocessor = make_processors(cfg, policy)
-    vocabulary = task_vocabulary(plan.pool)
-    pretrain_ref = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
-    embeddings = (mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref, plan.pool,
-                                       vocabulary["task_of_instruction"])
-                  if routed and partitions is None else None)
-    isolation = make_isolation(cfg, policy, plan, partitions, vocabulary["task_of_instruction"], pretrain_ref,
-                               resume_from=round_dir(output_dir, start_round - 1) / ROUTED_DIR
-                               if routed and start_round else None, task_embeddings=embeddings)
-    if main and not cfg.resume:
+    pretrain_demos = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
+    isolation = make_isolation(cfg, policy, plan, preprocessor, pretrain_demos)
+    if start_round:  # resume: the weights the last finished round saved
+        isolation.resume(round_dir(output_dir, start_round - 1))
+    run = Run(cfg, accelerator, plan, source, strategy, ledger, isolation, preprocessor, postprocessor,
+              pretrain_counts, pretrain_demos, DatasetRef(cfg.dataset.repo_id, output_dir / "demos"), start_round)
+    if run.main and not cfg.resume:
         output_dir.mkdir(parents=True, exist_ok=True)
         ledger.append(
             "run_start",
@@ -170,99 +194,121 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
             demos_per_round=plan.rounds,
             strategy=strategy.name,
             seed=cfg.seed,
-            source={"name": source.name, "action_noise": cfg.amf.action_noise},
+            source=source.describe(),
             model={**isolation.describe(), "policy_type": cfg.policy.type,
                    "pretrained_path": str(cfg.policy.pretrained_path)},
             pretrain_counts=pretrain_counts,
             eval_protocol=eval_protocol(cfg.amf, cfg.env),
         )
-    on_disk = count_episodes(output_dir / "demos")
-    if main and on_disk != len(state.episodes):
+    on_disk = count_episodes(run.demos.root)
+    recorded = len(ledger.state().episodes)
+    if run.main and on_disk != recorded:
         raise RuntimeError(
-            f"{output_dir / 'demos'} holds {on_disk} episodes but the ledger records "
-            f"{len(state.episodes)}: the run stopped while writing demos. Move demos/ aside to re-pull them."
+            f"{run.demos.root} holds {on_disk} episodes but the ledger records "
+            f"{recorded}: the run stopped while writing demos. Move demos/ aside to re-pull them."
         )
-
-    if main and not any(r["round"] == -1 for r in ledger.records("eval")):
+    if run.main and not any(r["round"] == -1 for r in ledger.records("eval")):
         console.rule("Evaluating the pretrained policy")
         result = cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, plan.pool)
         ledger.append("eval", round=-1, variant="pretrained", **result)
-
     isolation.prepare(accelerator)
-    for r in range(start_round, len(plan.rounds)):
-        # Every process selects (amf shards its embedding pass across them and gathers; the
-        # choice is deterministic, so all agree); only the main process records and pulls.
-        state = ledger.state()
-        selection = None
-        if not [rec for rec in ledger.records("demos_pulled") if rec["round"] == r]:
-            with isolation.selection_policy(accelerator) as selection_policy:
-                ctx = SelectionContext(
-                    round_index=r, pool=plan.pool, target_weights=plan.target_weights,
-                    counts={t: state.counts.get(t, 0) for t in plan.pool},
-                    capacity={t: source.remaining(t, state.demo_ids) for t in plan.pool},
-                    rng=np.random.default_rng([cfg.seed or 0, r]), pretrain_counts=pretrain_counts,
-                    policy=selection_policy, preprocessor=preprocessor,
-                    postprocessor=postprocessor, env_cfg=cfg.env, accelerator=accelerator,
-                    demo_dataset=DatasetRef(cfg.dataset.repo_id, output_dir / "demos") if state.episodes else None,
-                    pretrain_dataset=pretrain_ref,
-                    plan=vocabulary,
-                )
-                selection = strategy.select(ctx, plan.rounds[r])
-        if main:
-            console.rule(f"Round {r + 1}/{len(plan.rounds)} — strategy {strategy.name}")
-            if selection is not None:
-                ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
-                              details=selection.details, reason=selection.reason)
-                console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")
-                new_demos = []
-                for task, k in Counter(selection.tasks).items():
-                    with console.status(f"Pulling {k} demo(s) of {task} from {source.name}"):
-                        new_demos += source.pull(task, k, state.demo_ids)
-                records = write_demos(cfg.dataset.repo_id, output_dir / "demos", source.fps, source.features(), new_demos)
-                ledger.append("demos_pulled", round=r, demos=records)
-        accelerator.wait_for_everyone()
+    return run
 
-        state = ledger.state()
-        new_tasks = sorted({d["task"] for rec in ledger.records("demos_pulled") if rec["round"] == r for d in rec["demos"]})
-        round_cfg = dataclasses.replace(
-            cfg, dataset=dataclasses.replace(cfg.dataset, root=str(output_dir / "demos"), episodes=None)
+
+def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
+    """Every process calls the strategy (amf shards its embedding pass across them and gathers;
+    the choice is deterministic, so all agree)."""
+    plan = run.plan
+    with run.isolation.selection_policy(run.accelerator) as selection_policy:
+        ctx = SelectionContext(
+            round_index=r, pool=plan.pool, target_weights=plan.target_weights,
+            counts={t: state.counts.get(t, 0) for t in plan.pool},
+            capacity={t: run.source.remaining(t, state.demo_ids) for t in plan.pool},
+            rng=np.random.default_rng([run.cfg.seed or 0, r]), pretrain_counts=run.pretrain_counts,
+            policy=selection_policy, preprocessor=run.preprocessor,
+            postprocessor=run.postprocessor, env_cfg=run.cfg.env, accelerator=run.accelerator,
+            demo_dataset=run.demos if state.episodes else None,
+            pretrain_dataset=run.pretrain_demos,
+            vocabulary=plan.vocabulary,
         )
-        if cfg.amf.normalization == "demos":
-            preprocessor, postprocessor = make_processors(
-                cfg, accelerator.unwrap_model(isolation.module), episodes_stats(make_dataset(round_cfg)))
-        metrics = isolation.train(round_cfg, accelerator, preprocessor, state.episodes, new_tasks,
-                                  desc=f"Fine-tuning round {r + 1}/{len(plan.rounds)}")
-        if main:
-            if isolation.routed and isolation.export(round_cfg, preprocessor, state.episodes) is not None:
-                metrics = {**metrics, "export": isolation.export_metrics}
-            ckpt = round_dir(output_dir, r)
-            saved = isolation.save(ckpt, cfg.amf.steps_per_round * (r + 1), accelerator, preprocessor, postprocessor)
-            update_last_checkpoint(ckpt)
-            ledger.append("train", round=r, metrics=metrics)
-            for variant, result in isolation.evaluate(accelerator, preprocessor, postprocessor, cfg.env):
-                ledger.append("eval", round=r, variant=variant, **result)
-            ledger.append("round_end", round=r, demos_per_task={t: state.counts.get(t, 0) for t in plan.pool},
-                          checkpoint=str(saved))
-            report = write_report(output_dir)
-            if r < len(plan.rounds) - 1:
-                print_round_table(report, Console())
-        accelerator.wait_for_everyone()
+        return run.strategy.select(ctx, plan.rounds[r])
 
+
+def pull_and_record(run: Run, r: int, selection: Selection, state: LedgerState) -> None:
+    """Main process: record the selection, pull its demos, write them, record them."""
+    run.ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
+                      details=selection.details, reason=selection.reason)
+    console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")
+    new_demos = []
+    for task, k in Counter(selection.tasks).items():
+        with console.status(f"Pulling {k} demo(s) of {task} from {run.source.name}"):
+            new_demos += run.source.pull(task, k, state.demo_ids)
+    records = write_demos(run.demos.repo_id, run.demos.root, run.source.fps, run.source.features(), new_demos)
+    run.ledger.append("demos_pulled", round=r, demos=records)
+
+
+def run_round(run: Run, r: int) -> None:
+    """One round: select -> pull -> fine-tune -> save -> evaluate -> record."""
+    cfg, accelerator, isolation = run.cfg, run.accelerator, run.isolation
+    state = run.ledger.state()
+    pulled = [rec for rec in run.ledger.records("demos_pulled") if rec["round"] == r]
+    selection = None if pulled else select_tasks(run, r, state)
+    if run.main:
+        console.rule(f"Round {r + 1}/{len(run.plan.rounds)} — strategy {run.strategy.name}")
+        if selection is not None:
+            pull_and_record(run, r, selection, state)
+    accelerator.wait_for_everyone()
+
+    state = run.ledger.state()
+    new_tasks = sorted({d["task"] for rec in run.ledger.records("demos_pulled") if rec["round"] == r
+                        for d in rec["demos"]})
+    if cfg.amf.normalization == "demos":
+        run.preprocessor, run.postprocessor = make_processors(
+            cfg, accelerator.unwrap_model(isolation.module),
+            episodes_stats(open_dataset(cfg, run.demos, what="demo dataset")))
+    desc = f"Fine-tuning round {r + 1}/{len(run.plan.rounds)}"
+    metrics = isolation.train(run.demos, accelerator, run.preprocessor, state.episodes, new_tasks, desc=desc)
+    if run.main:
+        exported = isolation.export(run.demos, run.preprocessor, state.episodes)
+        if exported is not None:
+            metrics = {**metrics, "export": exported}
+        ckpt = round_dir(run.output_dir, r)
+        saved = isolation.save(ckpt, cfg.amf.steps_per_round * (r + 1), accelerator, run.preprocessor,
+                               run.postprocessor)
+        update_last_checkpoint(ckpt)
+        run.ledger.append("train", round=r, metrics=metrics)
+        for variant, result in isolation.evaluate(accelerator, run.preprocessor, run.postprocessor, cfg.env):
+            run.ledger.append("eval", round=r, variant=variant, **result)
+        run.ledger.append("round_end", round=r, demos_per_task={t: state.counts.get(t, 0) for t in run.plan.pool},
+                          checkpoint=str(saved))
+        report = write_report(run.output_dir)
+        if r < len(run.plan.rounds) - 1:
+            print_round_table(report, Console())
+    accelerator.wait_for_everyone()
+
+
+def finish_run(run: Run) -> dict | None:
+    """Main process: close the ledger, write the final report, print the tables."""
     report = None
-    if main:
-        if not any(True for _ in ledger.records("run_end")):
-            ledger.append("run_end")
-        report = write_report(output_dir)
+    if run.main:
+        if not any(True for _ in run.ledger.records("run_end")):
+            run.ledger.append("run_end")
+        report = write_report(run.output_dir)
         out = Console()
         print_round_table(report, out)
         print_final_comparison(report, out)
-        last = output_dir / "checkpoints" / "last"
-        final = (f"routed policy: {last / ROUTED_DIR} (lerobot_amf.isolation.load_routed_policy)"
-                 + (f", single model: {last / 'pretrained_model'}" if cfg.amf.export != "none" else "")
-                 if cfg.amf.isolation in ROUTED_MODES else f"final checkpoint: {last / 'pretrained_model'}")
-        out.print(f"Report: {output_dir / 'amf_report.json'} | plots: success_vs_demos.png, selections_per_round.png | {final}")
-    accelerator.wait_for_everyone()
+        out.print(f"Report: {run.output_dir / 'amf_report.json'} | plots: success_vs_demos.png, "
+                  f"selections_per_round.png | {run.isolation.outputs(run.output_dir / 'checkpoints' / 'last')}")
+    run.accelerator.wait_for_everyone()
     return report
+
+
+@parser.wrap()
+def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
+    run = setup_run(cfg, accelerator)
+    for r in range(run.start_round, len(run.plan.rounds)):
+        run_round(run, r)
+    return finish_run(run)
 
 
 def count_episodes(root: Path) -> int:

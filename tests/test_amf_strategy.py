@@ -16,7 +16,7 @@ from lerobot_amf.selection import SelectionContext, make_strategy
 from lerobot_amf.selection.amf import AMFStrategy
 from lerobot_amf.sources.metaworld import MetaworldExpertSource
 from lerobot_amf.data import DatasetRef
-from lerobot_amf.envs.metaworld_state import task_vocabulary
+from lerobot_amf.envs.metaworld_state import MetaworldCatalog
 
 POOL = ["reach-v3", "drawer-close-v3"]
 
@@ -53,7 +53,7 @@ def context(setup, with_d: bool, seed=0):
         pretrain_dataset=DatasetRef("local/pre", root / "pre"),
         demo_dataset=DatasetRef("local/fine", root / "fine") if with_d else None,
         env_cfg=MetaworldStateEnvConfig(task=",".join(POOL), episode_length=20),
-        plan=task_vocabulary(POOL),
+        vocabulary=MetaworldCatalog().vocabulary(POOL),
     )
 
 

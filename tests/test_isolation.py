@@ -11,7 +11,7 @@ from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from torch.utils.data import SequentialSampler
 
 from conftest import TINY_ARGS, read_jsonl, run_cli
-from lerobot_amf.envs.metaworld_state import task_description, task_vocabulary
+from lerobot_amf.envs.metaworld_state import MetaworldCatalog, task_description
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.isolation import Partitions, RoutedPolicy, load_routed_policy, make_partitions
 from lerobot_amf.isolation.export import merge
@@ -38,7 +38,7 @@ def tiny_policy(tmp_path=None) -> DiffusionPolicy:
 
 def routed(mode: str, tmp_path=None, scheme: str = "per_task") -> RoutedPolicy:
     return RoutedPolicy(tiny_policy(tmp_path), make_partitions(scheme, POOL), mode,
-                        task_vocabulary(POOL)["task_of_instruction"])
+                        MetaworldCatalog().vocabulary(POOL).task_of_instruction)
 
 
 def snapshot(module) -> dict:
@@ -49,9 +49,11 @@ def snapshot(module) -> dict:
 def test_partition_schemes_cover_the_pool_once():
     assert make_partitions("per_task", POOL).groups == {t: [t] for t in POOL}
     assert make_partitions("all", POOL).groups == {"all": POOL}
-    suites = make_partitions("per_suite", ["reach-v3", "assembly-v3", "libero_10/put_the_pot", "libero_10/open_it"])
-    assert suites.groups == {"easy": ["reach-v3"], "hard": ["assembly-v3"],
-                             "libero_10": ["libero_10/put_the_pot", "libero_10/open_it"]}
+    metaworld = make_partitions("per_suite", ["reach-v3", "assembly-v3"], suite_of=MetaworldCatalog().suite_of)
+    assert metaworld.groups == {"easy": ["reach-v3"], "hard": ["assembly-v3"]}
+    libero = make_partitions("per_suite", ["libero_10/put_the_pot", "libero_spatial/pick", "libero_10/open_it"])
+    assert libero.groups == {"libero_10": ["libero_10/put_the_pot", "libero_10/open_it"],
+                             "libero_spatial": ["libero_spatial/pick"]}
 
 
 def test_clustered_partitions_follow_the_task_embeddings():

@@ -31,6 +31,7 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.envs.configs import EnvConfig
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_STATE
 
+from lerobot_amf.envs.tasks import TaskCatalog, register_catalog, split_task_list
 from lerobot_amf.errors import AMFInputError
 
 GYM_ID = "lerobot_amf/MetaworldState-v0"
@@ -59,18 +60,8 @@ MT10_TASKS: tuple[str, ...] = (
 
 
 def parse_task_list(tasks: str | list[str] | tuple[str, ...]) -> list[str]:
-    """Split a comma-separated task string, check every name, keep order, drop repeats."""
-    names = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else [str(t).strip() for t in tasks]
-    names = list(dict.fromkeys(n for n in names if n))
-    if not names:
-        raise AMFInputError("The task pool is empty: give at least one Metaworld v3 task name, e.g. 'reach-v3'.")
-    unknown = [n for n in names if n not in METAWORLD_TASKS]
-    if unknown:
-        raise AMFInputError(
-            f"Unknown Metaworld task name(s): {', '.join(unknown)}. "
-            f"Allowed: {', '.join(METAWORLD_TASKS)}."
-        )
-    return names
+    """A Metaworld task pool (see ``MetaworldCatalog.parse_pool``)."""
+    return MetaworldCatalog().parse_pool(tasks)
 
 
 def task_one_hot(task: str) -> np.ndarray:
@@ -84,13 +75,6 @@ def task_description(task: str) -> str:
     from lerobot.envs.metaworld import TASK_DESCRIPTIONS
 
     return TASK_DESCRIPTIONS[task]
-
-
-def task_vocabulary(pool: list[str]) -> dict:
-    """How tasks are named to the policy: the one-hot order and the dataset task strings."""
-    instructions = {t: task_description(t) for t in METAWORLD_TASKS}
-    return {"vocabulary": METAWORLD_TASKS, "instructions": instructions,
-            "task_of_instruction": {v: k for k, v in instructions.items() if k in pool}}
 
 
 def expert_policy(task: str):
@@ -224,3 +208,53 @@ class MetaworldStateEnvConfig(EnvConfig):
     @property
     def gym_kwargs(self) -> dict:
         return {"tasks": parse_task_list(self.task), "episode_length": self.episode_length}
+
+
+@register_catalog("mw_state")
+class MetaworldCatalog(TaskCatalog):
+    """Metaworld v3 tasks: one-hot conditioned, suites = LeRobot's difficulty groups.
+
+    Task names are exact (``reach-v3``): spaces around a name are stripped, any other
+    difference (case included) is an unknown name, and the error suggests the right spelling.
+    """
+
+    def all_tasks(self) -> list[str]:
+        return list(METAWORLD_TASKS)
+
+    def parse_pool(self, spec) -> list[str]:
+        names = split_task_list(spec)
+        if not names:
+            raise AMFInputError("The task pool is empty: give at least one Metaworld v3 task name, e.g. 'reach-v3'.")
+        unknown = [n for n in names if n not in METAWORLD_TASKS]
+        if unknown:
+            by_lower = {t.lower(): t for t in METAWORLD_TASKS}
+            hints = [f"{n} (did you mean {by_lower[n.lower()]}?)" if n.lower() in by_lower else n for n in unknown]
+            raise AMFInputError(f"Unknown Metaworld task name(s): {', '.join(hints)}. "
+                                f"Allowed: {', '.join(METAWORLD_TASKS)}.")
+        return names
+
+    def instruction(self, task: str) -> str:
+        return task_description(task)
+
+    def one_hot_vocabulary(self) -> tuple[str, ...]:
+        return METAWORLD_TASKS
+
+    def suite_of(self, task: str) -> str:
+        from lerobot.envs.metaworld import DIFFICULTY_TO_TASKS
+
+        for group, tasks in DIFFICULTY_TO_TASKS.items():
+            if task in tasks:
+                return group
+        raise AMFInputError(f"No Metaworld difficulty group knows task {task!r}; pass a JSON partition map instead.")
+
+    def env_for(self, env_cfg, task: str):
+        import dataclasses
+
+        return dataclasses.replace(env_cfg, task=task)
+
+    def default_pool(self, env_cfg) -> list[str]:
+        return self.parse_pool(env_cfg.task)
+
+    def protocol(self, env_cfg) -> dict:
+        return {"max_steps": env_cfg.episode_length,
+                "initial_states": "Metaworld object/goal positions drawn from the episode seed"}

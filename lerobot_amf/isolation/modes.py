@@ -1,48 +1,33 @@
 """What one round's fine-tuning touches, per ``--amf.isolation``: the round loop's view.
 
-``make_isolation`` returns a ``SharedWeights`` (``shared``, ``shared_replay``) or a
-``PartitionedWeights`` (``lora``, ``head``); both offer the same steps of a round:
-
-    describe()              -> the run record's "model" entry (what the numbers are of)
-    module                  -> what trains (``accelerator.prepare``d)
-    selection_policy()      -> context: the policy a strategy scores with
-    train(...)              -> fine-tune on the demos so far; metrics
-    save(...)               -> checkpoints/round_XX (LeRobot layout; + routed_model/)
-    evaluate(...)           -> [(variant, per-task result)], "single model" and/or "per-partition"
+``make_isolation`` returns an ``Isolation``: ``SharedWeights`` (``shared``, ``shared_replay``)
+or ``PartitionedWeights`` (``lora``, ``head``). The round loop calls the same steps on both and
+never asks which one it holds.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 from pathlib import Path
 
 import torch
-from lerobot.configs.default import DatasetConfig
-from lerobot.datasets.factory import make_dataset
 from lerobot.utils.train_utils import save_checkpoint
+from safetensors.torch import load_model
 
-from lerobot_amf.data import DatasetRef
+from lerobot_amf.data import DatasetRef, open_dataset
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.evaluation import PER_PARTITION as ROUTED
 from lerobot_amf.evaluation import SINGLE_MODEL as SINGLE
 from lerobot_amf.evaluation import evaluate_tasks
+from lerobot_amf.isolation import ROUTED_MODES
 from lerobot_amf.isolation.export import distill, merge
 from lerobot_amf.isolation.partitions import Partitions, make_partitions
 from lerobot_amf.isolation.routing import RoutedPolicy
 from lerobot_amf.training import train_steps
 
 ROUTED_DIR = "routed_model"
-
-
-def open_dataset(cfg, ref: DatasetRef, episodes: list[int] | None = None, what: str = "dataset"):
-    """A LeRobotDataset through LeRobot's ``make_dataset`` (the policy's delta timestamps), or a clear error."""
-    dataset_cfg = DatasetConfig(repo_id=ref.repo_id, root=None if ref.root is None else str(ref.root), episodes=episodes)
-    try:
-        return make_dataset(dataclasses.replace(cfg, dataset=dataset_cfg))
-    except Exception as err:  # noqa: BLE001 - Hub/offline/missing-files errors come in many types
-        raise AMFInputError(f"Cannot open the {what} {ref.repo_id!r} (root={ref.root}): {type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else ''}") from None
 
 
 def replay_ref(cfg, pretrain_ref: DatasetRef | None) -> DatasetRef:
@@ -59,10 +44,50 @@ def episodes_of(records: list[dict], tasks) -> list[int]:
     return sorted(rec["episode_index"] for rec in records if rec["task"] in tasks)
 
 
-class SharedWeights:
-    """One model, all weights trained on all demos (+ replay frames in ``shared_replay``)."""
+class Isolation(abc.ABC):
+    """The steps of a round that depend on which weights fine-tuning touches."""
 
-    routed = False
+    module: torch.nn.Module  # what trains (``accelerator.prepare``d in ``prepare``)
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """The run record's "model" entry: what the numbers are of."""
+
+    @abc.abstractmethod
+    def resume(self, checkpoint: Path) -> None:
+        """Load the weights a finished round saved in ``checkpoints/round_XX``."""
+
+    @abc.abstractmethod
+    def prepare(self, accelerator) -> torch.nn.Module:
+        """Hand the trainable module to ``accelerate`` (DDP when several processes)."""
+
+    @abc.abstractmethod
+    def selection_policy(self, accelerator) -> contextlib.AbstractContextManager:
+        """Context: the policy a strategy scores with."""
+
+    @abc.abstractmethod
+    def train(self, demos: DatasetRef, accelerator, preprocessor, episodes: list[dict], new_tasks, desc: str) -> dict:
+        """Fine-tune on the demos so far (``episodes``: the ledger's records); training metrics."""
+
+    def export(self, demos: DatasetRef, preprocessor, episodes: list[dict]) -> dict | None:
+        """Build the single plain model evaluated next to the run's own; its metrics, or None."""
+        return None
+
+    @abc.abstractmethod
+    def save(self, ckpt: Path, step: int, accelerator, preprocessor, postprocessor) -> Path:
+        """Write ``checkpoints/round_XX`` (LeRobot layout); the path the run record points at."""
+
+    @abc.abstractmethod
+    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg) -> list[tuple[str, dict]]:
+        """[(variant, per-task result)]: "single model" and/or "per-partition"."""
+
+    @abc.abstractmethod
+    def outputs(self, last: Path) -> str:
+        """Where the final model(s) are, in one line for the user."""
+
+
+class SharedWeights(Isolation):
+    """One model, all weights trained on all demos (+ replay frames in ``shared_replay``)."""
 
     def __init__(self, cfg, policy, plan, pretrain_ref: DatasetRef | None):
         self.cfg, self.policy, self.plan = cfg, policy, plan
@@ -71,6 +96,7 @@ class SharedWeights:
             self.replay_ref = replay_ref(cfg, pretrain_ref)
             self.replay = open_dataset(cfg, self.replay_ref, what="replay dataset")
         self.module = policy
+        self.optimizer = self.scheduler = None
 
     def describe(self) -> dict:
         if self.replay is None:
@@ -83,6 +109,10 @@ class SharedWeights:
                                                             "repo_id": self.replay_ref.repo_id,
                                                             "episodes": self.replay.num_episodes}}
 
+    def resume(self, checkpoint: Path) -> None:
+        load_model(self.policy, str(Path(checkpoint) / "pretrained_model" / "model.safetensors"),
+                   device=str(next(self.policy.parameters()).device))
+
     def prepare(self, accelerator):
         self.module = accelerator.prepare(self.policy)
         return self.module
@@ -91,10 +121,10 @@ class SharedWeights:
     def selection_policy(self, accelerator):
         yield accelerator.unwrap_model(self.module)
 
-    def train(self, round_cfg, accelerator, preprocessor, episodes: list[dict], new_tasks, desc: str) -> dict:
-        train_set = make_dataset(round_cfg)
+    def train(self, demos, accelerator, preprocessor, episodes, new_tasks, desc):
+        train_set = open_dataset(self.cfg, demos, what="demo dataset")
         metrics, self.optimizer, self.scheduler = train_steps(
-            round_cfg, self.module, train_set, preprocessor, accelerator, self.cfg.amf.steps_per_round,
+            self.cfg, self.module, train_set, preprocessor, accelerator, self.cfg.amf.steps_per_round,
             desc=f"{desc} on {train_set.num_episodes} demos", replay=self.replay,
             replay_fraction=self.cfg.amf.replay_fraction)
         return metrics
@@ -109,21 +139,19 @@ class SharedWeights:
         policy = accelerator.unwrap_model(self.module)
         return [(SINGLE, evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, self.plan.pool, self.cfg.amf))]
 
+    def outputs(self, last: Path) -> str:
+        return f"final checkpoint: {last / 'pretrained_model'}"
 
-class PartitionedWeights:
+
+class PartitionedWeights(Isolation):
     """Frozen base + one LoRA adapter / head copy per partition, each trained on its tasks' demos only."""
 
-    routed = True
-
-    def __init__(self, cfg, policy, plan, partitions: Partitions, task_of_instruction: dict, pretrain_ref,
-                 resume_from: Path | None = None):
+    def __init__(self, cfg, policy, plan, partitions: Partitions, pretrain_ref: DatasetRef | None):
         self.cfg, self.plan, self.partitions = cfg, plan, partitions
         self.pretrain_ref = pretrain_ref
         peft_overrides = dataclasses.asdict(cfg.peft) if cfg.peft is not None else None
-        self.routed_policy = RoutedPolicy(policy, partitions, cfg.amf.isolation, task_of_instruction,
+        self.routed_policy = RoutedPolicy(policy, partitions, cfg.amf.isolation, plan.vocabulary.task_of_instruction,
                                           peft_overrides=peft_overrides, head_module=cfg.amf.head_module)
-        if resume_from is not None:
-            self.routed_policy.load_partition_weights(resume_from)
         self.module = self.routed_policy
         self.single = None
 
@@ -138,6 +166,9 @@ class PartitionedWeights:
                 "lora": getattr(self.routed_policy, "lora_settings", None),
                 "head_module": getattr(self.routed_policy, "head_module", None)}
 
+    def resume(self, checkpoint: Path) -> None:
+        self.routed_policy.load_partition_weights(Path(checkpoint) / ROUTED_DIR)
+
     def prepare(self, accelerator):
         self.routed_policy.set_all_trainable()  # DDP registers every partition's weights
         self.module = accelerator.prepare(self.routed_policy)
@@ -150,64 +181,58 @@ class PartitionedWeights:
         with self.routed_policy.pretrained_only() as policy:
             yield policy
 
-    def train(self, round_cfg, accelerator, preprocessor, episodes: list[dict], new_tasks, desc: str) -> dict:
+    def train(self, demos, accelerator, preprocessor, episodes, new_tasks, desc):
         """Train each partition that got new demos this round, on all demos of its tasks so far."""
         metrics = {}
         for name, tasks in self.partitions.groups.items():
             if not set(tasks) & set(new_tasks):
                 continue
-            subset = open_dataset(round_cfg, DatasetRef(round_cfg.dataset.repo_id, Path(round_cfg.dataset.root)),
-                                  episodes=episodes_of(episodes, tasks), what="demo dataset")
+            subset = open_dataset(self.cfg, demos, episodes=episodes_of(episodes, tasks), what="demo dataset")
             self.routed_policy.activate(name)
-            metrics[name], self.optimizer, self.scheduler = train_steps(
-                round_cfg, self.module, subset, preprocessor, accelerator, self.cfg.amf.steps_per_round,
+            metrics[name], _, _ = train_steps(
+                self.cfg, self.module, subset, preprocessor, accelerator, self.cfg.amf.steps_per_round,
                 desc=f"{desc}: partition {name} on {subset.num_episodes} demos")
         return {"partitions_trained": list(metrics), "per_partition": metrics,
                 "steps": self.cfg.amf.steps_per_round * len(metrics),
                 "seconds": round(sum(m["seconds"] for m in metrics.values()), 2)}
 
-    def export(self, round_cfg, preprocessor, episodes: list[dict]):
-        """The single plain model (``--amf.export``), or None."""
+    def export(self, demos, preprocessor, episodes):
+        """The single plain model (``--amf.export``): built, kept for ``save``/``evaluate``; its metrics."""
         if self.cfg.amf.export == "none":
             return None
         trained = [n for n, tasks in self.partitions.groups.items() if episodes_of(episodes, tasks)]
-        single = merge(self.routed_policy, trained)
-        self.export_metrics = {"method": "merge", "partitions": trained}
-        if self.cfg.amf.export == "distill":
-            loaders = self._partition_batches(round_cfg, preprocessor, episodes)
-            optimizer_cfg = round_cfg.optimizer
-            self.export_metrics = {"method": "distill (from merge)", **distill(
-                self.routed_policy, single, loaders, self.cfg.amf.export_steps, optimizer_cfg,
-                seed=self.cfg.seed or 0)}
-        self.single = single
-        return single
+        self.single = merge(self.routed_policy, trained)
+        if self.cfg.amf.export == "merge":
+            return {"method": "merge", "partitions": trained}
+        loaders = self._partition_batches(demos, preprocessor, episodes)
+        return {"method": "distill (from merge)", **distill(
+            self.routed_policy, self.single, loaders, self.cfg.amf.export_steps, self.cfg.optimizer,
+            seed=self.cfg.seed or 0)}
 
-    def _partition_batches(self, round_cfg, preprocessor, episodes: list[dict]) -> dict:
+    def _partition_batches(self, demos: DatasetRef, preprocessor, episodes: list[dict]) -> dict:
         """partition -> endless preprocessed batches of its tasks' frames (collected + pretraining demos)."""
         from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
-        task_of = self.routed_policy.task_of_instruction
-        pretrain_task = []  # the pool task of each pretraining episode (None: outside the pool)
+        pretrain_eps: dict[str, list[int]] = {}
         if self.pretrain_ref is not None:
             meta = LeRobotDatasetMetadata(self.pretrain_ref.repo_id, root=self.pretrain_ref.root)
-            pretrain_task = [task_of.get(meta.episodes[i]["tasks"][0]) for i in range(meta.total_episodes)]
+            pretrain_eps = self.plan.vocabulary.episodes_by_task(meta)
         out = {}
         for name, tasks in self.partitions.groups.items():
             parts = []
             demo_eps = episodes_of(episodes, tasks)
             if demo_eps:
-                parts.append(open_dataset(round_cfg, DatasetRef(round_cfg.dataset.repo_id, Path(round_cfg.dataset.root)),
-                                          episodes=demo_eps, what="demo dataset"))
-            pre_eps = [i for i, task in enumerate(pretrain_task) if task in tasks]
+                parts.append(open_dataset(self.cfg, demos, episodes=demo_eps, what="demo dataset"))
+            pre_eps = sorted(ep for task in tasks for ep in pretrain_eps.get(task, []))
             if pre_eps:
-                parts.append(open_dataset(round_cfg, self.pretrain_ref, episodes=pre_eps, what="pretraining demos"))
+                parts.append(open_dataset(self.cfg, self.pretrain_ref, episodes=pre_eps, what="pretraining demos"))
             if not parts:
                 continue
             data = torch.utils.data.ConcatDataset(parts)
             loader = torch.utils.data.DataLoader(
-                data, batch_size=round_cfg.batch_size, num_workers=0,
+                data, batch_size=self.cfg.batch_size, num_workers=0,
                 sampler=torch.utils.data.RandomSampler(data, replacement=True, num_samples=10**9,
-                                                       generator=torch.Generator().manual_seed(round_cfg.seed or 0)))
+                                                       generator=torch.Generator().manual_seed(self.cfg.seed or 0)))
             out[name] = {"frames": len(data), "batches": (preprocessor(b) for b in loader)}
         return out
 
@@ -226,9 +251,13 @@ class PartitionedWeights:
                                                    self.plan.pool, self.cfg.amf)))
         return results
 
+    def outputs(self, last: Path) -> str:
+        single = f", single model: {last / 'pretrained_model'}" if self.cfg.amf.export != "none" else ""
+        return f"routed policy: {last / ROUTED_DIR} (lerobot_amf.isolation.load_routed_policy){single}"
+
 
 def mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref: DatasetRef | None, pool: list[str],
-                         task_of: dict[str, str], frames_per_task: int = 64) -> dict:
+                         vocabulary, frames_per_task: int = 64) -> dict:
     """Each pool task's mean AMF embedding under the pretrained policy, over its pretraining frames."""
     import numpy as np
 
@@ -238,13 +267,13 @@ def mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref: DatasetRef | N
         raise AMFInputError("amf.partitions=clustered needs the pretraining demos of the pool's tasks "
                             "(kept with the embedded default's checkpoint); pass a JSON map otherwise.")
     dataset = open_dataset(cfg, pretrain_ref, what="pretraining demos")
+    episodes = vocabulary.episodes_by_task(dataset.meta)
     sel = cfg.amf.selection
     embedder = make_embedder(policy, kind=sel.kernel, dim=sel.embedding_dim, seed=sel.projection_seed)
     rng = np.random.default_rng(cfg.seed or 0)
     out = {}
     for task in pool:
-        rows = [dataset.meta.episodes[i] for i in range(dataset.meta.total_episodes)
-                if task_of.get(dataset.meta.episodes[i]["tasks"][0]) == task]
+        rows = [dataset.meta.episodes[i] for i in episodes.get(task, [])]
         if not rows:
             raise AMFInputError(f"amf.partitions=clustered: no pretraining demos of {task!r} to embed; pass a JSON map.")
         frames = np.concatenate([np.arange(r["dataset_from_index"], r["dataset_to_index"]) for r in rows])
@@ -255,21 +284,22 @@ def mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref: DatasetRef | N
     return out
 
 
-def plan_partitions(cfg, pool: list[str]) -> Partitions | None:
+def plan_partitions(cfg, pool: list[str], catalog) -> Partitions | None:
     """Partitions that need no policy (checked before anything is written); None for clustered."""
-    if cfg.amf.isolation not in ("lora", "head"):
+    if cfg.amf.isolation not in ROUTED_MODES:
         return Partitions({"all": list(pool)}, "all")
     if cfg.amf.partitions == "clustered":
         return None
-    return make_partitions(cfg.amf.partitions, pool)
+    return make_partitions(cfg.amf.partitions, pool, suite_of=catalog.suite_of)
 
 
-def make_isolation(cfg, policy, plan, partitions: Partitions | None, task_of_instruction: dict,
-                   pretrain_ref: DatasetRef | None, resume_from: Path | None = None,
-                   task_embeddings=None):
-    if cfg.amf.isolation not in ("lora", "head"):
+def make_isolation(cfg, policy, plan, preprocessor, pretrain_ref: DatasetRef | None) -> Isolation:
+    """The run's ``Isolation``; clustered partitions are decided here, from the pretrained policy."""
+    if cfg.amf.isolation not in ROUTED_MODES:
         return SharedWeights(cfg, policy, plan, pretrain_ref)
+    partitions = plan.partitions
     if partitions is None:
-        partitions = make_partitions("clustered", plan.pool, task_embeddings=task_embeddings,
+        embeddings = mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref, plan.pool, plan.vocabulary)
+        partitions = make_partitions("clustered", plan.pool, task_embeddings=embeddings,
                                      n_partitions=cfg.amf.n_partitions, seed=cfg.seed or 0)
-    return PartitionedWeights(cfg, policy, plan, partitions, task_of_instruction, pretrain_ref, resume_from)
+    return PartitionedWeights(cfg, policy, plan, partitions, pretrain_ref)

@@ -3,8 +3,8 @@
 ``--amf.partitions`` is one of
 
 * ``per_task``  — one partition per task (the paper's setting: one weight copy per task);
-* ``per_suite`` — LIBERO suites (tasks named ``<suite>/<task>``) or Metaworld's difficulty
-  groups (LeRobot's ``DIFFICULTY_TO_TASKS``);
+* ``per_suite`` — the env's suites (``TaskCatalog.suite_of``: LIBERO suites, Metaworld's
+  difficulty groups);
 * ``clustered`` — ``--amf.n_partitions`` groups by k-means over the pretrained policy's mean
   task embeddings (``cluster_tasks``);
 * ``all``       — one partition holding the whole pool: a shared adapter;
@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -44,10 +45,6 @@ class Partitions:
     def names(self) -> list[str]:
         return list(self.groups)
 
-    @property
-    def shared(self) -> bool:
-        return len(self.groups) == 1
-
     def describe(self) -> str:
         return "; ".join(f"{name}: {', '.join(tasks)}" for name, tasks in self.groups.items())
 
@@ -60,8 +57,11 @@ class Partitions:
 
 
 def make_partitions(spec: str, pool: list[str], *, task_embeddings: dict[str, np.ndarray] | None = None,
-                    n_partitions: int = 2, seed: int = 0) -> Partitions:
-    """The partitions named by ``spec`` (see the module docstring) over ``pool``."""
+                    n_partitions: int = 2, seed: int = 0, suite_of: Callable[[str], str] | None = None) -> Partitions:
+    """The partitions named by ``spec`` (see the module docstring) over ``pool``.
+
+    suite_of: task -> suite (the env's ``TaskCatalog.suite_of``); default: the ``suite/`` prefix.
+    """
     if spec == "per_task":
         return checked({_safe_name(t): [t] for t in pool}, pool, spec)
     if spec == "all":
@@ -69,7 +69,7 @@ def make_partitions(spec: str, pool: list[str], *, task_embeddings: dict[str, np
     if spec == "per_suite":
         groups: dict[str, list[str]] = {}
         for task in pool:
-            groups.setdefault(suite_of(task), []).append(task)
+            groups.setdefault((suite_of or suite_prefix)(task), []).append(task)
         return checked(groups, pool, spec)
     if spec == "clustered":
         if task_embeddings is None:
@@ -126,15 +126,10 @@ def checked(groups: dict[str, list[str]], pool: list[str], scheme: str) -> Parti
     return Partitions(ordered, scheme)
 
 
-def suite_of(task: str) -> str:
-    """LIBERO-style ``suite/task`` names give their suite; Metaworld tasks their difficulty group."""
+def suite_prefix(task: str) -> str:
+    """The suite of a ``suite/task`` name."""
     if "/" in task:
         return task.split("/", 1)[0]
-    from lerobot.envs.metaworld import DIFFICULTY_TO_TASKS
-
-    for group, tasks in DIFFICULTY_TO_TASKS.items():
-        if task in tasks:
-            return group
     raise AMFInputError(f"amf.partitions=per_suite: no suite known for task {task!r}; pass a JSON map instead.")
 
 

@@ -17,14 +17,14 @@ BASELINES: dict[str, type[Strategy]] = {
 STRATEGY_NAMES = (*BASELINES, "amf")
 
 
-def make_strategy(name: str, amf_cfg=None) -> Strategy:
+def make_strategy(name: str, selection_cfg=None) -> Strategy:
+    """The strategy named ``name``; ``selection_cfg`` (``AMFSelectionConfig``) configures amf."""
     if name in BASELINES:
         return BASELINES[name]()
     if name == "amf":
-        from lerobot_amf.configs import AMFSelectionConfig
         from lerobot_amf.selection.amf import AMFStrategy
 
-        return AMFStrategy(amf_cfg.selection if amf_cfg is not None else AMFSelectionConfig())
+        return AMFStrategy(selection_cfg)
     raise ValueError(f"Unknown amf.strategy={name!r}. Allowed: {', '.join(STRATEGY_NAMES)}.")
 
 

@@ -35,6 +35,7 @@ from lerobot.utils.constants import ACTION, OBS_ENV_STATE
 
 from lerobot_amf.data import read_frames
 from lerobot_amf.embeddings import make_embedder, unwrap_policy
+from lerobot_amf.selection.config import AMFSelectionConfig
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
 from lerobot_amf.selection.gp import WeightSpacePosterior, greedy_batch, kernel_scale
 from lerobot_amf.selection.importance import effective_sample_size, importance_weights
@@ -95,8 +96,8 @@ class AMFStrategy(Strategy):
     name = "amf"
     needs_policy = True
 
-    def __init__(self, cfg):
-        self.cfg = cfg  # AMFSelectionConfig
+    def __init__(self, cfg: AMFSelectionConfig | None = None):
+        self.cfg = cfg if cfg is not None else AMFSelectionConfig()
 
     # ---------------------------------------------------------------- states in hand
     def demo_states(self, ctx: SelectionContext) -> DemoStates | None:
@@ -108,7 +109,7 @@ class AMFStrategy(Strategy):
             if dataset_ref is None:
                 continue
             ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta)
-            task_of_instruction = ctx.plan.get("task_of_instruction", {})
+            task_of_instruction = ctx.vocabulary.task_of_instruction
             positions = []
             for ep in range(ds.meta.total_episodes):
                 row = ds.meta.episodes[ep]
@@ -142,8 +143,8 @@ class AMFStrategy(Strategy):
         family_kwargs = {} if unwrap_policy(policy).name == "act" else {"target_steps": cfg.pseudo_target_steps}
         embedder = make_embedder(policy, kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
                                  n_draws=cfg.n_draws, **family_kwargs)
-        vocab = ctx.plan.get("vocabulary")
-        instructions = ctx.plan.get("instructions", {})
+        vocab = ctx.vocabulary.one_hot
+        instructions = ctx.vocabulary.instructions
         pool = ctx.pool
         has_likelihood = unwrap_policy(policy).name == "diffusion"
         phi, loglik = {}, []

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from lerobot_amf.envs.tasks import TaskVocabulary
+
 
 @dataclass
 class SelectionContext:
@@ -32,9 +34,8 @@ class SelectionContext:
     pretrain_dataset: Any = None  # (repo_id, root) of the pretraining demos, when known
     env_cfg: Any = None
     accelerator: Any = None
-    # Task vocabulary facts from the env/source: "vocabulary" (one-hot order), "instructions"
-    # (task -> dataset task string), "task_of_instruction" (the reverse).
-    plan: dict[str, Any] = field(default_factory=dict)
+    # How tasks are named to the policy (one-hot order, instructions) and in the datasets.
+    vocabulary: TaskVocabulary | None = None
 
     def can_take(self, task: str, already: int = 0) -> bool:
         cap = self.capacity.get(task)

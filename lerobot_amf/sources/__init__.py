@@ -1,18 +1,34 @@
-"""Demo sources behind one interface (``DemoSource``)."""
+"""Demo sources behind one interface (``DemoSource``); ``make_source`` maps ``--amf.source``.
 
+The implementations load on use (a Hub run never builds a Metaworld expert, and validating a
+config imports neither).
+"""
+
+from lerobot_amf.errors import AMFInputError
 from lerobot_amf.sources.base import Demo, DemoSource
-from lerobot_amf.sources.metaworld import MetaworldExpertSource
+
+# metaworld_expert: Metaworld's scripted experts (the embedded default) | hub: episodes of a
+# LeRobot dataset on the Hub (e.g. lerobot/libero), pulled per task.
+SOURCES = ("metaworld_expert", "hub")
 
 
-def make_source(amf_cfg, env_cfg, seed: int) -> DemoSource:
-    """The demo source named by ``--amf.source``."""
+def make_source(amf_cfg, env_cfg, seed: int, catalog, role: str = "finetune") -> DemoSource:
+    """The demo source named by ``--amf.source``.
+
+    role: "finetune" (the run's pulls) or "pretrain" (the embedded default's pretraining
+    demos; a scripted expert draws them from their own seeds, so they never repeat a pull).
+    """
     if amf_cfg.source == "metaworld_expert":
-        return MetaworldExpertSource(
-            seed=seed,
-            action_noise=amf_cfg.action_noise,
-            demos_per_task=amf_cfg.source_demos_per_task,
-        )
-    raise ValueError(f"Unknown amf.source={amf_cfg.source!r}. Allowed: metaworld_expert.")
+        from lerobot_amf.sources.metaworld import MetaworldExpertSource
+
+        return MetaworldExpertSource(seed=seed, action_noise=amf_cfg.action_noise,
+                                     demos_per_task=amf_cfg.source_demos_per_task if role == "finetune" else None,
+                                     namespace=role)
+    if amf_cfg.source == "hub":
+        from lerobot_amf.sources.hub import make_hub_source
+
+        return make_hub_source(amf_cfg, seed, catalog.vocabulary(catalog.all_tasks()).task_of_instruction)
+    raise AMFInputError(f"Unknown amf.source={amf_cfg.source!r}. Allowed: {', '.join(SOURCES)}.")
 
 
-__all__ = ["Demo", "DemoSource", "MetaworldExpertSource", "make_source"]
+__all__ = ["Demo", "DemoSource", "SOURCES", "make_source"]

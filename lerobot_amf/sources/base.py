@@ -4,7 +4,7 @@ A source knows its task names and how many demos it can still give per task; ``p
 whole episodes as frame arrays keyed by LeRobot feature names, each with a stable ``demo_id``
 so the run's ledger can guarantee that no demo is pulled twice (the ids already pulled are
 passed back in as ``exclude``). Writing them into the run's LeRobotDataset happens in one
-place, ``lerobot_amf.data.append_demos``, whatever the source.
+place, ``lerobot_amf.data.write_demos``, whatever the source.
 """
 
 from __future__ import annotations
@@ -54,6 +54,14 @@ class DemoSource(abc.ABC):
     @property
     @abc.abstractmethod
     def fps(self) -> int: ...
+
+    def describe(self) -> dict:
+        """The run record's "source" entry: what the demos came from."""
+        return {"name": self.name}
+
+    def cache_key(self) -> dict:
+        """What, besides the allocation, shapes the demos a generalist is pretrained on."""
+        return {}
 
     def validate_pool(self, pool: list[str]) -> None:
         unknown = [t for t in pool if t not in self.tasks()]

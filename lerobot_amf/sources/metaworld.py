@@ -72,6 +72,12 @@ class MetaworldExpertSource(DemoSource):
     def features(self) -> dict[str, dict]:
         return demo_features()
 
+    def describe(self) -> dict:
+        return {"name": self.name, "action_noise": self.action_noise}
+
+    def cache_key(self) -> dict:
+        return {"action_noise": self.action_noise}
+
     def demo_id(self, task: str, index: int) -> str:
         return f"metaworld_expert/{self.namespace}/seed{self.seed}/{task}/{index}"
 

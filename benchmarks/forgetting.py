@@ -7,7 +7,7 @@ round, with Wilson 95% intervals — plus the selected tasks, so a mode that "ke
 learning is visible too.
 
     python benchmarks/forgetting.py                    # all modes; resumes unfinished runs
-    python benchmarks/forgetting.py --modes shared lora
+    python benchmarks/forgetting.py --modes shared lora_per_task
 
 Each mode's run directory lives under ``benchmarks/runs/forgetting/<mode>`` (not committed) and
 is resumed from its ledger if interrupted; ``benchmarks/results/forgetting.{json,png}`` is

@@ -40,7 +40,7 @@ def recipe_policy():
                         "observation.environment_state": PolicyFeature(FeatureType.ENV, (50,))},
         output_features={"action": PolicyFeature(FeatureType.ACTION, (4,))}, **kwargs)
     torch.manual_seed(0)
-    return DiffusionPolicy(cfg), recipe
+    return DiffusionPolicy(cfg)
 
 
 def bench_embedding(policy, batch_size=256, repeats=5):
@@ -87,7 +87,7 @@ def bench_embedding(policy, batch_size=256, repeats=5):
             "ratio_vs_inference": rate["embedding"] / rate["inference"]}
 
 
-def bench_selection_vs_round(policy, recipe):
+def bench_selection_vs_round(policy):
     """One amf selection vs one round of fine-tuning (300 steps, batch 64) on the same demos."""
     from lerobot.configs.default import DatasetConfig
     from lerobot.datasets.factory import make_dataset
@@ -158,7 +158,7 @@ def main():
     from lerobot_amf.envs import metaworld_state  # noqa: F401  (registers the env)
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    policy, recipe = recipe_policy()
+    policy = recipe_policy()
     out = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
                        "platform": platform.platform(), "load_average_at_start": os.getloadavg()},
            "partial": False}
@@ -169,7 +169,7 @@ def main():
     out["scoring"] = bench_scoring()
     print(json.dumps(out["scoring"], indent=1), flush=True)
     print("(b) selection vs one fine-tuning round ...", flush=True)
-    out["selection_vs_round"] = bench_selection_vs_round(policy, recipe)
+    out["selection_vs_round"] = bench_selection_vs_round(policy)
     print(json.dumps(out["selection_vs_round"], indent=1), flush=True)
     out["machine"]["load_average_at_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)

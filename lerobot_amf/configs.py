@@ -132,6 +132,7 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
 
     def validate(self) -> None:
         self.amf.validate()
+        check_policy_path()
         if not self.resume:
             return super().validate()
         # Resuming an AMF run means continuing from its ledger in output_dir (LeRobot's own
@@ -145,3 +146,25 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
             super().validate()
         finally:
             self.output_dir, self.resume = Path(output_dir), True
+
+
+def check_policy_path() -> None:
+    """``--policy.path`` must be a checkpoint directory (with config.json) or a Hub repo id."""
+    from lerobot.configs import parser
+
+    path = parser.get_path_arg("policy")
+    if not path:
+        return
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise AMFInputError(f"--policy.path={path}: the directory has no config.json (not a LeRobot checkpoint; "
+                                "point at its pretrained_model/ folder).")
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(str(path))
+    except HFValidationError:
+        raise AMFInputError(f"--policy.path={path}: no checkpoint there: not a directory with config.json, "
+                            "and not a Hub repo id (namespace/name).") from None

@@ -130,7 +130,8 @@ def write_report(output_dir: Path) -> dict:
     return report
 
 
-def disclosure(report: dict) -> str:
+def what_the_numbers_are(report: dict) -> str:
+    """One line: model (single / per-partition), strategy, seed, demos per task, eval protocol."""
     model = report["model"]
     proto = report["eval_protocol"]
     pre = report["demos_per_task"]["pretraining"]
@@ -155,7 +156,7 @@ def print_round_table(report: dict, console: Console | None = None) -> None:
     if any(r.get("eval_single_model") for r in report["rounds"]):
         _success_table(report, "eval_single_model", "single model exported from the partitions "
                        f"({report['model'].get('export')})", console)
-    console.print(disclosure(report))
+    console.print(what_the_numbers_are(report))
 
 
 def _success_table(report: dict, key: str, what: str, console: Console) -> None:

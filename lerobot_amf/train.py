@@ -174,8 +174,11 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
                             f"--policy.path={cfg.policy.pretrained_path} (it has no amf_pretrain.json).")
 
     ledger = Ledger(output_dir)
+    if cfg.resume:
+        check_same_run(ledger, plan, strategy.name, cfg)
     start_round = ledger.state().rounds_done
     policy = make_policy(cfg.policy, env_cfg=cfg.env)
+    check_policy_fits_env(policy.config, cfg.env)
     preprocessor, postprocessor = make_processors(cfg, policy)
     pretrain_demos = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
     isolation = make_isolation(cfg, policy, plan, preprocessor, pretrain_demos)
@@ -213,6 +216,42 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
         ledger.append("eval", round=-1, variant="pretrained", **result)
     isolation.prepare(accelerator)
     return run
+
+
+def check_policy_fits_env(policy_cfg, env_cfg) -> None:
+    """The checkpoint's state/task/action features must be the env's (a one-hot over another task
+    vocabulary, or another robot's state, would fail deep inside the first rollout)."""
+    from lerobot.configs.types import FeatureType
+    from lerobot.envs.utils import env_to_policy_features
+
+    env = env_to_policy_features(env_cfg)
+    wanted = {**policy_cfg.input_features, **policy_cfg.output_features}
+    for key, feature in wanted.items():
+        if feature.type is FeatureType.VISUAL:
+            continue  # image sizes are the policy's own (resize/crop)
+        if key not in env:
+            raise AMFInputError(f"--policy.path={policy_cfg.pretrained_path} needs {key} {tuple(feature.shape)}, which "
+                                f"--env.type={env_cfg.type} does not give. It gives: {', '.join(sorted(env))}.")
+        if tuple(env[key].shape) != tuple(feature.shape):
+            raise AMFInputError(f"--policy.path={policy_cfg.pretrained_path}: {key} has shape {tuple(feature.shape)} in the "
+                                f"checkpoint but {tuple(env[key].shape)} in --env.type={env_cfg.type} (another task "
+                                "vocabulary or robot?).")
+
+
+def check_same_run(ledger: Ledger, plan: RunPlan, strategy: str, cfg) -> None:
+    """``--resume=true`` continues the run in the directory: it must be asked for with the same
+    pool, strategy, seed, budget and isolation (else its ledger would mix two runs)."""
+    start = next(ledger.records("run_start"), None)
+    if start is None:
+        raise AMFInputError(f"--resume=true: {ledger.path} has no run_start record; it is not a lerobot-amf run.")
+    asked = {"pool": plan.pool, "strategy": strategy, "seed": cfg.seed, "budget": plan.budget,
+             "isolation": cfg.amf.isolation}
+    recorded = {**{k: start.get(k) for k in ("pool", "strategy", "seed", "budget")},
+                "isolation": start.get("model", {}).get("mode")}
+    for key, value in asked.items():
+        if recorded[key] != value:
+            raise AMFInputError(f"--resume=true: {cfg.output_dir} was run with {key}={recorded[key]}, not {value}: "
+                                f"resume with the same settings, or choose a new --output_dir.")
 
 
 def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
@@ -338,8 +377,29 @@ def main() -> None:
     try:
         amf_train()
     except (AMFInputError, FileExistsError) as err:
-        print(f"lerobot-amf-train: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(err))
+    except draccus.utils.ParsingError as err:  # a recipe or flag with an unknown key or a wrong type
+        fail(explain_config_error(err))
+
+
+def fail(message: str) -> None:
+    """The CLI's answer to bad input: one line, exit code 2, nothing written."""
+    print(f"lerobot-amf-train: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)
+
+
+def explain_config_error(err: Exception) -> str:
+    """draccus' message, plus the allowed keys when a recipe or flag names an unknown one."""
+    message = str(getattr(err, "message", err))
+    path = list(getattr(err, "key_path", []))
+    where = f"`{'.'.join(path)}`: " if path else ""
+    if "are not valid for" not in message:
+        return where + message
+    section = draccus.encode(AMFTrainPipelineConfig())  # the defaults, as nested dicts
+    for name in path:
+        section = section.get(name) if isinstance(section, dict) else None
+    allowed = sorted(section) if isinstance(section, dict) else []
+    return where + message + (f". Allowed: {', '.join(allowed)}." if allowed else "")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,13 @@ from lerobot_amf.data import episode_aware_sampler
 from lerobot_amf.isolation.replay import replay_loader_parts
 
 
+def loss_summary(losses: list[float]) -> dict:
+    """Mean loss over the first and the last window of steps (a fifth of them, 1 to 50)."""
+    window = max(1, min(50, len(losses) // 5 or 1))
+    return {"loss_first": float(sum(losses[:window]) / window) if losses else None,
+            "loss_last": float(sum(losses[-window:]) / window) if losses else None}
+
+
 def train_steps(cfg, policy, dataset, preprocessor, accelerator, steps: int, desc: str = "Training",
                 replay=None, replay_fraction: float = 0.0):
     """Run ``steps`` optimizer steps of ``policy`` (already ``accelerator.prepare``d) on ``dataset``.
@@ -70,7 +77,6 @@ def train_steps(cfg, policy, dataset, preprocessor, accelerator, steps: int, des
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
-    window = max(1, min(50, len(losses) // 5 or 1))
     metrics = {
         "steps": steps,
         "batch_size": cfg.batch_size,
@@ -80,8 +86,7 @@ def train_steps(cfg, policy, dataset, preprocessor, accelerator, steps: int, des
         "replay": None if replay is None else {"fraction": replay_fraction, "frames": replay.num_frames,
                                                "episodes": replay.num_episodes},
         "trained_parameters": sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
-        "loss_first": float(sum(losses[:window]) / window) if losses else None,
-        "loss_last": float(sum(losses[-window:]) / window) if losses else None,
+        **loss_summary(losses),
         "seconds": round(time.perf_counter() - start, 2),
     }
     return metrics, optimizer, lr_scheduler

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -58,8 +59,13 @@ def test_checkpoints_are_lerobot_checkpoints_with_the_amf_config(tiny_run):
 def test_second_run_reuses_the_cached_pretrained_policy(tiny_run, lerobot_home, tmp_path):
     proc = run_cli([*TINY_ARGS, f"--output_dir={tmp_path / 'again'}", "--amf.strategy=uniform", "--amf.rounds=1",
                     "--amf.budget=2"], lerobot_home)
-    assert "Pretraining generalist" not in proc.stderr
-    assert "read from amf_eval_" in proc.stderr  # the pretrained policy's evaluation is cached too
+    second_start = read_jsonl(tmp_path / "again" / "amf_ledger.jsonl")[0]
+    first_start = read_jsonl(tiny_run / "amf_ledger.jsonl")[0]
+    assert second_start["model"]["pretrained_path"] == first_start["model"]["pretrained_path"]  # the cached generalist
+    cache = lerobot_home / "lerobot_amf_cache"
+    assert [p.name for p in cache.iterdir() if p.name.startswith("pretrained_")] == \
+        [Path(first_start["model"]["pretrained_path"]).name]  # nothing was pretrained again
+    assert next(r for r in read_jsonl(tmp_path / "again" / "amf_ledger.jsonl") if r["event"] == "eval")["cached"]
     first = json.loads((tiny_run / "amf_report.json").read_text())
     second = json.loads((tmp_path / "again" / "amf_report.json").read_text())
     assert second["pretrained"] == first["pretrained"]
@@ -101,21 +107,25 @@ def test_resume_continues_from_the_ledger_without_pulling_again(tiny_run, lerobo
         (["--amf.budget=50"], "cannot be spent"),
         (["--amf.source_demos_per_task=1", "--amf.budget=4"], "exceeds what source"),
         (["--amf.target_weights={\"push-v3\": 1.0}"], "push-v3"),
+        (["--policy.path=/nonexistent/ckpt"], "no checkpoint there"),
+        (["--amf.isolation=everything"], "shared_replay"),
+        (["--amf.partitions={\"a\": [\"reach-v3\"]}", "--amf.isolation=lora"], "drawer-close-v3"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_home, tmp_path):
     out = tmp_path / "bad"
     proc = run_cli([*TINY_ARGS, f"--output_dir={out}", *args], lerobot_home, check=False, timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert needle in last and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert last.startswith("lerobot-amf-train: error:") and needle in last, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
     assert not out.exists()
 
 
 def test_existing_output_dir_is_not_overwritten(tiny_run, lerobot_home):
     before = (tiny_run / "amf_ledger.jsonl").read_text()
     proc = run_cli([*TINY_ARGS, f"--output_dir={tiny_run}"], lerobot_home, check=False, timeout=120)
-    assert proc.returncode != 0 and "already exists" in proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "already exists" in proc.stderr.strip().splitlines()[-1]
     assert (tiny_run / "amf_ledger.jsonl").read_text() == before
 
 
@@ -154,3 +164,24 @@ def test_amf_strategy_runs_in_the_loop_and_reports_why(tiny_amf_run):
         assert r["details"]["processes"] == 1
     # the second round knows the first round's demos: D is not empty any more
     assert report["rounds"][1]["details"]["n_demos_in_d"] == 2
+
+
+def test_a_recipe_with_an_unknown_key_or_a_wrong_type_is_one_line(lerobot_home, tmp_path):
+    for body, needle in [({"amf": {"strategyy": "amf"}}, "strategyy"), ({"amf": {"rounds": "three"}}, "amf.rounds")]:
+        recipe = tmp_path / "recipe.json"
+        recipe.write_text(json.dumps(body))
+        proc = run_cli([*TINY_ARGS, f"--config_path={recipe}", f"--output_dir={tmp_path / 'out'}"], lerobot_home,
+                       check=False, timeout=120)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and needle in last and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "out").exists()
+    assert "Allowed: action_noise, budget" in last or "Couldn't parse" in last
+
+
+def test_resume_with_other_settings_is_refused_and_changes_nothing(tiny_run, lerobot_home):
+    before = {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()}
+    proc = run_cli([*TINY_ARGS, f"--output_dir={tiny_run}", "--amf.strategy=uniform", "--resume=true"], lerobot_home,
+                   check=False, timeout=120)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "strategy=rebalancing, not uniform" in last, proc.stderr[-2000:]
+    assert {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()} == before

@@ -63,18 +63,18 @@ def make_partitions(spec: str, pool: list[str], *, task_embeddings: dict[str, np
     suite_of: task -> suite (the env's ``TaskCatalog.suite_of``); default: the ``suite/`` prefix.
     """
     if spec == "per_task":
-        return checked({_safe_name(t): [t] for t in pool}, pool, spec)
+        return validated_partitions({_safe_name(t): [t] for t in pool}, pool, spec)
     if spec == "all":
-        return checked({"all": list(pool)}, pool, spec)
+        return validated_partitions({"all": list(pool)}, pool, spec)
     if spec == "per_suite":
         groups: dict[str, list[str]] = {}
         for task in pool:
             groups.setdefault((suite_of or suite_prefix)(task), []).append(task)
-        return checked(groups, pool, spec)
+        return validated_partitions(groups, pool, spec)
     if spec == "clustered":
         if task_embeddings is None:
             raise AMFInputError("amf.partitions=clustered needs the pretrained policy's task embeddings.")
-        return checked(cluster_tasks(task_embeddings, pool, n_partitions, seed), pool, spec)
+        return validated_partitions(cluster_tasks(task_embeddings, pool, n_partitions, seed), pool, spec)
     path = Path(spec)
     if path.suffix == ".json" or path.exists():
         return load_partition_map(path, pool)
@@ -99,10 +99,10 @@ def load_partition_map(path: Path, pool: list[str]) -> Partitions:
         groups = {name: list(tasks) for name, tasks in data.items()}
     else:
         raise AMFInputError(f"amf.partitions={path}: expected {{task: partition}} or {{partition: [tasks]}}.")
-    return checked(groups, pool, f"map:{Path(path).name}")
+    return validated_partitions(groups, pool, f"map:{Path(path).name}")
 
 
-def checked(groups: dict[str, list[str]], pool: list[str], scheme: str) -> Partitions:
+def validated_partitions(groups: dict[str, list[str]], pool: list[str], scheme: str) -> Partitions:
     """Validate ``groups`` against ``pool`` and return them in pool order."""
     unknown = sorted({t for tasks in groups.values() for t in tasks} - set(pool))
     if unknown:

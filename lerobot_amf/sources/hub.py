@@ -1,0 +1,330 @@
+"""Demos from a LeRobot dataset on the Hub (e.g. ``lerobot/libero``), pulled episode by episode.
+
+* The task -> episodes index comes from the dataset's metadata (the ``tasks`` column of
+  ``meta/episodes``); ``meta/`` is the only part downloaded up front. Dataset task strings map to
+  pool task names through ``task_of_instruction`` (default: the task strings are the pool).
+* A task's episodes are pulled in a seeded order without replacement: the same seed gives the
+  same order, and ids already pulled (``exclude``) are skipped.
+* A pull downloads only the files holding the chosen episodes (v3.0 packs many episodes per data
+  and video file; the same files ``LeRobotDataset(episodes=...)`` would download), and each demo
+  records the bytes it made us download, so the ledger keeps what every round cost.
+* Frames come back keyed by feature name (after the rename map), camera frames as uint8 HWC
+  images, ready for ``lerobot_amf.data.write_demos``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import (
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from lerobot.configs.types import FeatureType
+from lerobot.datasets.lerobot_dataset import CODEBASE_VERSION, LeRobotDatasetMetadata
+from lerobot.datasets.utils import (
+    DATA_DIR,
+    DEFAULT_FEATURES,
+    INFO_PATH,
+    dataset_to_policy_features,
+    get_hf_features_from_features,
+    load_nested_dataset,
+)
+from lerobot.datasets.video_utils import decode_video_frames, get_safe_default_codec
+from lerobot.utils.constants import HF_LEROBOT_HOME
+
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.sources.base import Demo, DemoSource
+
+SHOWN = 4  # items of a long list an error message shows
+VIDEO_TOLERANCE_S = 1e-4  # LeRobotDataset's default tolerance between a timestamp and its video frame
+
+
+def shorten(items, width: int = 48) -> str:
+    """``'a', 'b', … (+N more)``: long lists of long task strings kept to one readable line."""
+    items = list(items)
+    cut = [repr(s if len(s) <= width else s[: width - 1] + "…") for s in items[:SHOWN]]
+    return ", ".join(cut) + (f", … (+{len(items) - SHOWN} more)" if len(items) > SHOWN else "")
+
+
+def video_backend() -> str:
+    """The video decoder to use: LeRobot's default, unless it cannot load.
+
+    LeRobot 0.4.4 (``get_safe_default_codec``) picks torchcodec whenever the package is installed,
+    even where it cannot load FFmpeg's shared libraries (none on the system): every video read then
+    fails. PyAV ships its own FFmpeg, so it is used there.
+    """
+    backend = get_safe_default_codec()
+    if backend == "torchcodec":
+        try:
+            import torchcodec.decoders  # noqa: F401  (loads FFmpeg's libraries)
+        except (ImportError, OSError, RuntimeError):
+            return "pyav"
+    return backend
+
+
+class HubDatasetSource(DemoSource):
+    name = "hub"
+
+    def __init__(
+        self,
+        repo_id: str,
+        revision: str | None = None,
+        root: str | Path | None = None,
+        rename_map: dict[str, str] | None = None,
+        seed: int = 0,
+        task_of_instruction: dict[str, str] | None = None,
+    ):
+        self.repo_id = repo_id
+        self.revision = revision or CODEBASE_VERSION  # LeRobot's default: the codebase-version tag
+        self.root = Path(root) if root is not None else HF_LEROBOT_HOME / repo_id
+        self.seed = seed
+        self.meta = self._open_metadata()
+        self.frame_keys = [key for key in self.meta.features if key not in DEFAULT_FEATURES]
+        self.rename_map = self._checked_rename_map(dict(rename_map or {}))
+        self.episodes_of_task, self.instruction_of_episode = self._index(task_of_instruction)
+        self.bytes_fetched = 0  # over the source's life
+
+    # --- metadata ----------------------------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        return f"{self.repo_id}@{self.revision}"
+
+    def _not_cached(self, missing: str) -> AMFInputError:
+        return AMFInputError(
+            f"Dataset {self.label} is not cached in {self.root} ({missing}) and HF_HUB_OFFLINE=1 "
+            f"forbids downloading it: run `hf download --repo-type dataset {self.repo_id} "
+            f"--revision {self.revision} --local-dir {self.root}` while online, or unset HF_HUB_OFFLINE "
+            f"(or point amf.source_root at a local copy)."
+        )
+
+    def _open_metadata(self) -> LeRobotDatasetMetadata:
+        offline = hf_constants.HF_HUB_OFFLINE
+        if offline and not (self.root / INFO_PATH).is_file():
+            raise self._not_cached("no meta/")
+        try:
+            return LeRobotDatasetMetadata(self.repo_id, root=self.root, revision=self.revision)
+        except RepositoryNotFoundError as e:
+            raise AMFInputError(f"No dataset {self.repo_id!r} on the Hub (amf.source_repo_id).") from e
+        except RevisionNotFoundError as e:
+            raise AMFInputError(f"Dataset {self.repo_id!r} has no revision {self.revision!r} "
+                                f"(amf.source_revision).") from e
+        except (FileNotFoundError, OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
+            if offline:
+                raise self._not_cached("incomplete meta/") from e
+            raise
+
+    def _checked_rename_map(self, rename_map: dict[str, str]) -> dict[str, str]:
+        unknown = [key for key in rename_map if key not in self.frame_keys]
+        if unknown:
+            raise AMFInputError(
+                f"amf.source_rename_map renames {', '.join(map(repr, unknown))}, not a feature of dataset "
+                f"{self.label}. Its features: {', '.join(self.frame_keys)}."
+            )
+        names = [rename_map.get(key, key) for key in self.frame_keys]
+        clashes = sorted({n for n in names if names.count(n) > 1})
+        if clashes:
+            raise AMFInputError(f"amf.source_rename_map gives several features the name(s) {', '.join(clashes)}.")
+        return rename_map
+
+    def _index(self, task_of_instruction: dict[str, str] | None):
+        """Pool task -> its episodes (ascending), and episode -> its task string.
+
+        An episode belongs to a task when the episode carries exactly that one task string;
+        task strings the mapping leaves out are not in the pool.
+        """
+        episodes = self.meta.episodes
+        has_labels = episodes is not None and "tasks" in episodes.column_names
+        labels = zip(episodes["episode_index"], episodes["tasks"]) if has_labels else []
+        labelled = [(int(e), tasks[0]) for e, tasks in labels if len(tasks) == 1 and tasks[0]]
+        if not labelled:
+            raise AMFInputError(
+                f"Dataset {self.label} has no task labels (no episode with one task string in "
+                f"meta/episodes): the hub source pulls demos by task and needs them."
+            )
+        episodes_of_task: dict[str, list[int]] = {}
+        instruction_of_episode: dict[int, str] = {}
+        for episode, instruction in labelled:
+            task = instruction if task_of_instruction is None else task_of_instruction.get(instruction)
+            if task is not None:
+                episodes_of_task.setdefault(task, []).append(episode)
+                instruction_of_episode[episode] = instruction
+        return {t: sorted(e) for t, e in episodes_of_task.items()}, instruction_of_episode
+
+    # --- DemoSource ----------------------------------------------------------------------------------
+    def tasks(self) -> list[str]:
+        return list(self.episodes_of_task)
+
+    @property
+    def fps(self) -> int:
+        return self.meta.fps
+
+    def features(self) -> dict[str, dict]:
+        """The features the run's dataset needs: the frames' features, renamed, videos as images
+        (the run's dataset stores frames, not MP4s)."""
+        features = {}
+        for key in self.frame_keys:
+            feature = {k: v for k, v in self.meta.features[key].items() if k != "info"}
+            feature["shape"] = tuple(feature["shape"])
+            if feature["dtype"] == "video":
+                feature["dtype"] = "image"
+            features[self.rename_map.get(key, key)] = feature
+        return features
+
+    def validate_pool(self, pool: list[str]) -> None:
+        unknown = [t for t in pool if t not in self.episodes_of_task]
+        if unknown:
+            raise AMFInputError(
+                f"Task(s) {', '.join(map(repr, unknown))} not in dataset {self.label}; its "
+                f"{len(self.episodes_of_task)} tasks: {shorten(self.tasks())}."
+            )
+
+    def demo_id(self, episode: int) -> str:
+        return f"hub/{self.label}/episode_{episode}"
+
+    def order(self, task: str) -> list[int]:
+        """The task's episodes in the order they are pulled: a permutation seeded by (seed, task)."""
+        episodes = self.episodes_of_task[task]
+        entropy = [self.seed, *f"{self.label}/{task}".encode()]
+        return [episodes[i] for i in np.random.default_rng(entropy).permutation(len(episodes))]
+
+    def _left(self, task: str, exclude: set[str]) -> list[int]:
+        self.validate_pool([task])
+        return [e for e in self.order(task) if self.demo_id(e) not in exclude]
+
+    def remaining(self, task: str, exclude: set[str]) -> int:
+        return len(self._left(task, exclude))
+
+    def pull(self, task: str, k: int, exclude: set[str]) -> list[Demo]:
+        left = self._left(task, exclude)
+        if k > len(left):
+            raise AMFInputError(
+                f"Dataset {self.label} has {len(left)} episode(s) of task {task!r} left "
+                f"(of {len(self.episodes_of_task[task])}); {k} were asked for."
+            )
+        chosen = left[:k]
+        if not chosen:
+            return []
+        fetched = self._fetch(chosen)
+        frames = self._read(chosen)
+        demos, counted = [], set()
+        for episode in chosen:
+            # each newly downloaded file is counted once, on the first demo that needed it
+            files = [f for f in self.files_of(episode) if f in fetched and f not in counted]
+            counted.update(files)
+            info = {"repo_id": self.repo_id, "revision": self.revision, "episode_index": episode,
+                    "bytes_fetched": sum(fetched[f] for f in files), "files_fetched": files}
+            demos.append(Demo(self.demo_id(episode), task, self.instruction_of_episode[episode],
+                              frames[episode], info))
+        return demos
+
+    # --- files and frames ------------------------------------------------------------------------
+    def files_of(self, episode: int) -> list[str]:
+        """The repo files holding an episode (the ones ``LeRobotDataset(episodes=...)`` downloads)."""
+        files = [self.meta.get_data_file_path(episode)]
+        files += [self.meta.get_video_file_path(episode, key) for key in self.meta.video_keys]
+        return [Path(f).as_posix() for f in files]
+
+    def _fetch(self, episodes: list[int]) -> dict[str, int]:
+        """Download the files holding these episodes that are not cached; return them -> bytes.
+
+        The download is the metadata's own ``pull_from_repo`` (LeRobot's snapshot_download of
+        those files). ``LeRobotDataset(episodes=...)`` is not used: it reloads the whole metadata
+        on every pull, and in LeRobot 0.4.4 it downloads only when reading the cache raises
+        FileNotFoundError, while a cache holding data files none of which has a requested episode
+        raises ValueError ("corresponds to no data"): the second pull would fail.
+        """
+        needed = sorted({f for e in episodes for f in self.files_of(e)})
+        missing = [f for f in needed if not (self.root / f).is_file()]
+        if missing and hf_constants.HF_HUB_OFFLINE:
+            raise self._not_cached(f"missing {len(missing)} file(s) of the chosen episodes: {shorten(missing, 60)}")
+        if missing:
+            self.meta.pull_from_repo(allow_patterns=missing)
+        fetched = {f: (self.root / f).stat().st_size for f in missing}
+        self.bytes_fetched += sum(fetched.values())
+        return fetched
+
+    def _read(self, episodes: list[int]) -> dict[int, dict[str, np.ndarray]]:
+        """Each episode's frames as arrays keyed by (renamed) feature; camera frames uint8 HWC.
+
+        Rows are read the way ``LeRobotDataset`` reads them (``load_nested_dataset`` with the
+        episodes as a filter); videos are decoded one episode at a time by LeRobot's decoder.
+        """
+        features = get_hf_features_from_features(self.meta.features)
+        rows = load_nested_dataset(self.root / DATA_DIR, features=features, episodes=episodes)
+        columns = rows.with_format("numpy")[:]  # stored images decode to uint8 HWC
+        order = np.lexsort((columns["frame_index"], columns["episode_index"]))
+        columns = {key: np.asarray(values)[order] for key, values in columns.items()}
+        backend = video_backend()
+        frames = {}
+        for episode in episodes:
+            mine = columns["episode_index"] == episode
+            episode_frames = {}
+            for key in self.frame_keys:
+                if key in self.meta.video_keys:
+                    values = self._decode(episode, key, columns["timestamp"][mine], backend)
+                else:
+                    values = columns[key][mine]
+                episode_frames[self.rename_map.get(key, key)] = values
+            frames[episode] = episode_frames
+        return frames
+
+    def _decode(self, episode: int, key: str, timestamps: np.ndarray, backend: str) -> np.ndarray:
+        """An episode's video frames at its timestamps, in one pass (many episodes share an MP4)."""
+        start = self.meta.episodes[episode][f"videos/{key}/from_timestamp"]
+        path = self.root / self.meta.get_video_file_path(episode, key)
+        frames = decode_video_frames(path, [start + float(t) for t in timestamps], VIDEO_TOLERANCE_S, backend)
+        return (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # from (T, C, H, W) in [0, 1]
+
+    # --- policy compatibility ----------------------------------------------------------------------
+    def check_features(self, policy_config) -> None:
+        """One-line error unless every feature the policy reads or predicts is in the frames, shaped
+        as the policy expects (or as it pads / resizes to)."""
+        ours = dataset_to_policy_features(self.features())
+        wanted = {**(policy_config.input_features or {}), **(policy_config.output_features or {})}
+        problems = []
+        for key, feature in wanted.items():
+            have = ours.get(key)
+            if have is None:
+                problems.append(f"{key} is missing")
+            elif not _fits(have, feature, policy_config):
+                problems.append(f"{key} is {tuple(have.shape)} in the dataset, {tuple(feature.shape)} in the policy")
+        if problems:
+            raise AMFInputError(
+                f"Dataset {self.label} does not match the policy's features: {'; '.join(problems)}. "
+                f"Dataset features (after amf.source_rename_map): {', '.join(ours)}."
+            )
+
+
+def _fits(have, wanted, policy_config) -> bool:
+    """Same shape, or a shape the policy adapts itself: SmolVLA / pi0 / GR00T pad state and action
+    to ``max_state_dim`` / ``max_action_dim`` and resize images to a fixed resolution."""
+    if tuple(have.shape) == tuple(wanted.shape):
+        return True
+    if have.type is FeatureType.VISUAL:
+        resizes = getattr(policy_config, "resize_imgs_with_padding", None) or getattr(
+            policy_config, "image_resolution", None)
+        return bool(resizes) and have.shape[0] == wanted.shape[0]
+    pad = {FeatureType.STATE: "max_state_dim", FeatureType.ACTION: "max_action_dim"}.get(have.type)
+    return pad is not None and len(have.shape) == 1 and have.shape[0] <= getattr(policy_config, pad, 0)
+
+
+def make_hub_source(amf_cfg, seed: int, task_of_instruction: dict[str, str] | None = None) -> HubDatasetSource:
+    """The source of ``--amf.source=hub``, from ``amf.source_repo_id`` / ``_revision`` / ``_root`` /
+    ``_rename_map``."""
+    repo_id = getattr(amf_cfg, "source_repo_id", None)
+    if not repo_id:
+        raise AMFInputError("amf.source=hub needs amf.source_repo_id (a LeRobot dataset, e.g. lerobot/libero).")
+    return HubDatasetSource(
+        repo_id,
+        revision=getattr(amf_cfg, "source_revision", None),
+        root=getattr(amf_cfg, "source_root", None),
+        rename_map=getattr(amf_cfg, "source_rename_map", None),
+        seed=seed,
+        task_of_instruction=task_of_instruction,
+    )

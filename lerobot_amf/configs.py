@@ -54,8 +54,14 @@ class AMFConfig:
     demos_per_round: int = 4
     # Total demos to pull over the run (default: rounds * demos_per_round).
     budget: int | None = None
-    # Demo source: metaworld_expert (scripted Metaworld experts).
+    # Demo source: metaworld_expert (scripted Metaworld experts) | hub (a LeRobot dataset, per task).
     source: str = "metaworld_expert"
+    # hub: the LeRobot dataset to pull episodes from (e.g. lerobot/libero), its revision, a local
+    # copy (root) and a feature rename map {dataset key: run key}.
+    source_repo_id: str | None = None
+    source_revision: str | None = None
+    source_root: str | None = None
+    source_rename_map: dict[str, str] | None = None
     # Gaussian noise (std) added to the scripted expert's actions.
     action_noise: float = 0.1
     # Optional cap on demos the source may give per task (None: unlimited seeded variations).
@@ -96,6 +102,8 @@ class AMFConfig:
         """One-line errors naming the bad value and the allowed ones."""
         _check_choice("amf.strategy", self.strategy, STRATEGY_NAMES)
         _check_choice("amf.source", self.source, SOURCES)
+        if self.source == "hub" and not self.source_repo_id:
+            raise AMFInputError("amf.source=hub needs --amf.source_repo_id (a LeRobot dataset, e.g. lerobot/libero).")
         _check_choice("amf.isolation", self.isolation, ISOLATION_MODES)
         _check_choice("amf.normalization", self.normalization, NORMALIZATION_SOURCES)
         if self.rounds < 1:

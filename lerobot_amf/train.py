@@ -33,6 +33,7 @@ from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
 from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, task_catalog
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.evaluation import eval_protocol, evaluate_tasks
+from lerobot_amf.features import feature_mismatches
 from lerobot_amf.isolation.modes import Isolation, make_isolation, plan_partitions
 from lerobot_amf.isolation.partitions import Partitions
 from lerobot_amf.ledger import Ledger, LedgerState
@@ -219,23 +220,15 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
 
 
 def check_policy_fits_env(policy_cfg, env_cfg) -> None:
-    """The checkpoint's state/task/action features must be the env's (a one-hot over another task
-    vocabulary, or another robot's state, would fail deep inside the first rollout)."""
-    from lerobot.configs.types import FeatureType
+    """The checkpoint's features must be the env's, or ones the policy pads / resizes to (a one-hot
+    over another task vocabulary, or another robot's state, would fail deep inside the first rollout)."""
     from lerobot.envs.utils import env_to_policy_features
 
     env = env_to_policy_features(env_cfg)
-    wanted = {**policy_cfg.input_features, **policy_cfg.output_features}
-    for key, feature in wanted.items():
-        if feature.type is FeatureType.VISUAL:
-            continue  # image sizes are the policy's own (resize/crop)
-        if key not in env:
-            raise AMFInputError(f"--policy.path={policy_cfg.pretrained_path} needs {key} {tuple(feature.shape)}, which "
-                                f"--env.type={env_cfg.type} does not give. It gives: {', '.join(sorted(env))}.")
-        if tuple(env[key].shape) != tuple(feature.shape):
-            raise AMFInputError(f"--policy.path={policy_cfg.pretrained_path}: {key} has shape {tuple(feature.shape)} in the "
-                                f"checkpoint but {tuple(env[key].shape)} in --env.type={env_cfg.type} (another task "
-                                "vocabulary or robot?).")
+    problems = feature_mismatches(env, policy_cfg, f"--env.type={env_cfg.type}", images=False)
+    if problems:
+        raise AMFInputError(f"--policy.path={policy_cfg.pretrained_path} does not fit --env.type={env_cfg.type}: "
+                            f"{'; '.join(problems)} (another task vocabulary or robot?).")
 
 
 def check_same_run(ledger: Ledger, plan: RunPlan, strategy: str, cfg) -> None:

@@ -39,6 +39,7 @@ from lerobot.datasets.video_utils import decode_video_frames, get_safe_default_c
 from lerobot.utils.constants import HF_LEROBOT_HOME
 
 from lerobot_amf.errors import AMFInputError
+from lerobot_amf.features import feature_mismatches
 from lerobot_amf.sources.base import Demo, DemoSource
 
 SHOWN = 4  # items of a long list an error message shows
@@ -286,32 +287,12 @@ class HubDatasetSource(DemoSource):
         """One-line error unless every feature the policy reads or predicts is in the frames, shaped
         as the policy expects (or as it pads / resizes to)."""
         ours = dataset_to_policy_features(self.features())
-        wanted = {**(policy_config.input_features or {}), **(policy_config.output_features or {})}
-        problems = []
-        for key, feature in wanted.items():
-            have = ours.get(key)
-            if have is None:
-                problems.append(f"{key} is missing")
-            elif not _fits(have, feature, policy_config):
-                problems.append(f"{key} is {tuple(have.shape)} in the dataset, {tuple(feature.shape)} in the policy")
+        problems = feature_mismatches(ours, policy_config, "the dataset")
         if problems:
             raise AMFInputError(
                 f"Dataset {self.label} does not match the policy's features: {'; '.join(problems)}. "
                 f"Dataset features (after amf.source_rename_map): {', '.join(ours)}."
             )
-
-
-def _fits(have, wanted, policy_config) -> bool:
-    """Same shape, or a shape the policy adapts itself: SmolVLA / pi0 / GR00T pad state and action
-    to ``max_state_dim`` / ``max_action_dim`` and resize images to a fixed resolution."""
-    if tuple(have.shape) == tuple(wanted.shape):
-        return True
-    if have.type is FeatureType.VISUAL:
-        resizes = getattr(policy_config, "resize_imgs_with_padding", None) or getattr(
-            policy_config, "image_resolution", None)
-        return bool(resizes) and have.shape[0] == wanted.shape[0]
-    pad = {FeatureType.STATE: "max_state_dim", FeatureType.ACTION: "max_action_dim"}.get(have.type)
-    return pad is not None and len(have.shape) == 1 and have.shape[0] <= getattr(policy_config, pad, 0)
 
 
 def make_hub_source(amf_cfg, seed: int, task_of_instruction: dict[str, str] | None = None) -> HubDatasetSource:

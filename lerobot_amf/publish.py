@@ -1,0 +1,491 @@
+"""Publishing a run to the Hugging Face Hub: its final checkpoint, record and an honest model card.
+
+``push_run(run_dir, repo_id)`` pushes, in ONE commit through ``huggingface_hub.HfApi``, what
+``upload_plan`` lists (the only place that decides it):
+
+* ``README.md``: the model card (``render_model_card``), with the disclosure block and the
+  evaluation results as ``model-index`` metadata;
+* ``amf_report.json``, ``amf_ledger.jsonl`` and the plots (``*.png``) of the run directory;
+* the checkpoint the report's last round evaluated (what ``checkpoints/last`` points to when
+  the run ended cleanly; a newer, unevaluated one is never pushed):
+  ``pretrained_model/`` (a plain LeRobot policy) at the repo root, so that
+  ``--policy.path=<repo_id>`` loads it; ``routed_model/`` (routing.json + peft adapters or head
+  copies + processors) under ``routed_model/``. Adapters name their base in
+  ``adapter_config.json``/``routing.json``; when the base came from the Hub, the pushed copies
+  name its repo id (``hub_repo_of``), otherwise the card says the base is local.
+
+The card template is the Jinja2 file ``model_cards/amf_model_card.md`` at the top of the
+repository (where card templates live); ``lerobot_amf/model_cards`` is a symlink to that folder
+and ``pyproject.toml`` ships ``model_cards/*.md`` as package data, so one file is found as
+``importlib.resources.files("lerobot_amf") / "model_cards"`` from a source checkout, an
+editable install and an installed wheel alike.
+
+The token comes only from huggingface_hub's own lookup (``HF_TOKEN`` or ``hf auth login``),
+or from a caller that holds it in memory; it is never a flag (flags end up in configs and
+shell history) and nothing here writes anything: a push changes no local file, a failed push
+deletes nothing. Try again with ``python -m lerobot_amf.publish <run_dir> --repo_id=<repo>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path, PurePath
+
+from lerobot_amf.configs import ROUTED_MODES
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.evaluation import PER_PARTITION, pooled
+from lerobot_amf.envs.tasks import task_catalog
+from lerobot_amf.ledger import LEDGER_FILENAME, Ledger
+from lerobot_amf.report import REPORT_FILENAME, change_kind
+
+CARD_TEMPLATE = "amf_model_card.md"
+NO_TOKEN = "push needs a Hub token: set HF_TOKEN or run `hf auth login`"
+PLAIN_DIR, ROUTED_DIR = "pretrained_model", "routed_model"  # inside a LeRobot checkpoint
+# Where each checkpoint folder goes in the repo: the plain model at the root, so
+# ``--policy.path=<repo_id>`` loads it.
+REPO_PREFIX = {PLAIN_DIR: "", ROUTED_DIR: f"{ROUTED_DIR}/"}
+BASE_REFERENCES = ("adapter_config.json", "routing.json")  # files that name the base checkpoint
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+HUB_CACHE_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/[0-9a-f]{40}(/|$)")
+
+
+class PushError(RuntimeError):
+    """The Hub push failed (after retries); nothing local was changed."""
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file of the commit: a local file pushed as is, or bytes made for the push."""
+
+    path_in_repo: str
+    source: Path | None = None
+    content: bytes | None = None
+    note: str = ""
+
+    def data(self) -> bytes:
+        return self.content if self.content is not None else Path(self.source).read_bytes()
+
+
+# ---------------------------------------------------------------------------------- the run
+@dataclass(frozen=True)
+class RunView:
+    """What publishing needs to know about a run directory."""
+
+    run_dir: Path
+    report: dict
+    run_start: dict
+    checkpoint: Path | None  # the round directory the report's last round evaluated
+    planned_rounds: int | None
+
+    @property
+    def base(self) -> str:
+        return str(self.report["model"]["pretrained_path"])
+
+
+def read_run(run_dir) -> RunView:
+    run_dir = Path(run_dir)
+    if not (run_dir / REPORT_FILENAME).is_file() or not (run_dir / LEDGER_FILENAME).is_file():
+        raise AMFInputError(f"{run_dir} is not a lerobot-amf run directory: it needs {REPORT_FILENAME} "
+                            f"and {LEDGER_FILENAME}.")
+    report = json.loads((run_dir / REPORT_FILENAME).read_text())
+    run_start = next(Ledger(run_dir).records("run_start"), {})
+    checkpoint = None
+    if report["rounds"]:
+        # The recorded path names the round directory; the run directory may have moved since.
+        checkpoint = run_dir / "checkpoints" / PurePath(report["rounds"][-1]["checkpoint"]).parent.name
+    planned = run_start.get("demos_per_round")
+    return RunView(run_dir, report, run_start, checkpoint, len(planned) if planned else None)
+
+
+def hub_repo_of(path: str) -> str | None:
+    """The Hub repo id a base checkpoint was loaded from, or None for a local checkpoint.
+
+    LeRobot's rule: a directory is local, anything else is a repo id. A directory inside the
+    Hub cache (``.../models--org--name/snapshots/<sha>``) came from the Hub too.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    local = Path(path).expanduser()
+    if local.is_dir():
+        match = HUB_CACHE_SNAPSHOT.search(local.resolve().as_posix())
+        return match["repo"].replace("--", "/") if match else None
+    repo_id = PurePath(path).as_posix()
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return None
+    return repo_id
+
+
+# ---------------------------------------------------------------------------------- plan
+def upload_plan(run_dir, repo_id: str | None = None) -> list[PlannedFile]:
+    """Every file of the push, sorted by path in the repo (see the module docstring)."""
+    return _plan(read_run(run_dir), repo_id)
+
+
+def _plan(run: RunView, repo_id: str | None) -> list[PlannedFile]:
+    if run.checkpoint is None or not any((run.checkpoint / d).is_dir() for d in REPO_PREFIX):
+        raise AMFInputError(f"Nothing to push from {run.run_dir}: no round finished with a checkpoint "
+                            f"(looked for {run.checkpoint or 'checkpoints/round_XX'}/{{{PLAIN_DIR},{ROUTED_DIR}}}).")
+    plan = [PlannedFile("README.md", content=_card(run, repo_id).encode(), note="model card"),
+            PlannedFile(REPORT_FILENAME, run.run_dir / REPORT_FILENAME),
+            PlannedFile(LEDGER_FILENAME, run.run_dir / LEDGER_FILENAME)]
+    plan += [PlannedFile(p.name, p) for p in sorted(run.run_dir.glob("*.png"))]
+    for folder, prefix in REPO_PREFIX.items():
+        root = run.checkpoint / folder
+        for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []:
+            if path.name == "README.md":  # peft's placeholder card; the repo's card is ours
+                continue
+            name = prefix + path.relative_to(root).as_posix()
+            named = _base_named_by_hub_id(path) if path.name in BASE_REFERENCES else None
+            plan.append(PlannedFile(name, path, content=named[0], note=f"base named as the Hub repo {named[1]}")
+                        if named else PlannedFile(name, path))
+    return sorted(plan, key=lambda f: f.path_in_repo)
+
+
+def _base_named_by_hub_id(path: Path) -> tuple[bytes, str] | None:
+    """``adapter_config.json`` (peft) / ``routing.json`` with the base checkpoint they name
+    replaced by its Hub repo id, and that id; None when the base is local or already the id."""
+    record = json.loads(path.read_text())
+    if "base_model_name_or_path" in record:
+        holder, key = record, "base_model_name_or_path"
+    elif isinstance(record.get("base"), dict) and "pretrained_path" in record["base"]:
+        holder, key = record["base"], "pretrained_path"
+    else:
+        return None
+    repo = hub_repo_of(str(holder[key])) if holder[key] else None
+    if repo is None or repo == holder[key]:
+        return None
+    holder[key] = repo
+    return (json.dumps(record, indent=2) + "\n").encode(), repo
+
+
+# ---------------------------------------------------------------------------------- card
+def template_path() -> Path:
+    return Path(str(files("lerobot_amf") / "model_cards" / CARD_TEMPLATE))
+
+
+def render_model_card(run_dir, repo_id: str | None = None) -> str:
+    """The model card (markdown with YAML metadata) of a run, from its report and ledger."""
+    return _card(read_run(run_dir), repo_id)
+
+
+def _card(run: RunView, repo_id: str | None) -> str:
+    from huggingface_hub import ModelCard
+
+    card_data, context = card_context(run, repo_id)
+    return str(ModelCard.from_template(card_data, template_path=str(template_path()), **context))
+
+
+def card_context(run: RunView, repo_id: str | None):
+    """(``ModelCardData``, the template's variables)."""
+    from huggingface_hub import ModelCardData
+
+    report, model, proto = run.report, run.report["model"], run.report["eval_protocol"]
+    pool = report["pool"]
+    routed = model.get("mode") in ROUTED_MODES
+    base_repo = hub_repo_of(run.base)
+    pre_counts = report["demos_per_task"]["pretraining"]
+    fine_counts = report["demos_per_task"]["fine_tuning"]
+    last = report["rounds"][-1] if report["rounds"] else None
+    done = len(report["rounds"])
+    repo = repo_id or "<repo_id>"
+    name = (repo_id or "").split("/")[-1] or f"lerobot-amf-{model['policy_type']}"
+
+    if report["complete"]:
+        incomplete = None
+    else:
+        incomplete = (f"This run is INCOMPLETE: it stopped after round {done} of "
+                      f"{run.planned_rounds or '?'} planned, with {sum(fine_counts.values())} of "
+                      f"{report['budget']} fine-tuning demos spent. Everything below describes round {done}.")
+
+    variants = []  # the final models, each with its results
+    if last is not None:
+        for key in ("eval", "eval_single_model"):
+            if last.get(key):
+                variants.append(_variant(last[key], report, routed, pool, fine_counts, pre_counts))
+    base = (f"[`{base_repo}`](https://huggingface.co/{base_repo}) (Hub)" if base_repo else
+            f"local checkpoint `{PurePath(run.base).name}`, not on the Hub"
+            + (" (pretrained by lerobot-amf's pretraining step; its demos per task are below)"
+               if pre_counts is not None else ""))
+    disclosure = [
+        ("Model", model["isolation"]),
+        ("Partitions", _partition_summary(model, routed)),
+        ("Base checkpoint", base),
+        ("Policy type", model["policy_type"]),
+        ("Selection strategy", report["strategy"]),
+        ("Rounds", f"{done} of {run.planned_rounds or '?'} planned"
+                   + (" (complete)" if report["complete"] else " (INCOMPLETE)")),
+        ("Fine-tuning demos", f"{sum(fine_counts.values())} of budget {report['budget']}"),
+        ("Pretraining demos", "unknown" if pre_counts is None else str(sum(pre_counts.values()))),
+        ("Seed", str(report["seed"])),
+        ("Demo source", report["source"]["name"]),
+        ("Evaluation", f"{proto['episodes_per_task']} episodes per task, env {proto['env']}"),
+        ("Checkpoint", f"round {last['round'] + 1}'s (`checkpoints/{run.checkpoint.name}`)" if last else "none"),
+    ]
+    context = {
+        "title": f"{name}: {model['policy_type']} fine-tuned with lerobot-amf",
+        "repo_id": repo,
+        "incomplete": incomplete,
+        "disclosure": [[k, _cell(v)] for k, v in disclosure],
+        "partition_rows": [[t, _cell(_partition_of(model, t, routed))] for t in pool],
+        "routed": routed,
+        "demo_rows": _demo_rows(pool, pre_counts, fine_counts, report["target_weights"]),
+        "selection_rows": [[str(r["round"] + 1), _cell(", ".join(r["selected"]) or "-"), _cell(r["reason"])]
+                           for r in report["rounds"]],
+        "protocol_rows": [[k.replace("_", " "), _cell(v)] for k, v in proto.items()],
+        "variants": variants,
+        "final": _final_lines(report),
+        "caveat": _caveat(report, routed),
+        "base_repo": base_repo,
+        "base_local": None if base_repo else PurePath(run.base).name,
+        "plain_at_root": run.checkpoint is not None and (run.checkpoint / PLAIN_DIR).is_dir(),
+        "has_routed": run.checkpoint is not None and (run.checkpoint / ROUTED_DIR).is_dir(),
+        "env": proto["env"],
+        "env_task": ((run.run_start.get("config") or {}).get("env") or {}).get("task") or ",".join(pool),
+    }
+    eval_results = [r for v in variants for r in _eval_results(v, proto)]
+    source_repo = report["source"].get("repo_id")
+    card_data = ModelCardData(
+        library_name="lerobot", pipeline_tag="robotics",
+        tags=["lerobot", "robotics", "lerobot-amf", model["policy_type"], model.get("mode", "shared"),
+              proto["env"]],
+        base_model=base_repo, datasets=[source_repo] if source_repo else None,
+        model_name=name if eval_results else None, eval_results=eval_results or None,
+    )
+    return card_data, context
+
+
+def _variant(evaluation: dict, report: dict, routed: bool, pool, fine_counts, pre_counts) -> dict:
+    """One evaluated final model: its label, per-task / per-suite / pooled rows."""
+    if evaluation["variant"] == PER_PARTITION:
+        label = "per-partition adapters, routed by task (`routed_model/`)"
+    elif routed:
+        label = f"single model exported from the partitions ({report['model'].get('export')}; repo root)"
+    else:
+        label = "single model (repo root)"
+    before = (report["pretrained"] or {}).get("per_task", {})
+    after = evaluation["per_task"]
+    task_rows = []
+    for task in pool:
+        kind = change_kind(before[task], after[task]) if task in before and task in after else "-"
+        tuned = fine_counts.get(task, 0) > 0
+        task_rows.append([task, _demos(pre_counts, fine_counts, task), _rate(before.get(task)),
+                          _rate(after.get(task)), kind + ("" if tuned else " (not fine-tuned)")])
+    suites = suite_groups(pool, report["eval_protocol"]["env"])
+    suite_rows = [[s, str(len(tasks)), _rate(pooled(before, tasks) if before else None),
+                   _rate(pooled(after, tasks))] for s, tasks in suites.items()]
+    return {"label": label, "variant": evaluation["variant"], "task_rows": task_rows, "suite_rows": suite_rows,
+            "overall": [_rate(pooled(before, pool) if before else None), _rate(evaluation["overall"])],
+            "per_task": after, "per_suite": {s: pooled(after, tasks) for s, tasks in suites.items()},
+            "all": evaluation["overall"]}
+
+
+def suite_groups(pool: list[str], env_type: str) -> dict[str, list[str]]:
+    """suite -> its tasks (the env's ``TaskCatalog.suite_of``); none when a task has no known suite."""
+    groups: dict[str, list[str]] = {}
+    try:
+        suite_of = task_catalog(env_type).suite_of
+        for task in pool:
+            groups.setdefault(suite_of(task), []).append(task)
+    except AMFInputError:
+        return {}
+    return groups
+
+
+def _eval_results(variant: dict, proto: dict) -> list:
+    """``EvalResult``s of one final model: per task, per suite and pooled over all tasks."""
+    from huggingface_hub import EvalResult
+
+    def result(scope: str, entry: dict):
+        lo, hi = entry["ci95"]
+        return EvalResult(
+            task_type="robotics", task_name="Robot manipulation",
+            dataset_type=proto["env"], dataset_name=f"{proto['env']} simulation", dataset_config=scope,
+            metric_type="success_rate", metric_value=round(entry["success_rate"], 4),
+            metric_name=f"success rate, {variant['variant']}: {entry['successes']}/{entry['episodes']} "
+                        f"episodes, Wilson 95% [{lo:.2f}, {hi:.2f}]",
+            verified=False,
+        )
+
+    out = [result(task, entry) for task, entry in variant["per_task"].items()]
+    out += [result(f"suite {s}", entry) for s, entry in variant["per_suite"].items()]
+    return out + [result("all tasks", variant["all"])]
+
+
+def _partition_summary(model: dict, routed: bool) -> str:
+    groups = model.get("partitions") or {}
+    if not routed:
+        return "none: one model for all tasks"
+    return f"{len(groups)} ({model.get('partition_scheme', '?')}); the task -> partition map is below"
+
+
+def _partition_of(model: dict, task: str, routed: bool) -> str:
+    if not routed:
+        return "- (single model)"
+    return next((name for name, tasks in (model.get("partitions") or {}).items() if task in tasks), "?")
+
+
+def _demo_rows(pool, pre_counts, fine_counts, weights) -> list[list[str]]:
+    rows = [[t, "unknown" if pre_counts is None else str(pre_counts.get(t, 0)), str(fine_counts.get(t, 0)),
+             f"{weights.get(t, 0.0):.3f}"] for t in pool]
+    rows.append(["total", "unknown" if pre_counts is None else str(sum(pre_counts.get(t, 0) for t in pool)),
+                 str(sum(fine_counts.get(t, 0) for t in pool)), f"{sum(weights.get(t, 0.0) for t in pool):.3f}"])
+    return rows
+
+
+def _demos(pre_counts, fine_counts, task) -> str:
+    pre = "?" if pre_counts is None else str(pre_counts.get(task, 0))
+    return f"{pre} + {fine_counts.get(task, 0)}"
+
+
+def _rate(entry: dict | None) -> str:
+    if entry is None:
+        return "-"
+    lo, hi = entry["ci95"]
+    return f"{entry['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({entry['successes']}/{entry['episodes']})"
+
+
+def _final_lines(report: dict) -> list[str]:
+    """The fine-tuned-tasks comparison of the report's ``final`` / ``final_single_model``."""
+    lines = []
+    for key, what in (("final", "this run's model"), ("final_single_model", "the single-model export")):
+        final = report.get(key)
+        if not final or not final["fine_tuned_tasks"]:
+            continue
+        verdict = "improved beyond" if final["improved_beyond_intervals"] else "NOT improved beyond"
+        lines.append(f"On the {len(final['fine_tuned_tasks'])} fine-tuned task(s), pooled, {what} went from "
+                     f"{_rate(final['pretrained_on_fine_tuned_tasks'])} (pretrained) to "
+                     f"{_rate(final['fine_tuned_on_fine_tuned_tasks'])}: {verdict} the Wilson 95% intervals.")
+    return lines
+
+
+def _caveat(report: dict, routed: bool) -> str:
+    proto = report["eval_protocol"]
+    routing = ", or without the task label the router picks the adapter by" if routed else ""
+    return (f"These numbers come from {proto['episodes_per_task']} simulated episodes per task in "
+            f"`{proto['env']}` after one fine-tuning run with one seed ({report['seed']}); they do not show how the "
+            "policy does on a real robot, on initial states, tasks or instructions outside this protocol, across "
+            f"training seeds{routing}, and a difference that stays inside the Wilson 95% intervals is not evidence "
+            "of a change.")
+
+
+def _cell(value) -> str:
+    """A markdown table cell: one line, pipes escaped."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+# ---------------------------------------------------------------------------------- push
+def check_push_ready(repo_id: str, token: str | None = None) -> str:
+    """The token to push with, after checking everything a push needs that can be checked
+    offline (repo id, network allowed, a token); a one-line ``AMFInputError`` otherwise."""
+    from huggingface_hub import constants, get_token
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+        if repo_id.count("/") != 1:
+            raise HFValidationError("no namespace")
+    except HFValidationError:
+        raise AMFInputError(f"repo_id={repo_id!r} is not a Hub repo id: expected <user or org>/<name> "
+                            "(letters, digits, '-', '_', '.').") from None
+    if constants.HF_HUB_OFFLINE:
+        raise AMFInputError("push needs the network, but HF_HUB_OFFLINE is set: unset it for the push.")
+    token = token or get_token()
+    if not token:
+        raise AMFInputError(NO_TOKEN)
+    return token
+
+
+def push_run(run_dir, repo_id: str, *, private: bool = False, revision: str | None = None, retries: int = 3,
+             token: str | None = None, backoff_s: float = 2.0) -> dict:
+    """Push the run (``upload_plan``) to ``repo_id`` in one commit, in at most ``retries``
+    attempts (backoff ``backoff_s``, doubling). ``private`` applies when the repo is created.
+
+    Returns ``{"repo_id", "revision", "commit_url", "commit_oid", "files", "attempts"}``.
+    Raises ``AMFInputError`` before any request for bad input (no token among them), and
+    ``PushError`` naming what failed when the Hub refuses or keeps failing.
+    """
+    import requests
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    token = check_push_ready(repo_id, token)
+    if retries < 1:
+        raise AMFInputError(f"retries={retries}: must be >= 1.")
+    run = read_run(run_dir)
+    plan = _plan(run, repo_id)
+    report = run.report
+    message = (f"lerobot-amf: {report['strategy']}, {len(report['rounds'])} round(s), "
+               f"{sum(report['demos_per_task']['fine_tuning'].values())} fine-tuning demos"
+               + ("" if report["complete"] else " (INCOMPLETE run)"))
+    api = HfApi(token=token)
+    failures = []
+    for attempt in range(1, retries + 1):
+        step = "create the repo"
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision not in (None, "main"):
+                step = f"create the branch {revision!r}"
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            step = "commit"
+            info = api.create_commit(
+                repo_id, operations=[CommitOperationAdd(f.path_in_repo, f.data()) for f in plan],
+                commit_message=message, revision=revision)
+        except (requests.RequestException, OSError, ValueError) as err:
+            failures.append(f"attempt {attempt}: {step}: {_one_line(err)}")
+            # HTTP errors other than overload / server trouble, and metadata the Hub rejects
+            # (ValueError), are answers, not accidents: trying again would get the same one.
+            status = getattr(getattr(err, "response", None), "status_code", None)
+            if isinstance(err, ValueError) or (status is not None and status not in RETRYABLE_STATUS):
+                raise PushError(_failed(repo_id, run_dir, failures, "the Hub refused it")) from None
+            if attempt < retries:
+                delay = backoff_s * 2 ** (attempt - 1)
+                logging.warning(f"Push to {repo_id} failed ({failures[-1]}); retrying in {delay:.1f} s.")
+                time.sleep(delay)
+            continue
+        return {"repo_id": repo_id, "revision": revision or "main", "commit_url": info.commit_url,
+                "commit_oid": info.oid, "files": [f.path_in_repo for f in plan], "attempts": attempt}
+    raise PushError(_failed(repo_id, run_dir, failures, f"{retries} attempts failed"))
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}"
+
+
+def _failed(repo_id, run_dir, failures: list[str], why: str) -> str:
+    return (f"push of {run_dir} to {repo_id} failed ({why}; last: {failures[-1]}). Nothing local was changed or "
+            f"deleted; try again with `python -m lerobot_amf.publish {run_dir} --repo_id={repo_id}`.")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lerobot_amf.publish",
+                                     description="Push a lerobot-amf run to the Hugging Face Hub.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--repo_id", required=True)
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--revision", default=None)
+    parser.add_argument("--retries", type=int, default=3)
+    args = parser.parse_args(argv)
+    try:
+        result = push_run(args.run_dir, args.repo_id, private=args.private, revision=args.revision,
+                          retries=args.retries)
+    except AMFInputError as err:
+        print(f"lerobot-amf push: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except PushError as err:
+        print(f"lerobot-amf push: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    print(f"Pushed {len(result['files'])} files to {result['repo_id']}: {result['commit_url']}")
+
+
+if __name__ == "__main__":
+    main()

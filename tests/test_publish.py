@@ -1,0 +1,347 @@
+"""Publishing a run: the upload plan, the model card, and the push through the real
+``huggingface_hub.HfApi`` to a local HTTP server (``fake_hub.FakeHub``): only the network is
+replaced."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from fake_hub import FakeHub
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.publish import (NO_TOKEN, PushError, main, push_run, render_model_card, template_path,
+                                 upload_plan)
+from lerobot_amf.report import change_kind, write_report
+
+REPO = "someone/amf-tiny"
+# Recognisable, so that any copy of it anywhere is found.
+TOKEN = "hf_FAKEtokenFORtestsXq7ZkWv3Pn9Lr2Ty5Bs8"
+
+
+@pytest.fixture
+def make_hub(monkeypatch, tmp_path):
+    """Start a FakeHub and point huggingface_hub at it, as ``HF_ENDPOINT=<its url> HF_HUB_OFFLINE=0
+    HF_HOME=<empty dir> HF_TOKEN=<fake>`` would when huggingface_hub is imported."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import reset_sessions
+
+    started = []
+    hf_home = tmp_path / "hf_home"
+
+    def start(**failures) -> FakeHub:
+        hub = FakeHub(**failures).__enter__()
+        started.append(hub)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
+        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
+        monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        reset_sessions()  # sessions made under HF_HUB_OFFLINE=1 refuse every request
+        return hub
+
+    start.hf_home = hf_home
+    yield start
+    for hub in started:
+        hub.__exit__(None, None, None)
+    reset_sessions()
+
+
+def tree_digest(root: Path) -> dict:
+    """path -> sha256 of every file (symlinks: their target) under ``root``."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                out[rel] = "-> " + os.readlink(path)
+            elif path.is_file():
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def commit_requests(hub: FakeHub) -> list:
+    return [r for r in hub.requests if "/commit/" in r.path]
+
+
+def tables_after(card: str, heading: str) -> list[list[list[str]]]:
+    """The markdown tables between ``heading`` and the next heading: rows of cells, header dropped."""
+    lines = card.splitlines()
+    tables, rows = [], []
+    for line in lines[lines.index(heading) + 1:] + [""]:
+        if line.startswith("#"):
+            break
+        if line.startswith("|"):
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
+        elif rows:
+            tables.append(rows[2:])
+            rows = []
+    return tables + ([rows[2:]] if rows else [])
+
+
+def rate(entry: dict) -> str:
+    lo, hi = entry["ci95"]
+    return f"{entry['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({entry['successes']}/{entry['episodes']})"
+
+
+# ---------------------------------------------------------------------------------- the plan
+def test_plan_is_the_evaluated_checkpoint_ledger_report_plots_and_card(tiny_run):
+    report = json.loads((tiny_run / "amf_report.json").read_text())
+    plan = upload_plan(tiny_run, REPO)
+    checkpoint = tiny_run / "checkpoints" / "round_01" / "pretrained_model"
+    assert report["rounds"][-1]["checkpoint"].endswith("round_01/pretrained_model")
+    expected = {"README.md", "amf_report.json", "amf_ledger.jsonl", "success_vs_demos.png",
+                "selections_per_round.png"} | {p.name for p in checkpoint.iterdir()}
+    assert {f.path_in_repo for f in plan} == expected
+    assert {"model.safetensors", "config.json", "train_config.json"} <= expected  # the plain model at the root
+    for f in plan:
+        if f.path_in_repo == "README.md":
+            assert f.data().decode() == render_model_card(tiny_run, REPO)
+        else:  # every other file is pushed byte for byte from the run directory
+            assert f.source.resolve().is_relative_to(tiny_run.resolve()) and f.data() == f.source.read_bytes()
+    # never the demos, the optimizer state or an older round
+    assert not [f for f in plan if f.source and {"demos", "training_state", "round_00"} & set(f.source.parts)]
+
+
+def test_a_stopped_run_pushes_its_last_evaluated_checkpoint_and_says_it_is_incomplete(tiny_run, tmp_path):
+    run = tmp_path / "stopped"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    ledger = run / "amf_ledger.jsonl"
+    lines = ledger.read_text().splitlines(keepends=True)
+    cut = max(i for i, line in enumerate(lines) if '"round_end"' in line and '"round": 0' in line)
+    ledger.write_text("".join(lines[: cut + 1]))  # stopped after round 0 ended; round_01 exists unevaluated
+    write_report(run)
+    assert (run / "checkpoints" / "last").resolve().name == "round_01"
+    plan = upload_plan(run, REPO)
+    sources = {f.source.parent.parent.name for f in plan if f.source and "checkpoints" in f.source.parts}
+    assert sources == {"round_00"}
+    card = render_model_card(run, REPO)
+    assert "This run is INCOMPLETE: it stopped after round 1 of 2 planned" in card
+    disclosure = dict(tables_after(card, "## Disclosure")[0])
+    assert disclosure["Rounds"] == "1 of 2 planned (INCOMPLETE)"
+    assert disclosure["Checkpoint"] == "round 1's (`checkpoints/round_00`)"
+    assert "INCOMPLETE" not in render_model_card(tiny_run, REPO)
+
+
+def test_pushed_adapters_name_their_base_by_its_hub_repo_id(tiny_run, tmp_path):
+    """A base loaded from the Hub cache is a local path to peft; the pushed copies name the repo."""
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+    from lerobot_amf.isolation import RoutedPolicy, make_partitions
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    base = tmp_path / "hub" / "models--lerobot--amf-tiny-base" / "snapshots" / ("0123abcd" * 5)
+    shutil.copytree(run / "checkpoints" / "round_01" / "pretrained_model", base)
+    policy = DiffusionPolicy.from_pretrained(base)
+    policy.config.pretrained_path = base
+    pool = json.loads((run / "amf_report.json").read_text())["pool"]
+    routed_dir = run / "checkpoints" / "round_01" / "routed_model"
+    RoutedPolicy(policy, make_partitions("per_task", pool), "lora", {}).save(routed_dir)
+    before = tree_digest(run)
+    local_configs = sorted(routed_dir.glob("adapters/*/adapter_config.json"))
+    assert len(local_configs) == 2
+    assert {json.loads(p.read_text())["base_model_name_or_path"] for p in local_configs} == {str(base)}
+
+    plan = {f.path_in_repo: f for f in upload_plan(run, REPO)}
+    for local in local_configs:
+        pushed = json.loads(plan[f"routed_model/adapters/{local.parent.name}/adapter_config.json"].data())
+        assert pushed["base_model_name_or_path"] == "lerobot/amf-tiny-base"
+        assert {k: v for k, v in pushed.items() if k != "base_model_name_or_path"} == \
+            {k: v for k, v in json.loads(local.read_text()).items() if k != "base_model_name_or_path"}
+        weights = plan[f"routed_model/adapters/{local.parent.name}/adapter_model.safetensors"]
+        assert weights.data() == (local.parent / "adapter_model.safetensors").read_bytes()
+    assert json.loads(plan["routed_model/routing.json"].data())["base"]["pretrained_path"] == "lerobot/amf-tiny-base"
+    assert (routed_dir / "adapters" / "README.md").exists() and "routed_model/adapters/README.md" not in plan
+    assert "config.json" in plan  # the plain model stays at the root
+    assert tree_digest(run) == before  # the rewrite is in the pushed copies only
+
+
+def test_template_is_the_top_level_model_cards_file_and_ships_in_the_wheel(tmp_path):
+    repo_root = Path(__file__).resolve().parents[1]
+    template = repo_root / "model_cards" / "amf_model_card.md"
+    assert template_path().resolve() == template.resolve()
+    src = tmp_path / "src"  # what a wheel is built from, with the symlink as in the repository
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo_root / name, src / name)
+    for name in ("lerobot_amf", "model_cards"):
+        shutil.copytree(repo_root / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, "-c", "from setuptools import build_meta; build_meta.build_wheel('dist')"],
+                          cwd=src, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = (src / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert zf.read("lerobot_amf/model_cards/amf_model_card.md") == template.read_bytes()
+
+
+# ---------------------------------------------------------------------------------- the card
+def test_card_discloses_what_the_report_says(tiny_run):
+    report = json.loads((tiny_run / "amf_report.json").read_text())
+    card = render_model_card(tiny_run, REPO)
+    pool, pre, fine = report["pool"], report["demos_per_task"]["pretraining"], report["demos_per_task"]["fine_tuning"]
+
+    disclosure = dict(tables_after(card, "## Disclosure")[0])
+    assert disclosure["Model"] == report["model"]["isolation"] == "single model (shared weights, all tasks)"
+    assert disclosure["Partitions"] == "none: one model for all tasks"
+    base_name = Path(report["model"]["pretrained_path"]).name
+    assert disclosure["Base checkpoint"].startswith(f"local checkpoint `{base_name}`, not on the Hub")
+    assert disclosure["Policy type"] == report["model"]["policy_type"]
+    assert disclosure["Selection strategy"] == report["strategy"] == "rebalancing"
+    assert disclosure["Rounds"] == f"{len(report['rounds'])} of 2 planned (complete)"
+    assert disclosure["Fine-tuning demos"] == f"{sum(fine.values())} of budget {report['budget']}"
+    assert disclosure["Pretraining demos"] == str(sum(pre.values()))
+    assert disclosure["Seed"] == str(report["seed"])
+    assert disclosure["Demo source"] == report["source"]["name"]
+    assert disclosure["Checkpoint"] == "round 2's (`checkpoints/round_01`)"
+
+    assert dict(tables_after(card, "### Task → partition")[0]) == {t: "- (single model)" for t in pool}
+    demos = tables_after(card, "### Demonstrations per task")[0]
+    assert demos[:-1] == [[t, str(pre[t]), str(fine[t]), f"{report['target_weights'][t]:.3f}"] for t in pool]
+    assert demos[-1] == ["total", str(sum(pre.values())), str(sum(fine.values())), "1.000"]
+    selections = tables_after(card, "### Selection per round")[0]
+    assert selections == [[str(r["round"] + 1), ", ".join(r["selected"]), r["reason"]] for r in report["rounds"]]
+    protocol = dict(tables_after(card, "### Evaluation protocol")[0])
+    assert protocol == {k.replace("_", " "): str(v) for k, v in report["eval_protocol"].items()}
+
+    tasks, suites = tables_after(card, "### single model (repo root)")
+    final, pretrained = report["rounds"][-1]["eval"], report["pretrained"]
+    for row, task in zip(tasks, pool, strict=True):
+        kind = change_kind(pretrained["per_task"][task], final["per_task"][task])
+        assert row == [task, f"{pre[task]} + {fine[task]}", rate(pretrained["per_task"][task]),
+                       rate(final["per_task"][task]), kind + ("" if fine[task] else " (not fine-tuned)")]
+    assert suites[-1] == ["all tasks, pooled", str(len(pool)), rate(pretrained["overall"]), rate(final["overall"])]
+    assert sum(int(row[1]) for row in suites[:-1]) == len(pool)
+    verdict = "improved beyond" if report["final"]["improved_beyond_intervals"] else "NOT improved beyond"
+    assert (f"this run's model went from {rate(report['final']['pretrained_on_fine_tuned_tasks'])} (pretrained) to "
+            f"{rate(report['final']['fine_tuned_on_fine_tuned_tasks'])}: {verdict} the Wilson 95% intervals") in card
+    caveat = re.search(r"\*\*What these numbers do not show:\*\* (.*)", card)[1]
+    assert caveat.count(". ") == 0 and caveat.endswith(".")  # one sentence
+    assert f"{report['eval_protocol']['episodes_per_task']} simulated episodes per task" in caveat
+    assert f"one seed ({report['seed']})" in caveat
+
+
+def test_card_metadata_is_a_model_index_of_the_reported_results(tiny_run):
+    report = json.loads((tiny_run / "amf_report.json").read_text())
+    card = ModelCard(render_model_card(tiny_run, REPO))
+    data = card.data
+    assert data.library_name == "lerobot" and data.pipeline_tag == "robotics" and "lerobot-amf" in data.tags
+    assert data.base_model is None  # a local base is not named as a Hub model
+    assert data.model_name == "amf-tiny"
+    found = {}
+    for result in data.eval_results:
+        assert result.metric_type == "success_rate" and result.dataset_type == report["eval_protocol"]["env"]
+        variant = re.match(r"success rate, ([^:]+): (\d+)/(\d+) episodes", result.metric_name)
+        found[(result.dataset_config, variant[1])] = (result.metric_value, int(variant[2]), int(variant[3]))
+    final = report["rounds"][-1]["eval"]
+    expected = {(task, "single model"): (round(e["success_rate"], 4), e["successes"], e["episodes"])
+                for task, e in final["per_task"].items()}
+    overall = final["overall"]
+    expected[("all tasks", "single model")] = (round(overall["success_rate"], 4), overall["successes"],
+                                               overall["episodes"])
+    suites = {k: v for k, v in found.items() if k[0].startswith("suite ")}
+    assert {k: v for k, v in found.items() if k not in suites} == expected
+    assert sum(v[2] for v in suites.values()) == overall["episodes"]
+
+
+# ---------------------------------------------------------------------------------- the push
+def test_push_is_one_commit_of_exactly_the_planned_files(tiny_run, make_hub):
+    hub = make_hub()
+    result = push_run(tiny_run, REPO, private=True, backoff_s=0)
+    plan = upload_plan(tiny_run, REPO)
+    assert len(hub.commits) == 1 and hub.commits[0]["branch"] == "main"
+    pushed = hub.commits[0]["files"]
+    assert sorted(pushed) == result["files"] == [f.path_in_repo for f in plan]
+    assert all(pushed[f.path_in_repo] == f.data() for f in plan)
+    assert hub.repos == {REPO: {"private": True}}
+    assert result["attempts"] == 1 and result["commit_url"].startswith(f"{hub.url}/{REPO}/commit/")
+    assert "rebalancing" in hub.commits[0]["summary"] and "INCOMPLETE" not in hub.commits[0]["summary"]
+    card = ModelCard(pushed["README.md"].decode())  # the pushed card parses, with its model-index
+    assert len(card.data.eval_results) > len(json.loads(pushed["amf_report.json"])["pool"])
+
+
+def test_the_token_is_used_and_written_nowhere(tiny_run, make_hub):
+    hub = make_hub()
+    before = tree_digest(tiny_run)
+    push_run(tiny_run, REPO, backoff_s=0)
+    assert hub.requests and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests)
+    secret = TOKEN.encode()
+    assert not [path for path, data in hub.commits[0]["files"].items() if secret in data]
+    assert TOKEN not in render_model_card(tiny_run, REPO)
+    written = [*tiny_run.rglob("*"), *make_hub.hf_home.rglob("*")]
+    on_disk = [p for p in written if p.is_file() and secret in p.read_bytes()]
+    assert on_disk == [] and tree_digest(tiny_run) == before
+
+
+def test_push_to_a_branch_creates_it_and_commits_there(tiny_run, make_hub):
+    hub = make_hub()
+    result = push_run(tiny_run, REPO, revision="amf-run-1", backoff_s=0)
+    assert hub.branches == ["amf-run-1"] and hub.commits[0]["branch"] == "amf-run-1"
+    assert result["revision"] == "amf-run-1"
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("no_token", NO_TOKEN),
+    ("offline", "HF_HUB_OFFLINE"),
+    ("bad_repo_id", "'not a repo' is not a Hub repo id"),
+    ("not_a_run", "is not a lerobot-amf run directory"),
+])
+def test_bad_push_input_is_one_line_exit_2_before_any_request(case, needle, tiny_run, make_hub, monkeypatch,
+                                                              capsys, tmp_path):
+    from huggingface_hub import constants
+
+    hub = make_hub()
+    run_dir, repo_id = tiny_run, REPO
+    if case == "no_token":
+        monkeypatch.delenv("HF_TOKEN")
+    elif case == "offline":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    elif case == "bad_repo_id":
+        repo_id = "not a repo"
+    else:
+        run_dir = tmp_path
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(run_dir), f"--repo_id={repo_id}"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert hub.requests == []
+    if case == "no_token":
+        with pytest.raises(AMFInputError, match="set HF_TOKEN or run `hf auth login`"):
+            push_run(tiny_run, REPO)
+        assert hub.requests == []
+
+
+def test_a_failed_commit_is_retried(tiny_run, make_hub):
+    hub = make_hub(fail_commits=1)
+    result = push_run(tiny_run, REPO, backoff_s=0)
+    assert result["attempts"] == 2 and len(commit_requests(hub)) == 2
+    assert len(hub.commits) == 1 and sorted(hub.commits[0]["files"]) == result["files"]
+
+
+def test_a_push_that_keeps_failing_is_a_clear_error_and_changes_nothing_local(tiny_run, make_hub):
+    hub = make_hub(fail_commits=-1)
+    before = tree_digest(tiny_run)
+    with pytest.raises(PushError) as err:
+        push_run(tiny_run, REPO, retries=3, backoff_s=0)
+    message = str(err.value)
+    assert len(commit_requests(hub)) == 3 and hub.commits == []
+    assert REPO in message and "3 attempts failed" in message and "attempt 3: commit" in message and "500" in message
+    assert "Nothing local was changed" in message and f"python -m lerobot_amf.publish {tiny_run}" in message
+    assert tree_digest(tiny_run) == before
+
+
+def test_a_refused_push_is_not_retried(tiny_run, make_hub):
+    hub = make_hub(create_status=401)
+    with pytest.raises(PushError, match="the Hub refused it.*attempt 1: create the repo.*401"):
+        push_run(tiny_run, REPO, retries=3, backoff_s=0)
+    assert [r.path for r in hub.requests] == ["/api/repos/create"]

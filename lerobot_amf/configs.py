@@ -92,6 +92,11 @@ class AMFConfig:
     # policy for export_steps) | none.
     export: str = "merge"
     export_steps: int = 300
+    # Push the final checkpoint, ledger, report, plots and model card to the Hub at the end of the
+    # run (one commit to amf.repo_id; the token comes from HF_TOKEN or `hf auth login` only).
+    push_to_hub: bool = False
+    repo_id: str | None = None
+    private: bool = False
     selection: AMFSelectionConfig = field(default_factory=AMFSelectionConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
@@ -124,6 +129,8 @@ class AMFConfig:
             raise AMFInputError(f"amf.isolation={self.isolation} keeps the base weights frozen, so it keeps their "
                                 "normalisation: use amf.normalization=pretrained.")
         _check_choice("amf.selection.kernel", self.selection.kernel, KERNELS)
+        if self.push_to_hub and not self.repo_id:
+            raise AMFInputError("amf.push_to_hub=true needs --amf.repo_id (namespace/name on the Hub).")
         if self.steps_per_round < 0:
             raise AMFInputError(f"amf.steps_per_round={self.steps_per_round}: must be >= 0.")
 

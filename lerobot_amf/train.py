@@ -37,6 +37,7 @@ from lerobot_amf.features import feature_mismatches
 from lerobot_amf.isolation.modes import Isolation, make_isolation, plan_partitions
 from lerobot_amf.isolation.partitions import Partitions
 from lerobot_amf.ledger import Ledger, LedgerState
+from lerobot_amf.publish import PushError, check_push_ready, push_run
 from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_pretrain_record
 from lerobot_amf.report import print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import Selection, SelectionContext, Strategy, make_strategy
@@ -163,6 +164,8 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     source = make_source(cfg.amf, cfg.env, seed=cfg.seed or 0, catalog=catalog)
     plan = plan_run(cfg, source, catalog)
     strategy = make_strategy(cfg.amf.strategy, cfg.amf.selection)
+    if cfg.amf.push_to_hub:  # no token / offline / a bad repo id fail now, not after hours of rounds
+        check_push_ready(cfg.amf.repo_id)
 
     # The generalist to start from: --policy.path, or the embedded default's cached pretraining.
     if cfg.policy.pretrained_path is None:
@@ -331,8 +334,22 @@ def finish_run(run: Run) -> dict | None:
         print_final_comparison(report, out)
         out.print(f"Report: {run.output_dir / 'amf_report.json'} | plots: success_vs_demos.png, "
                   f"selections_per_round.png | {run.isolation.outputs(run.output_dir / 'checkpoints' / 'last')}")
+        if run.cfg.amf.push_to_hub:
+            push(run, out)
     run.accelerator.wait_for_everyone()
     return report
+
+
+def push(run: Run, out: Console) -> None:
+    """Push the finished run (``--amf.push_to_hub``); a failed push is reported and loses nothing local."""
+    amf = run.cfg.amf
+    try:
+        pushed = push_run(run.output_dir, amf.repo_id, private=amf.private)
+    except PushError as err:
+        console.print(f"[red]Push to {amf.repo_id} failed[/red]: {err}")
+        return
+    run.ledger.append("pushed", repo_id=amf.repo_id, commit=pushed.get("commit_url"), files=pushed.get("files"))
+    out.print(f"Pushed to {pushed.get('commit_url') or amf.repo_id}")
 
 
 @parser.wrap()

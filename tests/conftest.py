@@ -76,3 +76,33 @@ def tiny_amf_run(tmp_path_factory, lerobot_home, tiny_run) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny_amf"
     run_cli([*TINY_ARGS, *AMF_ARGS, f"--output_dir={out}"], lerobot_home)
     return out
+
+
+# ---- tiny LeRobot policy inputs shared by the embedding, family and isolation tests ----------
+STATE, ENV, ACTION = "observation.state", "observation.environment_state", "action"
+
+
+def features(state=39, env=50, action=4):
+    """Input/output features of a state-only Metaworld-like policy (one-hot task in ENV)."""
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    return dict(
+        input_features={
+            STATE: PolicyFeature(type=FeatureType.STATE, shape=(state,)),
+            ENV: PolicyFeature(type=FeatureType.ENV, shape=(env,)),
+        },
+        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(action,))},
+    )
+
+
+def diffusion_batch(b=3, seed=1):
+    """A preprocessed batch for a diffusion policy with n_obs_steps=2, horizon=16, 4-dim actions."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return {
+        STATE: torch.randn(b, 2, 39, generator=g),
+        ENV: torch.randn(b, 2, 50, generator=g),
+        ACTION: torch.randn(b, 16, 4, generator=g),  # ignored by the embedding
+        "action_is_pad": torch.zeros(b, 16, dtype=torch.bool),
+    }

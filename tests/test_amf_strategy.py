@@ -60,7 +60,7 @@ def context(setup, with_d: bool, seed=0):
 def test_amf_picks_the_task_the_demos_so_far_do_not_cover(setup):
     # D holds 6 demos of reach and none of drawer-close: the posterior is already tight on
     # reach's states, so the information is in a drawer-close demo.
-    sel = make_strategy("amf").select(context(setup, with_d=True), 1)
+    sel = make_strategy("amf", AMFSelectionConfig()).select(context(setup, with_d=True), 1)
     assert sel.tasks == ["drawer-close-v3"]
     assert sel.scores["drawer-close-v3"] > sel.scores["reach-v3"]
     before, after = sel.details["variance_before_after"]["drawer-close-v3"]
@@ -69,8 +69,8 @@ def test_amf_picks_the_task_the_demos_so_far_do_not_cover(setup):
 
 
 def test_amf_is_deterministic_for_a_seed(setup):
-    a = make_strategy("amf").select(context(setup, with_d=True, seed=3), 3)
-    b = make_strategy("amf").select(context(setup, with_d=True, seed=3), 3)
+    a = make_strategy("amf", AMFSelectionConfig()).select(context(setup, with_d=True, seed=3), 3)
+    b = make_strategy("amf", AMFSelectionConfig()).select(context(setup, with_d=True, seed=3), 3)
     assert a.tasks == b.tasks and a.scores == b.scores
 
 

@@ -16,31 +16,18 @@ from lerobot.policies.act.modeling_act import ACTPolicy
 from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
-from lerobot_amf.embeddings import (
-    ACTEmbedder,
-    DiffusionEmbedder,
-    FlowEmbedder,
-    RandomProjection,
-    make_embedder,
-)
+from conftest import ACTION, ENV, STATE, diffusion_batch, features
+from lerobot_amf.embeddings import RandomProjection, make_embedder
+from lerobot_amf.families.act import ACTEmbedder
+from lerobot_amf.families.diffusion import DiffusionEmbedder
+from lerobot_amf.families.flow import FlowEmbedder
 
-STATE, ENV, ACTION = "observation.state", "observation.environment_state", "action"
 TOKENS, TOKEN_MASK = "observation.language.tokens", "observation.language.attention_mask"
 REL_TOL = 1e-5
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).norm() / b.double().norm())
-
-
-def features(state=39, env=50, action=4):
-    return dict(
-        input_features={
-            STATE: PolicyFeature(type=FeatureType.STATE, shape=(state,)),
-            ENV: PolicyFeature(type=FeatureType.ENV, shape=(env,)),
-        },
-        output_features={ACTION: PolicyFeature(type=FeatureType.ACTION, shape=(action,))},
-    )
 
 
 # ---- projection ----------------------------------------------------------------------------
@@ -88,16 +75,6 @@ def tiny_diffusion(scheduler: str, prediction: str) -> DiffusionPolicy:
         device="cpu",
     )
     return DiffusionPolicy(cfg)
-
-
-def diffusion_batch(b=3, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        STATE: torch.randn(b, 2, 39, generator=g),
-        ENV: torch.randn(b, 2, 50, generator=g),
-        ACTION: torch.randn(b, 16, 4, generator=g),  # ignored by the embedding
-        "action_is_pad": torch.zeros(b, 16, dtype=torch.bool),
-    }
 
 
 def diffusion_autograd(policy: DiffusionPolicy, emb: DiffusionEmbedder, state: dict) -> torch.Tensor:

@@ -10,7 +10,7 @@ from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from torch.utils.data import SequentialSampler
 
-from conftest import TINY_ARGS, read_jsonl, run_cli
+from conftest import TINY_ARGS, diffusion_batch, features, read_jsonl, run_cli
 from lerobot_amf.envs.metaworld_state import MetaworldCatalog, task_description
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.isolation import Partitions, RoutedPolicy, load_routed_policy, make_partitions
@@ -18,7 +18,6 @@ from lerobot_amf.isolation.export import merge
 from lerobot_amf.isolation.partitions import cluster_tasks
 from lerobot_amf.isolation.replay import MixedBatchSampler
 from lerobot_amf.report import change_kind
-from test_embeddings import diffusion_batch, features
 
 POOL = ["reach-v3", "drawer-close-v3", "window-open-v3"]
 

@@ -10,8 +10,8 @@ averaged entries). It needs h and ŷ from one forward pass, captured with a forw
 last layer, and no backward pass. φ(x) = [vec(dL/dW), dL/db] (row-major, the order of
 ``weight.flatten()``), then a fixed seeded projection (``projection.py``) to ``dim``.
 
-Family specifics (which layer, which loss, which pseudo-target) live in ``diffusion.py``,
-``act.py`` and ``flow.py``; the features-only ablation kernel in ``last_layer.py``.
+Family specifics (which layer, which loss, which pseudo-target) live in each family's module
+(``lerobot_amf.families``); the features-only ablation kernel in ``last_layer.py``.
 """
 
 from __future__ import annotations
@@ -137,12 +137,14 @@ class Embedder:
         self.kind = kind
         self.seed = int(seed)
         self.n_draws = int(n_draws)
-        self.layer = self._last_layer()
+        self.layer = self.last_layer_of(self.policy)
         self.out_features, self.in_features, self.has_bias = layer_shape(self.layer)
         self.projection = RandomProjection(self.raw_dim, dim, self.seed)
 
     # ---- family hooks -------------------------------------------------------------------
-    def _last_layer(self) -> nn.Module:
+    @staticmethod
+    def last_layer_of(policy: nn.Module) -> nn.Module:
+        """The family's last layer of the (unwrapped) policy: a Linear or 1×1 Conv1d."""
         raise NotImplementedError
 
     def _capture(self, batch: dict[str, Tensor]) -> Capture:

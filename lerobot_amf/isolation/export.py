@@ -18,9 +18,9 @@ import time
 import torch
 from tqdm import tqdm
 
+from lerobot_amf.families import family_of
 from lerobot_amf.isolation.routing import HeadCopies, RoutedPolicy
 
-EXPORTS = ("merge", "distill", "none")
 
 
 @torch.no_grad()
@@ -58,22 +58,13 @@ def merge(routed: RoutedPolicy, partitions: list[str]):
     return plain.to(next(policy.parameters()).device)
 
 
-def teacher_action_chunk(policy, batch: dict) -> torch.Tensor:
-    """The policy's own full training-horizon action chunk for ``batch`` (normalised), by family."""
-    kind = policy.config.type
-    if kind == "diffusion":
-        diffusion = policy.diffusion
-        batch = dict(batch)
-        n_obs = policy.config.n_obs_steps
-        for key in list(batch):
-            if key.startswith("observation.") and isinstance(batch[key], torch.Tensor) and batch[key].dim() >= 2:
-                batch[key] = batch[key][:, :n_obs]
-        global_cond = diffusion._prepare_global_conditioning(batch)
-        return diffusion.conditional_sample(global_cond.shape[0], global_cond=global_cond)
-    if kind == "act":
-        actions, _ = policy.model(batch)
-        return actions
-    raise NotImplementedError(f"Distillation teachers are built for diffusion and act, not {kind!r}; use --amf.export=merge.")
+def teacher_of(policy):
+    """The distillation teacher of ``policy``'s family: (policy, batch) -> its own action chunk."""
+    family = family_of(policy)
+    if family.teacher_action_chunk is None:
+        raise NotImplementedError(f"Distillation teachers are not built for policy type {family.name!r} "
+                                  "(they are for diffusion and act); use --amf.export=merge.")
+    return family.teacher_action_chunk
 
 
 def distill(routed: RoutedPolicy, student, partition_loaders: dict, steps: int, optimizer_cfg, seed: int = 0,
@@ -90,13 +81,14 @@ def distill(routed: RoutedPolicy, student, partition_loaders: dict, steps: int, 
     student.train()
     routed.eval()
     losses = []
+    teacher = teacher_of(routed.policy)
     start = time.perf_counter()
     for _ in tqdm(range(steps), desc=desc, unit="step", leave=False):
         name = names[int(torch.multinomial(weights, 1, generator=generator))]
         batch = next(partition_loaders[name]["batches"])
         routed.activate(name)
         with torch.no_grad():
-            target = teacher_action_chunk(routed.policy, batch)
+            target = teacher(routed.policy, batch)
         batch = {**batch, "action": target}
         if "action_is_pad" in batch:
             batch["action_is_pad"] = torch.zeros_like(batch["action_is_pad"])

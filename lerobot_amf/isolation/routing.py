@@ -4,10 +4,11 @@
 loop take it as is) around a pretrained policy whose base weights stay frozen, with either
 
 * ``lora``: one peft LoRA adapter per partition, built with LeRobot's own
-  ``PreTrainedPolicy.wrap_with_peft`` (``--peft.r``, ``--peft.target_modules``; families without
-  LeRobot defaults get ours, ``default_lora_targets``), switched with peft's ``set_adapter``; or
-* ``head``: one copy of the action-head module per partition (``HeadCopies``), for policies
-  where LoRA does not fit.
+  ``PreTrainedPolicy.wrap_with_peft`` (``--peft.r``, ``--peft.target_modules``; by default the
+  policy family's ``lora_targets``, or LeRobot's own where it has them), switched with peft's
+  ``set_adapter``; or
+* ``head``: one copy of the action-head module per partition (``HeadCopies``; by default the
+  family's ``head_module``), for policies where LoRA does not fit.
 
 Routing: ``select_action`` reads the observation's task strings (LeRobot's ``task`` key, the
 language instruction or the task name), maps them to a partition and activates it. A batch
@@ -36,27 +37,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lerobot_amf.errors import AMFInputError
+from lerobot_amf.families import PolicyFamily, family_of
+from lerobot_amf.isolation import ROUTED_MODES
 from lerobot_amf.isolation.partitions import Partitions
 
 ROUTING_FILENAME = "routing.json"
 FORMAT = "lerobot_amf.routed/1"
-MODES = ("lora", "head")
-
-# LoRA targets for families LeRobot 0.4.4 gives no peft defaults (smolvla/pi0/pi05 have their own).
-DEFAULT_LORA_TARGETS = {
-    # The UNet noise predictor is diffusion's action head: its convolutions, FiLM encoders and output.
-    "diffusion": r"diffusion\.unet\..*(cond_encoder\.1|conv[12]\.block\.0|final_conv\.0\.block\.0|final_conv\.1)",
-    "act": r"model\.(action_head|decoder\..*\.(linear1|linear2|out_proj))",
-}
-# The module copied per partition in ``head`` mode.
-DEFAULT_HEADS = {
-    "diffusion": "diffusion.unet.final_conv",
-    "act": "model.action_head",
-    "smolvla": "model.action_out_proj",
-    "pi0": "model.action_out_proj",
-    "pi05": "model.action_out_proj",
-}
-
 
 class HeadCopies(nn.Module):
     """Per-partition copies of one module; ``active`` says which runs (None: the frozen original)."""
@@ -81,8 +67,8 @@ class RoutedPolicy(PreTrainedPolicy):
                  task_of_instruction: dict[str, str], peft_overrides: dict | None = None,
                  head_module: str | None = None):
         super().__init__(policy.config)
-        if mode not in MODES:
-            raise AMFInputError(f"Unknown isolation mode {mode!r} for routing. Allowed: {', '.join(MODES)}.")
+        if mode not in ROUTED_MODES:
+            raise AMFInputError(f"Unknown isolation mode {mode!r} for routing. Allowed: {', '.join(ROUTED_MODES)}.")
         self.partitions, self.mode = partitions, mode
         self.task_of_instruction = dict(task_of_instruction)
         self._check_routable()
@@ -96,10 +82,7 @@ class RoutedPolicy(PreTrainedPolicy):
             self.model.set_adapter(names[0])
             self.model.delete_adapter("default")
         else:
-            self.head_module = head_module or DEFAULT_HEADS.get(policy.config.type)
-            if self.head_module is None:
-                raise AMFInputError(f"amf.isolation=head: no default head for policy type {policy.config.type!r}; "
-                                    "pass --amf.head_module.")
+            self.head_module = head_module or _family_default(policy, "head_module", "--amf.head_module")
             for p in policy.parameters():
                 p.requires_grad_(False)
             parent_name, _, attr = self.head_module.rpartition(".")
@@ -260,12 +243,22 @@ def lora_settings(policy: PreTrainedPolicy, overrides: dict | None) -> dict:
     if str(settings["method_type"]).upper() != "LORA":
         raise AMFInputError(f"amf.isolation=lora uses LoRA adapters; got --peft.method_type={settings['method_type']}.")
     if not settings.get("target_modules") and policy._get_default_peft_targets() is None:
-        if policy.config.type not in DEFAULT_LORA_TARGETS:
-            raise AMFInputError(f"No default LoRA targets for policy type {policy.config.type!r}; pass --peft.target_modules.")
-        settings["target_modules"] = DEFAULT_LORA_TARGETS[policy.config.type]
+        settings["target_modules"] = _family_default(policy, "lora_targets", "--peft.target_modules")
     if isinstance(settings.get("target_modules"), tuple):
         settings["target_modules"] = list(settings["target_modules"])
     return settings
+
+
+def _family_default(policy: PreTrainedPolicy, attribute: str, flag: str):
+    """The policy family's ``lora_targets`` / ``head_module``, or a one-line error naming ``flag``."""
+    try:
+        family: PolicyFamily = family_of(policy)
+    except ValueError as err:
+        raise AMFInputError(f"No default {attribute} for policy type {policy.config.type!r} ({err}); pass {flag}.") from None
+    value = getattr(family, attribute)
+    if value is None:
+        raise AMFInputError(f"No default {attribute} for policy type {policy.config.type!r}; pass {flag}.")
+    return value
 
 
 def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: str | None = None):

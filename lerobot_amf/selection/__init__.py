@@ -18,11 +18,14 @@ STRATEGY_NAMES = (*BASELINES, "amf")
 
 
 def make_strategy(name: str, selection_cfg=None) -> Strategy:
-    """The strategy named ``name``; ``selection_cfg`` (``AMFSelectionConfig``) configures amf."""
+    """The strategy ``--amf.strategy=name``. selection_cfg: the amf strategy's settings
+    (``--amf.selection``, an ``AMFSelectionConfig``); required for amf, unused by the baselines."""
     if name in BASELINES:
         return BASELINES[name]()
     if name == "amf":
-        from lerobot_amf.selection.amf import AMFStrategy
+        if selection_cfg is None:
+            raise ValueError("amf.strategy=amf needs its settings: pass the AMFSelectionConfig (--amf.selection).")
+        from lerobot_amf.selection.amf import AMFStrategy  # model code, only when amf is chosen
 
         return AMFStrategy(selection_cfg)
     raise ValueError(f"Unknown amf.strategy={name!r}. Allowed: {', '.join(STRATEGY_NAMES)}.")

@@ -34,11 +34,16 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetad
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE
 
 from lerobot_amf.data import read_frames
-from lerobot_amf.embeddings import make_embedder, unwrap_policy
+from lerobot_amf.embeddings import unwrap_policy
+from lerobot_amf.families import family_of
 from lerobot_amf.selection.config import AMFSelectionConfig
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
 from lerobot_amf.selection.gp import WeightSpacePosterior, greedy_batch, kernel_scale
-from lerobot_amf.selection.importance import effective_sample_size, importance_weights
+from lerobot_amf.selection.importance import importance_weights, summarize_importance
+
+# Stream id mixed into the round's seed for sampling demo frames, so the frames do not share
+# random numbers with the round generator's other uses.
+FRAME_SAMPLING_STREAM = 17
 
 
 @dataclasses.dataclass
@@ -66,35 +71,8 @@ def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None
     return out
 
 
-def diffusion_loglik(policy, batch: dict, n_draws: int, seed: int) -> torch.Tensor:
-    """Per-sample ELBO surrogate log π(a | s): minus the denoising loss of the batch's action
-    chunks, averaged over ``n_draws`` (noise, timestep) draws that are the same for every call
-    with the same seed (common random numbers, so task-to-task differences are not noise)."""
-    inner = unwrap_policy(policy).diffusion
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        cond = inner._prepare_global_conditioning(batch)
-        actions = batch[ACTION]
-        total = torch.zeros(actions.shape[0])
-        for _ in range(n_draws):
-            eps = torch.randn(actions.shape[1:], generator=gen).expand_as(actions).to(actions.device)
-            t = int(torch.randint(0, inner.noise_scheduler.config.num_train_timesteps, (1,), generator=gen))
-            ts = torch.full((actions.shape[0],), t, dtype=torch.long, device=actions.device)
-            pred = inner.unet(inner.noise_scheduler.add_noise(actions, eps, ts), ts, global_cond=cond)
-            target = eps if inner.config.prediction_type == "epsilon" else actions
-            err = ((pred - target) ** 2).mean(dim=-1)
-            if "action_is_pad" in batch:
-                keep = (~batch["action_is_pad"]).float()
-                err = (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
-            else:
-                err = err.mean(-1)
-            total += err.cpu()
-    return -total / n_draws
-
-
 class AMFStrategy(Strategy):
     name = "amf"
-    needs_policy = True
 
     def __init__(self, cfg: AMFSelectionConfig | None = None):
         self.cfg = cfg if cfg is not None else AMFSelectionConfig()
@@ -103,7 +81,7 @@ class AMFStrategy(Strategy):
     def demo_states(self, ctx: SelectionContext) -> DemoStates | None:
         policy = unwrap_policy(ctx.policy)
         delta = resolve_delta_timestamps(policy.config, _meta_of(ctx))
-        rng = np.random.default_rng([ctx.rng.integers(2**31), 17])
+        rng = np.random.default_rng([ctx.rng.integers(2**31), FRAME_SAMPLING_STREAM])
         items, demo_of_frame, demo_task, demo_length, per_demo, in_d = [], [], [], [], [], []
         for dataset_ref, is_d in ((ctx.pretrain_dataset, False), (ctx.demo_dataset, True)):
             if dataset_ref is None:
@@ -139,20 +117,20 @@ class AMFStrategy(Strategy):
         states = self.demo_states(ctx)
         if states is None:
             raise ValueError("amf needs demos in hand (pretraining demos or fine-tuning demos); none were found.")
-        policy = ctx.policy
-        family_kwargs = {} if unwrap_policy(policy).name == "act" else {"target_steps": cfg.pseudo_target_steps}
-        embedder = make_embedder(policy, kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
-                                 n_draws=cfg.n_draws, **family_kwargs)
+        policy = unwrap_policy(ctx.policy)
+        family = family_of(policy)
+        embedder = family.embedder(policy, kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
+                                   n_draws=cfg.n_draws, target_steps=cfg.pseudo_target_steps)
         vocab = ctx.vocabulary.one_hot
         instructions = ctx.vocabulary.instructions
         pool = ctx.pool
-        has_likelihood = unwrap_policy(policy).name == "diffusion"
+        has_likelihood = family.loglik is not None
         phi, loglik = {}, []
         for task in pool:
             conditioned = condition_on_task(states.batch, task, vocab, instructions.get(task))
             phi[task] = _map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator)
             if has_likelihood:
-                loglik.append(_map_chunks(lambda part: diffusion_loglik(policy, part, cfg.n_draws, cfg.loglik_seed),
+                loglik.append(_map_chunks(lambda part: family.loglik(policy, part, cfg.n_draws, cfg.loglik_seed),
                                           conditioned, cfg.chunk_size, ctx.accelerator))
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
@@ -165,11 +143,12 @@ class AMFStrategy(Strategy):
             weights = importance_weights(demo_ll, demo_task_idx, temperature=cfg.importance_temperature,
                                          clip=cfg.importance_clip)  # (n_demos, tasks), columns sum to 1
         else:  # no likelihood surrogate for this family yet: each demo informs its own task only
-            own = torch.zeros(n_demos, len(pool), dtype=torch.float64)
-            own[torch.arange(n_demos), torch.as_tensor(demo_task_idx)] = 1.0
-            weights = own / own.sum(0).clamp(min=1.0)
-        ess = effective_sample_size(weights)
-        collapsed = [t for j, t in enumerate(pool) if float(ess[j]) < cfg.ess_threshold or t not in states.demo_task]
+            of_own_task = torch.zeros(n_demos, len(pool), dtype=torch.float64)
+            of_own_task[torch.arange(n_demos), torch.as_tensor(demo_task_idx)] = 1.0
+            weights = of_own_task / of_own_task.sum(0).clamp(min=1.0)
+        importance = summarize_importance(weights, pool)
+        low_ess = importance.collapsed(cfg.ess_threshold)
+        collapsed = [t for j, t in enumerate(pool) if bool(low_ess[j]) or t not in states.demo_task]
         rollout_phi = {}
         if collapsed:
             rollout_phi = self.rollout_states(ctx, collapsed, embedder)
@@ -196,8 +175,9 @@ class AMFStrategy(Strategy):
         posterior = WeightSpacePosterior(embedder.dim, sigma2=cfg.noise, kappa=kappa)
         d_rows = torch.as_tensor(states.in_d[states.demo_of_frame])
         if bool(d_rows.any()):
-            own = torch.stack([phi[states.demo_task[i]][r] for r, i in enumerate(states.demo_of_frame)])
-            posterior.observe(own[d_rows], per_frame_scale[frame_demo][d_rows])
+            # each frame embedded under the task its demo was recorded for
+            phi_recorded_task = torch.stack([phi[states.demo_task[i]][r] for r, i in enumerate(states.demo_of_frame)])
+            posterior.observe(phi_recorded_task[d_rows], per_frame_scale[frame_demo][d_rows])
         allowed = {t: c for t, c in ctx.capacity.items() if c is not None}
         result = greedy_batch(posterior, candidates, (phi_targets, torch.cat(targets_w)), n, allowed=allowed)
         if len(result.picks) < n:
@@ -206,7 +186,7 @@ class AMFStrategy(Strategy):
         details = {
             "step_scores": result.step_scores,
             "variance_before_after": result.first_step_variance,
-            "ess": {t: round(float(ess[j]), 3) for j, t in enumerate(pool)},
+            "ess": {t: round(ess, 3) for t, ess in importance.as_dict().items()},
             "n_demos_in_hand": n_demos,
             "n_demos_in_d": int(states.in_d.sum()),
             "rollout_fallback": sorted(rollout_phi),

@@ -52,7 +52,6 @@ class Selection:
 
 class Strategy(abc.ABC):
     name: str
-    needs_policy: bool = False
 
     @abc.abstractmethod
     def select(self, ctx: SelectionContext, n: int) -> Selection:

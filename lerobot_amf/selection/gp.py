@@ -36,6 +36,8 @@ ArrayLike = Union[Tensor, Sequence[Sequence[float]]]
 _DTYPE = torch.float64
 # Relative floor on var_after / var_before: guards log(0) when cancellation wipes a variance.
 _MIN_RATIO = 1e-12
+# Target columns per chunk of the batched scoring product (bounds its memory to Σr × chunk).
+_SCORE_CHUNK = 2048
 
 __all__ = [
     "GreedyResult",
@@ -44,6 +46,7 @@ __all__ = [
     "greedy_batch",
     "information_gain",
     "kernel_scale",
+    "reduced_fraction",
 ]
 
 
@@ -84,18 +87,21 @@ def kernel_scale(phi: ArrayLike) -> float:
     return kappa
 
 
-def information_gain(var_before: Tensor, var_after: Tensor, target_weights: Optional[Tensor] = None) -> float:
-    """Σ w · ½ log(var_before / var_after): mutual information of the new states with f(targets).
+def reduced_fraction(var_before: Tensor, reduction: Tensor) -> Tensor:
+    """reduction / var_before in [0, 1 − 1e-12] (0 where the prior variance is 0)."""
+    ok = var_before > 0
+    safe_before = torch.where(ok, var_before, torch.ones_like(var_before))
+    return torch.where(ok, reduction / safe_before, torch.zeros_like(reduction)).clamp(0.0, 1.0 - _MIN_RATIO)
 
-    Targets with zero prior variance carry no information and contribute 0.
-    """
+
+def information_gain(var_before: Tensor, reduction: Tensor, target_weights: Optional[Tensor] = None) -> float:
+    """Σ w · ½ log(var_before / var_after), var_after = var_before − reduction: the mutual
+    information of the new states with f(targets), as −½ log1p(−reduction / var_before) (stable
+    when the reduction is small). Targets with zero prior variance carry no information."""
     vb = torch.as_tensor(var_before, dtype=_DTYPE).reshape(-1)
-    va = torch.as_tensor(var_after, dtype=_DTYPE, device=vb.device).reshape(-1)
+    red = torch.as_tensor(reduction, dtype=_DTYPE, device=vb.device).reshape(-1)
     w = _as_weights(target_weights, vb.numel(), vb.device)
-    ok = vb > 0
-    ratio = torch.where(ok, va.clamp_min(0) / torch.where(ok, vb, torch.ones_like(vb)), torch.ones_like(vb))
-    ratio = ratio.clamp(min=_MIN_RATIO, max=1.0)
-    return float((w * (-0.5) * torch.log(ratio)).sum())
+    return float((w * (-0.5) * torch.log1p(-reduced_fraction(vb, red))).sum())
 
 
 def dense_gp_variance(
@@ -241,13 +247,28 @@ class WeightSpacePosterior:
             out.append(torch.linalg.solve_triangular(c, v.T, upper=False))
         return out
 
-    def variance_reduction(self, whitened_targets: Tensor, factor: Tensor) -> Tensor:
-        """var_before − var_after (m,) for whitened targets Z and update factor U, in float64."""
-        m = whitened_targets.shape[1]
-        if factor.shape[1] == 0:
-            return torch.zeros(m, dtype=_DTYPE, device=self.device)
-        proj = self.projectors([factor])[0] @ whitened_targets  # r × m
-        return (proj * proj).sum(dim=0) / self.kappa
+    def variance_reductions(self, whitened_targets: Tensor, factors: Sequence[Tensor],
+                            score_dtype: torch.dtype = _DTYPE) -> Tensor:
+        """var_before − var_after (len(factors), m) of whitened targets Z for each update factor U.
+
+        Each reduction is ‖Pᵀz‖²/κ with Pᵀ = C⁻¹Vᵀ (``projectors``); all Pᵀ are stacked so the
+        candidates × targets work is one GEMM per chunk of targets, in ``score_dtype`` (the rest
+        of the algebra stays float64).
+        """
+        z = whitened_targets
+        m = z.shape[1]
+        red = torch.zeros(len(factors), m, dtype=_DTYPE, device=z.device)
+        scored = [i for i, factor in enumerate(factors) if factor.shape[1] > 0]
+        projectors = self.projectors([factors[i] for i in scored])
+        if projectors:
+            stacked = torch.cat(projectors).to(score_dtype)  # Σr × d
+            bounds = torch.cumsum(torch.as_tensor([0] + [p.shape[0] for p in projectors]), 0).tolist()
+            for s in range(0, m, _SCORE_CHUNK):
+                proj = (stacked @ z[:, s:s + _SCORE_CHUNK].to(score_dtype)).square_()  # Σr × chunk
+                for j, i in enumerate(scored):
+                    red[i, s:s + _SCORE_CHUNK] = proj[bounds[j]:bounds[j + 1]].sum(dim=0)
+            red /= self.kappa
+        return red
 
     def variance_after(
         self,
@@ -262,7 +283,7 @@ class WeightSpacePosterior:
         """
         z = self.whiten(phi_target)
         var_before = (z * z).sum(dim=0) / self.kappa
-        red = self.variance_reduction(z, self.update_factor(phi_new, weights_new))
+        red = self.variance_reductions(z, [self.update_factor(phi_new, weights_new)])[0]
         return torch.maximum(var_before - red, var_before * _MIN_RATIO)
 
     def _rows(self, phi: ArrayLike) -> Tensor:
@@ -297,10 +318,6 @@ class GreedyResult:
         return out
 
 
-# Target columns per chunk of the batched scoring product (bounds its memory to Σr × chunk).
-_SCORE_CHUNK = 2048
-
-
 def _step_gains(
     posterior: WeightSpacePosterior,
     factors: Mapping[str, Tuple[Tensor, int, float]],
@@ -309,33 +326,15 @@ def _step_gains(
     target_w: Tensor,
     score_dtype: torch.dtype = torch.float32,
 ) -> Tuple[dict[str, float], Tensor, dict[str, Tensor]]:
-    """Weighted info gain of each named candidate against whitened targets z (d × m).
-
-    Each candidate's reduction is ‖Pᵀz‖²/κ with Pᵀ = C⁻¹Vᵀ (see ``variance_reduction``);
-    all Pᵀ are stacked so the candidates × targets work is one GEMM per target chunk.
-    """
+    """Weighted info gain of each named candidate against whitened targets z (d × m), the
+    targets' variance before, and each candidate's variance after."""
     var_before = (z * z).sum(dim=0) / posterior.kappa
-    ok = var_before > 0
-    safe_before = torch.where(ok, var_before, torch.ones_like(var_before))
-    scored = [i for i, name in enumerate(names) if factors[name][0].shape[1] > 0]
-    projectors = posterior.projectors([factors[names[i]][0] for i in scored])
-    m = z.shape[1]
-    red = torch.zeros(len(names), m, dtype=_DTYPE, device=z.device)
-    if projectors:
-        stacked = torch.cat(projectors).to(score_dtype)  # Σr × d
-        bounds = torch.cumsum(torch.as_tensor([0] + [p.shape[0] for p in projectors]), 0).tolist()
-        for s in range(0, m, _SCORE_CHUNK):
-            proj = (stacked @ z[:, s:s + _SCORE_CHUNK].to(score_dtype)).square_()  # Σr × chunk
-            for j, i in enumerate(scored):
-                red[i, s:s + _SCORE_CHUNK] = proj[bounds[j]:bounds[j + 1]].sum(dim=0)
-        red /= posterior.kappa
+    red = posterior.variance_reductions(z, [factors[name][0] for name in names], score_dtype)
     gains: dict[str, float] = {}
     after: dict[str, Tensor] = {}
     for i, name in enumerate(names):
-        # ½ log(vb / va) = −½ log1p(−red / vb); stable when the reduction is small.
-        frac = torch.where(ok, red[i] / safe_before, torch.zeros_like(red[i])).clamp(0.0, 1.0 - _MIN_RATIO)
-        gains[name] = float((target_w * (-0.5) * torch.log1p(-frac)).sum())
-        after[name] = var_before * (1.0 - frac)
+        gains[name] = information_gain(var_before, red[i], target_w)
+        after[name] = var_before * (1.0 - reduced_fraction(var_before, red[i]))
     return gains, var_before, after
 
 

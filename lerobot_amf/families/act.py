@@ -1,6 +1,8 @@
-"""Loss-gradient embedding of LeRobot's ``ACTPolicy`` (L1 loss, sub-gradient).
+"""LeRobot's ``ACTPolicy``: its loss-gradient embedding (L1 loss, sub-gradient), distillation
+teacher (the decoder's own chunk), LoRA targets and head. No likelihood surrogate yet (ACT's
+L1 loss is not a density): the amf strategy lets each demo inform its own task only.
 
-Last layer: ``policy.model.action_head`` (``nn.Linear(dim_model, A)``), applied at each of the
+Embedding. Last layer: ``policy.model.action_head`` (``nn.Linear(dim_model, A)``), applied at each of the
 ``chunk_size`` decoder positions. The policy runs in eval mode, so the VAE encoder is skipped
 and the latent is zero (ACT's inference path): ŷ (B, S, A) is the policy's own action chunk.
 The loss per state follows ``ACTPolicy.forward`` (the KL term does not touch the action head):
@@ -29,20 +31,39 @@ cannot be used as is):
 from __future__ import annotations
 
 import torch
+from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import nn
 
 from lerobot_amf.embeddings.base import Capture, Embedder, capture_io
+from lerobot_amf.families.base import PolicyFamily, register_family
 
 Tensor = torch.Tensor
 
-__all__ = ["ACTEmbedder", "PSEUDO_TARGETS"]
-
-OBS_STATE = "observation.state"
-OBS_ENV_STATE = "observation.environment_state"
-OBS_IMAGES = "observation.images"
-ACTION = "action"
+__all__ = ["ACTEmbedder", "ACTFamily", "PSEUDO_TARGETS"]
 
 PSEUDO_TARGETS = ("auto", "batch", "perturbed")
+
+
+def action_head(policy: nn.Module) -> nn.Module:
+    return policy.model.action_head
+
+
+def prepare_batch(policy: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Observations in the layout ``ACT.forward`` expects (last step if a time axis is given)."""
+    cfg = policy.config
+    out = {}
+    if OBS_STATE in batch:
+        s = batch[OBS_STATE]
+        out[OBS_STATE] = s[:, -1] if s.ndim == 3 else s
+    if cfg.env_state_feature:
+        e = batch[OBS_ENV_STATE]
+        out[OBS_ENV_STATE] = e[:, -1] if e.ndim == 3 else e
+    if cfg.image_features:
+        out[OBS_IMAGES] = [batch[k][:, -1] if batch[k].ndim == 5 else batch[k] for k in cfg.image_features]
+    if OBS_STATE not in out:  # ACT reads the device off observation.state
+        ref = out.get(OBS_ENV_STATE, out.get(OBS_IMAGES, [None])[0])
+        out[OBS_STATE] = torch.zeros(ref.shape[0], 0, device=ref.device)
+    return out
 
 
 class ACTEmbedder(Embedder):
@@ -74,25 +95,10 @@ class ACTEmbedder(Embedder):
         self.xi = torch.randn((self.n_draws, self.chunk_size, self.action_dim), generator=gen)  # (K, S, A)
         self.last_mode: str | None = None
 
-    def _last_layer(self) -> nn.Module:
-        return self.policy.model.action_head
+    last_layer_of = staticmethod(action_head)
 
     def prepare_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Observations in the layout ``ACT.forward`` expects (last step if a time axis is given)."""
-        cfg = self.config
-        out = {}
-        if OBS_STATE in batch:
-            s = batch[OBS_STATE]
-            out[OBS_STATE] = s[:, -1] if s.ndim == 3 else s
-        if cfg.env_state_feature:
-            e = batch[OBS_ENV_STATE]
-            out[OBS_ENV_STATE] = e[:, -1] if e.ndim == 3 else e
-        if cfg.image_features:
-            out[OBS_IMAGES] = [batch[k][:, -1] if batch[k].ndim == 5 else batch[k] for k in cfg.image_features]
-        if OBS_STATE not in out:  # ACT reads the device off observation.state
-            ref = out.get(OBS_ENV_STATE, out.get(OBS_IMAGES, [None])[0])
-            out[OBS_STATE] = torch.zeros(ref.shape[0], 0, device=ref.device)
-        return out
+        return prepare_batch(self.policy, batch)
 
     def mode_for(self, batch: dict[str, Tensor]) -> str:
         if self.pseudo_target == "auto":
@@ -126,3 +132,26 @@ class ACTEmbedder(Embedder):
 
     def record(self) -> dict:
         return {**super().record(), "pseudo_target": self.pseudo_target, "pseudo_noise": self.pseudo_noise}
+
+
+def decoded_action_chunk(policy: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """The decoder's own action chunk (normalised) for a preprocessed batch (the distillation
+    teacher; the policy is in eval mode there, so the latent is zero)."""
+    actions, _ = policy.model(prepare_batch(policy, batch))
+    return actions
+
+
+@register_family
+class ACTFamily(PolicyFamily):
+    types = ("act",)
+    embedder_class = ACTEmbedder
+    # The action head and the decoder's feed-forward and attention output projections.
+    lora_targets = r"model\.(action_head|decoder\..*\.(linear1|linear2|out_proj))"
+    head_module = "model.action_head"
+
+    def embedder(self, policy: nn.Module, target_steps: int | None = None, **kwargs) -> ACTEmbedder:
+        """``target_steps`` (denoising steps of a pseudo-target) does not apply: ACT predicts its
+        chunk in one pass, and its pseudo-target is the demo's action or a perturbed prediction."""
+        return ACTEmbedder(policy, **kwargs)
+
+    teacher_action_chunk = staticmethod(decoded_action_chunk)

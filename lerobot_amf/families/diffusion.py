@@ -1,6 +1,11 @@
-"""Loss-gradient embedding of LeRobot's ``DiffusionPolicy`` (DDPM or DDIM, ε- or sample-prediction).
+"""LeRobot's ``DiffusionPolicy`` (DDPM or DDIM, ε- or sample-prediction): its loss-gradient
+embedding, denoising-loss likelihood surrogate, distillation teacher, LoRA targets and head.
 
-Last layer: ``policy.diffusion.unet.final_conv[1]``, a 1×1 ``Conv1d`` (C = down_dims[0] -> A).
+The three share one set of pieces — observations in the model's layout (``prepare_batch``), the
+global conditioning (``global_cond``), one denoising prediction on a noised chunk
+(``denoise``) and its target (``denoising_target``) — so they compute exactly what training does.
+
+Embedding. Last layer: ``policy.diffusion.unet.final_conv[1]``, a 1×1 ``Conv1d`` (C = down_dims[0] -> A).
 Loss per state, as in ``DiffusionModel.compute_loss`` but for one state and with K fixed draws:
 
     L = (1/K) Σ_k ½ · mean_{t,a} ( ŷ_k − y_k )²,
@@ -40,22 +45,24 @@ has no padded steps. ``embed`` accepts observations with the time axis the datas
 (``observation.state`` (B, n_obs_steps, D)) or without it ((B, D), repeated n_obs_steps times as
 the policy's queue does at an episode start); images likewise ((B, n_obs_steps, C, H, W) or
 (B, C, H, W)); ``action`` is ignored.
+
+Likelihood surrogate (importance weights): minus the masked denoising loss of the batch's own
+action chunks, over seeded common (noise, timestep) draws. Teacher (distillation): the policy's
+own sampler, ``conditional_sample``.
 """
 
 from __future__ import annotations
 
 import torch
+from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import nn
 
-from lerobot_amf.embeddings.base import Capture, Embedder, capture_io, eval_mode
+from lerobot_amf.embeddings.base import Capture, Embedder, capture_io, eval_mode, unwrap_policy
+from lerobot_amf.families.base import PolicyFamily, register_family
 
 Tensor = torch.Tensor
 
-__all__ = ["DiffusionEmbedder"]
-
-OBS_STATE = "observation.state"
-OBS_ENV_STATE = "observation.environment_state"
-OBS_IMAGES = "observation.images"
+__all__ = ["DiffusionEmbedder", "DiffusionFamily"]
 
 DEFAULT_DDPM_TARGET_STEPS = 10
 # ᾱ at which a truncated pseudo-target trajectory starts (see the module docstring).
@@ -71,6 +78,47 @@ def _with_time(x: Tensor, n_obs_steps: int, feature_ndim: int, key: str) -> Tens
     if x.shape[1] != n_obs_steps:
         raise ValueError(f"{key}: expected {n_obs_steps} observation steps on axis 1, got {tuple(x.shape)}")
     return x
+
+
+# ---- pieces shared by the embedding, the likelihood surrogate and the teacher -----------------
+def final_conv(policy: nn.Module) -> nn.Module:
+    """The UNet's output 1×1 conv (through a ``torch.compile`` wrapper)."""
+    unet = policy.diffusion.unet
+    unet = getattr(unet, "_orig_mod", unet)
+    return unet.final_conv[1]
+
+
+def prepare_batch(policy: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Observations in the layout ``DiffusionModel`` expects (images stacked)."""
+    cfg = policy.config
+    n = int(cfg.n_obs_steps)
+    out = {OBS_STATE: _with_time(batch[OBS_STATE], n, 1, OBS_STATE)}
+    if cfg.env_state_feature:
+        out[OBS_ENV_STATE] = _with_time(batch[OBS_ENV_STATE], n, 1, OBS_ENV_STATE)
+    if cfg.image_features:
+        imgs = [_with_time(batch[k], n, 3, k) for k in cfg.image_features]
+        out[OBS_IMAGES] = torch.stack(imgs, dim=-4)
+    return out
+
+
+def global_cond(policy: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """The UNet's global conditioning (observation features), as in training."""
+    return policy.diffusion._prepare_global_conditioning(prepare_batch(policy, batch))
+
+
+def denoise(policy: nn.Module, clean: Tensor, eps: Tensor, timesteps: Tensor, cond: Tensor) -> Tensor:
+    """The UNet's prediction on ``clean`` action chunks noised with ``eps`` at ``timesteps``."""
+    model = policy.diffusion
+    return model.unet(model.noise_scheduler.add_noise(clean, eps, timesteps), timesteps, global_cond=cond)
+
+
+def denoising_target(policy: nn.Module, clean: Tensor, eps: Tensor) -> Tensor:
+    """What the UNet is trained to predict: the noise (ε-prediction) or the clean chunk."""
+    return eps if policy.config.prediction_type == "epsilon" else clean
+
+
+def num_train_timesteps(policy: nn.Module) -> int:
+    return int(policy.diffusion.noise_scheduler.config.num_train_timesteps)
 
 
 class DiffusionEmbedder(Embedder):
@@ -100,7 +148,7 @@ class DiffusionEmbedder(Embedder):
         if self.prediction_type not in ("epsilon", "sample"):
             raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
         sched_cfg = model.noise_scheduler.config
-        self.num_train_timesteps = int(sched_cfg.num_train_timesteps)
+        self.num_train_timesteps = num_train_timesteps(self.policy)
         # A private DDIM scheduler (set_timesteps mutates state) with the policy's own config.
         self.sampler = DDIMScheduler.from_config(dict(sched_cfg))
         if target_steps is None:
@@ -123,26 +171,10 @@ class DiffusionEmbedder(Embedder):
         self.eps = torch.randn((self.n_draws, *shape), generator=gen)  # (K, horizon, A)
         self.timesteps = torch.randint(0, self.num_train_timesteps, (self.n_draws,), generator=gen)  # (K,)
 
-    def _last_layer(self) -> nn.Module:
-        unet = self.policy.diffusion.unet
-        unet = getattr(unet, "_orig_mod", unet)  # torch.compile wrapper
-        return unet.final_conv[1]
-
-    # ---- pieces (public so tests and callers can hold them fixed) ----------------------------
-    def prepare_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Observations in the layout ``DiffusionModel`` expects (images stacked)."""
-        cfg = self.config
-        n = int(cfg.n_obs_steps)
-        out = {OBS_STATE: _with_time(batch[OBS_STATE], n, 1, OBS_STATE)}
-        if cfg.env_state_feature:
-            out[OBS_ENV_STATE] = _with_time(batch[OBS_ENV_STATE], n, 1, OBS_ENV_STATE)
-        if cfg.image_features:
-            imgs = [_with_time(batch[k], n, 3, k) for k in cfg.image_features]
-            out[OBS_IMAGES] = torch.stack(imgs, dim=-4)
-        return out
+    last_layer_of = staticmethod(final_conv)
 
     def global_cond(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.policy.diffusion._prepare_global_conditioning(self.prepare_batch(batch))
+        return global_cond(self.policy, batch)
 
     def _sample_target(self, global_cond: Tensor) -> Tensor:
         """DDIM (η = 0) along ``target_timesteps``, the update of diffusers' ``DDIMScheduler.step``."""
@@ -173,7 +205,6 @@ class DiffusionEmbedder(Embedder):
             return self._sample_target(self.global_cond(batch))
 
     def _capture(self, batch: dict[str, Tensor]) -> Capture:
-        model = self.policy.diffusion
         gc = self.global_cond(batch)  # (B, G)
         b, k = gc.shape[0], self.n_draws
         a_star = self._sample_target(gc)  # (B, T, A)
@@ -182,16 +213,15 @@ class DiffusionEmbedder(Embedder):
         eps = self.eps.to(dev, dt).repeat_interleave(b, dim=0)  # (K*B, T, A)
         ts = self.timesteps.to(dev).repeat_interleave(b)  # (K*B,)
         clean = a_star.repeat(k, 1, 1)
-        noisy = model.noise_scheduler.add_noise(clean, eps, ts)
         with capture_io(self.layer) as io:
-            model.unet(noisy, ts, global_cond=gc.repeat(k, 1))
+            denoise(self.policy, clean, eps, ts, gc.repeat(k, 1))
         h = io["input"]  # (K*B, C, T)
         y_hat = io["output"]  # (K*B, A, T)
         h = h.reshape(k, b, *h.shape[1:]).permute(1, 0, 3, 2)  # (B, K, T, C)
         if self.kind == "last_layer":
             return Capture(h=h)
         y_hat = y_hat.reshape(k, b, *y_hat.shape[1:]).permute(1, 0, 3, 2)  # (B, K, T, A)
-        target = eps if self.prediction_type == "epsilon" else clean
+        target = denoising_target(self.policy, clean, eps)
         target = target.reshape(k, b, self.horizon, self.action_dim).transpose(0, 1)  # (B, K, T, A)
         # d/dŷ of ½·mean over (T, A) of (ŷ − y)²
         g = (y_hat - target) / (self.horizon * self.action_dim)
@@ -205,3 +235,51 @@ class DiffusionEmbedder(Embedder):
             "pseudo_target": f"ddim_eta0_from_fixed_noise_timesteps_{'_'.join(map(str, self.target_timesteps))}",
             "timesteps": [int(t) for t in self.timesteps],
         }
+
+
+# ---- likelihood surrogate and teacher -----------------------------------------------------------
+@torch.no_grad()
+def denoising_loglik(policy: nn.Module, batch: dict[str, Tensor], n_draws: int, seed: int) -> Tensor:
+    """Per-sample ELBO surrogate log π(a | s): minus the denoising loss of the batch's action
+    chunks (``action_is_pad`` steps masked out), averaged over ``n_draws`` (noise, timestep)
+    draws that are the same for every call with the same seed (common random numbers, so
+    task-to-task differences are not noise). One draw is one noise chunk and one timestep
+    shared by the whole batch."""
+    policy = unwrap_policy(policy)
+    gen = torch.Generator().manual_seed(seed)
+    with eval_mode(policy):
+        cond = global_cond(policy, batch)
+        actions = batch[ACTION]
+        total = torch.zeros(actions.shape[0])
+        for _ in range(n_draws):
+            eps = torch.randn(actions.shape[1:], generator=gen).expand_as(actions).to(actions.device)
+            t = int(torch.randint(0, num_train_timesteps(policy), (1,), generator=gen))
+            ts = torch.full((actions.shape[0],), t, dtype=torch.long, device=actions.device)
+            pred = denoise(policy, actions, eps, ts, cond)
+            err = ((pred - denoising_target(policy, actions, eps)) ** 2).mean(dim=-1)
+            if "action_is_pad" in batch:
+                keep = (~batch["action_is_pad"]).float()
+                err = (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
+            else:
+                err = err.mean(-1)
+            total += err.cpu()
+    return -total / n_draws
+
+
+def sampled_action_chunk(policy: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """The policy's own full-horizon action chunk (normalised) from its sampler, for the
+    observations of a preprocessed batch (the distillation teacher)."""
+    cond = global_cond(policy, batch)
+    return policy.diffusion.conditional_sample(cond.shape[0], global_cond=cond)
+
+
+@register_family
+class DiffusionFamily(PolicyFamily):
+    types = ("diffusion",)
+    embedder_class = DiffusionEmbedder
+    # The UNet noise predictor is diffusion's action head: its convolutions, FiLM encoders and output.
+    lora_targets = r"diffusion\.unet\..*(cond_encoder\.1|conv[12]\.block\.0|final_conv\.0\.block\.0|final_conv\.1)"
+    head_module = "diffusion.unet.final_conv"
+
+    loglik = staticmethod(denoising_loglik)
+    teacher_action_chunk = staticmethod(sampled_action_chunk)

@@ -1,7 +1,9 @@
-"""Loss-gradient embedding of flow-matching action experts: LeRobot ``SmolVLAPolicy``,
-``PI0Policy`` and ``PI05Policy``.
+"""Flow-matching action experts: LeRobot ``SmolVLAPolicy``, ``PI0Policy`` and ``PI05Policy``.
+Their loss-gradient embedding and head module; LoRA targets are LeRobot's own defaults for
+these policies. No likelihood surrogate (the amf strategy lets each demo inform its own task
+only) and no distillation teacher yet (``--amf.export=merge``).
 
-Last layer: ``policy.model.action_out_proj`` (``nn.Linear(expert_width, max_action_dim)``)
+Embedding. Last layer: ``policy.model.action_out_proj`` (``nn.Linear(expert_width, max_action_dim)``)
 applied at the ``chunk_size`` action positions. LeRobot's convention (``VLAFlowMatching.forward``,
 ``PI0Pytorch.forward``, ``PI05Pytorch.forward`` in lerobot 0.4.4):
 
@@ -40,25 +42,15 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 from torch import nn
 
-from lerobot_amf.embeddings.base import (
-    Capture,
-    Embedder,
-    capture_io,
-    eval_mode,
-    linear_head_gradient,
-    unwrap_policy,
-)
+from lerobot_amf.embeddings.base import Capture, Embedder, capture_io, eval_mode, unwrap_policy
+from lerobot_amf.families.base import PolicyFamily, register_family
 
 Tensor = torch.Tensor
 
-__all__ = ["FLOW_FAMILIES", "FlowEmbedder", "flow_gradient", "flow_loss_grad"]
-
-OBS_STATE = "observation.state"
-OBS_LANGUAGE_TOKENS = "observation.language.tokens"
-OBS_LANGUAGE_ATTENTION_MASK = "observation.language.attention_mask"
-ACTION = "action"
+__all__ = ["FLOW_TYPES", "FlowEmbedder", "FlowFamily", "flow_loss_grad"]
 
 
 def flow_loss_grad(v: Tensor, noise: Tensor, actions: Tensor, action_dim: int | None = None) -> Tensor:
@@ -70,14 +62,6 @@ def flow_loss_grad(v: Tensor, noise: Tensor, actions: Tensor, action_dim: int | 
     u = noise - actions
     r = (v - u)[..., :a]
     return r / (v.shape[-2] * a)
-
-
-def flow_gradient(
-    h: Tensor, v: Tensor, noise: Tensor, actions: Tensor, action_dim: int | None = None, bias: bool = True
-) -> Tensor:
-    """Closed-form [vec(dL/dW[:A]), dL/db[:A]] of ``action_out_proj`` for the flow loss above,
-    averaged over draws. h: (B, K, T, H) its input; v, noise, actions: (B, K, T, max_action_dim)."""
-    return linear_head_gradient(flow_loss_grad(v, noise, actions, action_dim), h, bias=bias)
 
 
 # ---- per-family plumbing -------------------------------------------------------------------
@@ -116,17 +100,22 @@ def _config_time(cfg) -> tuple[float, float, float, float]:
 
 
 @dataclass(frozen=True)
-class FlowFamily:
-    name: str
+class FlowPlumbing:
+    """How one flow policy type builds its model inputs and draws its training times."""
+
     inputs: Callable[[Any, dict], tuple]  # model inputs before (actions, noise, time)
     time_distribution: Callable[[Any], tuple[float, float, float, float]]  # alpha, beta, scale, offset
 
 
-FLOW_FAMILIES: dict[str, FlowFamily] = {
-    "smolvla": FlowFamily("smolvla", _smolvla_inputs, _fixed_time),
-    "pi0": FlowFamily("pi0", _pi0_inputs, _config_time),
-    "pi05": FlowFamily("pi05", _pi05_inputs, _config_time),
+FLOW_TYPES: dict[str, FlowPlumbing] = {
+    "smolvla": FlowPlumbing(_smolvla_inputs, _fixed_time),
+    "pi0": FlowPlumbing(_pi0_inputs, _config_time),
+    "pi05": FlowPlumbing(_pi05_inputs, _config_time),
 }
+
+
+def action_out_proj(policy: nn.Module) -> nn.Module:
+    return policy.model.action_out_proj
 
 
 def _repeat(x, k: int):
@@ -163,11 +152,11 @@ class FlowEmbedder(Embedder):
     ):
         base = unwrap_policy(policy)
         family = family or getattr(base, "name", None)
-        if family not in FLOW_FAMILIES:
-            raise ValueError(f"unknown flow family {family!r}; supported: {sorted(FLOW_FAMILIES)}")
+        if family not in FLOW_TYPES:
+            raise ValueError(f"unknown flow policy type {family!r}; supported: {sorted(FLOW_TYPES)}")
         if target_steps is not None and int(target_steps) < 1:
             raise ValueError(f"target_steps must be >= 1 or None, got {target_steps}")
-        self.spec = FLOW_FAMILIES[family]
+        self.spec = FLOW_TYPES[family]
         self.family = family
         cfg = base.config
         self.config = cfg
@@ -191,8 +180,7 @@ class FlowEmbedder(Embedder):
     def model(self) -> nn.Module:
         return self.policy.model
 
-    def _last_layer(self) -> nn.Module:
-        return self.policy.model.action_out_proj
+    last_layer_of = staticmethod(action_out_proj)
 
     @property
     def grad_rows(self) -> int:
@@ -257,3 +245,11 @@ class FlowEmbedder(Embedder):
             "target_steps": self.target_steps,
             "times": [float(t) for t in self.times],
         }
+
+
+@register_family
+class FlowFamily(PolicyFamily):
+    types = tuple(FLOW_TYPES)
+    embedder_class = FlowEmbedder
+    lora_targets = None  # LeRobot's own defaults (the expert's q/v projections and action projections)
+    head_module = "model.action_out_proj"

@@ -1,0 +1,82 @@
+"""What the project needs to know about one LeRobot policy family, behind one interface.
+
+A family is one class registered for the LeRobot policy types it serves (``register_family``),
+in one module next to its embedder — the way LeRobot pairs ``configuration_X`` / ``modeling_X``
+and peft registers a tuner with ``register_peft_method``. Adding a family is one new file in
+``lerobot_amf/families/`` and one import line in its ``__init__``.
+
+Optional capabilities are ``None`` on families that do not have them (``loglik``: the strategy
+then lets each demo inform its own task only; ``teacher_action_chunk``: distillation is refused
+with a clear error and ``--amf.export=merge`` suggested).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from lerobot_amf.embeddings.base import Embedder, unwrap_policy
+
+Tensor = torch.Tensor
+
+__all__ = ["PolicyFamily", "register_family", "registered_families"]
+
+
+class PolicyFamily:
+    """One family of LeRobot policies (e.g. diffusion; the flow heads smolvla / pi0 / pi05).
+
+    types: the LeRobot policy type names (``policy.config.type`` / ``policy.name``) it serves.
+    embedder_class: its ``Embedder`` subclass (loss-gradient embedding of its action head).
+    lora_targets: peft target-module regex for ``--amf.isolation=lora`` when the user passes no
+        ``--peft.target_modules``; None = LeRobot's own default for the policy.
+    head_module: dotted name of the module copied per partition for ``--amf.isolation=head``.
+    loglik(policy, batch, n_draws, seed) -> (B,) float32 CPU: a per-sample log-likelihood
+        surrogate of the batch's action chunks, for the importance weights (AMF §4); None when
+        the family has none.
+    teacher_action_chunk(policy, batch) -> (B, horizon, A): the policy's own action chunk for a
+        preprocessed batch, the distillation target; None where no teacher is built.
+    """
+
+    types: ClassVar[tuple[str, ...]] = ()
+    embedder_class: ClassVar[type[Embedder]]
+    lora_targets: ClassVar[str | None] = None
+    head_module: ClassVar[str]
+    loglik: Callable[..., Tensor] | None = None
+    teacher_action_chunk: Callable[..., Tensor] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.types[0]
+
+    def last_layer(self, policy: nn.Module) -> nn.Module:
+        """The action head's last layer (Linear or 1×1 Conv1d), whose loss gradient is φ."""
+        return self.embedder_class.last_layer_of(unwrap_policy(policy))
+
+    def embedder(self, policy: nn.Module, **kwargs) -> Embedder:
+        """The family's embedder for ``policy`` (kwargs: ``Embedder`` arguments and the family's own)."""
+        return self.embedder_class(policy, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(types={self.types})"
+
+
+_REGISTRY: dict[str, PolicyFamily] = {}
+
+
+def register_family(cls: type[PolicyFamily]) -> type[PolicyFamily]:
+    """Class decorator: serve ``cls.types`` with one instance of ``cls``."""
+    if not cls.types:
+        raise ValueError(f"{cls.__name__} names no LeRobot policy types")
+    family = cls()
+    for policy_type in cls.types:
+        if policy_type in _REGISTRY:
+            raise ValueError(f"policy type {policy_type!r} is already served by {_REGISTRY[policy_type]!r}")
+        _REGISTRY[policy_type] = family
+    return cls
+
+
+def registered_families() -> dict[str, PolicyFamily]:
+    """Policy type -> family, in registration order (a copy)."""
+    return dict(_REGISTRY)

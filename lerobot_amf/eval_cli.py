@@ -1,0 +1,280 @@
+"""``lerobot-amf-eval``: evaluate a checkpoint per task and per suite, and say what was evaluated.
+
+    lerobot-amf-eval --policy.path=<folder or Hub repo> --env.type=libero \\
+        --env.task=libero_spatial,libero_10/3 --amf.eval_episodes=10 [--output_dir=...]
+
+``--policy.path`` is a plain LeRobot checkpoint (``pretrained_model/``, a Hub repo; loaded as
+``lerobot-eval`` loads it) or a ``routed_model/`` folder or repo (``routing.json``: a frozen base
+checkpoint + one adapter or head copy per partition, routed by the observation's task string).
+``--env.task`` is the pool: suite names, ``<suite>/<task id>`` or ``<suite>/<task name>``. Each
+task gets its own LeRobot vector env and LeRobot's ``eval_policy`` rollouts, seeded
+``eval_seed, eval_seed + 1, ...`` (the same for every task). The report
+(``<output_dir>/amf_eval_report.json``) holds the protocol, what the model is (single model, or
+per-partition with the partitions and the partition each task was routed to), and success per
+task, per suite and pooled, with Wilson 95% intervals, in the structure of ``amf_report.json``'s
+eval entries; the same table is printed.
+"""
+
+
+import datetime as dt
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from lerobot import envs
+from lerobot.configs import parser
+from lerobot.configs.policies import PreTrainedConfig
+from rich.console import Console
+from rich.table import Table
+
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.evaluation import PER_PARTITION, SINGLE_MODEL, eval_protocol, pooled, summarise
+from lerobot_amf.report import _fmt
+
+REPORT_FILENAME = "amf_eval_report.json"
+FORMAT = "lerobot_amf.eval/1"
+WHAT_IT_DOES_NOT_SHOW = ("Success rates over {n} episodes per task in simulation, with these initial states and "
+                         "seeds; they do not show performance on other initial states, other tasks, or real robots.")
+
+
+@dataclass
+class AMFEvalConfig:
+    # Episodes per task, vectorised envs per task, first seed (episode e uses eval_seed + e).
+    eval_episodes: int = 10
+    eval_batch_size: int = 10
+    eval_seed: int = 1_000_000
+    # Routed checkpoints: use this base checkpoint instead of the one recorded in routing.json.
+    base_path: str | None = None
+
+    def validate(self) -> None:
+        if self.eval_episodes < 1 or self.eval_batch_size < 1:
+            raise AMFInputError(f"amf.eval_episodes={self.eval_episodes}, amf.eval_batch_size={self.eval_batch_size}: "
+                                "both must be at least 1.")
+
+
+@dataclass
+class AMFEvalPipelineConfig:
+    env: envs.EnvConfig
+    amf: AMFEvalConfig = field(default_factory=AMFEvalConfig)
+    # Filled from --policy.path (and --policy.* overrides), as lerobot-eval does.
+    policy: PreTrainedConfig | None = None
+    output_dir: Path | None = None
+    rename_map: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.policy_path = parser.get_path_arg("policy")
+        self.policy_overrides = parser.get_cli_overrides("policy")
+
+    @classmethod
+    def __get_path_fields__(cls) -> list[str]:
+        return ["policy"]
+
+
+@dataclass
+class LoadedPolicy:
+    policy: object
+    preprocessor: object
+    postprocessor: object
+    info: dict  # what the report says about the model
+
+
+def catalog_for(env_cfg):
+    """The task catalogue of ``--env.type``."""
+    from lerobot_amf.envs.libero import LiberoCatalog
+
+    if env_cfg.type != LiberoCatalog.env_type:
+        raise AMFInputError(f"lerobot-amf-eval: --env.type={env_cfg.type} has no task catalogue. "
+                            f"Allowed: {LiberoCatalog.env_type}.")
+    return LiberoCatalog()
+
+
+def routed_checkpoint(path: str) -> Path | None:
+    """The local folder of a routed checkpoint at ``path`` (folder or Hub repo); None for a plain one."""
+    from lerobot_amf.isolation.routing import ROUTING_FILENAME
+
+    local = Path(path)
+    if local.is_dir():
+        return local if (local / ROUTING_FILENAME).exists() else None
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        hf_hub_download(path, ROUTING_FILENAME)
+    except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError)
+        raise AMFInputError(f"--policy.path={path}: no such folder, and the Hub repo is not in the local cache while "
+                            "offline (HF_HUB_OFFLINE=1 or no network): download it first (hf download "
+                            f"{path}) or go online.") from None
+    except EntryNotFoundError:
+        return None
+    except HFValidationError:
+        raise AMFInputError(f"--policy.path={path}: no such folder, and not a Hub repo id.") from None
+    return Path(snapshot_download(path))
+
+
+def load_policy(cfg: AMFEvalPipelineConfig) -> LoadedPolicy:
+    """The policy at ``--policy.path`` with its processors, on ``--policy.device``."""
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+    from lerobot.utils.utils import get_safe_torch_device
+
+    if not cfg.policy_path:
+        raise AMFInputError("lerobot-amf-eval needs --policy.path: a LeRobot checkpoint (folder or Hub repo) or a "
+                            "routed_model/ folder.")
+    routed_dir = routed_checkpoint(cfg.policy_path)
+    if routed_dir is not None:
+        from lerobot_amf.isolation import load_routed_policy
+        from lerobot_amf.isolation.routing import ROUTING_FILENAME
+
+        record = json.loads((routed_dir / ROUTING_FILENAME).read_text())
+        base = cfg.amf.base_path or record["base"]["pretrained_path"]
+        device = PreTrainedConfig.from_pretrained(base, cli_overrides=cfg.policy_overrides).device
+        device = str(get_safe_torch_device(device))
+        policy, pre, post = load_routed_policy(routed_dir, device=device, base_path=base)
+        if pre is None:
+            raise AMFInputError(f"--policy.path={cfg.policy_path}: no processors saved next to {ROUTING_FILENAME}.")
+        info = {"variant": PER_PARTITION, "path": str(cfg.policy_path), "type": record["base"]["type"],
+                "isolation": record["mode"], "partitions": record["partitions"]["groups"],
+                "partition_scheme": record["partitions"]["scheme"], "base_checkpoint": base}
+        return LoadedPolicy(policy, pre, post, info)
+    cfg.policy = PreTrainedConfig.from_pretrained(cfg.policy_path, cli_overrides=cfg.policy_overrides)
+    cfg.policy.pretrained_path = cfg.policy_path
+    policy = make_policy(cfg.policy, env_cfg=cfg.env, rename_map=cfg.rename_map)
+    policy.eval()
+    pre, post = make_pre_post_processors(
+        policy_cfg=cfg.policy, pretrained_path=cfg.policy_path,
+        preprocessor_overrides={"device_processor": {"device": str(policy.config.device)},
+                                "rename_observations_processor": {"rename_map": cfg.rename_map}})
+    info = {"variant": SINGLE_MODEL, "path": str(cfg.policy_path), "type": cfg.policy.type}
+    return LoadedPolicy(policy, pre, post, info)
+
+
+def check_routable(policy, catalog, tasks: list[str]) -> None:
+    """A routed policy must route every evaluated task's instruction to one of its partitions."""
+    if not hasattr(policy, "route"):
+        return
+    unroutable = []
+    for task in tasks:
+        try:
+            policy.route({"task": [catalog.instruction(task)]})
+        except ValueError:
+            unroutable.append(task)
+    if unroutable:
+        raise AMFInputError(f"The routed policy has no partition for task(s) {', '.join(unroutable)}. "
+                            f"Its partitions: {policy.partitions.describe()}.")
+
+
+def evaluate_task(loaded: LoadedPolicy, env_processors, env_cfg, task: str, amf_cfg, catalog) -> tuple[dict, list]:
+    """Success of ``task`` (LeRobot's ``eval_policy`` on the catalogue's one-task env) and the
+    initial-state indices its episodes started from (where the env records them)."""
+    from lerobot.envs.factory import make_env
+    from lerobot.envs.utils import close_envs
+    from lerobot.scripts.lerobot_eval import eval_policy
+
+    n_envs = min(amf_cfg.eval_batch_size, amf_cfg.eval_episodes)
+    suites = make_env(catalog.env_for(env_cfg, task), n_envs=n_envs)
+    vec = next(iter(next(iter(suites.values())).values()))
+    try:
+        with torch.no_grad():
+            info = eval_policy(vec, loaded.policy, *env_processors, loaded.preprocessor, loaded.postprocessor,
+                               n_episodes=amf_cfg.eval_episodes, start_seed=amf_cfg.eval_seed)
+        used = sorted(i for env in getattr(vec, "envs", []) for i in getattr(env, "init_states_used", []))
+    finally:
+        close_envs(suites)
+    successes = int(sum(bool(ep["success"]) for ep in info["per_episode"]))
+    return summarise(successes, len(info["per_episode"])), used
+
+
+def evaluate_pool(loaded: LoadedPolicy, env_cfg, tasks: list[str], amf_cfg, catalog) -> dict:
+    """Per task, per suite and pooled success; for a routed policy, the partition each task ran."""
+    from lerobot.envs.factory import make_env_pre_post_processors
+
+    env_processors = make_env_pre_post_processors(env_cfg=env_cfg, policy_cfg=loaded.policy.config)
+    per_task, init_states, routed_to = {}, {}, {}
+    for task in tasks:
+        per_task[task], init_states[task] = evaluate_task(loaded, env_processors, env_cfg, task, amf_cfg, catalog)
+        if hasattr(loaded.policy, "active"):
+            routed_to[task] = loaded.policy.active
+        logging.info(f"{task}: {per_task[task]['successes']}/{per_task[task]['episodes']}")
+    suites: dict[str, list[str]] = {}
+    for task in tasks:
+        suites.setdefault(catalog.suite_of(task), []).append(task)
+    result = {"per_task": per_task, "per_suite": {s: pooled(per_task, ts) for s, ts in suites.items()},
+              "overall": pooled(per_task, tasks), "variant": loaded.info["variant"],
+              "initial_states_used": init_states}
+    if routed_to:
+        result["routed_to_partition"] = routed_to
+    return result
+
+
+def build_report(cfg: AMFEvalPipelineConfig, loaded: LoadedPolicy, tasks: list[str], result: dict, catalog) -> dict:
+    return {
+        "format": FORMAT,
+        "model": loaded.info,
+        "env": {"type": cfg.env.type, "task": cfg.env.task, "pool": tasks},
+        "eval_protocol": {**eval_protocol(cfg.amf, cfg.env), **catalog.protocol(cfg.env)},
+        "eval": result,
+        "not_shown": WHAT_IT_DOES_NOT_SHOW.format(n=cfg.amf.eval_episodes),
+    }
+
+
+def print_report(report: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    ev, model = report["eval"], report["model"]
+    table = Table(title=f"Success per task (Wilson 95%) — {model['variant']} {model['type']} from {model['path']}")
+    for name in ("task", "suite", "success", "episodes"):
+        table.add_column(name, justify="left" if name in ("task", "suite") else "right")
+    suite_of = {t: s for s, entry in ev["per_suite"].items() for t in entry["tasks"]}
+    for task, entry in ev["per_task"].items():
+        table.add_row(task, suite_of[task], _fmt(entry), str(entry["episodes"]))
+    for suite, entry in ev["per_suite"].items():
+        table.add_row(f"{suite} (pooled)", suite, _fmt(entry), str(entry["episodes"]), style="bold")
+    table.add_row("all tasks (pooled)", "", _fmt(ev["overall"]), str(ev["overall"]["episodes"]), style="bold")
+    console.print(table)
+    proto = report["eval_protocol"]
+    what = model["variant"]
+    if model["variant"] == PER_PARTITION:
+        what += f" ({model['isolation']}, {len(model['partitions'])} partitions: {model['partition_scheme']})"
+    console.print(f"model: {what} | eval: {proto['episodes_per_task']} episodes/task, seeds {proto['seeds']}, "
+                  f"max steps {proto['max_steps']}, initial states: {proto.get('initial_states', 'env default')}, "
+                  f"{proto['interval']} intervals")
+    console.print(report["not_shown"])
+
+
+@parser.wrap()
+def amf_eval(cfg: AMFEvalPipelineConfig) -> dict:
+    catalog = catalog_for(cfg.env)
+    tasks = catalog.default_pool(cfg.env)
+    cfg.amf.validate()
+    if cfg.output_dir is None:
+        now = dt.datetime.now()
+        cfg.output_dir = Path("outputs/eval") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}_amf_{cfg.env.type}"
+    path = Path(cfg.output_dir) / REPORT_FILENAME
+    if path.exists():
+        raise AMFInputError(f"--output_dir={cfg.output_dir} already holds {REPORT_FILENAME}; choose another.")
+    loaded = load_policy(cfg)
+    check_routable(loaded.policy, catalog, tasks)
+    result = evaluate_pool(loaded, cfg.env, tasks, cfg.amf, catalog)
+    report = build_report(cfg, loaded, tasks, result, catalog)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print_report(report)
+    return report
+
+
+def main() -> None:
+    from lerobot.utils.import_utils import register_third_party_plugins
+    from lerobot.utils.utils import init_logging
+
+    init_logging()
+    register_third_party_plugins()
+    try:
+        amf_eval()
+    except AMFInputError as err:
+        print(f"lerobot-amf-eval: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The LIBERO task catalogue (from the benchmark definitions inside the ``libero`` package), pool
+parsing and its errors, one-task env configs, the protocol, and the eval CLI's input checks.
+No rendering here: these run in seconds."""
+
+import collections
+import sys
+
+import pytest
+from lerobot.envs.configs import LiberoEnv as LiberoEnvConfig
+
+from lerobot_amf.envs.libero import (
+    LIBERO_SUITES,
+    LiberoCatalog,
+    init_state_indices,
+    instruction_collisions,
+    libero_tasks,
+)
+from lerobot_amf.errors import AMFInputError
+
+CATALOG = LiberoCatalog()
+SUITE_SIZES = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10, "libero_90": 90}
+
+
+def test_catalogue_holds_the_130_tasks_of_the_five_suites_in_lerobot_order():
+    from lerobot.envs.libero import _get_suite
+
+    tasks = CATALOG.all_tasks()
+    assert len(tasks) == len(set(tasks)) == 130
+    assert collections.Counter(CATALOG.suite_of(t) for t in tasks) == SUITE_SIZES
+    for suite in LIBERO_SUITES:  # the suite objects LeRobot's LiberoEnv builds its tasks from
+        lerobot_suite = _get_suite(suite)
+        ours = [t for t in libero_tasks().values() if t.suite == suite]
+        assert [t.task_id for t in ours] == list(range(SUITE_SIZES[suite]))
+        for t in ours:
+            task = lerobot_suite.get_task(t.task_id)  # LeRobot: task_description = task.language
+            assert (t.name, t.instruction, t.init_states_file) == (task.name, task.language, task.init_states_file)
+            assert t.pool_name == f"{suite}/{task.name}" and CATALOG.instruction(t.pool_name) == task.language
+
+
+def test_instructions_are_unique_per_10_task_suite_and_libero_90_repeats_some():
+    main40 = [t for t in CATALOG.all_tasks() if CATALOG.suite_of(t) != "libero_90"]
+    assert len({CATALOG.instruction(t) for t in main40}) == 40
+    assert instruction_collisions(main40) == {}
+    for suite in LIBERO_SUITES[:4]:
+        pool = CATALOG.parse_pool(suite)
+        assert len({CATALOG.instruction(t) for t in pool}) == 10
+    libero_90 = CATALOG.parse_pool("libero_90")
+    assert len({CATALOG.instruction(t) for t in libero_90}) == 74  # 90 scenes-and-goals, 74 distinct sentences
+    clashes = instruction_collisions(["libero_goal/turn_on_the_stove", *libero_90])
+    assert clashes["turn on the stove"] == ["libero_goal/turn_on_the_stove", "libero_90/KITCHEN_SCENE3_turn_on_the_stove",
+                                            "libero_90/KITCHEN_SCENE9_turn_on_the_stove"]
+    assert CATALOG.one_hot_vocabulary() is None  # language-conditioned
+
+
+def test_pools_accept_suites_ids_and_names_in_order_without_repeats():
+    goal = CATALOG.parse_pool("libero_goal")
+    assert len(goal) == 10 and all(t.startswith("libero_goal/") for t in goal)
+    pool = CATALOG.parse_pool(" libero_10/3 , libero_goal/open_the_middle_drawer_of_the_cabinet,libero_10/3")
+    assert pool == [CATALOG.parse_pool("libero_10")[3], "libero_goal/open_the_middle_drawer_of_the_cabinet"]
+    assert CATALOG.parse_pool(["libero_spatial/0", "libero_spatial"]) == CATALOG.parse_pool("libero_spatial")
+    assert CATALOG.parse_pool(pool) == pool  # canonical names parse to themselves
+
+
+@pytest.mark.parametrize("spec, named", [
+    ("libero_spatal", "'libero_spatal' (did you mean libero_spatial?)"),
+    ("libero_10/10", "'libero_10/10' (libero_10 task ids are 0..9)"),
+    ("libero_goal/open_the_midle_drawer_of_the_cabinet",
+     "did you mean libero_goal/open_the_middle_drawer_of_the_cabinet?"),
+    ("libero_goal,metaworld/reach-v3", "'metaworld/reach-v3'"),
+    (" , ", "empty"),
+])
+def test_bad_pool_names_are_one_line_errors_naming_them_and_the_suites(spec, named):
+    with pytest.raises(AMFInputError) as err:
+        CATALOG.parse_pool(spec)
+    message = str(err.value)
+    assert named in message and "\n" not in message
+    assert all(suite in message for suite in LIBERO_SUITES)
+
+
+def test_env_for_builds_exactly_one_task_of_its_suite():
+    cfg = LiberoEnvConfig(task="libero_spatial,libero_10", episode_length=7)
+    task = CATALOG.parse_pool("libero_10/4")[0]
+    one = CATALOG.env_for(cfg, task)
+    assert (one.type, one.task, one.task_ids, one.episode_length) == ("libero", "libero_10", [4], 7)
+    assert one.features["pixels/agentview_image"].shape == (256, 256, 3)  # what LiberoEnv renders
+    assert (cfg.task, cfg.task_ids) == ("libero_spatial,libero_10", None)  # the run's config is untouched
+    with pytest.raises(AMFInputError, match="observation_height=128.*Allowed: 256"):
+        CATALOG.env_for(LiberoEnvConfig(task="libero_10", observation_height=128), task)
+    with pytest.raises(AMFInputError, match="Unknown LIBERO task 'libero_10/4'"):
+        CATALOG.env_for(cfg, "libero_10/4")  # env_for takes canonical pool names only
+
+
+def test_default_pool_reads_env_task_and_task_ids():
+    assert CATALOG.default_pool(LiberoEnvConfig(task="libero_spatial,libero_goal")) == \
+        CATALOG.parse_pool("libero_spatial") + CATALOG.parse_pool("libero_goal")
+    assert CATALOG.default_pool(LiberoEnvConfig(task="libero_10", task_ids=[2, 0])) == \
+        CATALOG.parse_pool("libero_10/2,libero_10/0")
+    with pytest.raises(AMFInputError, match="task_ids selects tasks of whole suites.*libero_10/1"):
+        CATALOG.default_pool(LiberoEnvConfig(task="libero_goal,libero_10/1", task_ids=[0]))
+
+
+def test_protocol_records_steps_initial_states_images_and_cameras():
+    proto = CATALOG.protocol(LiberoEnvConfig(task="libero_10"))
+    assert proto["max_steps"] == {"libero_spatial": 280, "libero_object": 280, "libero_goal": 300,
+                                  "libero_10": 520, "libero_90": 400}
+    assert proto["image_size"] == [256, 256]
+    assert proto["cameras"] == {"observation.images.image": "agentview_image",
+                                "observation.images.image2": "robot0_eye_in_hand_image"}
+    assert "e mod 50" in proto["initial_states"] and init_state_indices(53)[-3:] == [0, 1, 2]
+    assert CATALOG.protocol(LiberoEnvConfig(task="libero_10", episode_length=9))["max_steps"] == 9
+    assert "random" in CATALOG.protocol(LiberoEnvConfig(task="libero_10", init_states=False))["initial_states"]
+
+
+def test_eval_cli_bad_input_exits_2_with_one_line_before_writing(tmp_path, monkeypatch, capsys):
+    from lerobot_amf import eval_cli
+
+    out = tmp_path / "eval"
+    monkeypatch.setattr(sys, "argv", ["lerobot-amf-eval", "--env.type=libero", "--env.task=libero_spatial/11",
+                                      "--policy.path=someone/not_downloaded", f"--output_dir={out}"])
+    with pytest.raises(SystemExit) as exit_info:
+        eval_cli.main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert err[-1].startswith("lerobot-amf-eval: error:") and "libero_spatial task ids are 0..9" in err[-1]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("amf, policy_path, needle", [
+    ({"eval_episodes": 0}, "someone/not_downloaded", "amf.eval_episodes=0"),
+    ({}, None, "needs --policy.path"),
+    ({}, "someone/not_downloaded", "not in the local cache while offline"),
+])
+def test_eval_cli_input_errors_name_the_bad_value(tmp_path, amf, policy_path, needle):
+    from lerobot_amf.eval_cli import AMFEvalConfig, AMFEvalPipelineConfig, amf_eval
+
+    out = tmp_path / "eval"
+    cfg = AMFEvalPipelineConfig(env=LiberoEnvConfig(task="libero_goal/0"), amf=AMFEvalConfig(**amf), output_dir=out)
+    cfg.policy_path = policy_path  # what --policy.path sets
+    with pytest.raises(AMFInputError, match=needle):
+        amf_eval(cfg)
+    assert not out.exists()

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.evaluation import PER_PARTITION, SINGLE_MODEL, eval_protocol, pooled, summarise
+from lerobot_amf.isolation.routing import ROUTING_FILENAME, RoutedPolicy
 from lerobot_amf.report import _fmt
 
 REPORT_FILENAME = "amf_eval_report.json"
@@ -93,8 +94,6 @@ def catalog_for(env_cfg):
 
 def routed_checkpoint(path: str) -> Path | None:
     """The local folder of a routed checkpoint at ``path`` (folder or Hub repo); None for a plain one."""
-    from lerobot_amf.isolation.routing import ROUTING_FILENAME
-
     local = Path(path)
     if local.is_dir():
         return local if (local / ROUTING_FILENAME).exists() else None
@@ -125,11 +124,14 @@ def load_policy(cfg: AMFEvalPipelineConfig) -> LoadedPolicy:
     routed_dir = routed_checkpoint(cfg.policy_path)
     if routed_dir is not None:
         from lerobot_amf.isolation import load_routed_policy
-        from lerobot_amf.isolation.routing import ROUTING_FILENAME
 
         record = json.loads((routed_dir / ROUTING_FILENAME).read_text())
         base = cfg.amf.base_path or record["base"]["pretrained_path"]
-        device = PreTrainedConfig.from_pretrained(base, cli_overrides=cfg.policy_overrides).device
+        try:
+            device = PreTrainedConfig.from_pretrained(base, cli_overrides=cfg.policy_overrides).device
+        except (FileNotFoundError, OSError) as err:
+            raise AMFInputError(f"The routed checkpoint's base {base} cannot be loaded ({type(err).__name__}); "
+                                "pass --amf.base_path=<base checkpoint folder or Hub repo>.") from None
         device = str(get_safe_torch_device(device))
         policy, pre, post = load_routed_policy(routed_dir, device=device, base_path=base)
         if pre is None:
@@ -152,7 +154,7 @@ def load_policy(cfg: AMFEvalPipelineConfig) -> LoadedPolicy:
 
 def check_routable(policy, catalog, tasks: list[str]) -> None:
     """A routed policy must route every evaluated task's instruction to one of its partitions."""
-    if not hasattr(policy, "route"):
+    if not isinstance(policy, RoutedPolicy):
         return
     unroutable = []
     for task in tasks:
@@ -182,8 +184,9 @@ def evaluate_task(loaded: LoadedPolicy, env_processors, env_cfg, task: str, amf_
         used = sorted(i for env in getattr(vec, "envs", []) for i in getattr(env, "init_states_used", []))
     finally:
         close_envs(suites)
-    successes = int(sum(bool(ep["success"]) for ep in info["per_episode"]))
-    return summarise(successes, len(info["per_episode"])), used
+    episodes = info["per_episode"]  # eval_policy keeps the first n_episodes of its full batches
+    successes = int(sum(bool(ep["success"]) for ep in episodes))
+    return summarise(successes, len(episodes)), used[:len(episodes)]
 
 
 def evaluate_pool(loaded: LoadedPolicy, env_cfg, tasks: list[str], amf_cfg, catalog) -> dict:
@@ -194,7 +197,7 @@ def evaluate_pool(loaded: LoadedPolicy, env_cfg, tasks: list[str], amf_cfg, cata
     per_task, init_states, routed_to = {}, {}, {}
     for task in tasks:
         per_task[task], init_states[task] = evaluate_task(loaded, env_processors, env_cfg, task, amf_cfg, catalog)
-        if hasattr(loaded.policy, "active"):
+        if isinstance(loaded.policy, RoutedPolicy):
             routed_to[task] = loaded.policy.active
         logging.info(f"{task}: {per_task[task]['successes']}/{per_task[task]['episodes']}")
     suites: dict[str, list[str]] = {}
@@ -223,8 +226,10 @@ def print_report(report: dict, console: Console | None = None) -> None:
     console = console or Console()
     ev, model = report["eval"], report["model"]
     table = Table(title=f"Success per task (Wilson 95%) — {model['variant']} {model['type']} from {model['path']}")
-    for name in ("task", "suite", "success", "episodes"):
-        table.add_column(name, justify="left" if name in ("task", "suite") else "right")
+    table.add_column("task", overflow="fold")  # LIBERO task names are long: show them whole
+    table.add_column("suite")
+    table.add_column("success", justify="right")
+    table.add_column("episodes", justify="right")
     suite_of = {t: s for s, entry in ev["per_suite"].items() for t in entry["tasks"]}
     for task, entry in ev["per_task"].items():
         table.add_row(task, suite_of[task], _fmt(entry), str(entry["episodes"]))

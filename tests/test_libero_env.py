@@ -28,6 +28,15 @@ EVAL_ORDER = [POOL[1], POOL[0]]
 
 
 @pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny networks next to a CPU-rendering simulator: one torch thread avoids oversubscribed cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", autouse=True)
 def rendering():
     """Skip only where MuJoCo cannot render headless (no EGL), which LIBERO's cameras need."""
     probe = "import mujoco; from mujoco.egl import GLContext; c = GLContext(8, 8); c.make_current(); c.free()"
@@ -138,6 +147,20 @@ def test_plain_checkpoint_loads_as_a_single_model(routed_checkpoint):
     loaded = load_policy(cfg)
     assert loaded.info == {"variant": "single model", "path": str(routed_checkpoint / "base"), "type": "act"}
     assert loaded.preprocessor is not None and not hasattr(loaded.policy, "route")
+
+
+def test_routed_policy_without_a_partition_for_a_task_stops_before_any_env(routed_checkpoint, tmp_path):
+    from lerobot.envs.configs import LiberoEnv as LiberoEnvConfig
+
+    from lerobot_amf.errors import AMFInputError
+    from lerobot_amf.eval_cli import AMFEvalPipelineConfig, amf_eval
+
+    out = tmp_path / "eval"
+    cfg = AMFEvalPipelineConfig(env=LiberoEnvConfig(task="libero_spatial/0,libero_spatial/5"), output_dir=out)
+    cfg.policy_path = str(routed_checkpoint / "routed_model")
+    with pytest.raises(AMFInputError, match=r"no partition for task\(s\) libero_spatial/pick_up_the_black_bowl_on_the"):
+        amf_eval(cfg)
+    assert not out.exists()
 
 
 def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_checkpoint, tmp_path, monkeypatch,

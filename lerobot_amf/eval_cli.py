@@ -3,12 +3,13 @@
     lerobot-amf-eval --policy.path=<folder or Hub repo> --env.type=libero \\
         --env.task=libero_spatial,libero_10/3 --amf.eval_episodes=10 [--output_dir=...]
 
+(any env type with a task catalogue: ``libero``, ``mw_state``).
 ``--policy.path`` is a plain LeRobot checkpoint (``pretrained_model/``, a Hub repo; loaded as
 ``lerobot-eval`` loads it) or a ``routed_model/`` folder or repo (``routing.json``: a frozen base
 checkpoint + one adapter or head copy per partition, routed by the observation's task string).
-``--env.task`` is the pool: suite names, ``<suite>/<task id>`` or ``<suite>/<task name>``. Each
-task gets its own LeRobot vector env and LeRobot's ``eval_policy`` rollouts, seeded
-``eval_seed, eval_seed + 1, ...`` (the same for every task). The report
+``--env.task`` is the pool (LIBERO: suite names, ``<suite>/<task id>`` or ``<suite>/<task name>``).
+Each task gets its own LeRobot vector env and LeRobot's ``eval_policy`` rollouts, seeded
+``eval_seed, eval_seed + 1, ...`` (the same for every task): ``evaluation.evaluate_tasks``. The report
 (``<output_dir>/amf_eval_report.json``) holds the protocol, what the model is (single model, or
 per-partition with the partitions and the partition each task was routed to), and success per
 task, per suite and pooled, with Wilson 95% intervals, in the structure of ``amf_report.json``'s
@@ -23,7 +24,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from lerobot import envs
 from lerobot.configs import parser
 from lerobot.configs.policies import PreTrainedConfig
@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.evaluation import PER_PARTITION, SINGLE_MODEL, eval_protocol, pooled, summarise
+from lerobot_amf.envs.tasks import task_catalog
+from lerobot_amf.evaluation import PER_PARTITION, SINGLE_MODEL, eval_protocol, evaluate_tasks, per_suite, pooled
 from lerobot_amf.isolation.routing import ROUTING_FILENAME, RoutedPolicy
 from lerobot_amf.report import _fmt
 
@@ -80,16 +81,6 @@ class LoadedPolicy:
     preprocessor: object
     postprocessor: object
     info: dict  # what the report says about the model
-
-
-def catalog_for(env_cfg):
-    """The task catalogue of ``--env.type``."""
-    from lerobot_amf.envs.libero import LiberoCatalog
-
-    if env_cfg.type != LiberoCatalog.env_type:
-        raise AMFInputError(f"lerobot-amf-eval: --env.type={env_cfg.type} has no task catalogue. "
-                            f"Allowed: {LiberoCatalog.env_type}.")
-    return LiberoCatalog()
 
 
 def routed_checkpoint(path: str) -> Path | None:
@@ -167,56 +158,29 @@ def check_routable(policy, catalog, tasks: list[str]) -> None:
                             f"Its partitions: {policy.partitions.describe()}.")
 
 
-def evaluate_task(loaded: LoadedPolicy, env_processors, env_cfg, task: str, amf_cfg, catalog) -> tuple[dict, list]:
-    """Success of ``task`` (LeRobot's ``eval_policy`` on the catalogue's one-task env) and the
-    initial-state indices its episodes started from (where the env records them)."""
-    from lerobot.envs.factory import make_env
-    from lerobot.envs.utils import close_envs
-    from lerobot.scripts.lerobot_eval import eval_policy
-
-    n_envs = min(amf_cfg.eval_batch_size, amf_cfg.eval_episodes)
-    suites = make_env(catalog.env_for(env_cfg, task), n_envs=n_envs)
-    vec = next(iter(next(iter(suites.values())).values()))
-    try:
-        with torch.no_grad():
-            info = eval_policy(vec, loaded.policy, *env_processors, loaded.preprocessor, loaded.postprocessor,
-                               n_episodes=amf_cfg.eval_episodes, start_seed=amf_cfg.eval_seed)
-        used = sorted(i for env in getattr(vec, "envs", []) for i in getattr(env, "init_states_used", []))
-    finally:
-        close_envs(suites)
-    episodes = info["per_episode"]  # eval_policy keeps the first n_episodes of its full batches
-    successes = int(sum(bool(ep["success"]) for ep in episodes))
-    return summarise(successes, len(episodes)), used[:len(episodes)]
-
-
 def evaluate_pool(loaded: LoadedPolicy, env_cfg, tasks: list[str], amf_cfg, catalog) -> dict:
-    """Per task, per suite and pooled success; for a routed policy, the partition each task ran."""
-    from lerobot.envs.factory import make_env_pre_post_processors
-
-    env_processors = make_env_pre_post_processors(env_cfg=env_cfg, policy_cfg=loaded.policy.config)
-    per_task, init_states, routed_to = {}, {}, {}
+    """Per task, per suite and pooled success (``evaluation.evaluate_tasks``, one task at a time);
+    for a routed policy also the partition each task ran on (the one active after its rollouts)."""
+    per_task, routed_to = {}, {}
     for task in tasks:
-        per_task[task], init_states[task] = evaluate_task(loaded, env_processors, env_cfg, task, amf_cfg, catalog)
+        per_task.update(evaluate_tasks(loaded.policy, loaded.preprocessor, loaded.postprocessor, env_cfg, [task],
+                                       amf_cfg)["per_task"])
         if isinstance(loaded.policy, RoutedPolicy):
             routed_to[task] = loaded.policy.active
         logging.info(f"{task}: {per_task[task]['successes']}/{per_task[task]['episodes']}")
-    suites: dict[str, list[str]] = {}
-    for task in tasks:
-        suites.setdefault(catalog.suite_of(task), []).append(task)
-    result = {"per_task": per_task, "per_suite": {s: pooled(per_task, ts) for s, ts in suites.items()},
-              "overall": pooled(per_task, tasks), "variant": loaded.info["variant"],
-              "initial_states_used": init_states}
+    result = {"per_task": per_task, "per_suite": per_suite(per_task, catalog.suite_of),
+              "overall": pooled(per_task, tasks), "variant": loaded.info["variant"]}
     if routed_to:
         result["routed_to_partition"] = routed_to
     return result
 
 
-def build_report(cfg: AMFEvalPipelineConfig, loaded: LoadedPolicy, tasks: list[str], result: dict, catalog) -> dict:
+def build_report(cfg: AMFEvalPipelineConfig, loaded: LoadedPolicy, tasks: list[str], result: dict) -> dict:
     return {
         "format": FORMAT,
         "model": loaded.info,
         "env": {"type": cfg.env.type, "task": cfg.env.task, "pool": tasks},
-        "eval_protocol": {**eval_protocol(cfg.amf, cfg.env), **catalog.protocol(cfg.env)},
+        "eval_protocol": eval_protocol(cfg.amf, cfg.env),
         "eval": result,
         "not_shown": WHAT_IT_DOES_NOT_SHOW.format(n=cfg.amf.eval_episodes),
     }
@@ -249,7 +213,7 @@ def print_report(report: dict, console: Console | None = None) -> None:
 
 @parser.wrap()
 def amf_eval(cfg: AMFEvalPipelineConfig) -> dict:
-    catalog = catalog_for(cfg.env)
+    catalog = task_catalog(cfg.env)
     tasks = catalog.default_pool(cfg.env)
     cfg.amf.validate()
     if cfg.output_dir is None:
@@ -261,7 +225,7 @@ def amf_eval(cfg: AMFEvalPipelineConfig) -> dict:
     loaded = load_policy(cfg)
     check_routable(loaded.policy, catalog, tasks)
     result = evaluate_pool(loaded, cfg.env, tasks, cfg.amf, catalog)
-    report = build_report(cfg, loaded, tasks, result, catalog)
+    report = build_report(cfg, loaded, tasks, result)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
     print_report(report)

@@ -52,6 +52,16 @@ def test_instructions_are_unique_per_10_task_suite_and_libero_90_repeats_some():
     assert CATALOG.one_hot_vocabulary() is None  # language-conditioned
 
 
+def test_shared_instructions_name_the_10_task_suites_task_first():
+    vocab = CATALOG.vocabulary(CATALOG.all_tasks())
+    assert vocab.one_hot is None
+    assert vocab.task_of_instruction["turn on the stove"] == "libero_goal/turn_on_the_stove"
+    main40 = [t for t in CATALOG.all_tasks() if CATALOG.suite_of(t) != "libero_90"]
+    assert all(vocab.task_of_instruction[CATALOG.instruction(t)] == t for t in main40)
+    only_90 = CATALOG.vocabulary(CATALOG.parse_pool("libero_90"))
+    assert only_90.task_of_instruction["turn on the stove"] == "libero_90/KITCHEN_SCENE3_turn_on_the_stove"
+
+
 def test_pools_accept_suites_ids_and_names_in_order_without_repeats():
     goal = CATALOG.parse_pool("libero_goal")
     assert len(goal) == 10 and all(t.startswith("libero_goal/") for t in goal)

@@ -19,7 +19,6 @@ there is no GPU) when this module is imported, before LIBERO imports MuJoCo.
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import dataclasses
 import difflib
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 from libero.libero import benchmark as libero_benchmark  # noqa: E402
 from libero.libero import get_libero_path  # noqa: E402
 
+from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, register_catalog, split_task_list  # noqa: E402
 from lerobot_amf.errors import AMFInputError  # noqa: E402
 
 LIBERO_SUITES: tuple[str, ...] = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
@@ -84,44 +84,7 @@ def instruction_collisions(pool: Sequence[str]) -> dict[str, list[str]]:
     return {k: v for k, v in by_instruction.items() if len(v) > 1}
 
 
-class TaskCatalog(abc.ABC):
-    """An env type's tasks: names, pool parsing, instructions, suites, one-task env configs."""
-
-    env_type: str
-
-    @abc.abstractmethod
-    def all_tasks(self) -> list[str]:
-        """Every task name of this env type."""
-
-    @abc.abstractmethod
-    def parse_pool(self, spec: str | Sequence[str]) -> list[str]:
-        """A pool from a comma-separated string or a list; unknown names are an ``AMFInputError``."""
-
-    @abc.abstractmethod
-    def instruction(self, task: str) -> str:
-        """The language instruction (the dataset's task string) of ``task``."""
-
-    def one_hot_vocabulary(self) -> tuple[str, ...] | None:
-        """The fixed task order of a one-hot conditioning input; None for language-conditioned envs."""
-        return None
-
-    @abc.abstractmethod
-    def suite_of(self, task: str) -> str:
-        """The suite ``task`` belongs to: per-suite partitions and tables."""
-
-    @abc.abstractmethod
-    def env_for(self, env_cfg, task: str):
-        """An env config whose ``make_env`` builds exactly ``task``."""
-
-    @abc.abstractmethod
-    def default_pool(self, env_cfg) -> list[str]:
-        """The pool when ``--amf.tasks`` is not given: the env config's own task list."""
-
-    def protocol(self, env_cfg) -> dict:
-        """Evaluation-protocol fields specific to this env."""
-        return {}
-
-
+@register_catalog("libero")
 class LiberoCatalog(TaskCatalog):
     """The 130 tasks of LIBERO's five suites, language-conditioned.
 
@@ -129,14 +92,11 @@ class LiberoCatalog(TaskCatalog):
     ``<suite>/<task id>`` and ``<suite>/<task name>``.
     """
 
-    env_type = "libero"
-
     def all_tasks(self) -> list[str]:
         return list(libero_tasks())
 
     def parse_pool(self, spec: str | Sequence[str]) -> list[str]:
-        names = [t.strip() for t in spec.split(",")] if isinstance(spec, str) else [str(t).strip() for t in spec]
-        names = [n for n in names if n]
+        names = split_task_list(spec)
         if not names:
             raise AMFInputError(f"The LIBERO task pool is empty. Allowed: the suites {', '.join(LIBERO_SUITES)}, "
                                 "'<suite>/<task id>' or '<suite>/<task name>'.")
@@ -186,6 +146,17 @@ class LiberoCatalog(TaskCatalog):
 
     def suite_of(self, task: str) -> str:
         return self.task(task).suite
+
+    def vocabulary(self, pool: list[str]) -> TaskVocabulary:
+        """As the base class, except that an instruction shared by several pool tasks names the first
+        of them in catalogue order: the four 10-task suites (what ``lerobot/libero`` holds) before
+        libero_90 (see ``instruction_collisions``)."""
+        pool_set = set(pool)
+        task_of_instruction: dict[str, str] = {}
+        for task in self.all_tasks():
+            if task in pool_set:
+                task_of_instruction.setdefault(self.instruction(task), task)
+        return dataclasses.replace(super().vocabulary(pool), task_of_instruction=task_of_instruction)
 
     def env_for(self, env_cfg, task: str):
         """LeRobot's ``LiberoEnv`` config for exactly ``task`` (its suite + ``task_ids=[id]``).

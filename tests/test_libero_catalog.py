@@ -62,6 +62,13 @@ def test_shared_instructions_name_the_10_task_suites_task_first():
     assert only_90.task_of_instruction["turn on the stove"] == "libero_90/KITCHEN_SCENE3_turn_on_the_stove"
 
 
+def test_fixture_task_strings_are_catalogue_instructions():
+    from libero_fixtures import LIBERO_TASKS
+
+    task_of = CATALOG.vocabulary(CATALOG.all_tasks()).task_of_instruction
+    assert [CATALOG.instruction(task_of[s]) for s in LIBERO_TASKS] == LIBERO_TASKS
+
+
 def test_pools_accept_suites_ids_and_names_in_order_without_repeats():
     goal = CATALOG.parse_pool("libero_goal")
     assert len(goal) == 10 and all(t.startswith("libero_goal/") for t in goal)

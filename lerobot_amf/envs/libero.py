@@ -14,7 +14,8 @@ libero_object, libero_goal and libero_10 and across those 40 tasks; libero_90 re
 libero_goal or libero_10 task: ``instruction_collisions`` lists them for a pool.
 
 Rendering: ``MUJOCO_GL`` defaults to ``egl`` (headless; software rendering through Mesa where
-there is no GPU) when this module is imported, before LIBERO imports MuJoCo.
+there is no GPU) when this module is imported, before LIBERO's renderer (robosuite) reads it;
+``MUJOCO_GL=osmesa`` or ``glx`` set by the user are kept.
 """
 
 from __future__ import annotations

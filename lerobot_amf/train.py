@@ -61,6 +61,13 @@ class RunPlan:
 def plan_run(cfg: AMFTrainPipelineConfig, source: DemoSource, catalog: TaskCatalog) -> RunPlan:
     amf = cfg.amf
     pool = catalog.parse_pool(amf.tasks if amf.tasks is not None else catalog.default_pool(cfg.env))
+    shared = {}
+    for task in pool:
+        shared.setdefault(catalog.instruction(task), []).append(task)
+    twins = [tasks for tasks in shared.values() if len(tasks) > 1]
+    if twins:  # their demos and their routing could not be told apart
+        raise AMFInputError(f"Tasks with the same instruction cannot share a pool: {'; '.join(map(' = '.join, twins))}. "
+                            "Keep one of each.")
     source.validate_pool(pool)
     weights = amf.target_weights or {t: 1.0 for t in pool}
     unknown = [t for t in weights if t not in pool]

@@ -104,3 +104,15 @@ def test_report_is_rebuilt_from_the_ledger(tmp_path):
     assert final["not_fine_tuned_tasks"]["final"]["successes"] == 1
     ledger.append("run_end")
     assert build_report(tmp_path)["complete"] is True
+
+
+def test_a_pool_with_two_tasks_of_one_instruction_is_refused():
+    pytest.importorskip("libero")
+    from lerobot_amf.envs.libero import LiberoCatalog, instruction_collisions, libero_tasks
+
+    catalog = LiberoCatalog()
+    twins = instruction_collisions(list(libero_tasks()))
+    pair = next(iter(twins.values()))[:2]
+    cfg = config(tasks=",".join(pair))
+    with pytest.raises(AMFInputError, match="same instruction"):
+        plan_run(cfg, MetaworldExpertSource(), catalog)

@@ -87,3 +87,14 @@ def test_pooled_success_over_tasks():
     per_task = {"a": {"successes": 3, "episodes": 10}, "b": {"successes": 7, "episodes": 10}}
     out = pooled(per_task, ["a", "b"])
     assert out["success_rate"] == 0.5 and out["episodes"] == 20
+
+
+@pytest.mark.parametrize("name", ["uniform", "random", "rebalancing", "least_demonstrated"])
+def test_partial_target_weights_spend_the_budget_on_the_weighted_tasks(name):
+    weights = {"a": 0.5, "b": 0.5, "c": 0.0, "d": 0.0}
+    sel = make_strategy(name).select(ctx(weights=weights, pretrain={t: 1 for t in POOL}), 4)
+    assert len(sel.tasks) == 4
+    if name != "least_demonstrated":  # it ignores target weights by design
+        assert set(sel.tasks) == {"a", "b"}
+    if name in ("uniform", "rebalancing"):
+        assert sel.scores["c"] is None and sel.scores["a"] is not None

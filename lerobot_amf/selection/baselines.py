@@ -5,6 +5,16 @@ from __future__ import annotations
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy, greedy_fill
 
 
+def per_weight(count: float, weight: float) -> float:
+    """Demos per unit of target weight; a task of weight 0 is never below its share (inf)."""
+    return count / weight if weight > 0 else float("inf")
+
+
+def finite_scores(scores: dict[str, float]) -> dict[str, float | None]:
+    """Scores for the ledger (JSON): None for a task of weight 0."""
+    return {t: (v if v != float("inf") else None) for t, v in scores.items()}
+
+
 class UniformStrategy(Strategy):
     """Equal demos per task over the run, in a random order.
 
@@ -17,11 +27,11 @@ class UniformStrategy(Strategy):
 
     def select(self, ctx: SelectionContext, n: int) -> Selection:
         def deficit(task, extra):
-            return (ctx.counts.get(task, 0) + extra) / ctx.target_weights[task]
+            return per_weight(ctx.counts.get(task, 0) + extra, ctx.target_weights[task])
 
         tasks = greedy_fill(ctx, n, deficit)
         return Selection(
-            tasks, scores={t: ctx.counts.get(t, 0) / ctx.target_weights[t] for t in ctx.pool},
+            tasks, scores=finite_scores({t: deficit(t, 0) for t in ctx.pool}),
             reason="uniform: fewest fine-tuning demos relative to target weight, random tie-break",
         )
 
@@ -39,6 +49,8 @@ class RandomStrategy(Strategy):
             if not avail:
                 raise ValueError("The demo source has no demos left for any task in the pool.")
             p = [ctx.target_weights[t] for t in avail]
+            if sum(p) <= 0:  # only tasks of weight 0 can still be pulled: any of them
+                p = [1.0] * len(avail)
             task = avail[int(ctx.rng.choice(len(avail), p=[x / sum(p) for x in p]))]
             picked[task] += 1
             tasks.append(task)
@@ -79,8 +91,8 @@ class RebalancingStrategy(Strategy):
 
         def coverage(task, extra):
             total = ctx.pretrain_counts.get(task, 0) + ctx.counts.get(task, 0) + extra
-            return total / ctx.target_weights[task]
+            return per_weight(total, ctx.target_weights[task])
 
         tasks = greedy_fill(ctx, n, coverage)
-        return Selection(tasks, scores={t: coverage(t, 0) for t in ctx.pool},
+        return Selection(tasks, scores=finite_scores({t: coverage(t, 0) for t in ctx.pool}),
                          reason="rebalancing: least (pretraining + fine-tuning) demos per target weight")

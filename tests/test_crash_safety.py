@@ -362,3 +362,68 @@ def test_lora_targets_missing_from_the_policy_are_one_line():
         with pytest.raises(AMFInputError, match=None) as err:
             check_lora_targets(policy, targets)
         assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- the fault-injection benchmark's pieces
+def _faults():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("faults", ROOT / "benchmarks" / "faults.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_phase_markers_tell_where_a_run_is(capfd, monkeypatch):
+    from lerobot_amf.phases import ENV_VAR, phase
+
+    faults = _faults()
+    with phase("selecting"):  # off by default: prints nothing
+        pass
+    assert capfd.readouterr().err == ""
+    monkeypatch.setenv(ENV_VAR, "1")
+    with phase("pretraining"):
+        with phase("writing_demos"):
+            pass
+    with phase("writing_demos"):
+        with phase("selecting"):
+            pass
+    err = capfd.readouterr().err.splitlines()
+    markers = faults.parse_markers(err + ["noise", "amf-phase: begin training 12.5"])
+    assert faults.open_phases(markers) == ["training"]
+    assert faults.open_phases(markers[:5]) == ["writing_demos"]
+    occ = faults.occurrences(markers)
+    assert [(o["phase"], o["index"]) for o in occ] == [("pretraining", 0), ("writing_demos", 0), ("training", 0)]
+    assert occ[0]["seconds"] >= 0 and occ[-1]["seconds"] is None
+    with pytest.raises(ValueError, match="unknown phase"):
+        with phase("napping"):
+            pass
+
+
+def test_ledger_comparison_counts_lost_and_duplicated_demos(tmp_path):
+    faults = _faults()
+
+    def ledger_with(rounds, selections, where):
+        ledger = Ledger(tmp_path / where)
+        for r, tasks in enumerate(selections):
+            ledger.append("selection", round=r, tasks=tasks)
+        for r, ids in enumerate(rounds):
+            ledger.append("demos_pulled", round=r, demos=[{"demo_id": i, "task": "a"} for i in ids])
+        return faults.compared_records(ledger.path)
+
+    ref = ledger_with([["x", "y"], ["z"]], [["a", "a"], ["a"]], "ref")
+    time.sleep(0.01)  # other timestamps: ignored
+    assert faults.compare(ref, ledger_with([["x", "y"], ["z"]], [["a", "a"], ["a"]], "same"), 3) == {
+        "demos_recorded": 3, "episodes_on_disk": 3, "demos_lost": 0, "demos_duplicated": 0,
+        "selections_identical": True, "demos_pulled_identical": True}
+    bad = faults.compare(ref, ledger_with([["x", "y"], ["x"]], [["a", "a"], ["a"], ["a"]], "bad"), 4)
+    assert (bad["demos_lost"], bad["demos_duplicated"], bad["selections_identical"]) == (1, 2, False)
+    summary = faults.summarize([
+        {"killed": True, "killed_in": "training", "survived": True, "demos_lost": 0, "demos_duplicated": 0,
+         "selections_identical": True, "demos_pulled_identical": True},
+        {"killed": True, "killed_in": faults.BETWEEN, "survived": False, "demos_lost": 1, "demos_duplicated": 2,
+         "selections_identical": False, "demos_pulled_identical": False},
+        {"killed": False, "killed_in": faults.BETWEEN, "survived": True, "demos_lost": 0, "demos_duplicated": 0,
+         "selections_identical": False, "demos_pulled_identical": False}])
+    assert summary == {"kills": 2, "distinct_points": 1, "points": {"training": 1, faults.BETWEEN: 1}, "survived": 1,
+                       "demos_lost": 1, "demos_duplicated": 2, "selections_identical": 1}

@@ -1,25 +1,63 @@
 """The run's dataset of fine-tuning demos (a LeRobotDataset) and how training reads it.
 
-* ``open_demo_dataset`` creates the dataset under ``<output_dir>/demos`` or reopens it (resume).
-* ``write_demos`` is the one place where demos from any source become LeRobot episodes.
+* ``write_demos`` is the one place where demos from any source become LeRobot episodes; it
+  writes crash-safely (below) and ``repair_demo_dataset`` puts a stopped run's dataset back to
+  exactly what the ledger records, on ``--resume=true``.
 * ``episode_aware_sampler`` works around a LeRobot 0.4.4 bug (see its docstring).
 * ``episodes_stats`` gives normalisation stats of exactly the episodes trained on.
 * ``read_frames`` reads many frames with their history at once (a LeRobot 0.4.4 slowness).
+
+Crash safety: pull -> write -> record -> swap
+---------------------------------------------
+LeRobot 0.4.4 writes a dataset in place: parquet writers stay open until ``finalize`` (a stop
+before it leaves files without a footer, unreadable) and ``meta/info.json`` / ``stats.json`` /
+``tasks.parquet`` are rewritten in place after every episode. So the committed ``<root>`` is
+never written to. One round's demos go through four steps:
+
+1. **pull** – the source returns the demos in memory. Sources are deterministic by demo id
+   and skip the ids the ledger already records, so the same ledger gives the same demos.
+2. **write** – ``<root>`` is copied to ``<root>.tmp`` (its data and episode-metadata files
+   hard-linked: LeRobot opens a new file when it reopens a dataset, never an old one; the
+   small files it rewrites are copied), the episodes are appended and finalised there, every
+   file is fsynced and the directory is renamed ``<root>.ready``.
+3. **record** – the ledger's ``demos_pulled`` line (``record`` callback). This is the commit
+   point: the demos exist for the run once, and only once, this line is on disk.
+4. **swap** – ``<root>.ready`` replaces ``<root>`` (``atomic.replace_dir_atomic``).
+
+A stop before 3 leaves the ledger without the round's demos: ``repair_demo_dataset`` drops
+``.tmp`` / ``.ready`` and the resumed round pulls again. Its selection is the same (the ledger
+it depends on is the same) and the source gives the same demos (same ids, same frames), so
+nothing is lost, and none of them was recorded, so nothing is duplicated; the cost is one
+repeated pull of one round. A stop after 3 leaves a recorded ``.ready`` (or a half-done swap):
+the repair finishes the swap, and those ids are excluded from every later pull. Whatever the
+stop, after the repair ``<root>`` holds exactly the ledger's episodes, in its order.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from lerobot.datasets.compute_stats import aggregate_stats, compute_episode_stats
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
 from lerobot.datasets.sampler import EpisodeAwareSampler
 
+from lerobot_amf.atomic import TMP_SUFFIX, fsync_tree, recover_dir, replace_dir_atomic
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.phases import phase
 from lerobot_amf.sources.base import Demo
+
+READY_SUFFIX = ".ready"
+# Written once, never reopened by LeRobot (a reopened dataset appends to new files): hard-linked
+# into the staging copy. Everything else (info.json, stats.json, tasks.parquet) is copied.
+_IMMUTABLE_DIRS = ("data", "videos", "meta/episodes")
 
 
 @dataclass
@@ -30,23 +68,32 @@ class DatasetRef:
     root: Path
 
 
-def open_demo_dataset(repo_id: str, root: Path, fps: int, features: dict) -> LeRobotDataset:
-    """The demo dataset at ``root``: reopened if it holds episodes, else created empty."""
-    root = Path(root)
-    if (root / "meta" / "info.json").exists() and (root / "data").exists():
-        return LeRobotDataset(repo_id, root=root)
-    if root.exists():  # created but no episode saved yet (e.g. a crash in round 0): start clean
-        shutil.rmtree(root)
-    return LeRobotDataset.create(repo_id=repo_id, fps=fps, features=features, root=root, use_videos=False)
-
-
-def write_demos(repo_id: str, root: Path, fps: int, features: dict, demos: list[Demo]) -> list[dict]:
+def write_demos(repo_id: str, root: Path, fps: int, features: dict, demos: list[Demo],
+                record: Callable[[list[dict]], object] | None = None) -> list[dict]:
     """Append each demo as one episode of the dataset at ``root``; return the ledger's records.
 
-    The dataset is reopened and finalised on every call: LeRobot 0.4.4 corrupts a dataset when
-    episodes are saved through an object that was already finalised.
+    ``record(records)`` is called once the episodes are written in full and before they are put
+    in place: it must durably record them (the ledger line). See the module docstring.
     """
-    dataset = open_demo_dataset(repo_id, root, fps, features)
+    root = Path(root)
+    with phase("writing_demos"):
+        ready, records = _stage(repo_id, root, fps, features, demos)
+    if record is not None:
+        record(records)
+    replace_dir_atomic(ready, root)
+    return records
+
+
+def _stage(repo_id: str, root: Path, fps: int, features: dict, demos: list[Demo]) -> tuple[Path, list[dict]]:
+    """Steps 1-2: the committed dataset plus ``demos``, complete and fsynced, at ``<root>.ready``."""
+    tmp, ready = _sibling(root, TMP_SUFFIX), _sibling(root, READY_SUFFIX)
+    for leftover in (tmp, ready):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if root.exists():
+        _link_copy(root, tmp)
+        dataset = LeRobotDataset(repo_id, root=tmp)
+    else:
+        dataset = LeRobotDataset.create(repo_id=repo_id, fps=fps, features=features, root=tmp, use_videos=False)
     records = []
     for demo in demos:
         for t in range(demo.length):
@@ -64,8 +111,151 @@ def write_demos(repo_id: str, root: Path, fps: int, features: dict, demos: list[
                 **{f"source_{k}": v for k, v in demo.info.items()},
             }
         )
+    # LeRobot 0.4.4 corrupts a dataset when episodes are saved through an object that was
+    # already finalised: every call opens its own and finalises it once.
     dataset.finalize()
-    return records
+    fsync_tree(tmp)
+    os.rename(tmp, ready)
+    return ready, records
+
+
+def _sibling(root: Path, suffix: str) -> Path:
+    return root.with_name(root.name + suffix)
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    """Copy the dataset ``src`` to ``dst``, hard-linking the files LeRobot never rewrites."""
+    for dirpath, _, filenames in os.walk(src):
+        rel = Path(dirpath).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        immutable = any(rel.as_posix() == d or rel.as_posix().startswith(d + "/") for d in _IMMUTABLE_DIRS)
+        for name in filenames:
+            if immutable:
+                try:
+                    os.link(src / rel / name, dst / rel / name)
+                    continue
+                except OSError:  # no hard links on this file system: copy
+                    pass
+            shutil.copy2(src / rel / name, dst / rel / name)
+
+
+@dataclass
+class RepairReport:
+    """What ``repair_demo_dataset`` found and did (empty ``actions``: the dataset was already right)."""
+
+    recorded: int
+    on_disk_before: int
+    actions: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+    def __str__(self) -> str:
+        done = "; ".join(self.actions) if self.actions else "nothing to repair"
+        return f"demos: ledger records {self.recorded} episode(s), {self.on_disk_before} were on disk: {done}"
+
+
+def count_episodes(root: Path) -> int:
+    """Episodes of the finalised dataset at ``root`` (0 when there is none)."""
+    from lerobot.datasets.utils import load_info
+
+    root = Path(root)
+    if not (root / "meta" / "info.json").exists():
+        return 0
+    return int(load_info(root)["total_episodes"])
+
+
+def repair_demo_dataset(root: Path, recorded: Sequence[dict], repo_id: str = "local/amf_demos") -> RepairReport:
+    """Bring the run's demo dataset at ``root`` back to exactly the episodes the ledger records.
+
+    ``recorded``: the ledger's episode records in order (``LedgerState.episodes``). Leftovers of a
+    stopped ``write_demos`` are resolved (module docstring): an unrecorded ``.tmp`` / ``.ready``
+    is dropped, a recorded ``.ready`` is put in place, a half-done swap is finished or undone;
+    episodes beyond the record (a dataset written in place by an older version) are removed with
+    LeRobot's ``delete_episodes``. A dataset that lacks recorded episodes, or whose episode
+    lengths differ from the record, cannot be repaired: ``AMFInputError``.
+    """
+    root = Path(root)
+    n = len(recorded)
+    indices = [int(rec["episode_index"]) for rec in recorded]
+    if indices != list(range(n)):
+        raise AMFInputError(f"The ledger's demo records are not episodes 0..{n - 1} in order ({indices[:10]}...): "
+                            "it does not belong to this demos/ directory.")
+    report = RepairReport(recorded=n, on_disk_before=count_episodes(root))
+    undone = recover_dir(root)
+    if undone:
+        report.actions.append(undone)
+    tmp, ready = _sibling(root, TMP_SUFFIX), _sibling(root, READY_SUFFIX)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+        report.actions.append(f"removed {tmp.name} (demos being written when the run stopped, never recorded)")
+    if ready.exists():
+        if count_episodes(ready) == n and count_episodes(root) < n:
+            replace_dir_atomic(ready, root)
+            report.actions.append(f"put {ready.name} in place (written and recorded; the stop came before the swap)")
+        else:
+            shutil.rmtree(ready)
+            report.actions.append(f"removed {ready.name} (written, never recorded: those demos are pulled again)")
+    on_disk = _episodes_on_disk(root, n)
+    if on_disk > n:
+        _trim(root, repo_id, n, on_disk)
+        report.actions.append(f"removed episodes {n}..{on_disk - 1} (on disk, never recorded)")
+    elif on_disk < n:
+        raise AMFInputError(f"{root} holds {on_disk} episode(s) but the ledger records {n}: episodes "
+                            f"{on_disk}..{n - 1} are missing and cannot be re-made here. Restore {root.name}/ or start a new run.")
+    if n:
+        _check_lengths(root, repo_id, recorded)
+    for action in report.actions:
+        logging.warning(f"{root}: {action}")
+    return report
+
+
+def _episodes_on_disk(root: Path, n_recorded: int) -> int:
+    """Episodes of ``root``; a dataset LeRobot cannot open is dropped when nothing is recorded."""
+    if not root.exists():
+        return 0
+    try:
+        count = count_episodes(root)
+        if count and not (root / "data").exists():
+            raise FileNotFoundError(root / "data")
+        return count
+    except Exception as err:  # noqa: BLE001 - a half-written dataset fails in many ways
+        if n_recorded == 0:
+            shutil.rmtree(root)
+            return 0
+        raise AMFInputError(f"{root} is not a complete LeRobot dataset ({type(err).__name__}: {err}); the ledger "
+                            f"records {n_recorded} episode(s) in it. Restore it or start a new run.") from None
+
+
+def _trim(root: Path, repo_id: str, keep: int, on_disk: int) -> None:
+    """Keep episodes ``0..keep-1`` of ``root`` (LeRobot's ``delete_episodes`` into a copy, then a swap)."""
+    if keep == 0:
+        shutil.rmtree(root)
+        return
+    from lerobot.datasets.dataset_tools import delete_episodes
+
+    tmp = _sibling(root, TMP_SUFFIX)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        delete_episodes(LeRobotDataset(repo_id, root=root), list(range(keep, on_disk)), output_dir=tmp, repo_id=repo_id)
+    except Exception as err:  # noqa: BLE001 - a dataset written in place and stopped fails in many ways
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AMFInputError(f"{root} holds {on_disk} episodes, the ledger records {keep}, and the extra ones cannot be "
+                            f"removed ({type(err).__name__}: {err}). Restore it or start a new run.") from None
+    replace_dir_atomic(tmp, root)
+
+
+def _check_lengths(root: Path, repo_id: str, recorded: Sequence[dict]) -> None:
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    lengths = [int(x) for x in LeRobotDatasetMetadata(repo_id, root=root).episodes["length"]]
+    expected = [int(rec["length"]) for rec in recorded]
+    wrong = [i for i, (a, b) in enumerate(zip(lengths, expected)) if a != b]
+    if wrong:
+        i = wrong[0]
+        raise AMFInputError(f"{root}: episode {i} has {lengths[i]} frames, the ledger records {expected[i]} "
+                            f"({len(wrong)} episode(s) differ): this demos/ directory is not the ledger's.")
 
 
 def episode_aware_sampler(

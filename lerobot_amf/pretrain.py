@@ -4,6 +4,12 @@ from scratch on them, saved as a normal LeRobot checkpoint
 and cached (keyed by everything that shapes it) so the next run skips it.
 
 Users with their own generalist pass ``--policy.path`` instead and this module is not used.
+
+The cache entry is used only when complete: everything is built under ``<entry>.tmp`` and
+renamed into place (``atomic.replace_dir_atomic``) with its ``amf_pretrain.json`` inside, so a
+stop during pretraining leaves at most a ``.tmp`` (or a half-done swap), which the next run for
+the same entry discards (or undoes) before it pretrains again. Bad settings are one-line
+``AMFInputError``s, raised before anything is written.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -23,7 +28,10 @@ from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.constants import HF_LEROBOT_HOME
 
 from lerobot_amf import __version__
+from lerobot_amf.atomic import TMP_SUFFIX, read_json_or_none, recover_dir, replace_dir_atomic, write_json_atomic
 from lerobot_amf.data import DatasetRef, write_demos
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.phases import phase
 from lerobot_amf.training import train_steps
 
 PRETRAIN_RECORD = "amf_pretrain.json"
@@ -31,18 +39,59 @@ PRETRAIN_DEMOS_DIR = "pretrain_demos"  # inside the cached checkpoint: a LeRobot
 
 
 def pretrain_allocation(pool: list[str], pcfg) -> dict[str, int]:
+    """Pretraining demos per pool task; bad ``--amf.pretrain.*`` settings are ``AMFInputError``s."""
+    for name in ("steps", "batch_size"):
+        value = getattr(pcfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise AMFInputError(f"amf.pretrain.{name}={value!r}: must be an integer >= 1.")
     if pcfg.demos_per_task is not None:
-        missing = [t for t in pcfg.demos_per_task if t not in pool]
-        if missing:
-            raise ValueError(f"amf.pretrain.demos_per_task names tasks outside the pool: {', '.join(missing)}.")
-        return {t: int(pcfg.demos_per_task.get(t, 0)) for t in pool}
-    covered = math.ceil(len(pool) / 2)
-    return {t: pcfg.demos_covered if i < covered else pcfg.demos_uncovered for i, t in enumerate(pool)}
+        outside = [t for t in pcfg.demos_per_task if t not in pool]
+        if outside:
+            raise AMFInputError(f"amf.pretrain.demos_per_task names task(s) outside the pool: {', '.join(outside)}. "
+                                f"Pool: {', '.join(pool)}.")
+        bad = {t: k for t, k in pcfg.demos_per_task.items() if not isinstance(k, int) or k < 0}
+        if bad:
+            raise AMFInputError(f"amf.pretrain.demos_per_task={bad}: demo counts must be integers >= 0.")
+        allocation = {t: int(pcfg.demos_per_task.get(t, 0)) for t in pool}
+    else:
+        for name in ("demos_covered", "demos_uncovered"):
+            value = getattr(pcfg, name)
+            if not isinstance(value, int) or value < 0:
+                raise AMFInputError(f"amf.pretrain.{name}={value!r}: must be an integer >= 0.")
+        covered = math.ceil(len(pool) / 2)
+        allocation = {t: pcfg.demos_covered if i < covered else pcfg.demos_uncovered for i, t in enumerate(pool)}
+    if sum(allocation.values()) == 0:
+        raise AMFInputError(f"amf.pretrain: the allocation {allocation} has no demos; the generalist needs at least one "
+                            "(set amf.pretrain.demos_covered / demos_per_task, or pass --policy.path).")
+    return allocation
 
 
 def read_pretrain_record(checkpoint: Path) -> dict | None:
     path = Path(checkpoint) / PRETRAIN_RECORD
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def cached_eval_path(checkpoint: Path, key_material) -> Path | None:
+    """Where the evaluation of this embedded-default checkpoint under ``key_material`` (anything
+    JSON-able that fixes the protocol) is kept; None for other checkpoints (not ours to write in)."""
+    if read_pretrain_record(checkpoint) is None:
+        return None
+    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(checkpoint) / f"amf_eval_{key}.json"
+
+
+def read_cached_eval(checkpoint: Path, key_material) -> dict | None:
+    """The kept evaluation, or None (none kept; or torn by an older version's plain write: redone)."""
+    path = cached_eval_path(checkpoint, key_material)
+    result = read_json_or_none(path) if path is not None else None
+    return result if isinstance(result, dict) else None
+
+
+def write_cached_eval(checkpoint: Path, key_material, result: dict) -> None:
+    """Keep an evaluation with the checkpoint, atomically (a stop mid-write leaves the old state)."""
+    path = cached_eval_path(checkpoint, key_material)
+    if path is not None:
+        write_json_atomic(path, result, indent=None)
 
 
 def pretrain_demos_ref(checkpoint, record: dict | None) -> DatasetRef | None:
@@ -70,19 +119,25 @@ def ensure_pretrained(cfg, pool: list[str], accelerator, source) -> Path:
     key = hashlib.sha256(json.dumps(key_material, sort_keys=True, default=str).encode()).hexdigest()[:16]
     cache_root = Path(pcfg.cache_dir) if pcfg.cache_dir else HF_LEROBOT_HOME / "lerobot_amf_cache"
     final = cache_root / f"pretrained_{cfg.policy.type}_{key}"
+    if accelerator.is_main_process:
+        recover_dir(final)  # a stop between the two renames of the swap below
+    accelerator.wait_for_everyone()
     if (final / PRETRAIN_RECORD).exists():
         logging.info(f"Using cached pretrained policy {final}")
         return final
-    _pretrain(cfg, allocation, key_material, cache_root, final, accelerator, source)
+    with phase("pretraining"):
+        _pretrain(cfg, allocation, key_material, final, accelerator, source)
     return final
 
 
-def _pretrain(cfg, allocation, key_material, cache_root: Path, final: Path, accelerator, source) -> None:
+def _pretrain(cfg, allocation, key_material, final: Path, accelerator, source) -> None:
     """Main process records the demos; every process trains (DDP); main saves atomically."""
     from lerobot.datasets.factory import make_dataset
 
-    work = cache_root / f"{final.name}.tmp"
+    work = final.with_name(final.name + TMP_SUFFIX)
     if accelerator.is_main_process:
+        if work.exists():
+            logging.warning(f"Discarding {work}: an earlier pretraining was stopped before it finished.")
         shutil.rmtree(work, ignore_errors=True)
         logging.info(f"Pretraining: pulling demos {allocation} from {source.name}")
         demos = [demo for task, k in allocation.items() if k for demo in source.pull(task, k, set())]
@@ -113,8 +168,7 @@ def _pretrain(cfg, allocation, key_material, cache_root: Path, final: Path, acce
         }
         (out / PRETRAIN_RECORD).write_text(json.dumps(record, indent=2, default=str))
         # The pretraining demos stay with the checkpoint (AMF's state estimates and replay use them).
-        os.replace(work / "demos", out / PRETRAIN_DEMOS_DIR)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(out, final)  # atomic: a crash leaves no half-written cache entry
+        (work / "demos").rename(out / PRETRAIN_DEMOS_DIR)
+        replace_dir_atomic(out, final)  # fsynced, then renamed: a stop leaves no half-written entry
         shutil.rmtree(work, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -6,17 +6,17 @@ selected), the selection strategy, and the evaluation protocol with Wilson 95% i
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from lerobot_amf.atomic import atomic_path, write_json_atomic
 from lerobot_amf.evaluation import pooled
 from lerobot_amf.evaluation import PER_PARTITION as ROUTED
 from lerobot_amf.evaluation import SINGLE_MODEL as SINGLE
 from lerobot_amf.ledger import Ledger
+from lerobot_amf.phases import phase
 
 REPORT_FILENAME = "amf_report.json"
 SCHEMA_VERSION = 1
@@ -121,12 +121,11 @@ def _final(pool, counts, pretrained, last) -> dict | None:
 
 
 def write_report(output_dir: Path) -> dict:
-    report = build_report(output_dir)
-    path = Path(output_dir) / REPORT_FILENAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
-    write_plots(report, Path(output_dir))
+    """Rebuild the report and plots from the ledger; each file is replaced atomically."""
+    with phase("writing_report"):
+        report = build_report(output_dir)
+        write_json_atomic(Path(output_dir) / REPORT_FILENAME, report, indent=2)
+        write_plots(report, Path(output_dir))
     return report
 
 
@@ -241,8 +240,7 @@ def write_plots(report: dict, output_dir: Path) -> None:
         ax.set_title(f"Success vs demos\n({title_suffix})", fontsize=9)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
         fig.tight_layout()
-        fig.savefig(output_dir / "success_vs_demos.png", dpi=110)
-        plt.close(fig)
+        _save_figure(fig, output_dir / "success_vs_demos.png")
     if report["rounds"]:
         fig, ax = plt.subplots(figsize=(7, 4))
         rounds = [r["round"] for r in report["rounds"]]
@@ -257,5 +255,12 @@ def write_plots(report: dict, output_dir: Path) -> None:
         ax.set_title(f"Demos per task per round ({report['strategy']})", fontsize=9)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
         fig.tight_layout()
-        fig.savefig(output_dir / "selections_per_round.png", dpi=110)
-        plt.close(fig)
+        _save_figure(fig, output_dir / "selections_per_round.png")
+
+
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip("."))
+    plt.close(fig)

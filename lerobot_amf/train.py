@@ -11,8 +11,6 @@ points at the newest), ``amf_report.json`` and the plots.
 """
 
 import dataclasses
-import hashlib
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -23,12 +21,13 @@ from lerobot.configs import parser
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot.utils.random_utils import set_seed
-from lerobot.utils.train_utils import update_last_checkpoint
+from lerobot.utils.constants import LAST_CHECKPOINT_LINK
 from lerobot.utils.utils import init_logging
 from rich.console import Console
 
 from lerobot_amf.configs import AMFTrainPipelineConfig
-from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, write_demos
+from lerobot_amf.atomic import atomic_dir, symlink_atomic
+from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, repair_demo_dataset, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
 from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, task_catalog
 from lerobot_amf.errors import AMFInputError
@@ -38,7 +37,8 @@ from lerobot_amf.isolation.modes import Isolation, make_isolation, plan_partitio
 from lerobot_amf.isolation.partitions import Partitions
 from lerobot_amf.ledger import Ledger, LedgerState
 from lerobot_amf.publish import PushError, check_push_ready, push_run
-from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_pretrain_record
+from lerobot_amf.phases import phase
+from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_cached_eval, read_pretrain_record, write_cached_eval
 from lerobot_amf.report import print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import Selection, SelectionContext, Strategy, make_strategy
 from lerobot_amf.sources import DemoSource, make_source
@@ -214,13 +214,9 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
             pretrain_counts=pretrain_counts,
             eval_protocol=eval_protocol(cfg.amf, cfg.env),
         )
-    on_disk = count_episodes(run.demos.root)
-    recorded = len(ledger.state().episodes)
-    if run.main and on_disk != recorded:
-        raise RuntimeError(
-            f"{run.demos.root} holds {on_disk} episodes but the ledger records "
-            f"{recorded}: the run stopped while writing demos. Move demos/ aside to re-pull them."
-        )
+    if run.main:  # a stop while demos were being written: back to exactly what the ledger records
+        repair_demo_dataset(run.demos.root, ledger.state().episodes, run.demos.repo_id)
+    accelerator.wait_for_everyone()
     if run.main and not any(r["round"] == -1 for r in ledger.records("eval")):
         console.rule("Evaluating the pretrained policy")
         result = cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, plan.pool)
@@ -261,7 +257,7 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
     """Every process calls the strategy (amf shards its embedding pass across them and gathers;
     the choice is deterministic, so all agree)."""
     plan = run.plan
-    with run.isolation.selection_policy(run.accelerator) as selection_policy:
+    with phase("selecting"), run.isolation.selection_policy(run.accelerator) as selection_policy:
         ctx = SelectionContext(
             round_index=r, pool=plan.pool, target_weights=plan.target_weights,
             counts={t: state.counts.get(t, 0) for t in plan.pool},
@@ -276,29 +272,34 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
         return run.strategy.select(ctx, plan.rounds[r])
 
 
-def pull_and_record(run: Run, r: int, selection: Selection, state: LedgerState) -> None:
-    """Main process: record the selection, pull its demos, write them, record them."""
-    run.ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
-                      details=selection.details, reason=selection.reason)
-    console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")
+def pull_and_record(run: Run, r: int, tasks: list[str], state: LedgerState) -> None:
+    """Main process: pull the selected demos, write them, record them (data.write_demos: the
+    ledger line is the commit point, so a stop anywhere neither loses nor repeats a demo)."""
     new_demos = []
-    for task, k in Counter(selection.tasks).items():
-        with console.status(f"Pulling {k} demo(s) of {task} from {run.source.name}"):
-            new_demos += run.source.pull(task, k, state.demo_ids)
-    records = write_demos(run.demos.repo_id, run.demos.root, run.source.fps, run.source.features(), new_demos)
-    run.ledger.append("demos_pulled", round=r, demos=records)
+    with phase("pulling"):
+        for task, k in Counter(tasks).items():
+            with console.status(f"Pulling {k} demo(s) of {task} from {run.source.name}"):
+                new_demos += run.source.pull(task, k, state.demo_ids)
+    write_demos(run.demos.repo_id, run.demos.root, run.source.fps, run.source.features(), new_demos,
+                record=lambda records: run.ledger.append("demos_pulled", round=r, demos=records))
 
 
 def run_round(run: Run, r: int) -> None:
     """One round: select -> pull -> fine-tune -> save -> evaluate -> record."""
     cfg, accelerator, isolation = run.cfg, run.accelerator, run.isolation
     state = run.ledger.state()
-    pulled = [rec for rec in run.ledger.records("demos_pulled") if rec["round"] == r]
-    selection = None if pulled else select_tasks(run, r, state)
+    # A selection already recorded for this round (the run stopped before its demos were) is
+    # pulled as recorded, not made again.
+    recorded = state.selections.get(r)
+    selection = None if recorded is not None or r in state.pulled_rounds else select_tasks(run, r, state)
     if run.main:
         console.rule(f"Round {r + 1}/{len(run.plan.rounds)} — strategy {run.strategy.name}")
         if selection is not None:
-            pull_and_record(run, r, selection, state)
+            run.ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
+                              details=selection.details, reason=selection.reason)
+            console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")
+        if r not in state.pulled_rounds:
+            pull_and_record(run, r, selection.tasks if selection is not None else recorded["tasks"], state)
     accelerator.wait_for_everyone()
 
     state = run.ledger.state()
@@ -309,21 +310,26 @@ def run_round(run: Run, r: int) -> None:
             cfg, accelerator.unwrap_model(isolation.module),
             episodes_stats(open_dataset(cfg, run.demos, what="demo dataset")))
     desc = f"Fine-tuning round {r + 1}/{len(run.plan.rounds)}"
-    metrics = isolation.train(run.demos, accelerator, run.preprocessor, state.episodes, new_tasks, desc=desc)
+    with phase("training"):
+        metrics = isolation.train(run.demos, accelerator, run.preprocessor, state.episodes, new_tasks, desc=desc)
+        exported = isolation.export(run.demos, run.preprocessor, state.episodes) if run.main else None
     if run.main:
-        exported = isolation.export(run.demos, run.preprocessor, state.episodes)
         if exported is not None:
             metrics = {**metrics, "export": exported}
         ckpt = round_dir(run.output_dir, r)
-        saved = isolation.save(ckpt, cfg.amf.steps_per_round * (r + 1), accelerator, run.preprocessor,
-                               run.postprocessor)
-        update_last_checkpoint(ckpt)
+        with phase("saving_checkpoint"), atomic_dir(ckpt) as partial:  # `last` only ever points at a whole one
+            saved = isolation.save(partial, cfg.amf.steps_per_round * (r + 1), accelerator, run.preprocessor,
+                                   run.postprocessor)
+        saved = ckpt / saved.relative_to(partial)
+        symlink_atomic(ckpt.parent / LAST_CHECKPOINT_LINK, ckpt.name)
         run.ledger.append("train", round=r, metrics=metrics)
-        for variant, result in isolation.evaluate(accelerator, run.preprocessor, run.postprocessor, cfg.env):
-            run.ledger.append("eval", round=r, variant=variant, **result)
+        with phase("evaluating"):
+            for variant, result in isolation.evaluate(accelerator, run.preprocessor, run.postprocessor, cfg.env):
+                run.ledger.append("eval", round=r, variant=variant, **result)
         run.ledger.append("round_end", round=r, demos_per_task={t: state.counts.get(t, 0) for t in run.plan.pool},
                           checkpoint=str(saved))
-        report = write_report(run.output_dir)
+        with phase("writing_report"):
+            report = write_report(run.output_dir)
         if r < len(run.plan.rounds) - 1:
             print_round_table(report, Console())
     accelerator.wait_for_everyone()
@@ -335,7 +341,8 @@ def finish_run(run: Run) -> dict | None:
     if run.main:
         if not any(True for _ in run.ledger.records("run_end")):
             run.ledger.append("run_end")
-        report = write_report(run.output_dir)
+        with phase("writing_report"):
+            report = write_report(run.output_dir)
         out = Console()
         print_round_table(report, out)
         print_final_comparison(report, out)
@@ -367,24 +374,17 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
     return finish_run(run)
 
 
-def count_episodes(root: Path) -> int:
-    info = Path(root) / "meta" / "info.json"
-    return json.loads(info.read_text())["total_episodes"] if (Path(root) / "data").exists() and info.exists() else 0
-
-
 def cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, pool) -> dict:
     """Evaluate the pretrained policy; the embedded default's cached checkpoint keeps the result."""
-    key = hashlib.sha256(json.dumps([pool, eval_protocol(cfg.amf, cfg.env), cfg.amf.eval_seed,
-                                     cfg.amf.normalization], sort_keys=True).encode()).hexdigest()[:12]
+    key = [pool, eval_protocol(cfg.amf, cfg.env), cfg.amf.eval_seed, cfg.amf.normalization]
     ckpt = Path(cfg.policy.pretrained_path)
-    cache = ckpt / f"amf_eval_{key}.json" if read_pretrain_record(ckpt) else None
-    if cache is not None and cache.exists():
-        result = json.loads(cache.read_text())
-        console.print(f"Pretrained policy's evaluation read from {cache.name} (same protocol, same seeds).")
+    result = read_cached_eval(ckpt, key)
+    if result is not None:
+        console.print("Pretrained policy's evaluation read from the cached checkpoint (same protocol, same seeds).")
         return {**result, "cached": True}
-    result = evaluate_tasks(policy, preprocessor, postprocessor, cfg.env, pool, cfg.amf)
-    if cache is not None:
-        cache.write_text(json.dumps(result))
+    with phase("evaluating"):
+        result = evaluate_tasks(policy, preprocessor, postprocessor, cfg.env, pool, cfg.amf)
+    write_cached_eval(ckpt, key, result)
     return result
 
 

@@ -57,7 +57,7 @@ def test_checkpoints_are_lerobot_checkpoints_with_the_amf_config(tiny_run):
 
 
 def test_second_run_reuses_the_cached_pretrained_policy(tiny_run, lerobot_home, tmp_path):
-    proc = run_cli([*TINY_ARGS, f"--output_dir={tmp_path / 'again'}", "--amf.strategy=uniform", "--amf.rounds=1",
+    run_cli([*TINY_ARGS, f"--output_dir={tmp_path / 'again'}", "--amf.strategy=uniform", "--amf.rounds=1",
                     "--amf.budget=2"], lerobot_home)
     second_start = read_jsonl(tmp_path / "again" / "amf_ledger.jsonl")[0]
     first_start = read_jsonl(tiny_run / "amf_ledger.jsonl")[0]

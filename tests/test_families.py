@@ -10,7 +10,7 @@ from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from peft import LoraConfig, get_peft_model
 
-from conftest import ACTION, ENV, STATE, diffusion_batch, features
+from conftest import ENV, STATE, diffusion_batch, features
 from lerobot_amf.embeddings import make_embedder
 from lerobot_amf.families import base as families_base
 from lerobot_amf.families import PolicyFamily, family_of, register_family, supported_types

@@ -13,7 +13,7 @@ from torch.utils.data import SequentialSampler
 from conftest import TINY_ARGS, diffusion_batch, features, read_jsonl, run_cli
 from lerobot_amf.envs.metaworld_state import MetaworldCatalog, task_description
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.isolation import Partitions, RoutedPolicy, load_routed_policy, make_partitions
+from lerobot_amf.isolation import RoutedPolicy, load_routed_policy, make_partitions
 from lerobot_amf.isolation.export import merge
 from lerobot_amf.isolation.partitions import cluster_tasks
 from lerobot_amf.isolation.replay import MixedBatchSampler

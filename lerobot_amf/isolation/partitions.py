@@ -8,7 +8,8 @@
 * ``clustered`` — ``--amf.n_partitions`` groups by k-means over the pretrained policy's mean
   task embeddings (``cluster_tasks``);
 * ``all``       — one partition holding the whole pool: a shared adapter;
-* a path to a JSON file, either ``{"task": "partition", ...}`` or ``{"partition": ["task", ...]}``.
+* a JSON map, inline or in a file (the value is a path unless it starts with ``{``), either
+  ``{"task": "partition", ...}`` or ``{"partition": ["task", ...]}``.
 
 Every task of the pool must be in exactly one partition and every partition must hold a pool
 task; anything else is a one-line ``AMFInputError`` naming the offender.
@@ -16,6 +17,7 @@ task; anything else is a one-line ``AMFInputError`` naming the offender.
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,31 +77,48 @@ def make_partitions(spec: str, pool: list[str], *, task_embeddings: dict[str, np
         if task_embeddings is None:
             raise AMFInputError("amf.partitions=clustered needs the pretrained policy's task embeddings.")
         return validated_partitions(cluster_tasks(task_embeddings, pool, n_partitions, seed), pool, spec)
+    if spec.lstrip().startswith("{"):
+        return parse_partition_map(spec, pool, "map:inline")
     path = Path(spec)
     if path.suffix == ".json" or path.exists():
         return load_partition_map(path, pool)
-    raise AMFInputError(f"Unknown amf.partitions={spec!r}. Allowed: {', '.join(SCHEMES)}, or a path to a JSON map.")
+    raise AMFInputError(f"Unknown amf.partitions={spec!r}. Allowed: {', '.join(SCHEMES)}, a JSON map "
+                        '(e.g. \'{"a": ["task1"], "b": ["task2"]}\'), or a path to a JSON file holding one.')
 
 
 def load_partition_map(path: Path, pool: list[str]) -> Partitions:
-    """A user's JSON map: ``{task: partition}`` or ``{partition: [tasks]}``."""
+    """A user's JSON map in a file."""
     if not Path(path).exists():
         raise AMFInputError(f"amf.partitions={path}: no such file.")
+    return parse_partition_map(Path(path).read_text(), pool, f"map:{Path(path).name}", shown=str(path))
+
+
+def parse_partition_map(text: str, pool: list[str], scheme: str, shown: str | None = None) -> Partitions:
+    """A user's JSON map, ``{task: partition}`` or ``{partition: [tasks]}``; ``shown`` names it in errors."""
+    shown = shown if shown is not None else text
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise AMFInputError(f"amf.partitions={path}: not valid JSON ({err}).") from None
+        # draccus parses a ``{...}`` command-line value as YAML and hands a ``str`` field the
+        # Python repr of the result ("{'a': ['reach-v3']}"): read it back as a literal.
+        try:
+            data = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise AMFInputError(f"amf.partitions={shown}: not valid JSON ({err}).") from None
     if not isinstance(data, dict) or not data:
-        raise AMFInputError(f"amf.partitions={path}: expected a non-empty JSON object.")
+        raise AMFInputError(f"amf.partitions={shown}: expected a non-empty JSON object.")
     if all(isinstance(v, str) for v in data.values()):  # {task: partition}
         groups: dict[str, list[str]] = {}
         for task, name in data.items():
             groups.setdefault(name, []).append(task)
-    elif all(isinstance(v, list) for v in data.values()):  # {partition: [tasks]}
+    elif all(isinstance(v, list) and all(isinstance(t, str) for t in v) for v in data.values()):  # {partition: [tasks]}
         groups = {name: list(tasks) for name, tasks in data.items()}
     else:
-        raise AMFInputError(f"amf.partitions={path}: expected {{task: partition}} or {{partition: [tasks]}}.")
-    return validated_partitions(groups, pool, f"map:{Path(path).name}")
+        raise AMFInputError(f"amf.partitions={shown}: expected {{task: partition}} or {{partition: [tasks]}}.")
+    try:
+        return validated_partitions(groups, pool, scheme)
+    except AMFInputError as err:
+        raise AMFInputError(f"amf.partitions={shown}: {err}") from None
 
 
 def validated_partitions(groups: dict[str, list[str]], pool: list[str], scheme: str) -> Partitions:

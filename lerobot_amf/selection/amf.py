@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
-from lerobot.utils.constants import ACTION, OBS_ENV_STATE
+from lerobot.utils.constants import OBS_ENV_STATE
 
 from lerobot_amf.data import read_frames
 from lerobot_amf.embeddings import unwrap_policy

@@ -30,6 +30,8 @@ from typing import Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
+from lerobot_amf.errors import AMFInputError
+
 Tensor = torch.Tensor
 ArrayLike = Union[Tensor, Sequence[Sequence[float]]]
 
@@ -41,6 +43,7 @@ _SCORE_CHUNK = 2048
 
 __all__ = [
     "GreedyResult",
+    "check_finite_embeddings",
     "WeightSpacePosterior",
     "dense_gp_variance",
     "greedy_batch",
@@ -59,6 +62,26 @@ def _as_rows(phi: ArrayLike, device: Optional[torch.device] = None) -> Tensor:
     if t.ndim != 2:
         raise ValueError(f"expected embeddings of shape (n, d), got {tuple(t.shape)}")
     return t
+
+
+def check_finite_embeddings(embeddings: Mapping[str, ArrayLike], what: str = "embeddings") -> None:
+    """Stop selection with one line when any embedding is NaN / inf (name -> rows).
+
+    A GP fed NaN scores every task NaN and the greedy pick silently becomes the first task;
+    non-finite embeddings come from a checkpoint or demos holding NaN / inf values.
+    """
+    bad = {}
+    for name, rows in embeddings.items():
+        t = torch.as_tensor(rows)
+        if t.numel() == 0:
+            continue
+        finite = torch.isfinite(t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(1, -1)).all(dim=1)
+        if not bool(finite.all()):
+            bad[name] = (int((~finite).sum()), int(finite.numel()))
+    if bad:
+        listed = ", ".join(f"{name} ({n} of {m} rows)" for name, (n, m) in bad.items())
+        raise AMFInputError(f"Non-finite (NaN/inf) {what} for: {listed}. The policy checkpoint or the demos hold "
+                            "NaN/inf values; selection stopped and nothing was recorded.")
 
 
 def _as_weights(weights: Optional[ArrayLike], n: int, device: torch.device) -> Tensor:
@@ -359,6 +382,8 @@ def greedy_batch(
     """
     if batch_size < 0:
         raise ValueError("batch_size must be nonnegative")
+    check_finite_embeddings({name: phi for name, (phi, _) in candidates.items()}, "candidate embeddings")
+    check_finite_embeddings({"target states": targets[0]}, "target embeddings")
     post = posterior.copy()
     names = list(candidates)
     phi_t = post._rows(targets[0])

@@ -34,6 +34,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -234,7 +235,7 @@ class Study:
         return {**{t: covered for t in self.covered}, **{t: under for t in self.under_covered}}
 
     def base_args(self) -> list[str]:
-        return [f"--config_path={RECIPE.as_posix()}", *STUDY_ARGS, *(SMOKE_ARGS if self.smoke else [])]
+        return merge_flags([f"--config_path={RECIPE.as_posix()}"], STUDY_ARGS, SMOKE_ARGS if self.smoke else [])
 
     @property
     def cells_dir(self) -> Path:
@@ -259,9 +260,18 @@ class Cell:
 
     def args(self, study: Study) -> list[str]:
         """The CLI flags of this cell (without --output_dir)."""
-        return [*study.base_args(), f"--env.task={','.join(study.pool)}",
-                f"--amf.pretrain.demos_per_task={json.dumps(study.allocation(self.setting))}",
-                f"--seed={self.seed}", *ISOLATIONS[self.isolation], *STRATEGIES[self.strategy]]
+        return merge_flags(study.base_args(), [f"--env.task={','.join(study.pool)}",
+                           f"--amf.pretrain.demos_per_task={json.dumps(study.allocation(self.setting))}",
+                           f"--seed={self.seed}"], ISOLATIONS[self.isolation], STRATEGIES[self.strategy])
+
+
+def merge_flags(*groups: list[str]) -> list[str]:
+    """CLI flags, a later ``--key=value`` replacing an earlier one of the same key in its place."""
+    flags: dict[str, str] = {}
+    for group in groups:
+        for flag in group:
+            flags[flag.split("=", 1)[0]] = flag
+    return list(flags.values())
 
 
 def planned_cells(seeds) -> list[Cell]:
@@ -282,6 +292,16 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def portable(obj, study: Study):
+    """``obj`` with this machine's paths replaced: the runs folder by its name in the repository
+    (or ``<runs-dir>``), the repository root by ``.`` — results are committed, paths are not."""
+    runs = study.runs_dir.relative_to(ROOT).as_posix() if study.runs_dir.is_relative_to(ROOT) else "<runs-dir>"
+    text = json.dumps(obj)
+    for path, label in ((study.runs_dir, runs), (ROOT, ".")):
+        text = text.replace(json.dumps(str(path))[1:-1], label)
+    return json.loads(text)
+
+
 def read_json(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -293,18 +313,17 @@ def ledger_events(run_dir: Path) -> set[str]:
     return {rec["event"] for rec in Ledger(run_dir).records()}
 
 
-def run_cli(args: list[str], run_dir: Path, env: dict) -> tuple[int, str, float]:
-    """Run (or resume) the CLI in ``run_dir``; its progress shows through. (exit code, last line, seconds)."""
+def run_cli(args: list[str], run_dir: Path, env: dict) -> tuple[int, str]:
+    """Run (or resume) the CLI in ``run_dir``; its progress shows through. (exit code, its last line)."""
     events = ledger_events(run_dir)
     if "run_end" in events:
-        return 0, "", 0.0
+        return 0, ""
     if events:
         args = [*args, "--resume=true"]
     elif run_dir.exists():  # stopped before its ledger began: nothing to keep
         shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "lerobot_amf.train", *args, f"--output_dir={run_dir}"]
-    print(f"[study] {' '.join(cmd[3:])}", flush=True)
-    start = time.perf_counter()
+    print(f"[study] {shlex.join(cmd[3:])}", flush=True)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE)
     tail = b""
     try:
@@ -319,7 +338,7 @@ def run_cli(args: list[str], run_dir: Path, env: dict) -> tuple[int, str, float]
         raise
     lines = [ln.strip() for ln in tail.decode(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("lerobot-amf-train: error:")]
-    return code, (errors or lines or [""])[-1], time.perf_counter() - start
+    return code, (errors or lines or [""])[-1]
 
 
 def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float) -> dict:
@@ -351,18 +370,21 @@ def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float) 
 def run_cell(cell: Cell, study: Study) -> dict:
     """Run or resume one cell; write its result file (complete or failed)."""
     run_dir = study.runs_dir / cell.name
-    code, last_line, seconds = run_cli(cell.args(study), run_dir, study.env())
     timer = run_dir / "study_wall_seconds.json"  # wall time summed over the invocations of this cell
-    total = (read_json(timer) or 0.0) + seconds
-    if run_dir.exists():
-        write_json(timer, total)
+    start = time.perf_counter()
+    try:
+        code, last_line = run_cli(cell.args(study), run_dir, study.env())
+    finally:
+        total = (read_json(timer) or 0.0) + time.perf_counter() - start
+        if run_dir.exists():
+            write_json(timer, total)
     path = study.cells_dir / f"{cell.name}.json"
     if code != 0:
         result = {"cell": cell.name, "status": "failed", **dataclasses.asdict(cell), "exit_code": code,
                   "error": last_line, "cli_args": cell.args(study)}
     else:
         result = compact_result(cell, study, json.loads((run_dir / "amf_report.json").read_text()), total)
-    write_json(path, result)
+    write_json(path, portable(result, study))
     return result
 
 
@@ -473,13 +495,15 @@ def summarise_study(complete: list[dict], failed: list[dict], planned: list[Cell
                 group["paired"][f"{a}_minus_{b}"] = paired_difference(
                     {s: (final_per_task(strategies[a][s]), final_per_task(strategies[b][s])) for s in seeds}, n_boot)
         group["demos_ratio_to_match_uniform"] = demos_ratio(strategies.get("amf", {}), strategies.get("uniform", {}))
-        generalists = {}
-        for cells in strategies.values():
-            for seed, rec in cells.items():
-                generalists.setdefault(str(seed), set()).add(rec["report"]["model"]["pretrained_path"])
-        group["one_generalist_per_seed"] = all(len(v) == 1 for v in generalists.values())
         spec = next(iter(next(iter(strategies.values())).values()))["setting_spec"]
         settings.setdefault(setting, {"spec": spec, "isolations": {}})["isolations"][isolation] = group
+    for setting, body in settings.items():  # paired means: every cell of a seed starts from one generalist
+        generalists: dict[str, set] = {}
+        for rec in complete:
+            if rec["setting"] == setting:
+                generalists.setdefault(str(rec["seed"]), set()).add(rec["report"]["model"]["pretrained_path"])
+        body["generalist_per_seed"] = {seed: sorted(paths) for seed, paths in sorted(generalists.items())}
+        body["one_generalist_per_seed"] = all(len(paths) == 1 for paths in generalists.values())
     missing = [c.name for c in planned if c.name not in done]
     any_cell = complete[0] if complete else None
     summary = {
@@ -546,53 +570,52 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     tag = " (PARTIAL)" if summary["partial"] else ""
+    colour = {name: f"C{i}" for i, name in enumerate(STRATEGIES)}
     groups = [(s, i, g) for s, body in summary["settings"].items() for i, g in body["isolations"].items()]
-    paths = []
-    if not groups:
-        return paths
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 4), sharey=True, squeeze=False)
-    for ax, (setting, iso, g) in zip(axes[0], groups):
-        for name, st in g["strategies"].items():
-            c = st["curve"]
-            line, = ax.plot(c["demos"], c["mean"], marker="o", label=f"{name} (n={c['n_seeds']})")
-            ax.fill_between(c["demos"], c["lo"], c["hi"], color=line.get_color(), alpha=0.15)
-        ax.set_title(f"{setting}, {iso}", fontsize=9)
-        ax.set_xlabel("fine-tuning demos spent")
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel("success, pooled over the pool\n(mean over seeds, band +- 1 s.e.)")
-    fig.suptitle(f"Success vs demos{tag}", fontsize=10)
-    fig.tight_layout()
-    paths.append(out_dir / f"{SUMMARY_NAME}_success_vs_demos.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-
     skewed = [(i, g) for s, i, g in groups if s == "skewed"]
+    rows = [(f"{s}, {i}\n{k}", p) for s, i, g in groups for k, p in g["paired"].items()]
+    paths = []
+
+    def save(fig, title: str, name: str) -> None:
+        fig.suptitle(title + tag, fontsize=10)
+        fig.tight_layout()
+        paths.append(out_dir / f"{SUMMARY_NAME}_{name}.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+
+    if groups:
+        fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 4), sharey=True, squeeze=False)
+        for ax, (setting, iso, g) in zip(axes[0], groups):
+            for name, st in g["strategies"].items():
+                c = st["curve"]
+                ax.plot(c["demos"], c["mean"], marker="o", color=colour[name], label=f"{name} (n={c['n_seeds']})")
+                ax.fill_between(c["demos"], c["lo"], c["hi"], color=colour[name], alpha=0.15)
+            ax.set_title(f"{setting}, {iso}", fontsize=9)
+            ax.set_xlabel("fine-tuning demos spent")
+            ax.legend(fontsize=6)
+        axes[0][0].set_ylabel("success, pooled over the pool\n(mean over seeds, band +- 1 s.e.)")
+        save(fig, "Success vs demos", "success_vs_demos")
     if skewed:
         fig, axes = plt.subplots(1, len(skewed), figsize=(4.8 * len(skewed), 3.8), sharey=True, squeeze=False)
         for ax, (iso, g) in zip(axes[0], skewed):
-            names = [n for n, st in g["strategies"].items() if "under_covered_share" in st]
-            width = 0.8 / max(1, len(names))
-            for j, name in enumerate(names):
-                share = g["strategies"][name]["under_covered_share"]["per_round"]
-                ax.bar(np.arange(1, len(share) + 1) + (j - (len(names) - 1) / 2) * width, share, width=width,
-                       label=f"{name} ({g['strategies'][name]['under_covered_share']['overall']:.2f} overall)")
+            shares = {n: st["under_covered_share"] for n, st in g["strategies"].items() if "under_covered_share" in st}
+            width = 0.8 / max(1, len(shares))
+            for j, (name, share) in enumerate(shares.items()):
+                rounds = np.arange(1, len(share["per_round"]) + 1)
+                ax.bar(rounds + (j - (len(shares) - 1) / 2) * width, share["per_round"], width=width,
+                       color=colour[name], label=f"{name} ({share['overall']:.2f} overall)")
+                ax.set_xticks(rounds)
             ax.axhline(0.5, color="k", lw=0.8, ls=":")
             ax.set_title(f"skewed, {iso}", fontsize=9)
             ax.set_xlabel("round")
             ax.set_ylim(0, 1.05)
             ax.legend(fontsize=6)
         axes[0][0].set_ylabel("share of the round's demos\non under-covered tasks (mean over seeds)")
-        fig.suptitle(f"Budget spent on under-covered tasks{tag}", fontsize=10)
-        fig.tight_layout()
-        paths.append(out_dir / f"{SUMMARY_NAME}_under_covered_share.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-
-    rows = [(f"{s}, {i}\n{k}", p) for s, i, g in groups for k, p in g["paired"].items()]
+        save(fig, "Budget spent on under-covered tasks", "under_covered_share")
     if rows:
         fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.2))
         for y, (label, p) in enumerate(rows):
-            ax.scatter(list(p["per_seed"].values()), [y] * len(p["per_seed"]), s=14, color="#3b75af", zorder=3)
+            ax.scatter(list(p["per_seed"].values()), [y] * len(p["per_seed"]), s=14, color="#3b75af", zorder=4)
             ax.errorbar(p["mean"], y, xerr=[[p["mean"] - p["ci95"][0]], [p["ci95"][1] - p["mean"]]], fmt="D",
                         color="k", capsize=3, ms=4)
         ax.axvline(0, color="k", lw=0.8, ls=":")
@@ -600,11 +623,7 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
         ax.set_yticklabels([r[0] for r in rows], fontsize=6)
         ax.invert_yaxis()
         ax.set_xlabel("final success difference (dots: seeds; diamond: mean, bootstrap 95%)")
-        ax.set_title(f"Paired differences per seed{tag}", fontsize=10)
-        fig.tight_layout()
-        paths.append(out_dir / f"{SUMMARY_NAME}_paired.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        save(fig, "Paired differences per seed", "paired")
     return paths
 
 
@@ -632,14 +651,16 @@ def run_pilot(study: Study, tasks: list[str], steps: int | None, threshold: floa
         study_steps = 6 if study.smoke else json.loads((ROOT / RECIPE).read_text())["amf"]["pretrain"]["steps"]
         covered, under, _ = SMOKE_DEMOS if study.smoke else (COVERED_DEMOS, UNDER_COVERED_DEMOS, BALANCED_DEMOS)
         steps = max(1, round(study_steps * n_demos * len(tasks) / (n_covered * covered + n_under * under)))
-    args = [*study.base_args(), f"--env.task={','.join(tasks)}",
-            f"--amf.pretrain.demos_per_task={json.dumps({t: n_demos for t in tasks})}",
-            f"--amf.pretrain.steps={steps}", f"--seed={PILOT_SEED}", "--amf.strategy=uniform",
-            "--amf.isolation=shared", "--amf.rounds=1", "--amf.demos_per_round=1", "--amf.steps_per_round=0"]
+    args = merge_flags(study.base_args(), [
+        f"--env.task={','.join(tasks)}", f"--amf.pretrain.demos_per_task={json.dumps({t: n_demos for t in tasks})}",
+        f"--amf.pretrain.steps={steps}", f"--seed={PILOT_SEED}", "--amf.strategy=uniform", "--amf.isolation=shared",
+        "--amf.rounds=1", "--amf.demos_per_round=1", "--amf.steps_per_round=0"])
     run_dir = study.runs_dir / "pilot"
-    code, last_line, seconds = run_cli(args, run_dir, study.env())
+    start = time.perf_counter()
+    code, last_line = run_cli(args, run_dir, study.env())
+    seconds = time.perf_counter() - start
     if code != 0:
-        sys.exit(f"sample_efficiency --pilot: the run failed (exit {code}): {last_line}")
+        sys.exit(f"sample_efficiency --pilot: the run failed (exit {code}): {portable(last_line, study)}")
     report = json.loads((run_dir / "amf_report.json").read_text())
     per_task = report["pretrained"]["per_task"]
     rates = {t: per_task[t]["success_rate"] for t in tasks}
@@ -652,7 +673,7 @@ def run_pilot(study: Study, tasks: list[str], steps: int | None, threshold: floa
         "chosen": choose_tasks(rates, threshold, n_covered, n_under),
         "wall_seconds_measured": round(seconds, 1),
     }
-    write_json(study.results_dir / PILOT_NAME, result)
+    write_json(study.results_dir / PILOT_NAME, portable(result, study))
     for t in sorted(tasks, key=lambda t: -rates[t]):
         print(f"{t:>28}: {rates[t]:.2f} {per_task[t]['ci95']}", flush=True)
     print(f"[pilot] chosen: {result['chosen']}", flush=True)
@@ -713,4 +734,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("[study] stopped; run the same command again to resume (finished cells are kept)")

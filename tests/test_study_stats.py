@@ -142,4 +142,27 @@ def test_summary_headline_from_synthetic_cells():
     assert head["paired_amf_minus_uniform"]["lora"] is None and head["amf_minus_rebalancing"] is None
     # uniform ends at 0.25; amf's mean curve (0.2, 0.25, 0.375) reaches 0.25 after 2 of uniform's 4 demos
     assert head["demos_ratio_to_match_uniform"] == pytest.approx(2 / 4)
-    assert group["one_generalist_per_seed"] is True
+    assert summary["settings"]["skewed"]["one_generalist_per_seed"] is True
+
+
+def test_summary_flags_a_seed_whose_cells_started_from_different_generalists():
+    flat = dict.fromkeys(C + U, 4)
+    a = cell("skewed", 1, "uniform", [["c1"]], [flat])
+    b = cell("skewed", 1, "amf", [["u1"]], [flat], isolation="lora")
+    b["report"]["model"]["pretrained_path"] = "another"
+    summary = se.summarise_study([a, b], [], se.planned_cells((1,)), n_boot=10)
+    assert summary["settings"]["skewed"]["one_generalist_per_seed"] is False
+    assert summary["settings"]["skewed"]["generalist_per_seed"]["1"] == ["another", "gen1"]
+
+
+def test_portable_removes_this_machines_paths(tmp_path):
+    study = se.Study(("c1",), ("u1",), (1,), tmp_path, se.RUNS)
+    out = se.portable({"p": str(se.RUNS / "lerobot_home" / "x"), "q": [f"error in {se.ROOT / 'a.py'}"]}, study)
+    assert out == {"p": "benchmarks/runs/sample_efficiency/lerobot_home/x", "q": ["error in ./a.py"]}
+    elsewhere = se.Study(("c1",), ("u1",), (1,), tmp_path, tmp_path / "runs")
+    assert se.portable(str(tmp_path / "runs" / "gen"), elsewhere) == "<runs-dir>/gen"
+
+
+def test_merge_flags_keeps_the_last_value_of_each_key_in_its_first_place():
+    out = se.merge_flags(["--a=1", "--b=2"], ["--a=3", "--c={\"x\": 1}"])
+    assert out == ["--a=3", "--b=2", "--c={\"x\": 1}"]

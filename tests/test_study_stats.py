@@ -1,0 +1,168 @@
+"""The sample-efficiency study's statistics and summary, on synthetic numbers (fast, no runs)."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "sample_efficiency", Path(__file__).resolve().parents[1] / "benchmarks" / "sample_efficiency.py")
+se = sys.modules["sample_efficiency"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(se)
+
+U, C = ["u1", "u2"], ["c1", "c2"]  # under-covered, covered
+
+
+def per_task(**rates) -> dict:
+    """{task: {successes, episodes}} from successes out of 20."""
+    return {t: {"successes": s, "episodes": 20} for t, s in rates.items()}
+
+
+def test_sign_test_exact_two_sided():
+    assert se.sign_test_p([0.1] * 5) == pytest.approx(0.0625)
+    assert se.sign_test_p([-0.2] * 5) == pytest.approx(0.0625)
+    assert se.sign_test_p([1, 1, 1, 1, -1]) == pytest.approx(2 * 6 / 32)
+    assert se.sign_test_p([0.1, 0.0, 0.0]) == 1.0  # zeros dropped: one positive out of one
+    assert se.sign_test_p([]) == 1.0
+    assert se.sign_test_p([1] * 10) == pytest.approx(2 / 1024)
+
+
+def test_budget_share_counts_picks_on_the_given_tasks():
+    assert se.budget_share(["u1", "u2", "c1", "c2"], U) == 0.5
+    assert se.budget_share(["u1", "u1", "u2", "c1"], U) == 0.75
+    assert se.budget_share(["c1", "c2"], U) == 0.0
+    assert se.budget_share([], U) is None
+
+
+def test_bootstrap_of_identical_deterministic_seeds_collapses_to_the_difference():
+    # every episode of a succeeds on c1 and fails on c2, b fails everywhere: nothing to resample
+    pair = (per_task(c1=20, c2=0), per_task(c1=0, c2=0))
+    assert se.paired_bootstrap_ci([pair] * 5, n_boot=2000) == [pytest.approx(0.5), pytest.approx(0.5)]
+
+
+def test_bootstrap_resamples_episodes_within_tasks():
+    # identical seeds, but rates strictly between 0 and 1: stage 2 alone spreads the interval
+    pair = (per_task(c1=12, c2=8), per_task(c1=10, c2=6))
+    lo, hi = se.paired_bootstrap_ci([pair] * 5, n_boot=4000)
+    assert lo < 0.1 < hi and hi - lo > 0.05
+
+
+def test_bootstrap_resamples_seeds():
+    # deterministic episodes, seed differences 0 and 1: the mean over 2 drawn seeds is 0, 0.5 or 1
+    same = (per_task(c1=20), per_task(c1=20))
+    better = (per_task(c1=20), per_task(c1=0))
+    assert se.paired_bootstrap_ci([same, better], n_boot=4000) == [0.0, 1.0]
+
+
+def test_paired_difference_mean_and_sign_test():
+    pairs = {s: (per_task(c1=10 + s, c2=10), per_task(c1=10, c2=10)) for s in range(1, 6)}
+    out = se.paired_difference(pairs, n_boot=500)
+    assert out["mean"] == pytest.approx(sum(s / 40 for s in range(1, 6)) / 5)
+    assert out["sign_test_p"] == pytest.approx(0.0625)
+    assert out["seeds"] == [1, 2, 3, 4, 5] and out["per_seed"]["3"] == pytest.approx(3 / 40)
+
+
+def test_pooled_wilson_pools_every_task_of_every_run():
+    out = se.pooled_wilson([per_task(c1=3), per_task(c1=5, u1=2)])
+    assert (out["successes"], out["episodes"]) == (10, 60)
+    assert out["ci95"][0] < 10 / 60 < out["ci95"][1]
+
+
+def test_mean_curve_band_is_one_standard_error():
+    out = se.mean_curve([[0.0, 0.2], [0.2, 0.6]])
+    assert out["mean"] == pytest.approx([0.1, 0.4])
+    se0 = math.sqrt(0.02) / math.sqrt(2)  # std (ddof 1) of {0, 0.2} over sqrt(2)
+    assert out["hi"][0] - out["mean"][0] == pytest.approx(se0)
+    assert se.mean_curve([[0.3, 0.5]])["lo"] == [0.3, 0.5]  # one seed: no band
+
+
+def test_first_reach_reads_piecewise_linear_curves():
+    xs, ys = [0, 4, 8, 12, 16], [0.2, 0.3, 0.5, 0.6, 0.7]
+    assert se.first_reach(xs, ys, 0.4) == pytest.approx(6.0)
+    assert se.first_reach(xs, ys, 0.6) == pytest.approx(12.0)
+    assert se.first_reach(xs, ys, 0.1) == 0.0
+    assert se.first_reach(xs, ys, 0.8) is None
+    assert se.first_reach(xs, [0.2, 0.5, 0.4, 0.45, 0.6], 0.45) == pytest.approx(10 / 3)  # first crossing
+
+
+def test_choose_tasks_alternates_over_learned_tasks():
+    rates = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.65, "e": 0.6, "f": 0.95, "g": 0.1}
+    out = se.choose_tasks(rates, 0.6, n_covered=2, n_under=2)
+    assert out["covered"] == ["f", "b"] and out["under_covered"] == ["a", "c"]
+    few = se.choose_tasks(rates, 0.85, n_covered=2, n_under=2)  # only f, a above 0.85
+    assert few["covered"] == ["f", "a"] and few["under_covered"] == ["b", "c"]
+    none = se.choose_tasks(rates, 0.92, n_covered=2, n_under=2)
+    assert none["covered"] is None and "only 1" in none["why"]
+
+
+def cell(setting, seed, strategy, selected, finals, pretrained=None, isolation="shared_replay"):
+    """A synthetic complete cell: ``selected`` per round, ``finals`` the per-round successes per task."""
+    pool = C + U
+    counts, rounds = dict.fromkeys(pool, 0), []
+    for r, (picks, succ) in enumerate(zip(selected, finals)):
+        for t in picks:
+            counts[t] += 1
+        rounds.append({"round": r, "selected": picks, "demos_per_task": dict(counts),
+                       "demos_total": sum(counts.values()), "per_task": per_task(**succ)})
+    return {"cell": se.Cell(setting, seed, strategy, isolation).name, "status": "complete", "setting": setting,
+            "seed": seed, "strategy": strategy, "isolation": isolation,
+            "setting_spec": {"pool": pool, "under_covered": U if setting == "skewed" else []},
+            "report": {"model": {"pretrained_path": f"gen{seed}"}, "eval_protocol": {}, "budget": 4},
+            "pretrained": per_task(**(pretrained or dict.fromkeys(pool, 4))), "rounds": rounds}
+
+
+def test_summary_headline_from_synthetic_cells():
+    flat = dict.fromkeys(C + U, 4)
+    cells = []
+    for seed in (1, 2):
+        cells.append(cell("skewed", seed, "uniform", [["c1", "u1"], ["c2", "u2"]],
+                          [flat, {**flat, "u1": 8}]))  # final pooled 0.25
+        cells.append(cell("skewed", seed, "amf", [["u1", "u2"], ["u1", "c1"]],
+                          [{**flat, "u1": 8}, {**flat, "u1": 12, "u2": 4 + 4 * seed}]))  # 0.35 / 0.40
+    planned = se.planned_cells((1, 2))
+    summary = se.summarise_study(cells, [{"cell": "x", "exit_code": 2, "error": "lerobot-amf-train: error: no"}],
+                                 planned, n_boot=500)
+    head = summary["headline"]
+    assert set(head) == {"seeds", "under_covered_share", "final_success", "paired_amf_minus_uniform",
+                         "demos_ratio_to_match_uniform", "amf_minus_rebalancing", "balanced_amf_minus_uniform",
+                         "partial"}
+    assert head["partial"] is True and summary["cells_done"] == 4
+    assert "skewed__seed1__rebalancing__shared_replay" in summary["missing_cells"]
+    assert summary["failed_cells"][0]["exit_code"] == 2
+    assert head["seeds"] == {"skewed": [1, 2]}
+    assert head["under_covered_share"] == {"amf": 0.75, "uniform": 0.5}
+    group = summary["settings"]["skewed"]["isolations"]["shared_replay"]
+    assert group["strategies"]["amf"]["under_covered_share"]["per_round"] == [1.0, 0.5]
+    assert head["final_success"]["uniform"]["pooled"] == pytest.approx(40 / 160)
+    assert head["final_success"]["pretrained"]["pooled"] == pytest.approx(0.2)
+    paired = head["paired_amf_minus_uniform"]["shared_replay"]
+    assert paired["mean"] == pytest.approx((0.35 - 0.25 + 0.40 - 0.25) / 2) and paired["seeds"] == [1, 2]
+    assert head["paired_amf_minus_uniform"]["lora"] is None and head["amf_minus_rebalancing"] is None
+    # uniform ends at 0.25; amf's mean curve (0.2, 0.25, 0.375) reaches 0.25 after 2 of uniform's 4 demos
+    assert head["demos_ratio_to_match_uniform"] == pytest.approx(2 / 4)
+    assert summary["settings"]["skewed"]["one_generalist_per_seed"] is True
+
+
+def test_summary_flags_a_seed_whose_cells_started_from_different_generalists():
+    flat = dict.fromkeys(C + U, 4)
+    a = cell("skewed", 1, "uniform", [["c1"]], [flat])
+    b = cell("skewed", 1, "amf", [["u1"]], [flat], isolation="lora")
+    b["report"]["model"]["pretrained_path"] = "another"
+    summary = se.summarise_study([a, b], [], se.planned_cells((1,)), n_boot=10)
+    assert summary["settings"]["skewed"]["one_generalist_per_seed"] is False
+    assert summary["settings"]["skewed"]["generalist_per_seed"]["1"] == ["another", "gen1"]
+
+
+def test_portable_removes_this_machines_paths(tmp_path):
+    study = se.Study(("c1",), ("u1",), (1,), tmp_path, se.RUNS)
+    out = se.portable({"p": str(se.RUNS / "lerobot_home" / "x"), "q": [f"error in {se.ROOT / 'a.py'}"]}, study)
+    assert out == {"p": "benchmarks/runs/sample_efficiency/lerobot_home/x", "q": ["error in ./a.py"]}
+    elsewhere = se.Study(("c1",), ("u1",), (1,), tmp_path, tmp_path / "runs")
+    assert se.portable(str(tmp_path / "runs" / "gen"), elsewhere) == "<runs-dir>/gen"
+
+
+def test_merge_flags_keeps_the_last_value_of_each_key_in_its_first_place():
+    out = se.merge_flags(["--a=1", "--b=2"], ["--a=3", "--c={\"x\": 1}"])
+    assert out == ["--a=3", "--b=2", "--c={\"x\": 1}"]

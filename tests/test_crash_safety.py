@@ -241,6 +241,7 @@ def test_stale_pretraining_tmp_is_discarded_and_incomplete_entries_are_not_used(
     import lerobot_amf.envs  # noqa: F401  (registers mw_state)
     from lerobot_amf.configs import AMFTrainPipelineConfig
     from lerobot_amf.pretrain import PRETRAIN_RECORD, ensure_pretrained
+    from lerobot_amf.sources.metaworld import MetaworldExpertSource
 
     cache = tmp_path / "cache"
     cfg = draccus.parse(AMFTrainPipelineConfig, args=[
@@ -248,8 +249,9 @@ def test_stale_pretraining_tmp_is_discarded_and_incomplete_entries_are_not_used(
         "--amf.pretrain.demos_uncovered=0", f"--output_dir={tmp_path / 'run'}"])
     cfg.validate()
     pool = ["reach-v3", "drawer-close-v3"]
+    source = MetaworldExpertSource(seed=cfg.seed, namespace="pretrain")
     with caplog.at_level(logging.WARNING):
-        first = ensure_pretrained(cfg, pool, Accelerator(cpu=True))
+        first = ensure_pretrained(cfg, pool, Accelerator(cpu=True), source)
     # what a stop during the next pretraining of this entry leaves: a half-written .tmp, and an
     # entry that never got its record (as an interrupted swap or an older version could leave)
     stale = first.with_name(first.name + ".tmp")
@@ -258,7 +260,7 @@ def test_stale_pretraining_tmp_is_discarded_and_incomplete_entries_are_not_used(
     (first / PRETRAIN_RECORD).unlink()
     (first / "junk").write_text("incomplete entry")
     with caplog.at_level(logging.WARNING):
-        again = ensure_pretrained(cfg, pool, Accelerator(cpu=True))
+        again = ensure_pretrained(cfg, pool, Accelerator(cpu=True), source)
     assert again == first and f"Discarding {stale}" in caplog.text
     assert not stale.exists() and (again / PRETRAIN_RECORD).exists() and not (again / "junk").exists()
     assert sorted(p.name for p in cache.iterdir()) == [first.name]
@@ -348,10 +350,10 @@ def test_lora_targets_missing_from_the_policy_are_one_line():
     from test_isolation import tiny_policy
 
     from lerobot_amf.isolation.lora_targets import check_lora_targets
-    from lerobot_amf.isolation.routing import DEFAULT_LORA_TARGETS
+    from lerobot_amf.families import family_of
 
     policy = tiny_policy()
-    assert check_lora_targets(policy, DEFAULT_LORA_TARGETS["diffusion"])  # the defaults fit
+    assert check_lora_targets(policy, family_of("diffusion").lora_targets)  # the defaults fit
     # peft itself adapts the one that exists and says nothing about the other
     policy.wrap_with_peft(peft_cli_overrides={"target_modules": ["final_conv.1", "q_proj"]})
     policy = tiny_policy()

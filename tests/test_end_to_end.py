@@ -110,6 +110,7 @@ def test_resume_continues_from_the_ledger_without_pulling_again(tiny_run, lerobo
         (["--policy.path=/nonexistent/ckpt"], "no checkpoint there"),
         (["--amf.isolation=everything"], "shared_replay"),
         (["--amf.push_to_hub=true"], "needs --amf.repo_id"),
+        (["--amf.isolation=lora", "--peft.target_modules=unet\\.nothing.*"], "matches no module"),
         (["--amf.push_to_hub=true", "--amf.repo_id=me/tiny"], "HF_HUB_OFFLINE is set"),
         (["--amf.partitions={\"a\": [\"reach-v3\"]}", "--amf.isolation=lora"], "drawer-close-v3"),
     ],

@@ -39,6 +39,7 @@ from torch import nn
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.families import PolicyFamily, family_of
 from lerobot_amf.isolation import ROUTED_MODES
+from lerobot_amf.isolation.lora_targets import check_lora_targets
 from lerobot_amf.isolation.partitions import Partitions
 
 ROUTING_FILENAME = "routing.json"
@@ -246,6 +247,8 @@ def lora_settings(policy: PreTrainedPolicy, overrides: dict | None) -> dict:
         settings["target_modules"] = _family_default(policy, "lora_targets", "--peft.target_modules")
     if isinstance(settings.get("target_modules"), tuple):
         settings["target_modules"] = list(settings["target_modules"])
+    if settings.get("target_modules"):  # peft would adapt what matches and say nothing about the rest
+        check_lora_targets(policy, settings["target_modules"])
     return settings
 
 

@@ -134,6 +134,9 @@ def _pretrain(cfg, allocation, key_material, final: Path, accelerator, source) -
     """Main process records the demos; every process trains (DDP); main saves atomically."""
     from lerobot.datasets.factory import make_dataset
 
+    from lerobot.utils.random_utils import set_seed
+
+    set_seed(cfg.seed or 0, accelerator=accelerator)  # the generalist depends on its config, not on what ran before
     work = final.with_name(final.name + TMP_SUFFIX)
     if accelerator.is_main_process:
         if work.exists():

@@ -11,6 +11,7 @@ points at the newest), ``amf_report.json`` and the plots.
 """
 
 import dataclasses
+import hashlib
 import sys
 from collections import Counter
 from pathlib import Path
@@ -111,6 +112,12 @@ def make_processors(cfg, policy, stats=None):
         policy_cfg=policy.config, pretrained_path=str(cfg.policy.pretrained_path),
         preprocessor_overrides=pre_over, postprocessor_overrides=post_over,
     )
+
+
+def round_seed(seed: int | None, r: int, step: str) -> int:
+    """The seed of one step of round ``r`` (stable across processes, restarts and Python runs)."""
+    digest = hashlib.sha256(f"{seed or 0}/{r}/{step}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 def round_dir(output_dir: Path, r: int) -> Path:
@@ -310,6 +317,9 @@ def run_round(run: Run, r: int) -> None:
             cfg, accelerator.unwrap_model(isolation.module),
             episodes_stats(open_dataset(cfg, run.demos, what="demo dataset")))
     desc = f"Fine-tuning round {r + 1}/{len(run.plan.rounds)}"
+    # Each round's random numbers (batch order, diffusion noise) come from (seed, round) alone,
+    # not from whatever ran before in the process: a resumed round trains as the first try would.
+    set_seed(round_seed(cfg.seed, r, "train"), accelerator=accelerator)
     with phase("training"):
         metrics = isolation.train(run.demos, accelerator, run.preprocessor, state.episodes, new_tasks, desc=desc)
         exported = isolation.export(run.demos, run.preprocessor, state.episodes) if run.main else None
@@ -323,6 +333,7 @@ def run_round(run: Run, r: int) -> None:
         saved = ckpt / saved.relative_to(partial)
         symlink_atomic(ckpt.parent / LAST_CHECKPOINT_LINK, ckpt.name)
         run.ledger.append("train", round=r, metrics=metrics)
+        set_seed(round_seed(cfg.seed, r, "eval"))  # the policy's sampling noise during rollouts
         with phase("evaluating"):
             for variant, result in isolation.evaluate(accelerator, run.preprocessor, run.postprocessor, cfg.env):
                 run.ledger.append("eval", round=r, variant=variant, **result)
@@ -382,6 +393,7 @@ def cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, pool) -> di
     if result is not None:
         console.print("Pretrained policy's evaluation read from the cached checkpoint (same protocol, same seeds).")
         return {**result, "cached": True}
+    set_seed(round_seed(cfg.seed, -1, "eval"))
     with phase("evaluating"):
         result = evaluate_tasks(policy, preprocessor, postprocessor, cfg.env, pool, cfg.amf)
     write_cached_eval(ckpt, key, result)

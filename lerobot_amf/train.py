@@ -10,6 +10,7 @@ LeRobotDataset of fine-tuning demos), ``checkpoints/round_XX`` (LeRobot checkpoi
 points at the newest), ``amf_report.json`` and the plots.
 """
 
+import argparse
 import dataclasses
 import hashlib
 import sys
@@ -409,6 +410,8 @@ def main() -> None:
         fail(str(err))
     except draccus.utils.ParsingError as err:  # a recipe or flag with an unknown key or a wrong type
         fail(explain_config_error(err))
+    except argparse.ArgumentError as err:  # e.g. both --policy.path and --policy.type
+        fail(str(err))
 
 
 def fail(message: str) -> None:

@@ -107,7 +107,7 @@ def test_resume_continues_from_the_ledger_without_pulling_again(tiny_run, lerobo
         (["--amf.budget=50"], "cannot be spent"),
         (["--amf.source_demos_per_task=1", "--amf.budget=4"], "exceeds what source"),
         (["--amf.target_weights={\"push-v3\": 1.0}"], "push-v3"),
-        (["--policy.path=/nonexistent/ckpt"], "no checkpoint there"),
+        (["--policy.path=/nonexistent/ckpt"], "Cannot specify both --policy.path and --policy.type"),
         (["--amf.isolation=everything"], "shared_replay"),
         (["--amf.push_to_hub=true"], "needs --amf.repo_id"),
         (["--amf.isolation=lora", "--peft.target_modules=unet\\.nothing.*"], "matches no module"),
@@ -170,7 +170,7 @@ def test_amf_strategy_runs_in_the_loop_and_reports_why(tiny_amf_run):
 
 
 def test_a_recipe_with_an_unknown_key_or_a_wrong_type_is_one_line(lerobot_home, tmp_path):
-    for body, needle in [({"amf": {"strategyy": "amf"}}, "strategyy"), ({"amf": {"rounds": "three"}}, "amf.rounds")]:
+    for body, needle in [({"amf": {"strategyy": "amf"}}, "strategyy"), ({"amf": {"eval_seed": "soon"}}, "amf.eval_seed")]:
         recipe = tmp_path / "recipe.json"
         recipe.write_text(json.dumps(body))
         proc = run_cli([*TINY_ARGS, f"--config_path={recipe}", f"--output_dir={tmp_path / 'out'}"], lerobot_home,
@@ -188,3 +188,14 @@ def test_resume_with_other_settings_is_refused_and_changes_nothing(tiny_run, ler
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 2 and "strategy=rebalancing, not uniform" in last, proc.stderr[-2000:]
     assert {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()} == before
+
+
+def test_a_missing_checkpoint_is_one_line(lerobot_home, tmp_path):
+    args = [a for a in TINY_ARGS if not a.startswith("--policy.")]
+    for path, needle in [("/nonexistent/ckpt", "not a directory with config.json, and not a Hub repo id"),
+                         (str(tmp_path), "has no config.json")]:
+        proc = run_cli([*args, f"--policy.path={path}", f"--output_dir={tmp_path / 'out'}"], lerobot_home,
+                       check=False, timeout=120)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and needle in last and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "out").exists()

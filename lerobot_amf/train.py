@@ -20,6 +20,7 @@ from pathlib import Path
 import draccus
 import numpy as np
 from lerobot.configs import parser
+from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot.utils.random_utils import set_seed
@@ -178,6 +179,9 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     if cfg.policy.pretrained_path is None:
         pretrain_source = make_source(cfg.amf, cfg.env, seed=cfg.seed, catalog=catalog, role="pretrain")
         cfg.policy.pretrained_path = ensure_pretrained(cfg, plan.pool, accelerator, pretrain_source)
+        # its features are its pretraining demos' (saved with it), not the env config's raw ones
+        saved = PreTrainedConfig.from_pretrained(cfg.policy.pretrained_path)
+        cfg.policy.input_features, cfg.policy.output_features = saved.input_features, saved.output_features
     pretrain_record = read_pretrain_record(cfg.policy.pretrained_path)
     pretrain_counts = pretrain_record["demos_per_task"] if pretrain_record else None
     if strategy.name == "rebalancing" and pretrain_counts is None:
@@ -212,7 +216,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
             model={**isolation.describe(), "policy_type": cfg.policy.type,
                    "pretrained_path": str(cfg.policy.pretrained_path)},
             pretrain_counts=pretrain_counts,
-            eval_protocol=eval_protocol(cfg.amf, cfg.env),
+            eval_protocol=eval_protocol(cfg.amf, cfg.env, policy.config),
         )
     on_disk = count_episodes(run.demos.root)
     recorded = len(ledger.state().episodes)
@@ -232,9 +236,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
 def check_policy_fits_env(policy_cfg, env_cfg) -> None:
     """The checkpoint's features must be the env's, or ones the policy pads / resizes to (a one-hot
     over another task vocabulary, or another robot's state, would fail deep inside the first rollout)."""
-    from lerobot.envs.utils import env_to_policy_features
-
-    env = env_to_policy_features(env_cfg)
+    env = task_catalog(env_cfg).policy_features(env_cfg)
     problems = feature_mismatches(env, policy_cfg, f"--env.type={env_cfg.type}", images=False)
     if problems:
         raise AMFInputError(f"--policy.path={policy_cfg.pretrained_path} does not fit --env.type={env_cfg.type}: "

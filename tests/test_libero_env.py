@@ -191,13 +191,14 @@ def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_
     report = json.loads((out / eval_cli.REPORT_FILENAME).read_text())
 
     # The real simulator's observations, through LeRobot's LiberoProcessorStep, reached the policy:
-    # two 256x256 cameras, the 8-dim state, and the task's language instruction.
+    # both cameras (rendered 256x256, resized to the 32x32 the policy was trained on), the 8-dim
+    # state, and the task's language instruction.
     instructions = [CATALOG.instruction(t) for t in EVAL_ORDER]
     assert seen and {s["task"][0] for s in seen} == set(instructions)
     assert seen[0]["task"] == [instructions[0]]
     for s in seen:
         assert s["state"] == (1, 8)
-        assert s["observation.images.image"] == s["observation.images.image2"] == (1, 3, 256, 256)
+        assert s["observation.images.image"] == s["observation.images.image2"] == (1, 3, 32, 32)
     # ... and the router ran each task on its own partition (it starts on POOL[0]'s).
     model, ev = report["model"], report["eval"]
     assert model["variant"] == "per-partition" and model["isolation"] == "head"
@@ -214,5 +215,6 @@ def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_
     assert ev["overall"]["episodes"] == 2
     proto = report["eval_protocol"]
     assert proto["episodes_per_task"] == 1 and proto["max_steps"] == 4 and proto["image_size"] == [256, 256]
+    assert proto["images_resized_to"] == {"observation.images.image": [32, 32], "observation.images.image2": [32, 32]}
     printed = capsys.readouterr().out
     assert "libero_spatial (pooled)" in printed and "per-partition" in printed

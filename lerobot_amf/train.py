@@ -85,17 +85,23 @@ def plan_run(cfg: AMFTrainPipelineConfig, source: DemoSource, catalog: TaskCatal
             f"amf.budget={budget} cannot be spent in amf.rounds={amf.rounds} x "
             f"amf.demos_per_round={amf.demos_per_round} = {amf.rounds * amf.demos_per_round} demos."
         )
-    capacities = [source.remaining(t, set()) for t in pool]
-    if all(c is not None for c in capacities) and sum(capacities) < budget:
-        raise AMFInputError(
-            f"amf.budget={budget} demos exceeds what source {source.name!r} can give for the pool "
-            f"({sum(capacities)} demos: {dict(zip(pool, capacities))})."
-        )
+    check_capacity(source, pool, budget, set())
     per_round, left = [], budget
     while left > 0:
         per_round.append(min(amf.demos_per_round, left))
         left -= per_round[-1]
     return RunPlan(pool, weights, budget, per_round, catalog.vocabulary(pool), plan_partitions(cfg, pool, catalog))
+
+
+def check_capacity(source: DemoSource, pool: list[str], budget: int, exclude: set[str]) -> None:
+    """The source must still hold ``budget`` demos of the pool that are not in ``exclude``."""
+    capacities = [source.remaining(t, exclude) for t in pool]
+    if all(c is not None for c in capacities) and sum(capacities) < budget:
+        left_out = f", not counting the {len(exclude)} pretraining demos" if exclude else ""
+        raise AMFInputError(
+            f"amf.budget={budget} demos exceeds what source {source.name!r} can give for the pool{left_out} "
+            f"({sum(capacities)} demos: {dict(zip(pool, capacities))})."
+        )
 
 
 def make_processors(cfg, policy, stats=None):
@@ -144,6 +150,7 @@ class Run:
     postprocessor: object
     pretrain_counts: dict[str, int] | None  # demos per task the generalist was trained on (None: unknown)
     pretrain_demos: DatasetRef | None  # those demos, when kept with the checkpoint
+    pretrain_demo_ids: frozenset[str]  # their ids: never pulled again for fine-tuning
     demos: DatasetRef  # the run's dataset of fine-tuning demos
     start_round: int
 
@@ -154,6 +161,10 @@ class Run:
     @property
     def main(self) -> bool:
         return self.accelerator.is_main_process
+
+    def taken(self, state: LedgerState) -> set[str]:
+        """Demo ids no pull may give again: the run's fine-tuning demos and the generalist's pretraining ones."""
+        return state.demo_ids | self.pretrain_demo_ids
 
 
 def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
@@ -184,6 +195,9 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
         cfg.policy.input_features, cfg.policy.output_features = saved.input_features, saved.output_features
     pretrain_record = read_pretrain_record(cfg.policy.pretrained_path)
     pretrain_counts = pretrain_record["demos_per_task"] if pretrain_record else None
+    pretrain_demo_ids = frozenset(pretrain_record.get("demo_ids", []) if pretrain_record else [])
+    if pretrain_demo_ids:
+        check_capacity(source, plan.pool, plan.budget, set(pretrain_demo_ids))
     if strategy.name == "rebalancing" and pretrain_counts is None:
         raise AMFInputError("amf.strategy=rebalancing needs the pretraining demos per task, unknown for "
                             f"--policy.path={cfg.policy.pretrained_path} (it has no amf_pretrain.json).")
@@ -200,7 +214,8 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     if start_round:  # resume: the weights the last finished round saved
         isolation.resume(round_dir(output_dir, start_round - 1))
     run = Run(cfg, accelerator, plan, source, strategy, ledger, isolation, preprocessor, postprocessor,
-              pretrain_counts, pretrain_demos, DatasetRef(cfg.dataset.repo_id, output_dir / "demos"), start_round)
+              pretrain_counts, pretrain_demos, pretrain_demo_ids,
+              DatasetRef(cfg.dataset.repo_id, output_dir / "demos"), start_round)
     if run.main and not cfg.resume:
         output_dir.mkdir(parents=True, exist_ok=True)
         ledger.append(
@@ -267,7 +282,7 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
         ctx = SelectionContext(
             round_index=r, pool=plan.pool, target_weights=plan.target_weights,
             counts={t: state.counts.get(t, 0) for t in plan.pool},
-            capacity={t: run.source.remaining(t, state.demo_ids) for t in plan.pool},
+            capacity={t: run.source.remaining(t, run.taken(state)) for t in plan.pool},
             rng=np.random.default_rng([run.cfg.seed or 0, r]), pretrain_counts=run.pretrain_counts,
             policy=selection_policy, preprocessor=run.preprocessor,
             postprocessor=run.postprocessor, env_cfg=run.cfg.env, accelerator=run.accelerator,
@@ -286,7 +301,7 @@ def pull_and_record(run: Run, r: int, selection: Selection, state: LedgerState) 
     new_demos = []
     for task, k in Counter(selection.tasks).items():
         with console.status(f"Pulling {k} demo(s) of {task} from {run.source.name}"):
-            new_demos += run.source.pull(task, k, state.demo_ids)
+            new_demos += run.source.pull(task, k, run.taken(state))
     records = write_demos(run.demos.repo_id, run.demos.root, run.source.fps, run.source.features(), new_demos)
     run.ledger.append("demos_pulled", round=r, demos=records)
 

@@ -207,15 +207,14 @@ class AMFStrategy(Strategy):
 
     def rollout_states(self, ctx: SelectionContext, tasks: list[str], embedder) -> dict[str, torch.Tensor]:
         """States the current policy visits in its own rollouts (fallback / cold start)."""
-        from lerobot.envs.factory import make_env_pre_post_processors
         from lerobot.scripts.lerobot_eval import rollout
 
-        from lerobot_amf.evaluation import task_vec_env
+        from lerobot_amf.evaluation import env_processors, task_vec_env
 
         if ctx.env_cfg is None:
             return {}
         policy = unwrap_policy(ctx.policy)
-        env_pre, env_post = make_env_pre_post_processors(env_cfg=ctx.env_cfg, policy_cfg=policy.config)
+        env_pre, env_post = env_processors(ctx.env_cfg, policy.config)
         out = {}
         rank, world = _rank(ctx.accelerator), _num_processes(ctx.accelerator)
         for j, task in enumerate(tasks):
@@ -226,17 +225,27 @@ class AMFStrategy(Strategy):
             # The policy's sampling noise is seeded like the envs, apart from the global RNG, so the
             # states do not depend on what ran before (nor on which process runs them).
             cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            # The observations as the policy receives them: after the env's processors (LIBERO's
+            # nested robot state flattened, the task string added). LeRobot's own
+            # return_observations keeps them before, and cannot stack LIBERO's nested state.
+            seen = []
+
+            def recorded(observation):
+                seen.append(env_pre(observation))
+                return seen[-1]
+
             with task_vec_env(ctx.env_cfg, task, self.cfg.fallback_rollouts) as vec, \
                     torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(seeds[0])
-                data = rollout(vec, policy, env_pre, env_post, ctx.preprocessor, ctx.postprocessor,
-                               seeds=seeds, return_observations=True)
-            obs = data["observation"]
-            steps = obs[next(iter(obs))].shape[1]
-            idx = np.linspace(0, steps - 1, num=min(self.cfg.states_per_demo, steps)).astype(int)
-            # (envs, k, D) -> (envs * k, D); the embedder repeats a single frame over n_obs_steps
-            batch = {key: value[:, idx].reshape(-1, *value.shape[2:]) for key, value in obs.items()}
-            batch = ctx.preprocessor(batch)
+                rollout(vec, policy, recorded, env_post, ctx.preprocessor, ctx.postprocessor, seeds=seeds)
+            idx = np.linspace(0, len(seen) - 1, num=min(self.cfg.states_per_demo, len(seen))).astype(int)
+            # k steps of every env, stacked; the embedder repeats a single frame over n_obs_steps
+            batch = {key: torch.cat([seen[i][key] for i in idx]) for key, value in seen[0].items()
+                     if isinstance(value, torch.Tensor)}
+            if isinstance(seen[0].get("task"), list):  # the task strings, for language-conditioned policies
+                batch["task"] = [task for i in idx for task in seen[i]["task"]]
+            # no expert action here (the pipeline returns action=None): embedders use their pseudo-target
+            batch = {key: value for key, value in ctx.preprocessor(batch).items() if value is not None}
             out[task] = _map_chunks(embedder.embed, batch, self.cfg.chunk_size, None)
         return dict(_gather(list(out.items()), ctx.accelerator))
 

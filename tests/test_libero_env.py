@@ -3,7 +3,6 @@ the two LeRobot 0.4.4 fixes, and a real rollout of a tiny trained LeRobot policy
 through ``lerobot-amf-eval``."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,25 +25,7 @@ CATALOG = LiberoCatalog()
 POOL = CATALOG.parse_pool("libero_spatial/0,libero_spatial/1")
 EVAL_ORDER = [POOL[1], POOL[0]]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks next to a CPU-rendering simulator: one torch thread avoids oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def rendering():
-    """Skip only where MuJoCo cannot render headless (no EGL), which LIBERO's cameras need."""
-    probe = "import mujoco; from mujoco.egl import GLContext; c = GLContext(8, 8); c.make_current(); c.free()"
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          env={**__import__("os").environ, "MUJOCO_GL": "egl"}, timeout=120)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"LIBERO rendering is impossible here: MuJoCo cannot create an EGL context ({last})")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "libero_rendering")
 
 
 def test_init_state_shim_reads_the_npz_without_pickle(tmp_path):

@@ -21,7 +21,7 @@ from lerobot_amf.selection import STRATEGY_NAMES
 from lerobot_amf.selection.config import KERNELS, AMFSelectionConfig
 from lerobot_amf.sources import SOURCES
 
-NORMALIZATION_SOURCES = ("pretrained", "demos")
+NORMALIZATION_SOURCES = ("pretrained", "demos", "source")
 
 
 @dataclass
@@ -72,7 +72,9 @@ class AMFConfig:
     eval_episodes: int = 10
     eval_batch_size: int = 10
     eval_seed: int = 1_000_000
-    # Normalisation stats: the pretrained checkpoint's, or those of the demos trained on.
+    # Normalisation stats: the pretrained checkpoint's | those of the demos trained on (refitted each
+    # round) | the hub source's whole dataset (its meta/stats.json, fixed for the run: for a base
+    # pretrained on another robot, e.g. lerobot/smolvla_base on LIBERO, as lerobot-train does).
     normalization: str = "pretrained"
     # Which weights fine-tuning changes (ISOLATION_MODES above). lora/head: base weights frozen,
     # one adapter / head copy per partition, a routing policy picks it by task at inference;
@@ -125,9 +127,12 @@ class AMFConfig:
         _check_choice("amf.export", self.export, EXPORTS)
         if not 0.0 <= self.replay_fraction < 1.0:
             raise AMFInputError(f"amf.replay_fraction={self.replay_fraction}: must be in [0, 1).")
-        if self.isolation in ROUTED_MODES and self.normalization != "pretrained":
-            raise AMFInputError(f"amf.isolation={self.isolation} keeps the base weights frozen, so it keeps their "
-                                "normalisation: use amf.normalization=pretrained.")
+        if self.isolation in ROUTED_MODES and self.normalization == "demos":
+            raise AMFInputError(f"amf.isolation={self.isolation} keeps the base weights frozen, so its normalisation "
+                                "stays fixed for the run: use amf.normalization=pretrained or source.")
+        if self.normalization == "source" and self.source != "hub":
+            raise AMFInputError(f"amf.normalization=source takes the stats of the hub source's dataset; "
+                                f"amf.source={self.source} has none: use pretrained or demos.")
         _check_choice("amf.selection.kernel", self.selection.kernel, KERNELS)
         if self.push_to_hub and not self.repo_id:
             raise AMFInputError("amf.push_to_hub=true needs --amf.repo_id (namespace/name on the Hub).")
@@ -183,3 +188,4 @@ def check_policy_path() -> None:
     except HFValidationError:
         raise AMFInputError(f"--policy.path={path}: no checkpoint there: not a directory with config.json, "
                             "and not a Hub repo id (namespace/name).") from None
+

@@ -208,7 +208,8 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     start_round = ledger.state().rounds_done
     policy = make_policy(cfg.policy, env_cfg=cfg.env)
     check_policy_fits_env(policy.config, cfg.env)
-    preprocessor, postprocessor = make_processors(cfg, policy)
+    preprocessor, postprocessor = make_processors(cfg, policy, source.stats() if cfg.amf.normalization == "source"
+                                                  else None)
     pretrain_demos = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
     isolation = make_isolation(cfg, policy, plan, preprocessor, pretrain_demos)
     if start_round:  # resume: the weights the last finished round saved

@@ -1,8 +1,8 @@
 """``lerobot-amf-train --env.type=libero`` end to end: a LIBERO-shaped dataset served as
 ``lerobot/libero`` by a local Hub (only the network replaced), a tiny ACT generalist pretrained by
-the embedded pretraining step on a skewed allocation pulled from that source, one amf round with
-the rollout fallback for the under-covered task, and every evaluation in the real LIBERO simulator
-(a few steps, one episode per task)."""
+the embedded pretraining step on a skewed allocation pulled from that source, normalised with the
+source dataset's stats, one amf round with the rollout fallback for the under-covered task, and
+every evaluation in the real LIBERO simulator (a few steps, one episode per task)."""
 
 import json
 import sys
@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from huggingface_hub import constants as hf_constants
 from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
@@ -37,6 +38,7 @@ ARGS = [
     "--amf.source=hub", f"--amf.source_repo_id={REPO}",
     "--amf.strategy=amf", "--amf.rounds=1", "--amf.demos_per_round=2", "--amf.steps_per_round=3",
     "--amf.eval_episodes=1", "--amf.eval_batch_size=1", "--amf.selection.fallback_rollouts=1",
+    "--amf.normalization=source",
     "--amf.pretrain.steps=3", "--amf.pretrain.batch_size=8", "--amf.pretrain.demos_covered=3",
     "--amf.pretrain.demos_uncovered=1", "--batch_size=8", "--num_workers=0", "--seed=1",
 ]
@@ -128,3 +130,15 @@ def test_every_evaluation_ran_in_the_libero_simulator_per_task_and_per_suite(lib
     config = json.loads((libero_run.out / "checkpoints" / "last" / "pretrained_model" / "config.json").read_text())
     assert config["input_features"]["observation.images.image"]["shape"] == [3, IMAGE, IMAGE]
     assert libero_run.report["complete"]
+
+
+def test_the_run_is_normalised_with_the_source_datasets_stats(libero_run):
+    """Not the pretraining demos' stats the generalist was saved with: the whole source dataset's."""
+    def state_mean(folder):
+        (stats,) = folder.glob("policy_preprocessor_step_*_normalizer_processor.safetensors")
+        return load_file(stats)["observation.state.mean"]
+
+    source = LeRobotDatasetMetadata(REPO, root=libero_run.repo).stats["observation.state"]["mean"]
+    run = state_mean(libero_run.out / "checkpoints" / "last" / "pretrained_model")
+    torch.testing.assert_close(run, torch.as_tensor(source, dtype=run.dtype))
+    assert not torch.allclose(state_mean(libero_run.pretrained), run)

@@ -177,6 +177,11 @@ class HubDatasetSource(DemoSource):
             features[self.rename_map.get(key, key)] = feature
         return features
 
+    def stats(self) -> dict[str, dict]:
+        """The whole dataset's normalisation stats (``meta/stats.json``), keyed as the run's features."""
+        return {self.rename_map.get(key, key): value for key, value in self.meta.stats.items()
+                if key in self.frame_keys}
+
     def describe(self) -> dict:
         return {"name": self.name, "repo_id": self.repo_id, "revision": self.revision,
                 "rename_map": self.rename_map}

@@ -8,8 +8,13 @@ fine-tuning demos the run builds (under ``<output_dir>/demos``).
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import draccus
 
 from lerobot.configs.default import DatasetConfig
 from lerobot.configs.train import TrainPipelineConfig
@@ -153,6 +158,10 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
     def validate(self) -> None:
         self.amf.validate()
         check_policy_path()
+        with recipe_policy_flags():
+            self._validate()
+
+    def _validate(self) -> None:
         if not self.resume:
             return super().validate()
         # Resuming an AMF run means continuing from its ledger in output_dir (LeRobot's own
@@ -189,3 +198,29 @@ def check_policy_path() -> None:
         raise AMFInputError(f"--policy.path={path}: no checkpoint there: not a directory with config.json, "
                             "and not a Hub repo id (namespace/name).") from None
 
+
+@contextlib.contextmanager
+def recipe_policy_flags():
+    """A recipe's ``policy`` section still applies under ``--policy.path``.
+
+    LeRobot 0.4.4 loads a ``--policy.path`` checkpoint's config with the command line's
+    ``--policy.*`` flags only: the ``--config_path`` file's policy settings (``push_to_hub: false``,
+    the learning rate, ...) are dropped. Here they are put on the command line LeRobot reads, before
+    the user's own flags, which win.
+    """
+    from lerobot.configs import parser
+
+    config_path = parser.parse_arg("config_path")
+    if not parser.get_path_arg("policy") or not config_path or not Path(config_path).is_file():
+        yield
+        return
+    with open(config_path) as f:
+        section = (draccus.cfgparsing.load_config(f, file=config_path) or {}).get("policy") or {}
+    flags = [f"--policy.{key}={value if isinstance(value, str) else json.dumps(value)}"
+             for key, value in section.items() if key not in ("type", "path")]
+    argv = sys.argv
+    sys.argv = [argv[0], *flags, *argv[1:]]
+    try:
+        yield
+    finally:
+        sys.argv = argv

@@ -134,15 +134,20 @@ class AMFStrategy(Strategy):
                                           conditioned, cfg.chunk_size, ctx.accelerator))
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
-        if has_likelihood:
-            frame_ll = torch.stack(loglik, dim=1)  # (N frames, tasks)
+        frame_ll = torch.stack(loglik, dim=1) if has_likelihood else None  # (N frames, tasks)
+        # A policy that does not see the task (no language input, no one-hot: LeRobot's diffusion on
+        # LIBERO) gives every task the same likelihood; weights from it would make every candidate the
+        # same (and greedy ties would spend the whole budget on the first task).
+        task_blind = (has_likelihood and len(pool) > 1
+                      and torch.allclose(frame_ll, frame_ll[:, :1].expand_as(frame_ll)))
+        if has_likelihood and not task_blind:
             # per-demo log-likelihood: mean over its sampled frames, scaled to the episode length
             demo_ll = torch.zeros(n_demos, len(pool), dtype=torch.float64)
             demo_ll.index_add_(0, torch.as_tensor(states.demo_of_frame), frame_ll)
             demo_ll = demo_ll / torch.as_tensor(states.frames_per_demo)[:, None] * torch.as_tensor(states.demo_length)[:, None]
             weights = importance_weights(demo_ll, demo_task_idx, temperature=cfg.importance_temperature,
                                          clip=cfg.importance_clip)  # (n_demos, tasks), columns sum to 1
-        else:  # no likelihood surrogate for this family yet: each demo informs its own task only
+        else:  # no likelihood surrogate for the family, or a task-blind policy: each demo informs its own task
             of_own_task = torch.zeros(n_demos, len(pool), dtype=torch.float64)
             of_own_task[torch.arange(n_demos), torch.as_tensor(demo_task_idx)] = 1.0
             weights = of_own_task / of_own_task.sum(0).clamp(min=1.0)
@@ -190,7 +195,9 @@ class AMFStrategy(Strategy):
             "n_demos_in_hand": n_demos,
             "n_demos_in_d": int(states.in_d.sum()),
             "rollout_fallback": sorted(rollout_phi),
-            "importance": "denoising-loss surrogate, common random numbers" if has_likelihood else "own task only",
+            "importance": ("own task only (the policy does not see the task: same likelihood for every task)"
+                           if task_blind else "denoising-loss surrogate, common random numbers" if has_likelihood
+                           else "own task only"),
             "kappa": kappa,
             "kernel": embedder.record(),
             "total_gain": result.total_gain,

@@ -98,3 +98,13 @@ def test_a_policy_that_does_not_see_the_task_weighs_each_demo_for_its_own_task(s
     assert sel.details["importance"].startswith("own task only (the policy does not see the task")
     assert sel.details["ess"] == {"reach-v3": 8.0, "drawer-close-v3": 2.0}  # its own demos: 2 + 6 in D, 2
     assert sel.tasks == ["drawer-close-v3"]
+
+
+def test_without_any_demo_in_hand_amf_starts_with_one_demo_per_task(setup):
+    """A --policy.path checkpoint without its pretraining demos, before the first pull (AMF.md: cold start)."""
+    import dataclasses
+
+    ctx = dataclasses.replace(context(setup, with_d=False), pretrain_dataset=None)
+    sel = make_strategy("amf", AMFSelectionConfig()).select(ctx, 2)
+    assert sorted(sel.tasks) == sorted(POOL) and sel.details == {"cold_start": True}
+    assert sel.reason.startswith("amf: no demos in hand yet (cold start), so uniform:")

@@ -38,6 +38,7 @@ from lerobot_amf.embeddings import unwrap_policy
 from lerobot_amf.families import family_of
 from lerobot_amf.selection.config import AMFSelectionConfig
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
+from lerobot_amf.selection.baselines import UniformStrategy
 from lerobot_amf.selection.gp import WeightSpacePosterior, greedy_batch, kernel_scale
 from lerobot_amf.selection.importance import importance_weights, summarize_importance
 
@@ -79,6 +80,8 @@ class AMFStrategy(Strategy):
 
     # ---------------------------------------------------------------- states in hand
     def demo_states(self, ctx: SelectionContext) -> DemoStates | None:
+        if ctx.pretrain_dataset is None and ctx.demo_dataset is None:
+            return None
         policy = unwrap_policy(ctx.policy)
         delta = resolve_delta_timestamps(policy.config, _meta_of(ctx))
         rng = np.random.default_rng([ctx.rng.integers(2**31), FRAME_SAMPLING_STREAM])
@@ -115,8 +118,10 @@ class AMFStrategy(Strategy):
     def select(self, ctx: SelectionContext, n: int) -> Selection:
         cfg = self.cfg
         states = self.demo_states(ctx)
-        if states is None:
-            raise ValueError("amf needs demos in hand (pretraining demos or fine-tuning demos); none were found.")
+        if states is None:  # cold start (AMF.md section 4): no demo in hand to estimate any task's states from
+            first = UniformStrategy().select(ctx, n)
+            return Selection(first.tasks, first.scores, {"cold_start": True},
+                             reason=f"amf: no demos in hand yet (cold start), so {first.reason}")
         policy = unwrap_policy(ctx.policy)
         family = family_of(policy)
         embedder = family.embedder(policy, kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,7 +159,7 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
     def validate(self) -> None:
         self.amf.validate()
         check_policy_path()
-        with recipe_policy_flags():
+        with recipe_policy_settings(self):
             self._validate()
 
     def _validate(self) -> None:
@@ -200,13 +201,15 @@ def check_policy_path() -> None:
 
 
 @contextlib.contextmanager
-def recipe_policy_flags():
+def recipe_policy_settings(cfg):
     """A recipe's ``policy`` section still applies under ``--policy.path``.
 
     LeRobot 0.4.4 loads a ``--policy.path`` checkpoint's config with the command line's
     ``--policy.*`` flags only: the ``--config_path`` file's policy settings (``push_to_hub: false``,
-    the learning rate, ...) are dropped. Here they are put on the command line LeRobot reads, before
-    the user's own flags, which win.
+    the learning rate, the input features, ...) are dropped. Here they are put on the command line
+    LeRobot reads, before the user's own flags, which win. Mappings (``input_features``, ...) are
+    set after loading instead: as a flag, draccus would merge them into the checkpoint's (keeping
+    its cameras next to the recipe's).
     """
     from lerobot.configs import parser
 
@@ -216,11 +219,16 @@ def recipe_policy_flags():
         return
     with open(config_path) as f:
         section = (draccus.cfgparsing.load_config(f, file=config_path) or {}).get("policy") or {}
+    section = {k: v for k, v in section.items() if k not in ("type", "path")}
+    mappings = {k: v for k, v in section.items() if isinstance(v, dict) and parser.parse_arg(f"policy.{k}") is None}
     flags = [f"--policy.{key}={value if isinstance(value, str) else json.dumps(value)}"
-             for key, value in section.items() if key not in ("type", "path")]
+             for key, value in section.items() if not isinstance(value, dict)]
     argv = sys.argv
     sys.argv = [argv[0], *flags, *argv[1:]]
     try:
         yield
     finally:
         sys.argv = argv
+    hints = typing.get_type_hints(type(cfg.policy))
+    for key, value in mappings.items():
+        setattr(cfg.policy, key, draccus.decode(hints[key], value))

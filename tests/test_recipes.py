@@ -12,7 +12,6 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
-from conftest import run_cli
 from lerobot_amf.configs import AMFTrainPipelineConfig
 from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.isolation.modes import plan_partitions
@@ -77,12 +76,6 @@ def test_libero_smolvla_recipe_over_smolvla_base(monkeypatch, tmp_path, smolvla_
     assert amf.push_to_hub is False and amf.rounds * amf.demos_per_round == 200
 
 
-def test_libero_smolvla_recipe_alone_parses_with_its_own_policy_section(monkeypatch, tmp_path):
-    cfg, _, pool, partitions = load(monkeypatch, tmp_path, "libero_smolvla.yaml")
-    assert isinstance(cfg.policy, SmolVLAConfig) and cfg.policy.push_to_hub is False
-    assert len(pool) == 40 and len(partitions.groups) == 4
-
-
 def test_libero_diffusion_recipe(monkeypatch, tmp_path):
     cfg, catalog, pool, partitions = load(monkeypatch, tmp_path, "libero_diffusion.yaml")
     assert len(pool) == 10 and {catalog.suite_of(t) for t in pool} == {"libero_10"}
@@ -109,15 +102,19 @@ def test_metaworld_default_recipe(monkeypatch, tmp_path):
     assert (cfg.amf.strategy, cfg.amf.source) == ("rebalancing", "metaworld_expert")
 
 
-def test_a_recipe_with_an_unknown_key_is_one_line_and_exit_2(lerobot_home, tmp_path):
+def test_a_recipe_with_an_unknown_key_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):
+    from lerobot_amf import train
+
     recipe = yaml.safe_load((RECIPES / "libero_diffusion.yaml").read_text())
     recipe["amf"]["demos_per_rounds"] = 10
     bad = tmp_path / "recipe.yaml"
     bad.write_text(yaml.safe_dump(recipe))
-    proc = run_cli([f"--config_path={bad}", f"--output_dir={tmp_path / 'out'}"], lerobot_home, check=False,
-                   timeout=120)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert lines[-1].startswith("lerobot-amf-train: error: `amf`") and "demos_per_rounds" in lines[-1]
-    assert "Allowed: " in lines[-1] and "demos_per_round," in lines[-1]
+    monkeypatch.setattr(sys, "argv", ["lerobot-amf-train", f"--config_path={bad}", f"--output_dir={tmp_path / 'out'}"])
+    with pytest.raises(SystemExit) as stop:
+        train.main()
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("lerobot-amf-train: error: ")]
+    assert stop.value.code == 2 and "Traceback" not in err and err.strip().endswith(line)
+    assert line.startswith("lerobot-amf-train: error: `amf`") and "demos_per_rounds" in line
+    assert "Allowed: " in line and "demos_per_round," in line
     assert not (tmp_path / "out").exists()

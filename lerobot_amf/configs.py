@@ -8,8 +8,14 @@ fine-tuning demos the run builds (under ``<output_dir>/demos``).
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import draccus
 
 from lerobot.configs.default import DatasetConfig
 from lerobot.configs.train import TrainPipelineConfig
@@ -21,7 +27,7 @@ from lerobot_amf.selection import STRATEGY_NAMES
 from lerobot_amf.selection.config import KERNELS, AMFSelectionConfig
 from lerobot_amf.sources import SOURCES
 
-NORMALIZATION_SOURCES = ("pretrained", "demos")
+NORMALIZATION_SOURCES = ("pretrained", "demos", "source")
 
 
 @dataclass
@@ -72,7 +78,9 @@ class AMFConfig:
     eval_episodes: int = 10
     eval_batch_size: int = 10
     eval_seed: int = 1_000_000
-    # Normalisation stats: the pretrained checkpoint's, or those of the demos trained on.
+    # Normalisation stats: the pretrained checkpoint's | those of the demos trained on (refitted each
+    # round) | the hub source's whole dataset (its meta/stats.json, fixed for the run: for a base
+    # pretrained on another robot, e.g. lerobot/smolvla_base on LIBERO, as lerobot-train does).
     normalization: str = "pretrained"
     # Which weights fine-tuning changes (ISOLATION_MODES above). lora/head: base weights frozen,
     # one adapter / head copy per partition, a routing policy picks it by task at inference;
@@ -125,9 +133,12 @@ class AMFConfig:
         _check_choice("amf.export", self.export, EXPORTS)
         if not 0.0 <= self.replay_fraction < 1.0:
             raise AMFInputError(f"amf.replay_fraction={self.replay_fraction}: must be in [0, 1).")
-        if self.isolation in ROUTED_MODES and self.normalization != "pretrained":
-            raise AMFInputError(f"amf.isolation={self.isolation} keeps the base weights frozen, so it keeps their "
-                                "normalisation: use amf.normalization=pretrained.")
+        if self.isolation in ROUTED_MODES and self.normalization == "demos":
+            raise AMFInputError(f"amf.isolation={self.isolation} keeps the base weights frozen, so its normalisation "
+                                "stays fixed for the run: use amf.normalization=pretrained or source.")
+        if self.normalization == "source" and self.source != "hub":
+            raise AMFInputError(f"amf.normalization=source takes the stats of the hub source's dataset; "
+                                f"amf.source={self.source} has none: use pretrained or demos.")
         _check_choice("amf.selection.kernel", self.selection.kernel, KERNELS)
         if self.push_to_hub and not self.repo_id:
             raise AMFInputError("amf.push_to_hub=true needs --amf.repo_id (namespace/name on the Hub).")
@@ -148,6 +159,10 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
     def validate(self) -> None:
         self.amf.validate()
         check_policy_path()
+        with recipe_policy_settings(self):
+            self._validate()
+
+    def _validate(self) -> None:
         if not self.resume:
             return super().validate()
         # Resuming an AMF run means continuing from its ledger in output_dir (LeRobot's own
@@ -183,3 +198,37 @@ def check_policy_path() -> None:
     except HFValidationError:
         raise AMFInputError(f"--policy.path={path}: no checkpoint there: not a directory with config.json, "
                             "and not a Hub repo id (namespace/name).") from None
+
+
+@contextlib.contextmanager
+def recipe_policy_settings(cfg):
+    """A recipe's ``policy`` section still applies under ``--policy.path``.
+
+    LeRobot 0.4.4 loads a ``--policy.path`` checkpoint's config with the command line's
+    ``--policy.*`` flags only: the ``--config_path`` file's policy settings (``push_to_hub: false``,
+    the learning rate, the input features, ...) are dropped. Here they are put on the command line
+    LeRobot reads, before the user's own flags, which win. Mappings (``input_features``, ...) are
+    set after loading instead: as a flag, draccus would merge them into the checkpoint's (keeping
+    its cameras next to the recipe's).
+    """
+    from lerobot.configs import parser
+
+    config_path = parser.parse_arg("config_path")
+    if not parser.get_path_arg("policy") or not config_path or not Path(config_path).is_file():
+        yield
+        return
+    with open(config_path) as f:
+        section = (draccus.cfgparsing.load_config(f, file=config_path) or {}).get("policy") or {}
+    section = {k: v for k, v in section.items() if k not in ("type", "path")}
+    mappings = {k: v for k, v in section.items() if isinstance(v, dict) and parser.parse_arg(f"policy.{k}") is None}
+    flags = [f"--policy.{key}={value if isinstance(value, str) else json.dumps(value)}"
+             for key, value in section.items() if not isinstance(value, dict)]
+    argv = sys.argv
+    sys.argv = [argv[0], *flags, *argv[1:]]
+    try:
+        yield
+    finally:
+        sys.argv = argv
+    hints = typing.get_type_hints(type(cfg.policy))
+    for key, value in mappings.items():
+        setattr(cfg.policy, key, draccus.decode(hints[key], value))

@@ -180,7 +180,7 @@ def build_report(cfg: AMFEvalPipelineConfig, loaded: LoadedPolicy, tasks: list[s
         "format": FORMAT,
         "model": loaded.info,
         "env": {"type": cfg.env.type, "task": cfg.env.task, "pool": tasks},
-        "eval_protocol": eval_protocol(cfg.amf, cfg.env),
+        "eval_protocol": eval_protocol(cfg.amf, cfg.env, loaded.policy.config),
         "eval": result,
         "not_shown": WHAT_IT_DOES_NOT_SHOW.format(n=cfg.amf.eval_episodes),
     }

@@ -10,14 +10,17 @@ overlap the seeds demos are recorded from.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 import torch
 from lerobot.envs.factory import make_env, make_env_pre_post_processors
 from lerobot.envs.utils import close_envs
+from lerobot.processor.pipeline import ObservationProcessorStep
 from lerobot.scripts.lerobot_eval import eval_policy
 
 from lerobot_amf.envs.tasks import task_catalog
+from lerobot_amf.features import resized_images
 
 
 # What an evaluation is of: the one plain model, or the routed per-partition policy.
@@ -42,8 +45,9 @@ def summarise(successes: int, n: int) -> dict:
             "ci95": [round(lo, 4), round(hi, 4)]}
 
 
-def eval_protocol(amf_cfg, env_cfg) -> dict:
-    return {
+def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
+    """What an evaluation ran; with ``policy_cfg``, also the cameras resized to the policy's size."""
+    protocol = {
         "episodes_per_task": amf_cfg.eval_episodes,
         "seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + amf_cfg.eval_episodes - 1} (same for every task and round)",
         "max_steps": getattr(env_cfg, "episode_length", None),
@@ -52,6 +56,41 @@ def eval_protocol(amf_cfg, env_cfg) -> dict:
         "interval": "Wilson 95%",
         **task_catalog(env_cfg).protocol(env_cfg),
     }
+    sizes = resized_images(task_catalog(env_cfg).policy_features(env_cfg), policy_cfg) if policy_cfg else {}
+    if sizes:
+        protocol["images_resized_to"] = {key: list(size) for key, size in sizes.items()}
+    return protocol
+
+
+@dataclasses.dataclass
+class ResizeImages(ObservationProcessorStep):
+    """Cameras resized (bilinear, antialiased) to the size the policy was trained at."""
+
+    sizes: dict[str, tuple[int, int]]  # observation key -> (height, width)
+
+    def observation(self, observation):
+        out = dict(observation)
+        for key, size in self.sizes.items():
+            if key in out and tuple(out[key].shape[-2:]) != tuple(size):
+                out[key] = torch.nn.functional.interpolate(out[key], size=size, mode="bilinear",
+                                                           antialias=True, align_corners=False)
+        return out
+
+    def transform_features(self, features):
+        return {kind: {key: (dataclasses.replace(f, shape=(f.shape[0], *self.sizes[key])) if key in self.sizes else f)
+                       for key, f in group.items()} for kind, group in features.items()}
+
+
+def env_processors(env_cfg, policy_cfg):
+    """LeRobot's env pre/post-processors for ``env_cfg``, plus ``ResizeImages`` for cameras the env
+    renders at another size than the policy reads and does not resize itself (LeRobot 0.4.4's
+    ``LiberoEnv`` renders 256x256 whatever its config says; a policy trained on smaller frames
+    would otherwise see another scale, or fail in an encoder built for its own size)."""
+    env_pre, env_post = make_env_pre_post_processors(env_cfg=env_cfg, policy_cfg=policy_cfg)
+    sizes = resized_images(task_catalog(env_cfg).policy_features(env_cfg), policy_cfg)
+    if sizes:
+        env_pre.steps = [*env_pre.steps, ResizeImages(sizes)]
+    return env_pre, env_post
 
 
 @contextlib.contextmanager
@@ -66,7 +105,7 @@ def task_vec_env(env_cfg, task: str, n_envs: int):
 
 def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg) -> dict:
     """Success per task, per suite and pooled over the given tasks, of ``policy``."""
-    env_pre, env_post = make_env_pre_post_processors(env_cfg=env_cfg, policy_cfg=policy.config)
+    env_pre, env_post = env_processors(env_cfg, policy.config)
     per_task = {}
     for task in tasks:
         n_envs = min(amf_cfg.eval_batch_size, amf_cfg.eval_episodes)

@@ -145,6 +145,8 @@ def _pretrain(cfg, allocation, key_material, final: Path, accelerator, source) -
         logging.info(f"Pretraining: pulling demos {allocation} from {source.name}")
         demos = [demo for task, k in allocation.items() if k for demo in source.pull(task, k, set())]
         write_demos("local/amf_pretrain_demos", work / "demos", source.fps, source.features(), demos)
+        demo_ids = [demo.demo_id for demo in demos]
+        del demos  # their frames are on disk now
     accelerator.wait_for_everyone()
     pre_cfg = dataclasses.replace(
         cfg, steps=cfg.amf.pretrain.steps, batch_size=cfg.amf.pretrain.batch_size,
@@ -166,8 +168,11 @@ def _pretrain(cfg, allocation, key_material, final: Path, accelerator, source) -
             "demos_per_task": allocation,
             "train": metrics,
             "cache_key": key_material,
-            "note": "embedded default generalist: Metaworld scripted-expert demos, trained from scratch",
+            "note": f"embedded default generalist: demos from source {source.name!r}, trained from scratch",
+            "source": source.describe(),
             "demos": {"repo_id": "local/amf_pretrain_demos", "root": PRETRAIN_DEMOS_DIR},
+            # a source's demo ids: fine-tuning never pulls these again (a Hub dataset's episodes are finite)
+            "demo_ids": demo_ids,
         }
         (out / PRETRAIN_RECORD).write_text(json.dumps(record, indent=2, default=str))
         # The pretraining demos stay with the checkpoint (AMF's state estimates and replay use them).

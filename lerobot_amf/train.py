@@ -20,6 +20,7 @@ from pathlib import Path
 import draccus
 import numpy as np
 from lerobot.configs import parser
+from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot.utils.random_utils import set_seed
@@ -86,17 +87,23 @@ def plan_run(cfg: AMFTrainPipelineConfig, source: DemoSource, catalog: TaskCatal
             f"amf.budget={budget} cannot be spent in amf.rounds={amf.rounds} x "
             f"amf.demos_per_round={amf.demos_per_round} = {amf.rounds * amf.demos_per_round} demos."
         )
-    capacities = [source.remaining(t, set()) for t in pool]
-    if all(c is not None for c in capacities) and sum(capacities) < budget:
-        raise AMFInputError(
-            f"amf.budget={budget} demos exceeds what source {source.name!r} can give for the pool "
-            f"({sum(capacities)} demos: {dict(zip(pool, capacities))})."
-        )
+    check_capacity(source, pool, budget, set())
     per_round, left = [], budget
     while left > 0:
         per_round.append(min(amf.demos_per_round, left))
         left -= per_round[-1]
     return RunPlan(pool, weights, budget, per_round, catalog.vocabulary(pool), plan_partitions(cfg, pool, catalog))
+
+
+def check_capacity(source: DemoSource, pool: list[str], budget: int, exclude: set[str]) -> None:
+    """The source must still hold ``budget`` demos of the pool that are not in ``exclude``."""
+    capacities = [source.remaining(t, exclude) for t in pool]
+    if all(c is not None for c in capacities) and sum(capacities) < budget:
+        left_out = f", not counting the {len(exclude)} pretraining demos" if exclude else ""
+        raise AMFInputError(
+            f"amf.budget={budget} demos exceeds what source {source.name!r} can give for the pool{left_out} "
+            f"({sum(capacities)} demos: {dict(zip(pool, capacities))})."
+        )
 
 
 def make_processors(cfg, policy, stats=None):
@@ -151,6 +158,7 @@ class Run:
     postprocessor: object
     pretrain_counts: dict[str, int] | None  # demos per task the generalist was trained on (None: unknown)
     pretrain_demos: DatasetRef | None  # those demos, when kept with the checkpoint
+    pretrain_demo_ids: frozenset[str]  # their ids: never pulled again for fine-tuning
     demos: DatasetRef  # the run's dataset of fine-tuning demos
     start_round: int
 
@@ -161,6 +169,10 @@ class Run:
     @property
     def main(self) -> bool:
         return self.accelerator.is_main_process
+
+    def taken(self, state: LedgerState) -> set[str]:
+        """Demo ids no pull may give again: the run's fine-tuning demos and the generalist's pretraining ones."""
+        return state.demo_ids | self.pretrain_demo_ids
 
 
 def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
@@ -186,8 +198,14 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     if cfg.policy.pretrained_path is None:
         pretrain_source = make_source(cfg.amf, cfg.env, seed=cfg.seed, catalog=catalog, role="pretrain")
         cfg.policy.pretrained_path = ensure_pretrained(cfg, plan.pool, accelerator, pretrain_source)
+        # its features are its pretraining demos' (saved with it), not the env config's raw ones
+        saved = PreTrainedConfig.from_pretrained(cfg.policy.pretrained_path)
+        cfg.policy.input_features, cfg.policy.output_features = saved.input_features, saved.output_features
     pretrain_record = read_pretrain_record(cfg.policy.pretrained_path)
     pretrain_counts = pretrain_record["demos_per_task"] if pretrain_record else None
+    pretrain_demo_ids = frozenset(pretrain_record.get("demo_ids", []) if pretrain_record else [])
+    if pretrain_demo_ids:
+        check_capacity(source, plan.pool, plan.budget, set(pretrain_demo_ids))
     if strategy.name == "rebalancing" and pretrain_counts is None:
         raise AMFInputError("amf.strategy=rebalancing needs the pretraining demos per task, unknown for "
                             f"--policy.path={cfg.policy.pretrained_path} (it has no amf_pretrain.json).")
@@ -198,13 +216,15 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     start_round = ledger.state().rounds_done
     policy = make_policy(cfg.policy, env_cfg=cfg.env)
     check_policy_fits_env(policy.config, cfg.env)
-    preprocessor, postprocessor = make_processors(cfg, policy)
+    preprocessor, postprocessor = make_processors(cfg, policy, source.stats() if cfg.amf.normalization == "source"
+                                                  else None)
     pretrain_demos = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
     isolation = make_isolation(cfg, policy, plan, preprocessor, pretrain_demos)
     if start_round:  # resume: the weights the last finished round saved
         isolation.resume(round_dir(output_dir, start_round - 1))
     run = Run(cfg, accelerator, plan, source, strategy, ledger, isolation, preprocessor, postprocessor,
-              pretrain_counts, pretrain_demos, DatasetRef(cfg.dataset.repo_id, output_dir / "demos"), start_round)
+              pretrain_counts, pretrain_demos, pretrain_demo_ids,
+              DatasetRef(cfg.dataset.repo_id, output_dir / "demos"), start_round)
     if run.main and not cfg.resume:
         output_dir.mkdir(parents=True, exist_ok=True)
         ledger.append(
@@ -220,7 +240,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
             model={**isolation.describe(), "policy_type": cfg.policy.type,
                    "pretrained_path": str(cfg.policy.pretrained_path)},
             pretrain_counts=pretrain_counts,
-            eval_protocol=eval_protocol(cfg.amf, cfg.env),
+            eval_protocol=eval_protocol(cfg.amf, cfg.env, policy.config),
         )
     if run.main:  # a stop while demos were being written: back to exactly what the ledger records
         repair_demo_dataset(run.demos.root, ledger.state().episodes, run.demos.repo_id)
@@ -236,9 +256,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
 def check_policy_fits_env(policy_cfg, env_cfg) -> None:
     """The checkpoint's features must be the env's, or ones the policy pads / resizes to (a one-hot
     over another task vocabulary, or another robot's state, would fail deep inside the first rollout)."""
-    from lerobot.envs.utils import env_to_policy_features
-
-    env = env_to_policy_features(env_cfg)
+    env = task_catalog(env_cfg).policy_features(env_cfg)
     problems = feature_mismatches(env, policy_cfg, f"--env.type={env_cfg.type}", images=False)
     if problems:
         raise AMFInputError(f"--policy.path={policy_cfg.pretrained_path} does not fit --env.type={env_cfg.type}: "
@@ -269,7 +287,7 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
         ctx = SelectionContext(
             round_index=r, pool=plan.pool, target_weights=plan.target_weights,
             counts={t: state.counts.get(t, 0) for t in plan.pool},
-            capacity={t: run.source.remaining(t, state.demo_ids) for t in plan.pool},
+            capacity={t: run.source.remaining(t, run.taken(state)) for t in plan.pool},
             rng=np.random.default_rng([run.cfg.seed or 0, r]), pretrain_counts=run.pretrain_counts,
             policy=selection_policy, preprocessor=run.preprocessor,
             postprocessor=run.postprocessor, env_cfg=run.cfg.env, accelerator=run.accelerator,
@@ -287,7 +305,7 @@ def pull_and_record(run: Run, r: int, tasks: list[str], state: LedgerState) -> N
     with phase("pulling"):
         for task, k in Counter(tasks).items():
             with console.status(f"Pulling {k} demo(s) of {task} from {run.source.name}"):
-                new_demos += run.source.pull(task, k, state.demo_ids)
+                new_demos += run.source.pull(task, k, run.taken(state))
     write_demos(run.demos.repo_id, run.demos.root, run.source.fps, run.source.features(), new_demos,
                 record=lambda records: run.ledger.append("demos_pulled", round=r, demos=records))
 

@@ -106,3 +106,26 @@ def diffusion_batch(b=3, seed=1):
         ACTION: torch.randn(b, 16, 4, generator=g),  # ignored by the embedding
         "action_is_pad": torch.zeros(b, 16, dtype=torch.bool),
     }
+
+
+# ---- the real LIBERO simulator ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks next to a CPU-rendering simulator: one torch thread avoids oversubscribed cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def libero_rendering():
+    """Skip only where MuJoCo cannot render headless (no EGL), which LIBERO's cameras need."""
+    probe = "import mujoco; from mujoco.egl import GLContext; c = GLContext(8, 8); c.make_current(); c.free()"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env={**os.environ, "MUJOCO_GL": "egl"}, timeout=120)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"LIBERO rendering is impossible here: MuJoCo cannot create an EGL context ({last})")

@@ -84,3 +84,27 @@ def test_collapsed_importance_weights_fall_back_to_policy_rollouts(setup):
     torch.randn(1000)
     again = strategy.select(context(setup, with_d=False), 2)
     assert again.tasks == sel.tasks and again.scores == sel.scores
+
+
+def test_a_policy_that_does_not_see_the_task_weighs_each_demo_for_its_own_task(setup):
+    """Without a one-hot or a language input (LeRobot's diffusion on LIBERO) the likelihood is the same
+    for every task: importance weights from it would make every candidate identical and the greedy
+    tie would go to the first pool task, reach-v3, the one D already covers."""
+    import dataclasses
+
+    ctx = context(setup, with_d=True)
+    ctx.vocabulary = dataclasses.replace(ctx.vocabulary, one_hot=None)  # the policy is not told the task
+    sel = make_strategy("amf", AMFSelectionConfig()).select(ctx, 1)
+    assert sel.details["importance"].startswith("own task only (the policy does not see the task")
+    assert sel.details["ess"] == {"reach-v3": 8.0, "drawer-close-v3": 2.0}  # its own demos: 2 + 6 in D, 2
+    assert sel.tasks == ["drawer-close-v3"]
+
+
+def test_without_any_demo_in_hand_amf_starts_with_one_demo_per_task(setup):
+    """A --policy.path checkpoint without its pretraining demos, before the first pull (AMF.md: cold start)."""
+    import dataclasses
+
+    ctx = dataclasses.replace(context(setup, with_d=False), pretrain_dataset=None)
+    sel = make_strategy("amf", AMFSelectionConfig()).select(ctx, 2)
+    assert sorted(sel.tasks) == sorted(POOL) and sel.details == {"cold_start": True}
+    assert sel.reason.startswith("amf: no demos in hand yet (cold start), so uniform:")

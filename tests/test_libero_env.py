@@ -3,7 +3,6 @@ the two LeRobot 0.4.4 fixes, and a real rollout of a tiny trained LeRobot policy
 through ``lerobot-amf-eval``."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,25 +25,7 @@ CATALOG = LiberoCatalog()
 POOL = CATALOG.parse_pool("libero_spatial/0,libero_spatial/1")
 EVAL_ORDER = [POOL[1], POOL[0]]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny networks next to a CPU-rendering simulator: one torch thread avoids oversubscribed cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def rendering():
-    """Skip only where MuJoCo cannot render headless (no EGL), which LIBERO's cameras need."""
-    probe = "import mujoco; from mujoco.egl import GLContext; c = GLContext(8, 8); c.make_current(); c.free()"
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          env={**__import__("os").environ, "MUJOCO_GL": "egl"}, timeout=120)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"LIBERO rendering is impossible here: MuJoCo cannot create an EGL context ({last})")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "libero_rendering")
 
 
 def test_init_state_shim_reads_the_npz_without_pickle(tmp_path):
@@ -191,13 +172,14 @@ def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_
     report = json.loads((out / eval_cli.REPORT_FILENAME).read_text())
 
     # The real simulator's observations, through LeRobot's LiberoProcessorStep, reached the policy:
-    # two 256x256 cameras, the 8-dim state, and the task's language instruction.
+    # both cameras (rendered 256x256, resized to the 32x32 the policy was trained on), the 8-dim
+    # state, and the task's language instruction.
     instructions = [CATALOG.instruction(t) for t in EVAL_ORDER]
     assert seen and {s["task"][0] for s in seen} == set(instructions)
     assert seen[0]["task"] == [instructions[0]]
     for s in seen:
         assert s["state"] == (1, 8)
-        assert s["observation.images.image"] == s["observation.images.image2"] == (1, 3, 256, 256)
+        assert s["observation.images.image"] == s["observation.images.image2"] == (1, 3, 32, 32)
     # ... and the router ran each task on its own partition (it starts on POOL[0]'s).
     model, ev = report["model"], report["eval"]
     assert model["variant"] == "per-partition" and model["isolation"] == "head"
@@ -214,5 +196,6 @@ def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_
     assert ev["overall"]["episodes"] == 2
     proto = report["eval_protocol"]
     assert proto["episodes_per_task"] == 1 and proto["max_steps"] == 4 and proto["image_size"] == [256, 256]
+    assert proto["images_resized_to"] == {"observation.images.image": [32, 32], "observation.images.image2": [32, 32]}
     printed = capsys.readouterr().out
     assert "libero_spatial (pooled)" in printed and "per-partition" in printed

@@ -182,24 +182,41 @@ class LiberoCatalog(TaskCatalog):
                                 "drop --env.task_ids and name tasks as '<suite>/<task id>'.")
         return self.parse_pool([f"{suite}/{i}" for suite in names for i in env_cfg.task_ids])
 
+    def policy_features(self, env_cfg) -> dict:
+        """After LeRobot's ``LiberoProcessorStep`` (not the env config's raw robot-state parts): the
+        cameras at ``RENDERED_IMAGE_SIZE``, the 8-dim state (end-effector position, axis-angle,
+        gripper) and the 7-dim action, as in ``lerobot/libero``."""
+        from lerobot.configs.types import FeatureType, PolicyFeature
+        from lerobot.utils.constants import ACTION, OBS_STATE
+
+        size = RENDERED_IMAGE_SIZE
+        cameras = {key: PolicyFeature(FeatureType.VISUAL, (3, size, size)) for key in _cameras(env_cfg)}
+        return {**cameras, OBS_STATE: PolicyFeature(FeatureType.STATE, (8,)),
+                ACTION: PolicyFeature(FeatureType.ACTION, (7,))}
+
     def protocol(self, env_cfg) -> dict:
         from lerobot.envs.libero import TASK_SUITE_MAX_STEPS
 
-        cameras = [c.strip() for c in env_cfg.camera_name.split(",") if c.strip()]
-        mapping = env_cfg.camera_name_mapping or {"agentview_image": "image", "robot0_eye_in_hand_image": "image2"}
         return {
             "max_steps": env_cfg.episode_length if env_cfg.episode_length is not None else
             {s: TASK_SUITE_MAX_STEPS[s] for s in LIBERO_SUITES},
             "initial_states": (INIT_STATES_RULE if env_cfg.init_states else
                                "LIBERO's random object placement (--env.init_states=false)"),
             "image_size": [RENDERED_IMAGE_SIZE, RENDERED_IMAGE_SIZE],
-            "cameras": {f"observation.images.{mapping[c]}": c for c in cameras},
+            "cameras": _cameras(env_cfg),
             "control_mode": env_cfg.control_mode,
             "settle_steps_after_reset": 10,  # LeRobot's LiberoEnv num_steps_wait (no-op actions)
             "renderer": f"MuJoCo, MUJOCO_GL={os.environ.get('MUJOCO_GL')}",
             "simulator": _simulator_version(),
             "lerobot_fixes": [use_npz_init_states.__name__, fix_reset_on_termination.__name__],
         }
+
+
+def _cameras(env_cfg) -> dict[str, str]:
+    """Observation key -> LIBERO camera, as LeRobot's ``LiberoEnv`` names its cameras."""
+    cameras = [c.strip() for c in env_cfg.camera_name.split(",") if c.strip()]
+    mapping = env_cfg.camera_name_mapping or {"agentview_image": "image", "robot0_eye_in_hand_image": "image2"}
+    return {f"observation.images.{mapping[c]}": c for c in cameras}
 
 
 INIT_STATES_RULE = ("episode e of every task starts from the task's fixed LIBERO initial state e mod 50 "

@@ -76,6 +76,13 @@ class TaskCatalog(abc.ABC):
     def default_pool(self, env_cfg) -> list[str]:
         """The pool when ``--amf.tasks`` is not given: the env config's own task list."""
 
+    def policy_features(self, env_cfg) -> dict:
+        """What a policy receives from this env and sends back, after LeRobot's env processors
+        (key -> ``PolicyFeature``): what a checkpoint must fit."""
+        from lerobot.envs.utils import env_to_policy_features
+
+        return env_to_policy_features(env_cfg)
+
     def protocol(self, env_cfg) -> dict:
         """Evaluation-protocol fields specific to this env (max steps, init states, image size)."""
         return {}

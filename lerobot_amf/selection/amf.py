@@ -38,6 +38,7 @@ from lerobot_amf.embeddings import unwrap_policy
 from lerobot_amf.families import family_of
 from lerobot_amf.selection.config import AMFSelectionConfig
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
+from lerobot_amf.selection.baselines import UniformStrategy
 from lerobot_amf.selection.gp import WeightSpacePosterior, greedy_batch, kernel_scale
 from lerobot_amf.selection.importance import importance_weights, summarize_importance
 
@@ -79,6 +80,8 @@ class AMFStrategy(Strategy):
 
     # ---------------------------------------------------------------- states in hand
     def demo_states(self, ctx: SelectionContext) -> DemoStates | None:
+        if ctx.pretrain_dataset is None and ctx.demo_dataset is None:
+            return None
         policy = unwrap_policy(ctx.policy)
         delta = resolve_delta_timestamps(policy.config, _meta_of(ctx))
         rng = np.random.default_rng([ctx.rng.integers(2**31), FRAME_SAMPLING_STREAM])
@@ -115,8 +118,10 @@ class AMFStrategy(Strategy):
     def select(self, ctx: SelectionContext, n: int) -> Selection:
         cfg = self.cfg
         states = self.demo_states(ctx)
-        if states is None:
-            raise ValueError("amf needs demos in hand (pretraining demos or fine-tuning demos); none were found.")
+        if states is None:  # cold start (AMF.md section 4): no demo in hand to estimate any task's states from
+            first = UniformStrategy().select(ctx, n)
+            return Selection(first.tasks, first.scores, {"cold_start": True},
+                             reason=f"amf: no demos in hand yet (cold start), so {first.reason}")
         policy = unwrap_policy(ctx.policy)
         family = family_of(policy)
         embedder = family.embedder(policy, kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
@@ -134,15 +139,20 @@ class AMFStrategy(Strategy):
                                           conditioned, cfg.chunk_size, ctx.accelerator))
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
-        if has_likelihood:
-            frame_ll = torch.stack(loglik, dim=1)  # (N frames, tasks)
+        frame_ll = torch.stack(loglik, dim=1) if has_likelihood else None  # (N frames, tasks)
+        # A policy that does not see the task (no language input, no one-hot: LeRobot's diffusion on
+        # LIBERO) gives every task the same likelihood; weights from it would make every candidate the
+        # same (and greedy ties would spend the whole budget on the first task).
+        task_blind = (has_likelihood and len(pool) > 1
+                      and torch.allclose(frame_ll, frame_ll[:, :1].expand_as(frame_ll)))
+        if has_likelihood and not task_blind:
             # per-demo log-likelihood: mean over its sampled frames, scaled to the episode length
             demo_ll = torch.zeros(n_demos, len(pool), dtype=torch.float64)
             demo_ll.index_add_(0, torch.as_tensor(states.demo_of_frame), frame_ll)
             demo_ll = demo_ll / torch.as_tensor(states.frames_per_demo)[:, None] * torch.as_tensor(states.demo_length)[:, None]
             weights = importance_weights(demo_ll, demo_task_idx, temperature=cfg.importance_temperature,
                                          clip=cfg.importance_clip)  # (n_demos, tasks), columns sum to 1
-        else:  # no likelihood surrogate for this family yet: each demo informs its own task only
+        else:  # no likelihood surrogate for the family, or a task-blind policy: each demo informs its own task
             of_own_task = torch.zeros(n_demos, len(pool), dtype=torch.float64)
             of_own_task[torch.arange(n_demos), torch.as_tensor(demo_task_idx)] = 1.0
             weights = of_own_task / of_own_task.sum(0).clamp(min=1.0)
@@ -190,7 +200,9 @@ class AMFStrategy(Strategy):
             "n_demos_in_hand": n_demos,
             "n_demos_in_d": int(states.in_d.sum()),
             "rollout_fallback": sorted(rollout_phi),
-            "importance": "denoising-loss surrogate, common random numbers" if has_likelihood else "own task only",
+            "importance": ("own task only (the policy does not see the task: same likelihood for every task)"
+                           if task_blind else "denoising-loss surrogate, common random numbers" if has_likelihood
+                           else "own task only"),
             "kappa": kappa,
             "kernel": embedder.record(),
             "total_gain": result.total_gain,
@@ -207,15 +219,14 @@ class AMFStrategy(Strategy):
 
     def rollout_states(self, ctx: SelectionContext, tasks: list[str], embedder) -> dict[str, torch.Tensor]:
         """States the current policy visits in its own rollouts (fallback / cold start)."""
-        from lerobot.envs.factory import make_env_pre_post_processors
         from lerobot.scripts.lerobot_eval import rollout
 
-        from lerobot_amf.evaluation import task_vec_env
+        from lerobot_amf.evaluation import env_processors, task_vec_env
 
         if ctx.env_cfg is None:
             return {}
         policy = unwrap_policy(ctx.policy)
-        env_pre, env_post = make_env_pre_post_processors(env_cfg=ctx.env_cfg, policy_cfg=policy.config)
+        env_pre, env_post = env_processors(ctx.env_cfg, policy.config)
         out = {}
         rank, world = _rank(ctx.accelerator), _num_processes(ctx.accelerator)
         for j, task in enumerate(tasks):
@@ -226,17 +237,27 @@ class AMFStrategy(Strategy):
             # The policy's sampling noise is seeded like the envs, apart from the global RNG, so the
             # states do not depend on what ran before (nor on which process runs them).
             cuda = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            # The observations as the policy receives them: after the env's processors (LIBERO's
+            # nested robot state flattened, the task string added). LeRobot's own
+            # return_observations keeps them before, and cannot stack LIBERO's nested state.
+            seen = []
+
+            def recorded(observation):
+                seen.append(env_pre(observation))
+                return seen[-1]
+
             with task_vec_env(ctx.env_cfg, task, self.cfg.fallback_rollouts) as vec, \
                     torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(seeds[0])
-                data = rollout(vec, policy, env_pre, env_post, ctx.preprocessor, ctx.postprocessor,
-                               seeds=seeds, return_observations=True)
-            obs = data["observation"]
-            steps = obs[next(iter(obs))].shape[1]
-            idx = np.linspace(0, steps - 1, num=min(self.cfg.states_per_demo, steps)).astype(int)
-            # (envs, k, D) -> (envs * k, D); the embedder repeats a single frame over n_obs_steps
-            batch = {key: value[:, idx].reshape(-1, *value.shape[2:]) for key, value in obs.items()}
-            batch = ctx.preprocessor(batch)
+                rollout(vec, policy, recorded, env_post, ctx.preprocessor, ctx.postprocessor, seeds=seeds)
+            idx = np.linspace(0, len(seen) - 1, num=min(self.cfg.states_per_demo, len(seen))).astype(int)
+            # k steps of every env, stacked; the embedder repeats a single frame over n_obs_steps
+            batch = {key: torch.cat([seen[i][key] for i in idx]) for key, value in seen[0].items()
+                     if isinstance(value, torch.Tensor)}
+            if isinstance(seen[0].get("task"), list):  # the task strings, for language-conditioned policies
+                batch["task"] = [task for i in idx for task in seen[i]["task"]]
+            # no expert action here (the pipeline returns action=None): embedders use their pseudo-target
+            batch = {key: value for key, value in ctx.preprocessor(batch).items() if value is not None}
             out[task] = _map_chunks(embedder.embed, batch, self.cfg.chunk_size, None)
         return dict(_gather(list(out.items()), ctx.accelerator))
 

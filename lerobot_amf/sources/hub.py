@@ -176,6 +176,18 @@ class HubDatasetSource(DemoSource):
             features[self.rename_map.get(key, key)] = feature
         return features
 
+    def stats(self) -> dict[str, dict]:
+        """The whole dataset's normalisation stats (``meta/stats.json``), keyed as the run's features."""
+        return {self.rename_map.get(key, key): value for key, value in self.meta.stats.items()
+                if key in self.frame_keys}
+
+    def describe(self) -> dict:
+        return {"name": self.name, "repo_id": self.repo_id, "revision": self.revision,
+                "rename_map": self.rename_map}
+
+    def cache_key(self) -> dict:
+        return {"dataset": self.label, "rename_map": self.rename_map}
+
     def validate_pool(self, pool: list[str]) -> None:
         unknown = [t for t in pool if t not in self.episodes_of_task]
         if unknown:

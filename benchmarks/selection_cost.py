@@ -45,7 +45,7 @@ def recipe_policy():
 
 def bench_embedding(policy, batch_size=256, repeats=5):
     from lerobot_amf.configs import AMFSelectionConfig
-    from lerobot_amf.embeddings import make_embedder
+    from lerobot_amf.embeddings import DEFAULT_TARGET, make_embedder
 
     cfg = policy.config
     b = {"observation.state": torch.randn(batch_size, cfg.n_obs_steps, 39),
@@ -55,7 +55,9 @@ def bench_embedding(policy, batch_size=256, repeats=5):
     b["observation.environment_state"][:, :, 3] = 1
     obs = {k: b[k][:, -1] for k in ("observation.state", "observation.environment_state")}  # (B, D), as from an env
     sel = AMFSelectionConfig()  # the amf strategy's defaults
-    emb = make_embedder(policy, dim=sel.embedding_dim, n_draws=sel.n_draws, target_steps=sel.pseudo_target_steps)
+    emb = make_embedder(policy, kind=sel.kernel, dim=sel.embedding_dim, n_draws=sel.n_draws, layers=sel.kernel_layers,
+                        target_steps=sel.pseudo_target_steps)
+    target_passes = len(emb.target_timesteps) if DEFAULT_TARGET[sel.kernel] == "self" else 0
     policy.eval()
 
     def training():
@@ -78,7 +80,7 @@ def bench_embedding(policy, batch_size=256, repeats=5):
     rate = {name: batch_size / np.median(t) for name, t in times.items()}
     return {"batch_size": batch_size, "n_draws": sel.n_draws, "pseudo_target": emb.record().get("pseudo_target"),
             "unet_passes_per_state": {"training": 1, "inference": int(policy.diffusion.num_inference_steps),
-                                      "embedding": len(emb.target_timesteps) + sel.n_draws},
+                                      "embedding": target_passes + sel.n_draws},
             "training_forward": "policy.forward(batch) (training loss, no grad)",
             "inference_forward": "policy.reset(); policy.select_action(obs) -> predict_action_chunk",
             "training_states_per_s": rate["training"], "inference_states_per_s": rate["inference"],

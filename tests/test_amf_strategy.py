@@ -1,5 +1,7 @@
 """The amf strategy on real tiny LeRobot parts: diffusion policy, LeRobotDatasets, Metaworld."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -7,16 +9,19 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.policies.factory import make_pre_post_processors
 
 from lerobot_amf.configs import AMFSelectionConfig
-from lerobot_amf.data import write_demos
+from lerobot_amf.data import read_frames, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
 from lerobot_amf.selection import SelectionContext, make_strategy
 from lerobot_amf.selection.amf import AMFStrategy
 from lerobot_amf.sources.metaworld import MetaworldExpertSource
 from lerobot_amf.data import DatasetRef
+from lerobot_amf.embeddings import make_embedder
 from lerobot_amf.envs.metaworld_state import MetaworldCatalog
+from lerobot_amf.isolation import RoutedPolicy, make_partitions
 
 POOL = ["reach-v3", "drawer-close-v3"]
 
@@ -43,8 +48,9 @@ def setup(tmp_path_factory):
     return root, policy, pre_proc, post_proc
 
 
-def context(setup, with_d: bool, seed=0):
-    root, policy, pre_proc, post_proc = setup
+def context(setup, with_d: bool, seed=0, policy=None):
+    root, base_policy, pre_proc, post_proc = setup
+    policy = base_policy if policy is None else policy
     return SelectionContext(
         round_index=1, pool=POOL, target_weights={t: 0.5 for t in POOL},
         counts={"reach-v3": 6 if with_d else 0, "drawer-close-v3": 0},
@@ -108,3 +114,112 @@ def test_without_any_demo_in_hand_amf_starts_with_one_demo_per_task(setup):
     sel = make_strategy("amf", AMFSelectionConfig()).select(ctx, 2)
     assert sorted(sel.tasks) == sorted(POOL) and sel.details == {"cold_start": True}
     assert sel.reason.startswith("amf: no demos in hand yet (cold start), so uniform:")
+
+
+def windows(root, name, policy):
+    """A dataset the tests wrote (``local/<name>``), with the policy's observation/action windows."""
+    meta = LeRobotDataset(f"local/{name}", root=root / name).meta
+    return LeRobotDataset(f"local/{name}", root=root / name, delta_timestamps=resolve_delta_timestamps(policy.config, meta))
+
+
+def frames(root, name, policy, preprocessor, every=3):
+    """Every ``every``-th frame of a dataset, preprocessed (with its action chunk), and its task strings."""
+    ds = windows(root, name, policy)
+    tasks = [ds.meta.episodes[int(e)]["tasks"][0] for e in ds.hf_dataset["episode_index"][::every]]
+    return preprocessor(torch.utils.data.default_collate(read_frames(ds, range(0, len(ds), every)))), tasks
+
+
+@pytest.fixture(scope="module")
+def reach_only_policy(setup):
+    """The tiny policy trained on the 6 fine-tuning demos of reach alone (drawer-close never seen)."""
+    root, policy, pre_proc, _ = setup
+    policy = copy.deepcopy(policy)
+    ds = windows(root, "fine", policy)
+    data = pre_proc(torch.utils.data.default_collate(read_frames(ds, range(len(ds)))))  # read once
+    optimizer = torch.optim.Adam(policy.parameters(), lr=2e-3)
+    policy.train()
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    for _ in range(150):
+        rows = torch.randint(0, len(ds), (32,), generator=gen)
+        loss, _ = policy.forward({k: v[rows] for k, v in data.items() if isinstance(v, torch.Tensor)})
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    policy.eval()
+    return policy
+
+
+def test_prior_variance_ranks_the_trained_task_below_the_unseen_one(setup, reach_only_policy):
+    # Held-out expert frames (the pretraining demos: other seeds) of reach, which the policy was
+    # trained on, and of drawer-close, which it never saw: the kernel's prior variance |φ|²/κ
+    # follows the policy's actual error there, the self-consistency kernel need not.
+    root, _, pre_proc, _ = setup
+    batch, tasks = frames(root, "pre", reach_only_policy, pre_proc)
+    vocab = MetaworldCatalog().vocabulary(POOL)
+    reach = torch.tensor([vocab.task_of_instruction[t] == "reach-v3" for t in tasks])
+
+    def reach_over_drawer(values):
+        return float(values[reach].mean() / values[~reach].mean())
+
+    def prior_variance(policy):
+        phi = make_embedder(policy, dim=1024, n_draws=8, layers=2).embed(batch).double()
+        return (phi**2).sum(1) / float((phi**2).sum(1).mean())  # |φ|²/κ
+
+    error = -family_loglik(reach_only_policy, batch)  # the policy's denoising error at the expert's actions
+    assert reach_over_drawer(error) < 0.7
+    # training on reach is what ranks it low, not where its states lie: the untrained policy's
+    # kernel ranks the two tasks far closer (measured: 0.13 trained vs 0.69 untrained)
+    trained, untrained = reach_over_drawer(prior_variance(reach_only_policy)), reach_over_drawer(prior_variance(setup[1]))
+    assert trained < 0.3 and trained < 0.5 * untrained, (trained, untrained)
+
+
+def family_loglik(policy, batch):
+    from lerobot_amf.families import family_of
+
+    return family_of(policy).loglik(policy, batch, 8, 0)
+
+
+def test_one_fantasised_demo_removes_at_most_half_of_its_tasks_variance(setup):
+    sel = AMFStrategy(AMFSelectionConfig(states_per_demo=8)).select(context(setup, with_d=False), 3)
+    assert sel.details["noise"]["calibrated"] and sel.details["noise"]["sigma2"] > 0
+    assert max(sel.details["noise"]["prior_variance_removed"].values()) == pytest.approx(0.5, abs=1e-3)
+    for pick in sel.details["pick_variance"]:
+        before, after = pick["own"]
+        assert after >= 0.5 * before - 1e-6, pick
+    assert sel.details["kernel_targets"]["demo_frames"]["target"] == "expert"
+    assert sel.details["kernel"]["kind"] == "gradient" and len(sel.details["kernel"]["layers"]) == 2
+
+
+def test_routed_selection_embeds_each_task_with_its_partition_active(setup):
+    root, policy, _, _ = setup
+    base = copy.deepcopy(policy)
+    base.config.pretrained_path = "base"
+    routed = RoutedPolicy(base, make_partitions("per_task", POOL), "lora", MetaworldCatalog().vocabulary(POOL).task_of_instruction)
+    with torch.no_grad():  # make the adapters differ from the base and from each other
+        for i, name in enumerate(routed.partitions.names):
+            for module_name, param in routed.model.named_parameters():
+                if f"lora_B.{name}." in module_name:
+                    param.add_(0.01 * (i + 1))
+    routed.activate("reach-v3")
+    vocabulary = MetaworldCatalog().vocabulary(POOL).one_hot
+    seen = []
+
+    def record(_module, args, kwargs):
+        cond = kwargs["global_cond"]
+        for row in cond[:, -len(vocabulary):].argmax(dim=1).tolist():
+            seen.append((vocabulary[row], routed.active))
+
+    handle = routed.policy.diffusion.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        sel = AMFStrategy(AMFSelectionConfig(states_per_demo=4, n_draws=1)).select(
+            context(setup, with_d=True, policy=routed), 1)
+    finally:
+        handle.remove()
+    assert {task for task, _ in seen} == set(POOL)
+    assert all(routed.partitions.of(task) == active for task, active in seen)
+    assert routed.active == "reach-v3"  # the partition active before selection is restored
+    with routed.pretrained_only() as pretrained:
+        adapters_off = AMFStrategy(AMFSelectionConfig(states_per_demo=4, n_draws=1)).select(
+            context(setup, with_d=True, policy=pretrained), 1)
+    assert sel.scores != adapters_off.scores  # the adapters change what the strategy sees

@@ -77,12 +77,12 @@ def tiny_diffusion(scheduler: str, prediction: str) -> DiffusionPolicy:
     return DiffusionPolicy(cfg)
 
 
-def diffusion_autograd(policy: DiffusionPolicy, emb: DiffusionEmbedder, state: dict) -> torch.Tensor:
-    """Autograd of (1/K) Σ_k ½·mse(unet(add_noise(a*, ε_k, τ_k)), target_k) for one state,
-    written as in DiffusionModel.compute_loss, with the embedder's draws and a* held fixed."""
+def diffusion_autograd(policy: DiffusionPolicy, emb: DiffusionEmbedder, state: dict, target: str) -> torch.Tensor:
+    """Autograd of (1/K) Σ_k ½·mse(unet(add_noise(a, ε_k, τ_k)), target_k) for one state w.r.t.
+    the embedder's layers, written as in DiffusionModel.compute_loss, with the embedder's draws;
+    a = the state's expert chunk, or the policy's own sample held fixed."""
     model = policy.diffusion
-    layer = model.unet.final_conv[1]
-    a_star = emb.pseudo_target(state).detach()
+    clean = state[ACTION] if target == "expert" else emb.pseudo_target(state).detach()
     policy.eval()
     policy.zero_grad()
     global_cond = model._prepare_global_conditioning(state)
@@ -90,31 +90,50 @@ def diffusion_autograd(policy: DiffusionPolicy, emb: DiffusionEmbedder, state: d
     for k in range(emb.n_draws):
         eps = emb.eps[k : k + 1]
         t = emb.timesteps[k : k + 1]
-        noisy = model.noise_scheduler.add_noise(a_star, eps, t)
+        noisy = model.noise_scheduler.add_noise(clean, eps, t)
         pred = model.unet(noisy, t, global_cond=global_cond)
-        target = eps if policy.config.prediction_type == "epsilon" else a_star
-        losses.append(0.5 * F.mse_loss(pred, target))
+        target_k = eps if policy.config.prediction_type == "epsilon" else clean
+        losses.append(0.5 * F.mse_loss(pred, target_k))
     torch.stack(losses).mean().backward()
-    return torch.cat([layer.weight.grad.flatten(), layer.bias.grad])
+    return torch.cat([g for layer in emb.layers() for g in (layer.weight.grad.flatten(), layer.bias.grad)])
 
 
-@pytest.mark.parametrize("scheduler", ["DDPM", "DDIM"])
-@pytest.mark.parametrize("prediction", ["epsilon", "sample"])
-@pytest.mark.parametrize("target_steps", [None, 1])
-def test_diffusion_closed_form_matches_autograd(scheduler, prediction, target_steps):
+@pytest.mark.parametrize("scheduler, prediction, target, target_steps, layers", [
+    ("DDPM", "epsilon", "self", None, 1), ("DDIM", "sample", "self", 1, 1),
+    ("DDIM", "epsilon", "expert", 1, 3), ("DDPM", "sample", "expert", 1, 2)])
+def test_diffusion_closed_form_matches_autograd(scheduler, prediction, target, target_steps, layers):
     policy = tiny_diffusion(scheduler, prediction)
-    emb = make_embedder(policy, dim=2048, seed=3, n_draws=3, target_steps=target_steps)
+    emb = make_embedder(policy, dim=4096, seed=3, n_draws=3, layers=layers, target_steps=target_steps)
     assert isinstance(emb, DiffusionEmbedder)
-    assert emb.raw_dim == 4 * 16 + 4 and emb.dim == emb.raw_dim  # identity projection
+    unet = policy.diffusion.unet
+    expected_layers = [unet.up_modules[-1][1].conv2.block[0], unet.final_conv[0].block[0], unet.final_conv[1]]
+    assert emb.layers() == expected_layers[-layers:]
+    assert emb.raw_dim == sum(p.numel() for layer in emb.layers() for p in layer.parameters())
+    assert emb.dim == emb.raw_dim  # identity projection
     batch = diffusion_batch()
-    phi = emb.embed(batch)
+    phi = emb.embed(batch, target=target)
     assert phi.shape == (3, emb.raw_dim)
     for i in range(3):
-        ref = diffusion_autograd(policy, emb, {k: v[i : i + 1] for k, v in batch.items()})
+        ref = diffusion_autograd(policy, emb, {k: v[i : i + 1] for k, v in batch.items()}, target)
         assert ref.norm() > 0
         assert rel_err(phi[i], ref) < REL_TOL, (scheduler, prediction, i, rel_err(phi[i], ref))
     # different states, different embeddings
     assert rel_err(phi[0], phi[1]) > 1e-3
+
+
+def test_diffusion_expert_target_is_the_batch_action_and_the_kinds_default():
+    policy = tiny_diffusion("DDIM", "epsilon")
+    batch = diffusion_batch()
+    emb = make_embedder(policy, n_draws=2)
+    assert torch.equal(emb.embed(batch), emb.embed(batch, target="expert"))
+    assert not torch.allclose(emb.embed(batch, target="expert"), emb.embed(batch, target="self"))
+    moved = {**batch, ACTION: batch[ACTION] + 0.5}
+    assert not torch.allclose(emb.embed(moved), emb.embed(batch))  # the expert's action enters φ
+    old = make_embedder(policy, kind="self_gradient", n_draws=2)
+    assert torch.equal(old.embed(batch), old.embed(moved))  # the old kernel ignores it
+    assert torch.allclose(old.embed(batch), emb.embed(batch, target="self"))
+    with pytest.raises(ValueError, match="expert action"):
+        emb.embed({k: v for k, v in batch.items() if k != ACTION})
 
 
 def test_diffusion_pseudo_target_is_the_policys_own_sample():
@@ -152,18 +171,18 @@ def test_diffusion_one_step_pseudo_target_starts_at_alpha_bar_0_2(prediction):
 
 def test_diffusion_embedding_is_per_state_and_accepts_single_observations():
     policy = tiny_diffusion("DDPM", "epsilon")
-    emb = make_embedder(policy, dim=32, seed=0, n_draws=2)
+    emb = make_embedder(policy, dim=32, seed=0, n_draws=2, layers=2)
     batch = diffusion_batch(b=3)
     phi = emb.embed(batch)
-    assert phi.shape == (3, 32)
+    assert phi.shape == (3, 32) and emb.projection.matrix is not None  # raw 1364 -> 32
     alone = emb.embed({k: v[1:2] for k, v in batch.items()})
     assert torch.allclose(alone[0], phi[1], rtol=1e-4, atol=1e-6)
     # (B, D) observations are repeated n_obs_steps times, like the policy's queue at reset
     flat = {STATE: batch[STATE][:, -1], ENV: batch[ENV][:, -1]}
     rep = {STATE: batch[STATE][:, -1:].repeat(1, 2, 1), ENV: batch[ENV][:, -1:].repeat(1, 2, 1)}
-    assert torch.allclose(emb.embed(flat), emb.embed(rep), atol=1e-6)
+    assert torch.allclose(emb.embed(flat, target="self"), emb.embed(rep, target="self"), atol=1e-6)
     # another seed: other draws and another projection
-    assert not torch.allclose(make_embedder(policy, dim=32, seed=1, n_draws=2).embed(batch), phi)
+    assert not torch.allclose(make_embedder(policy, dim=32, seed=1, n_draws=2, layers=2).embed(batch), phi)
     assert emb.record()["seed"] == 0 and emb.record()["dim"] == 32
 
 
@@ -199,20 +218,21 @@ def act_batch(b=3, seed=2):
     }
 
 
-@pytest.mark.parametrize("mode", ["batch", "perturbed"])
+@pytest.mark.parametrize("mode", ["expert", "self"])
 def test_act_closed_form_matches_autograd(mode):
     policy = tiny_act(use_vae=False)
-    emb = make_embedder(policy, seed=5, n_draws=3, pseudo_target=mode, pseudo_noise=0.05)
+    emb = make_embedder(policy, seed=5, n_draws=3, layers=2, pseudo_noise=0.05)
+    assert emb.layers() == [policy.model.action_head]  # the decoder runs sequence-first: head only
     assert isinstance(emb, ACTEmbedder)
     assert emb.raw_dim == 4 * 32 + 4
     batch = act_batch()
-    phi = emb.embed(batch)
+    phi = emb.embed(batch, target=mode)
     layer = policy.model.action_head
     policy.eval()
     for i in range(3):
         state = {k: v[i : i + 1] for k, v in batch.items()}
         policy.zero_grad()
-        if mode == "batch":
+        if mode == "expert":
             loss, _ = policy.forward(state)  # LeRobot's own masked L1 loss
         else:
             y_hat = policy.model(state)[0]
@@ -222,30 +242,29 @@ def test_act_closed_form_matches_autograd(mode):
         ref = torch.cat([layer.weight.grad.flatten(), layer.bias.grad])
         assert ref.norm() > 0
         assert rel_err(phi[i], ref) < REL_TOL, (mode, i, rel_err(phi[i], ref))
-    if mode == "batch":  # padding changes the embedding
+    if mode == "expert":  # padding changes the embedding
         unpadded = emb.embed({**batch, "action_is_pad": torch.zeros(3, 10, dtype=torch.bool)})
         assert torch.allclose(unpadded[1], phi[1]) and not torch.allclose(unpadded[0], phi[0])
 
 
-def test_act_auto_mode_and_eval_restoration():
+def test_act_targets_and_eval_restoration():
     policy = tiny_act(use_vae=True)
     policy.train()
     emb = make_embedder(policy, dim=64, seed=0, n_draws=2)
     batch = act_batch()
     no_action = {STATE: batch[STATE], ENV: batch[ENV]}
-    a, b = emb.embed(no_action), emb.embed(no_action)
-    assert emb.last_mode == "perturbed"
+    a, b = emb.embed(no_action, target="self"), emb.embed(no_action, target="self")
     assert torch.equal(a, b)  # eval mode inside: no VAE sampling, no dropout
     assert policy.training and policy.model.decoder.training  # flags restored
-    emb.embed(batch)
-    assert emb.last_mode == "batch"
+    assert all(p.requires_grad for p in policy.parameters())  # frozen only during the pass
+    assert not torch.allclose(emb.embed(batch), a)
     with pytest.raises(ValueError, match="action"):
-        make_embedder(policy, pseudo_target="batch").embed(no_action)
+        emb.embed(no_action)
 
 
 def test_last_layer_kind_is_mean_head_input():
     policy = tiny_act(use_vae=False)
-    emb = make_embedder(policy, kind="last_layer", pseudo_target="perturbed")
+    emb = make_embedder(policy, kind="last_layer")
     batch = act_batch()
     phi = emb.embed(batch)
     assert phi.shape == (3, 32) and emb.raw_dim == 32
@@ -384,6 +403,7 @@ def flow_batch(b=3, seed=4):
         "observation.images.cam": torch.rand(b, 3, 4, 4, generator=g),
         TOKENS: torch.randint(0, 11, (b, 5), generator=g),
         TOKEN_MASK: masks,
+        ACTION: torch.randn(b, 6, 3, generator=g),
     }
 
 
@@ -397,8 +417,9 @@ def flow_inputs(policy, batch):
     return inputs if policy.name == "pi05" else (*inputs, policy.prepare_state(batch))
 
 
+@pytest.mark.parametrize("target", ["expert", "self"])
 @pytest.mark.parametrize("family", ["smolvla", "pi0", "pi05"])
-def test_flow_closed_form_matches_autograd(family):
+def test_flow_closed_form_matches_autograd(family, target):
     torch.manual_seed(0)
     policy = STAND_INS[family]()
     emb = make_embedder(policy, dim=2048, seed=2, n_draws=3)
@@ -406,12 +427,12 @@ def test_flow_closed_form_matches_autograd(family):
     a_dim, width = 3, 24
     assert emb.raw_dim == a_dim * width + a_dim
     batch = flow_batch()
-    phi = emb.embed(batch)
+    phi = emb.embed(batch, target=target)
     assert phi.shape == (3, emb.raw_dim)
     layer = policy.model.action_out_proj
     for i in range(3):
         state = {k: v[i : i + 1] for k, v in batch.items()}
-        a_star = emb.pseudo_target(state).detach()
+        a_star = F.pad(state[ACTION], (0, 5)) if target == "expert" else emb.pseudo_target(state).detach()
         inputs = flow_inputs(policy, state)
         policy.zero_grad()
         losses = [
@@ -474,9 +495,9 @@ def test_image_observations_diffusion_and_act():
         )
     )
     emb = make_embedder(diff, n_draws=2)
-    phi = emb.embed(batch)
+    phi = emb.embed(batch, target="self")
     assert phi.shape == (2, emb.raw_dim) and torch.isfinite(phi).all()
-    assert torch.allclose(emb.embed({k: v[1:] for k, v in batch.items()})[0], phi[1], rtol=1e-4, atol=1e-6)
+    assert torch.allclose(emb.embed({k: v[1:] for k, v in batch.items()}, target="self")[0], phi[1], rtol=1e-4, atol=1e-6)
     act = ACTPolicy(
         ACTConfig(
             **feats, chunk_size=10, n_action_steps=10, dim_model=32, n_heads=2, dim_feedforward=64,
@@ -485,6 +506,6 @@ def test_image_observations_diffusion_and_act():
     )
     single = {STATE: batch[STATE][:, -1], ENV: batch[ENV][:, -1], img_key: imgs[:, -1]}
     a_emb = make_embedder(act, dim=64, n_draws=2)
-    a_phi = a_emb.embed(single)
+    a_phi = a_emb.embed(single, target="self")
     assert a_phi.shape == (2, 64) and torch.isfinite(a_phi).all()
-    assert torch.allclose(a_emb.embed(batch), a_phi)  # a time axis is reduced to its last step
+    assert torch.allclose(a_emb.embed(batch, target="self"), a_phi)  # a time axis is reduced to its last step

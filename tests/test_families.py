@@ -17,6 +17,8 @@ from lerobot_amf.families import PolicyFamily, family_of, register_family, suppo
 from lerobot_amf.families.act import ACTEmbedder, ACTFamily
 from lerobot_amf.families.diffusion import DiffusionEmbedder, DiffusionFamily
 from lerobot_amf.families.flow import FlowEmbedder, FlowFamily
+from lerobot_amf.envs.metaworld_state import MetaworldCatalog
+from lerobot_amf.isolation import RoutedPolicy, make_partitions
 from lerobot_amf.isolation.export import teacher_of
 
 
@@ -55,6 +57,7 @@ def test_family_of_a_policy_looks_through_peft_and_finds_its_last_layer():
     family = family_of(policy)
     assert isinstance(family, DiffusionFamily)
     assert family.last_layer(policy) is policy.diffusion.unet.final_conv[1]
+    assert family.embedder_class.head_layers(policy)[-2] is policy.diffusion.unet.final_conv[0].block[0]
     wrapped = get_peft_model(policy, LoraConfig(target_modules=family.lora_targets, r=2))
     assert family_of(wrapped) is family
     assert isinstance(make_embedder(wrapped, n_draws=1), DiffusionEmbedder)
@@ -109,3 +112,21 @@ def test_teachers_are_the_policys_own_action_chunks():
         assert torch.equal(teacher_of(act)(act, obs), act.model(obs)[0])
     with pytest.raises(NotImplementedError, match="export=merge"):
         teacher_of(type("SmolVLALike", (torch.nn.Module,), {"name": "smolvla"})())
+
+
+def test_under_head_copies_the_embedder_differentiates_the_active_copy():
+    policy = tiny_diffusion()
+    policy.config.pretrained_path = "base"
+    pool = ["reach-v3", "drawer-close-v3"]
+    routed = RoutedPolicy(policy, make_partitions("per_task", pool), "head", MetaworldCatalog().vocabulary(pool).task_of_instruction)
+    emb = make_embedder(routed.policy, n_draws=1, layers=2)
+    copies = routed._heads().copies
+    with routed.serving("drawer-close-v3") as acting:
+        assert acting is routed.policy and routed.active == "drawer-close-v3"
+        assert emb.layers() == [copies["drawer-close-v3"][0].block[0], copies["drawer-close-v3"][1]]
+        phi = emb.embed(diffusion_batch(b=2))
+    assert routed.active == "reach-v3" and emb.layers()[-1] is copies["reach-v3"][1]
+    with torch.no_grad():
+        copies["drawer-close-v3"][1].bias.add_(1.0)  # the copy that ran, not the original, shapes φ
+    with routed.serving("drawer-close-v3"):
+        assert not torch.allclose(emb.embed(diffusion_batch(b=2)), phi)

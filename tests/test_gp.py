@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from lerobot_amf.selection.gp import (
+    CandidateDemo,
     GreedyResult,
     WeightSpacePosterior,
+    calibrate_noise,
     dense_gp_variance,
     greedy_batch,
     information_gain,
@@ -317,3 +319,69 @@ def test_float32_scoring_agrees_with_float64():
         for name in s64:
             assert s32[name] == pytest.approx(s64[name], rel=1e-5)
     assert any(fast.step_scores[0][n] != exact.step_scores[0][n] for n in cands)  # it ran in float32
+
+
+# ---------------------------------------------------------------------------------------------
+# expected gain of one demo, and the calibrated noise
+
+
+def test_a_task_with_12_demos_and_one_with_1_score_equally_when_their_demos_embed_alike():
+    gen = torch.Generator().manual_seed(11)
+    d = 6
+    demo = _rand(gen, 4, d)  # the states a demo of either task visits
+    target = _rand(gen, 4, d)  # the task's target states, embedded alike too
+    frames = torch.full((4,), 30.0, dtype=D)
+    cands = {"twelve": [CandidateDemo(demo, frames, 1 / 12)] * 12, "one": [CandidateDemo(demo, frames, 1.0)]}
+    tgt = torch.cat([target] * 12 + [target])  # 12 demos' targets at weight 1/12 each, 1 demo's at 1
+    tgt_w = torch.cat([torch.full((48,), 0.5 / 48, dtype=D), torch.full((4,), 0.5 / 4, dtype=D)])
+    post = WeightSpacePosterior(d, 2.0, kernel_scale(tgt))
+    res = greedy64(post, cands, (tgt, tgt_w), batch_size=1)
+    assert res.step_scores[0]["twelve"] == pytest.approx(res.step_scores[0]["one"], rel=1e-9)
+    # the sum of the 12 demos' gains (no expectation) would favour the task with more demos
+    assert res.step_scores[0]["twelve"] < 2 * res.step_scores[0]["one"]
+
+
+def test_a_task_scores_the_expected_gain_of_one_demo_not_its_mixture():
+    gen = torch.Generator().manual_seed(5)
+    d = 8
+    demos = [_rand(gen, 3, d) for _ in range(3)]
+    tgt, tgt_w = _rand(gen, 10, d), torch.full((10,), 0.1, dtype=D)
+    post = WeightSpacePosterior(d, 0.5, kernel_scale(tgt))
+    probs = [0.5, 0.3, 0.2]
+    task = [CandidateDemo(demo, None, p) for demo, p in zip(demos, probs)]
+    expected = greedy64(post, {"task": task}, (tgt, tgt_w), batch_size=1).step_scores[0]["task"]
+    singles = [greedy64(post, {"task": (demo, None)}, (tgt, tgt_w), batch_size=1).step_scores[0]["task"]
+               for demo in demos]
+    assert expected == pytest.approx(sum(p * g for p, g in zip(probs, singles)), rel=1e-9)
+    mixture_w = torch.cat([torch.full((3,), p, dtype=D) for p in probs])
+    mixture = greedy64(post, {"task": (torch.cat(demos), mixture_w)}, (tgt, tgt_w), batch_size=1).step_scores[0]["task"]
+    assert mixture > expected * 1.05  # Jensen: the mixture overstates a task with diverse demos
+    # the fantasised pick is the expected precision, i.e. the mixture's update
+    res = greedy64(post, {"task": task}, (tgt, tgt_w), batch_size=1)
+    after = dense_gp_variance(torch.cat(demos), tgt, 0.5, post.kappa, mixture_w)
+    assert res.pick_variance[0]["all"][1] == pytest.approx(float((tgt_w * after).sum() / tgt_w.sum()), rel=1e-8)
+
+
+def test_calibrated_noise_lets_one_demo_remove_at_most_the_asked_share_of_its_task_variance():
+    gen = torch.Generator().manual_seed(2)
+    d = 12
+    fantasies, own, tgt_rows, groups = {}, {}, [], []
+    for i, frames in enumerate((150.0, 40.0, 400.0)):
+        centre = _rand(gen, 1, d) * (1 + i)
+        fantasies[f"t{i}"] = (centre + 0.3 * _rand(gen, 6, d), torch.full((6,), frames / 6, dtype=D))
+        own[f"t{i}"] = (centre + 0.3 * _rand(gen, 8, d), torch.full((8,), 1 / 8, dtype=D))
+        tgt_rows.append(own[f"t{i}"][0])
+        groups += [f"t{i}"] * 8
+    tgt = torch.cat(tgt_rows)
+    kappa = kernel_scale(tgt)
+    sigma2, fractions = calibrate_noise(fantasies, own, kappa, max_fraction=0.5)
+    assert max(fractions.values()) == pytest.approx(0.5, abs=1e-6) and all(f <= 0.5 + 1e-9 for f in fractions.values())
+    tgt_w = torch.full((24,), 1 / 24, dtype=D)
+    for name in fantasies:  # the greedy's own record of each task's fantasised demo agrees
+        res = greedy64(WeightSpacePosterior(d, sigma2, kappa), {name: fantasies[name]}, (tgt, tgt_w), 1,
+                       target_groups=groups)
+        before, after = res.pick_variance[0]["own"]
+        assert 1 - after / before == pytest.approx(fractions[name], rel=1e-6)
+    # a smaller σ² than the calibrated one lets some demo remove more than half
+    _, more = calibrate_noise(fantasies, own, kappa, max_fraction=0.8)
+    assert max(more.values()) == pytest.approx(0.8, abs=1e-6)

@@ -4,9 +4,9 @@
     phi = emb.embed(batch)          # (B, emb.dim) float32; batch = the policy preprocessor's output
     emb.record()                     # family, kind, seed, draw seed, raw_dim, dim, ... for the run record
 
-φ is the gradient of the policy's own training loss w.r.t. its last layer, in closed form from
-one forward pass (``base.py``), projected by a fixed seeded Gaussian matrix when
-raw_dim > dim (``projection.py``). ``kind="last_layer"`` gives the ablation kernel: the mean
+φ is the gradient of the policy's own training loss w.r.t. the last weight layers of its action
+head, from one forward and one short backward pass (``base.py``), projected by a fixed seeded
+Gaussian matrix when raw_dim > dim (``projection.py``). ``kind="last_layer"`` gives the ablation kernel: the mean
 last-layer input (``last_layer.py``). What differs per policy family (which layer, which loss,
 which pseudo-target) lives in that family's module, ``lerobot_amf.families``.
 """
@@ -15,18 +15,30 @@ from __future__ import annotations
 
 from torch import nn
 
-from lerobot_amf.embeddings.base import DRAW_SEED_OFFSET, KINDS, Embedder, linear_head_gradient, unwrap_policy
-from lerobot_amf.embeddings.last_layer import last_layer_features
+from lerobot_amf.embeddings.base import (
+    DEFAULT_TARGET,
+    DRAW_SEED_OFFSET,
+    KINDS,
+    TARGETS,
+    Embedder,
+    layer_gradient,
+    running_module,
+    unwrap_policy,
+)
+from lerobot_amf.embeddings.last_layer import layer_input_features
 from lerobot_amf.embeddings.projection import RandomProjection
 
 __all__ = [
+    "DEFAULT_TARGET",
     "DRAW_SEED_OFFSET",
     "Embedder",
     "KINDS",
     "RandomProjection",
-    "last_layer_features",
-    "linear_head_gradient",
+    "TARGETS",
+    "layer_gradient",
+    "layer_input_features",
     "make_embedder",
+    "running_module",
     "unwrap_policy",
 ]
 
@@ -37,19 +49,23 @@ def make_embedder(
     dim: int = 2048,
     seed: int = 0,
     n_draws: int = 4,
+    layers: int = 1,
     **family_kwargs,
 ) -> Embedder:
     """The embedder of ``policy``'s family (``lerobot_amf.families``; a peft wrapper is looked through).
 
-    kind: "gradient" (the AMF kernel) or "last_layer" (features-only ablation). dim: projected
-    dimension (identity when the raw gradient is no larger). seed: projection seed; the
-    (noise, timestep) draws use seed + DRAW_SEED_OFFSET. n_draws: draws averaged per state.
-    family_kwargs go to the family's embedder (diffusion/flow: ``target_steps``; act:
-    ``pseudo_target``, ``pseudo_noise``).
+    kind: ``KINDS`` — "gradient" (the AMF kernel: the training-loss gradient at the batch's expert
+    action, or at the policy's own sample with ``embed(batch, target="self")``),
+    "self_gradient" (always the policy's own sample) or "last_layer" (features-only ablation).
+    dim: projected dimension (identity when the raw gradient is no larger). seed: projection
+    seed; the (noise, timestep) draws use seed + DRAW_SEED_OFFSET. n_draws: draws averaged per
+    state. layers: weight layers of the action head differentiated, counted from the output.
+    family_kwargs go to the family's embedder (diffusion/flow: ``target_steps`` of the
+    pseudo-target; act: ``pseudo_noise``).
     """
     from lerobot_amf.families import family_of  # the families build on this package's machinery
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     return family_of(policy).embedder(unwrap_policy(policy), kind=kind, dim=dim, seed=seed, n_draws=n_draws,
-                                      **family_kwargs)
+                                      layers=layers, **family_kwargs)

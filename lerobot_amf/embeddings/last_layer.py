@@ -7,14 +7,16 @@ so the same draws and pseudo-targets; only the reduction differs). Select it wit
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 Tensor = torch.Tensor
 
-__all__ = ["last_layer_features"]
+__all__ = ["layer_input_features"]
 
 
-def last_layer_features(h: Tensor) -> Tensor:
-    """h: (B, K, T, C) last-layer inputs -> (B, C) mean over draws K and positions T."""
-    if h.ndim != 4:
-        raise ValueError(f"expected h of shape (B, K, T, C), got {tuple(h.shape)}")
-    return h.float().mean(dim=(1, 2))
+def layer_input_features(layer: nn.Module, x: Tensor) -> Tensor:
+    """x, the input of a Conv1d (N, C, T) or a Linear (N, ..., C) -> (N, C), mean over positions."""
+    base = getattr(layer, "base_layer", layer)
+    if isinstance(base, nn.Conv1d):
+        return x.float().mean(dim=2)
+    return x.float().reshape(x.shape[0], -1, x.shape[-1]).mean(dim=1)

@@ -12,20 +12,18 @@ The loss per state follows ``ACTPolicy.forward`` (the KL term does not touch the
 (the mean runs over all S·A entries, padded ones included, as LeRobot's does), with the
 sub-gradient sign(0) = 0 (what autograd uses).
 
-Pseudo-target y* (with y* = ŷ the L1 sub-gradient is identically zero, so the own prediction
-cannot be used as is):
-- ``pseudo_target="batch"``: the dataset action chunk ``batch["action"]`` (B, S, A), masked with
+Targets y* (``Embedder.embed(batch, target=...)``):
+- ``"expert"``: the dataset action chunk ``batch["action"]`` (B, S, A), masked with
   ``batch["action_is_pad"]`` (B, S) when present (m_t = 0 on padded steps) — the policy's
   actual training-loss gradient at that sample;
-- ``pseudo_target="perturbed"``: y*_k = ŷ + ``pseudo_noise`` · ξ_k for K = ``n_draws`` fixed
-  seeded ξ_k ~ N(0, I) (S, A), the same for every state, averaged over k; no padding mask (the
-  target is a full chunk). Then sign(ŷ − y*_k) = −sign(ξ_k) whatever ``pseudo_noise`` > 0 is:
-  the embedding is Σ_t s_t ⊗ [h_t, 1] with fixed random signs s_t = −mean_k sign(ξ_k,t), a
-  fixed random linear read-out of the decoder features, which is what the L1 geometry gives
-  around the policy's own action;
-- ``pseudo_target="auto"`` (default): "batch" when the batch carries ``action``, else
-  "perturbed". Embeddings of one kernel should all be computed in one mode (a GP mixing the
-  two compares different functions): pass the mode explicitly when some batches lack actions.
+- ``"self"`` (with y* = ŷ the L1 sub-gradient is identically zero, so the own prediction cannot
+  be used as is): y*_k = ŷ + ``pseudo_noise`` · ξ_k for K = ``n_draws`` fixed seeded
+  ξ_k ~ N(0, I) (S, A), the same for every state, averaged over k; no padding mask (the target
+  is a full chunk). Then sign(ŷ − y*_k) = −sign(ξ_k) whatever ``pseudo_noise`` > 0 is: the
+  embedding is Σ_t s_t ⊗ [h_t, 1] with fixed random signs s_t = −mean_k sign(ξ_k,t), a fixed
+  random linear read-out of the decoder features, which is what the L1 geometry gives around
+  the policy's own action.
+Only the action head is differentiated (the decoder's layers run sequence-first).
 """
 
 from __future__ import annotations
@@ -34,18 +32,16 @@ import torch
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import nn
 
-from lerobot_amf.embeddings.base import Capture, Embedder, capture_io
+from lerobot_amf.embeddings.base import Embedder, running_module
 from lerobot_amf.families.base import PolicyFamily, register_family
 
 Tensor = torch.Tensor
 
-__all__ = ["ACTEmbedder", "ACTFamily", "PSEUDO_TARGETS"]
-
-PSEUDO_TARGETS = ("auto", "batch", "perturbed")
+__all__ = ["ACTEmbedder", "ACTFamily"]
 
 
-def action_head(policy: nn.Module) -> nn.Module:
-    return policy.model.action_head
+def action_head_layers(policy: nn.Module) -> list[nn.Module]:
+    return [running_module(policy.model.action_head)]
 
 
 def prepare_batch(policy: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -77,61 +73,42 @@ class ACTEmbedder(Embedder):
         dim: int = 2048,
         seed: int = 0,
         n_draws: int = 4,
-        pseudo_target: str = "auto",
+        layers: int = 1,
         pseudo_noise: float = 0.1,
     ):
-        if pseudo_target not in PSEUDO_TARGETS:
-            raise ValueError(f"pseudo_target must be one of {PSEUDO_TARGETS}, got {pseudo_target!r}")
         if not pseudo_noise > 0:
             raise ValueError("pseudo_noise must be positive")
-        super().__init__(policy, kind=kind, dim=dim, seed=seed, n_draws=n_draws)
+        super().__init__(policy, kind=kind, dim=dim, seed=seed, n_draws=n_draws, layers=layers)
         cfg = self.policy.config
         self.config = cfg
         self.chunk_size = int(cfg.chunk_size)
         self.action_dim = int(cfg.action_feature.shape[0])
-        self.pseudo_target = pseudo_target
         self.pseudo_noise = float(pseudo_noise)
         gen = self.draw_generator()
         self.xi = torch.randn((self.n_draws, self.chunk_size, self.action_dim), generator=gen)  # (K, S, A)
-        self.last_mode: str | None = None
 
-    last_layer_of = staticmethod(action_head)
+    head_layers = staticmethod(action_head_layers)
 
     def prepare_batch(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return prepare_batch(self.policy, batch)
 
-    def mode_for(self, batch: dict[str, Tensor]) -> str:
-        if self.pseudo_target == "auto":
-            return "batch" if ACTION in batch else "perturbed"
-        if self.pseudo_target == "batch" and ACTION not in batch:
-            raise ValueError("pseudo_target='batch' needs 'action' (B, chunk_size, A) in the batch")
-        return self.pseudo_target
-
-    def _capture(self, batch: dict[str, Tensor]) -> Capture:
-        with capture_io(self.layer) as io:
-            self.policy.model(self.prepare_batch(batch))
-        h = io["input"]  # (B, S, D)
-        y_hat = io["output"]  # (B, S, A)
-        mode = self.mode_for(batch)
-        self.last_mode = mode
-        scale = 1.0 / (self.chunk_size * self.action_dim)
-        if mode == "batch":
+    def _row_losses(self, batch: dict[str, Tensor], target: str) -> tuple[Tensor, int]:
+        y_hat, _ = self.policy.model(self.prepare_batch(batch))  # (B, S, A)
+        if target == "expert":
             y = batch[ACTION].to(y_hat.dtype)
             if y.shape != y_hat.shape:
                 raise ValueError(f"action has shape {tuple(y.shape)}, the policy predicts {tuple(y_hat.shape)}")
-            g = torch.sign(y_hat - y) * scale
+            l1 = (y_hat - y).abs()
             if "action_is_pad" in batch:
-                g = g * (~batch["action_is_pad"].bool()).unsqueeze(-1).to(g.dtype)
-            h, g = h.unsqueeze(1), g.unsqueeze(1)  # K = 1
-        else:
-            xi = self.xi.to(y_hat.device, y_hat.dtype)  # (K, S, A)
-            y_star = y_hat.unsqueeze(1) + self.pseudo_noise * xi.unsqueeze(0)  # (B, K, S, A)
-            g = torch.sign(y_hat.unsqueeze(1) - y_star) * scale
-            h = h.unsqueeze(1).expand(-1, self.n_draws, -1, -1)
-        return Capture(h=h, g=g)
+                l1 = l1 * (~batch["action_is_pad"].bool()).unsqueeze(-1).to(l1.dtype)
+            return l1.mean(dim=(1, 2)), 1
+        xi = self.xi.to(y_hat.device, y_hat.dtype)  # (K, S, A)
+        y_star = y_hat.detach().unsqueeze(1) + self.pseudo_noise * xi.unsqueeze(0)  # (B, K, S, A)
+        # the draws share one forward pass: their mean loss has the mean of their gradients
+        return (y_hat.unsqueeze(1) - y_star).abs().mean(dim=(2, 3)).mean(dim=1), 1
 
     def record(self) -> dict:
-        return {**super().record(), "pseudo_target": self.pseudo_target, "pseudo_noise": self.pseudo_noise}
+        return {**super().record(), "pseudo_noise": self.pseudo_noise}
 
 
 def decoded_action_chunk(policy: nn.Module, batch: dict[str, Tensor]) -> Tensor:

@@ -52,7 +52,7 @@ class PolicyFamily:
 
     def last_layer(self, policy: nn.Module) -> nn.Module:
         """The action head's last layer (Linear or 1×1 Conv1d), whose loss gradient is φ."""
-        return self.embedder_class.last_layer_of(unwrap_policy(policy))
+        return self.embedder_class.head_layers(unwrap_policy(policy))[-1]
 
     def embedder(self, policy: nn.Module, **kwargs) -> Embedder:
         """The family's embedder for ``policy`` (kwargs: ``Embedder`` arguments and the family's own)."""

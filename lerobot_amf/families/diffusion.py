@@ -5,19 +5,23 @@ The three share one set of pieces — observations in the model's layout (``prep
 global conditioning (``global_cond``), one denoising prediction on a noised chunk
 (``denoise``) and its target (``denoising_target``) — so they compute exactly what training does.
 
-Embedding. Last layer: ``policy.diffusion.unet.final_conv[1]``, a 1×1 ``Conv1d`` (C = down_dims[0] -> A).
+Embedding. Layers: the UNet's weight layers counted from the output — ``final_conv[1]`` (a 1×1
+``Conv1d``, C = down_dims[0] -> A), then ``final_conv[0]``'s 5-tap conv, then the last up block's.
 Loss per state, as in ``DiffusionModel.compute_loss`` but for one state and with K fixed draws:
 
-    L = (1/K) Σ_k ½ · mean_{t,a} ( ŷ_k − y_k )²,
-    ŷ_k = unet( add_noise(a*, ε_k, τ_k), τ_k, global_cond ),   y_k = ε_k (epsilon) | a* (sample).
+    L = (1/K) Σ_k ½ · mean_{t,a} m_t ( ŷ_k − y_k )²,
+    ŷ_k = unet( add_noise(a, ε_k, τ_k), τ_k, global_cond ),   y_k = ε_k (epsilon) | a (sample),
 
+with a the frame's own expert action chunk (target "expert"; m_t masks padded steps when the
+policy's ``do_mask_loss_for_padding`` does, as in training) or the policy's own sample a*
+(target "self"; m_t = 1).
 Draws: ε_k (horizon, A) ~ N(0, I) and τ_k ~ U{0, …, num_train_timesteps−1}, from a generator
 seeded with ``seed + DRAW_SEED_OFFSET``; the same K draws for every state (common random
 numbers), so a state's embedding does not depend on the rest of the batch. The noisy sample is
 formed with the policy's own scheduler ``add_noise`` and the conditioning with its own
 ``_prepare_global_conditioning``, as in training.
 
-Pseudo-target a* — the policy's own action chunk: deterministic DDIM (η = 0) steps of the
+Pseudo-target a* (target "self") — the policy's own action chunk: deterministic DDIM (η = 0) steps of the
 policy's UNet from one fixed seeded noise (shared by all states), with the policy's own betas,
 prediction type and clipping:
 - ``target_steps=None``: the policy's own sampler. For a DDIM policy this is exactly its
@@ -33,18 +37,17 @@ prediction type and clipping:
   is amplified by at most √5; on the embedded default's trained generalist one such step lands
   as close to the policy's own 10-step sample from the same noise (median relative distance 0.28)
   as two of its 10-step samples from different noises are to each other (0.41).
-So an embedding costs two UNet passes at k = 1 (pseudo-target, then one draw), where a
-training-loss forward costs one. A pseudo-target read from the draw's own pass would make the
+So a self-target embedding costs 1 + K UNet passes at k = 1 (pseudo-target, then the draws),
+an expert-target one K. A pseudo-target read from the draw's own pass would make the
 residual vanish identically (the network agrees with itself), so two passes is the floor for a
 state-dependent target.
 With y = ε the gradient is not zero because a* is the policy's *sample*, not its one-step
 prediction: the residual is how far the network's denoising of its own action is from exact.
 
-The loss is not masked with ``action_is_pad``: the target is the policy's own full chunk, which
-has no padded steps. ``embed`` accepts observations with the time axis the dataset gives
+``embed`` accepts observations with the time axis the dataset gives
 (``observation.state`` (B, n_obs_steps, D)) or without it ((B, D), repeated n_obs_steps times as
 the policy's queue does at an episode start); images likewise ((B, n_obs_steps, C, H, W) or
-(B, C, H, W)); ``action`` is ignored.
+(B, C, H, W)); ``action`` (B, horizon, A) is the expert target.
 
 Likelihood surrogate (importance weights): minus the masked denoising loss of the batch's own
 action chunks, over seeded common (noise, timestep) draws. Teacher (distillation): the policy's
@@ -57,7 +60,7 @@ import torch
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import nn
 
-from lerobot_amf.embeddings.base import Capture, Embedder, capture_io, eval_mode, unwrap_policy
+from lerobot_amf.embeddings.base import Embedder, eval_mode, unwrap_policy, weight_layers
 from lerobot_amf.families.base import PolicyFamily, register_family
 
 Tensor = torch.Tensor
@@ -81,11 +84,11 @@ def _with_time(x: Tensor, n_obs_steps: int, feature_ndim: int, key: str) -> Tens
 
 
 # ---- pieces shared by the embedding, the likelihood surrogate and the teacher -----------------
-def final_conv(policy: nn.Module) -> nn.Module:
-    """The UNet's output 1×1 conv (through a ``torch.compile`` wrapper)."""
+def unet_layers(policy: nn.Module) -> list[nn.Module]:
+    """The UNet's weight layers in forward order (through a ``torch.compile`` wrapper); the
+    last is the output 1×1 conv ``final_conv[1]``, the one before it ``final_conv[0]``'s conv."""
     unet = policy.diffusion.unet
-    unet = getattr(unet, "_orig_mod", unet)
-    return unet.final_conv[1]
+    return weight_layers(getattr(unet, "_orig_mod", unet))
 
 
 def prepare_batch(policy: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -132,9 +135,10 @@ class DiffusionEmbedder(Embedder):
         dim: int = 2048,
         seed: int = 0,
         n_draws: int = 4,
+        layers: int = 1,
         target_steps: int | None = None,
     ):
-        super().__init__(policy, kind=kind, dim=dim, seed=seed, n_draws=n_draws)
+        super().__init__(policy, kind=kind, dim=dim, seed=seed, n_draws=n_draws, layers=layers)
         from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
         cfg = self.policy.config
@@ -142,8 +146,6 @@ class DiffusionEmbedder(Embedder):
         self.config = cfg
         self.horizon = int(cfg.horizon)
         self.action_dim = int(cfg.action_feature.shape[0])
-        if self.out_features != self.action_dim:
-            raise ValueError(f"final_conv[1] has {self.out_features} outputs, action dim is {self.action_dim}")
         self.prediction_type = cfg.prediction_type
         if self.prediction_type not in ("epsilon", "sample"):
             raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
@@ -171,7 +173,7 @@ class DiffusionEmbedder(Embedder):
         self.eps = torch.randn((self.n_draws, *shape), generator=gen)  # (K, horizon, A)
         self.timesteps = torch.randint(0, self.num_train_timesteps, (self.n_draws,), generator=gen)  # (K,)
 
-    last_layer_of = staticmethod(final_conv)
+    head_layers = staticmethod(unet_layers)
 
     def global_cond(self, batch: dict[str, Tensor]) -> Tensor:
         return global_cond(self.policy, batch)
@@ -204,28 +206,29 @@ class DiffusionEmbedder(Embedder):
         with eval_mode(self.policy):
             return self._sample_target(self.global_cond(batch))
 
-    def _capture(self, batch: dict[str, Tensor]) -> Capture:
+    def _row_losses(self, batch: dict[str, Tensor], target: str) -> tuple[Tensor, int]:
         gc = self.global_cond(batch)  # (B, G)
         b, k = gc.shape[0], self.n_draws
-        a_star = self._sample_target(gc)  # (B, T, A)
-        dev, dt = a_star.device, a_star.dtype
+        mask = None
+        if target == "expert":
+            clean = batch[ACTION].to(gc.dtype)  # (B, T, A), the demo's own chunk
+            if clean.shape[1:] != (self.horizon, self.action_dim):
+                raise ValueError(f"action has shape {tuple(clean.shape)}, the policy trains on "
+                                 f"(B, {self.horizon}, {self.action_dim})")
+            if self.config.do_mask_loss_for_padding and "action_is_pad" in batch:
+                mask = (~batch["action_is_pad"]).to(gc.dtype).repeat(k, 1).unsqueeze(-1)  # as compute_loss
+        else:
+            with torch.no_grad():
+                clean = self._sample_target(gc)  # (B, T, A)
+        dev, dt = clean.device, clean.dtype
         # K draws stacked along the batch, draw-major: row k*B + i is (draw k, state i).
         eps = self.eps.to(dev, dt).repeat_interleave(b, dim=0)  # (K*B, T, A)
         ts = self.timesteps.to(dev).repeat_interleave(b)  # (K*B,)
-        clean = a_star.repeat(k, 1, 1)
-        with capture_io(self.layer) as io:
-            denoise(self.policy, clean, eps, ts, gc.repeat(k, 1))
-        h = io["input"]  # (K*B, C, T)
-        y_hat = io["output"]  # (K*B, A, T)
-        h = h.reshape(k, b, *h.shape[1:]).permute(1, 0, 3, 2)  # (B, K, T, C)
-        if self.kind == "last_layer":
-            return Capture(h=h)
-        y_hat = y_hat.reshape(k, b, *y_hat.shape[1:]).permute(1, 0, 3, 2)  # (B, K, T, A)
-        target = denoising_target(self.policy, clean, eps)
-        target = target.reshape(k, b, self.horizon, self.action_dim).transpose(0, 1)  # (B, K, T, A)
-        # d/dŷ of ½·mean over (T, A) of (ŷ − y)²
-        g = (y_hat - target) / (self.horizon * self.action_dim)
-        return Capture(h=h, g=g)
+        clean = clean.repeat(k, 1, 1)
+        err = (denoise(self.policy, clean, eps, ts, gc.repeat(k, 1)) - denoising_target(self.policy, clean, eps)) ** 2
+        if mask is not None:
+            err = err * mask
+        return 0.5 * err.mean(dim=(1, 2)), k  # ½·mean over (T, A), as the training loss's mean
 
     def record(self) -> dict:
         return {

@@ -3,14 +3,16 @@ Their loss-gradient embedding and head module; LoRA targets are LeRobot's own de
 these policies. No likelihood surrogate (the amf strategy lets each demo inform its own task
 only) and no distillation teacher yet (``--amf.export=merge``).
 
-Embedding. Last layer: ``policy.model.action_out_proj`` (``nn.Linear(expert_width, max_action_dim)``)
-applied at the ``chunk_size`` action positions. LeRobot's convention (``VLAFlowMatching.forward``,
+Embedding. Layer: ``policy.model.action_out_proj`` (``nn.Linear(expert_width, max_action_dim)``)
+applied at the ``chunk_size`` action positions (the only one offered).  LeRobot's convention (``VLAFlowMatching.forward``,
 ``PI0Pytorch.forward``, ``PI05Pytorch.forward`` in lerobot 0.4.4):
 
     x_t = t·noise + (1 − t)·action,   u_t = noise − action,   v_t = action_out_proj(expert(x_t, t)),
     losses = mse(u_t, v_t)  (B, chunk, max_action_dim), truncated to the real action dims.
 
-Loss per state used here: L = (1/K) Σ_k ½·mean_{t,a<A}(v_k − u_k)², A the real action dim
+Loss per state used here: L = (1/K) Σ_k ½·mean_{t,a<A}(v_k − u_k)², with ``action`` the frame's
+own expert chunk zero-padded to max_action_dim (target "expert") or the pseudo-target a* below
+(target "self"), A the real action dim
 (pi0/pi05 truncate their loss to it; SmolVLA's loss keeps the zero-padded dims, which carry no
 action information, so they are dropped here too — the gradient rows of padded outputs are not
 part of φ). Draws: noise_k (chunk, max_action_dim) ~ N(0, I) and t_k from the policy's own
@@ -19,7 +21,7 @@ their ``time_sampling_*`` config), K = ``n_draws`` of them from generators seede
 ``seed + DRAW_SEED_OFFSET`` (torch for noise, numpy for the Beta times), the same for every
 state.
 
-Pseudo-target a* (the policy's own action): by default (``target_steps=1``) its one-step
+Pseudo-target a* (target "self", the policy's own action): by default (``target_steps=1``) its one-step
 estimate a* = n₀ − v(n₀, t=1) from one fixed seeded noise n₀ — the first (and only) Euler step
 of the policy's sampler with one step — computed with the model's own ``forward`` (with
 action = noise = x, x_t = x); ``target_steps=k`` runs k Euler steps the same way;
@@ -30,7 +32,7 @@ data's are.
 What is and is not tested (no network here; SmolVLA needs its VLM from the Hub, pi0/pi05 need
 the patched ``transformers`` that LeRobot's pi extras install, and both are GB-sized): the tests
 drive this exact code path — input preparation for each of the three families, draws,
-one-step pseudo-target, hook on ``action_out_proj``, closed form — on small stand-in policies
+one-step pseudo-target, per-sample gradient of ``action_out_proj`` — on small stand-in policies
 that copy the three families' interfaces and LeRobot's loss convention, and compare with
 autograd. The real SmolVLA / pi0 / pi05 modules have not been run through it.
 """
@@ -42,26 +44,16 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 from torch import nn
 
-from lerobot_amf.embeddings.base import Capture, Embedder, capture_io, eval_mode, unwrap_policy
+from lerobot_amf.embeddings.base import Embedder, capture_io, eval_mode, running_module, unwrap_policy
 from lerobot_amf.families.base import PolicyFamily, register_family
 
 Tensor = torch.Tensor
 
-__all__ = ["FLOW_TYPES", "FlowEmbedder", "FlowFamily", "flow_loss_grad"]
-
-
-def flow_loss_grad(v: Tensor, noise: Tensor, actions: Tensor, action_dim: int | None = None) -> Tensor:
-    """dL/dv for L = ½·mean over (positions, first ``action_dim`` dims) of (v − (noise − actions))².
-
-    v, noise, actions: (..., T, max_action_dim). Returns (..., T, action_dim).
-    """
-    a = v.shape[-1] if action_dim is None else int(action_dim)
-    u = noise - actions
-    r = (v - u)[..., :a]
-    return r / (v.shape[-2] * a)
+__all__ = ["FLOW_TYPES", "FlowEmbedder", "FlowFamily"]
 
 
 # ---- per-family plumbing -------------------------------------------------------------------
@@ -114,8 +106,8 @@ FLOW_TYPES: dict[str, FlowPlumbing] = {
 }
 
 
-def action_out_proj(policy: nn.Module) -> nn.Module:
-    return policy.model.action_out_proj
+def action_out_proj_layers(policy: nn.Module) -> list[nn.Module]:
+    return [running_module(policy.model.action_out_proj)]
 
 
 def _repeat(x, k: int):
@@ -147,6 +139,7 @@ class FlowEmbedder(Embedder):
         dim: int = 2048,
         seed: int = 0,
         n_draws: int = 4,
+        layers: int = 1,
         family: str | None = None,
         target_steps: int | None = 1,
     ):
@@ -164,9 +157,10 @@ class FlowEmbedder(Embedder):
         self.max_action_dim = int(cfg.max_action_dim)
         self.action_dim = min(int(cfg.output_features[ACTION].shape[0]), self.max_action_dim)
         self.target_steps = None if target_steps is None else int(target_steps)
-        super().__init__(base, kind=kind, dim=dim, seed=seed, n_draws=n_draws)
-        if self.out_features != self.max_action_dim:
-            raise ValueError(f"action_out_proj has {self.out_features} outputs, max_action_dim is {self.max_action_dim}")
+        super().__init__(base, kind=kind, dim=dim, seed=seed, n_draws=n_draws, layers=layers)
+        if self.layer.weight.shape[0] != self.max_action_dim:
+            raise ValueError(f"action_out_proj has {self.layer.weight.shape[0]} outputs, "
+                             f"max_action_dim is {self.max_action_dim}")
 
         gen = self.draw_generator()
         shape = (self.chunk_size, self.max_action_dim)
@@ -180,7 +174,7 @@ class FlowEmbedder(Embedder):
     def model(self) -> nn.Module:
         return self.policy.model
 
-    last_layer_of = staticmethod(action_out_proj)
+    head_layers = staticmethod(action_out_proj_layers)
 
     @property
     def grad_rows(self) -> int:
@@ -189,12 +183,12 @@ class FlowEmbedder(Embedder):
     def model_inputs(self, batch: dict[str, Tensor]) -> tuple:
         return self.spec.inputs(self.policy, batch)
 
-    def _velocity(self, inputs: tuple, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
-        """(h, v(x, t)) with x_t = x exactly (action = noise = x)."""
+    def _velocity(self, inputs: tuple, x: Tensor, t: float) -> Tensor:
+        """v(x, t) with x_t = x exactly (action = noise = x)."""
         time = torch.full((x.shape[0],), float(t), dtype=torch.float32, device=x.device)
-        with capture_io(self.layer) as io:
+        with capture_io([self.layer]) as (io,):
             self.model.forward(*inputs, x, noise=x, time=time)
-        return io["input"], io["output"]
+        return io["output"]
 
     def _sample_target(self, inputs: tuple) -> Tensor:
         ref = _first_tensor(inputs)
@@ -205,7 +199,7 @@ class FlowEmbedder(Embedder):
         else:
             dt = -1.0 / self.target_steps
             for step in range(self.target_steps):
-                _, v = self._velocity(inputs, x, 1.0 + step * dt)
+                v = self._velocity(inputs, x, 1.0 + step * dt)
                 x = x + dt * v.float()
         x = x.clone()
         x[..., self.action_dim :] = 0.0
@@ -218,26 +212,22 @@ class FlowEmbedder(Embedder):
         with eval_mode(self.policy):
             return self._sample_target(self.model_inputs(batch))
 
-    def _capture(self, batch: dict[str, Tensor]) -> Capture:
+    def _row_losses(self, batch: dict[str, Tensor], target: str) -> tuple[Tensor, int]:
         inputs = self.model_inputs(batch)
-        a_star = self._sample_target(inputs)  # (B, T, Amax)
-        b, k, dev = a_star.shape[0], self.n_draws, a_star.device
+        if target == "expert":
+            actions = batch[ACTION].float()  # (B, T, A), padded to max_action_dim as LeRobot does
+            if actions.shape[1] != self.chunk_size:
+                raise ValueError(f"action has {actions.shape[1]} steps, the policy trains on chunks of {self.chunk_size}")
+            actions = F.pad(actions, (0, self.max_action_dim - actions.shape[-1]))
+        else:
+            with torch.no_grad():
+                actions = self._sample_target(inputs)  # (B, T, Amax)
+        b, k, dev = actions.shape[0], self.n_draws, actions.device
         # Draw-major stacking: row k*B + i is (draw k, state i).
-        actions = a_star.repeat(k, 1, 1)
         noise = self.noise.to(dev).repeat_interleave(b, dim=0)
         time = self.times.to(dev).repeat_interleave(b)
-        with capture_io(self.layer) as io:
-            self.model.forward(*_repeat(inputs, k), actions, noise=noise, time=time)
-        h, v = io["input"], io["output"]  # (K*B, T, H), (K*B, T, Amax)
-
-        def per_state(x: Tensor) -> Tensor:
-            return x.reshape(k, b, *x.shape[1:]).transpose(0, 1)  # (B, K, ...)
-
-        h = per_state(h)
-        if self.kind == "last_layer":
-            return Capture(h=h)
-        g = flow_loss_grad(per_state(v).float(), per_state(noise), per_state(actions), self.action_dim)
-        return Capture(h=h, g=g)
+        losses = self.model.forward(*_repeat(inputs, k), actions.repeat(k, 1, 1), noise=noise, time=time)
+        return 0.5 * losses[..., : self.action_dim].float().mean(dim=(1, 2)), k  # ½·mean over real dims
 
     def record(self) -> dict:
         return {

@@ -177,9 +177,9 @@ class PartitionedWeights(Isolation):
 
     @contextlib.contextmanager
     def selection_policy(self, accelerator):
-        """Strategies score with the pretrained generalist (adapters off): one model for all tasks."""
-        with self.routed_policy.pretrained_only() as policy:
-            yield policy
+        """Strategies score with the current routed policy: amf embeds each task with its
+        partition's weights active (``selection.amf.serving``)."""
+        yield self.routed_policy
 
     def train(self, demos, accelerator, preprocessor, episodes, new_tasks, desc):
         """Train each partition that got new demos this round, on all demos of its tasks so far."""

@@ -54,8 +54,13 @@ class HeadCopies(nn.Module):
         self.copies = nn.ModuleDict({name: copy.deepcopy(module) for name in names})
         self.active: str | None = names[0]
 
+    @property
+    def running(self) -> nn.Module:
+        """The module that runs now (what the embedder differentiates in this one's place)."""
+        return self.original if self.active is None else self.copies[self.active]
+
     def forward(self, *args, **kwargs):
-        return (self.original if self.active is None else self.copies[self.active])(*args, **kwargs)
+        return self.running(*args, **kwargs)
 
 
 class RoutedPolicy(PreTrainedPolicy):
@@ -114,6 +119,17 @@ class RoutedPolicy(PreTrainedPolicy):
             for name, module in heads.copies.items():
                 module.requires_grad_(name == partition)
         self._active = partition
+
+    @contextlib.contextmanager
+    def serving(self, task: str):
+        """The policy as it acts for ``task`` (a pool task or its instruction): that task's
+        partition active inside the block, the previously active one restored after."""
+        previous = self._active
+        self.activate(self.partitions.of(self.task_of_instruction.get(task, task)))
+        try:
+            yield self.policy
+        finally:
+            self.activate(previous)
 
     @contextlib.contextmanager
     def pretrained_only(self):

@@ -3,17 +3,26 @@ information about the expert on the target tasks.
 
 Per round:
 1. States in hand: a few frames of every demo available (the pretraining demos when known,
-   plus the fine-tuning demos D), each frame conditioned on every pool task in turn.
-2. Kernel: the pretrained policy's loss-gradient embeddings of its action head
-   (``lerobot_amf.embeddings``), projected to ``--amf.selection.embedding_dim`` with a recorded seed.
+   plus the fine-tuning demos D), each frame conditioned on every pool task in turn. A demo's
+   sampled frames are split in two: half are its *target* states, half the states a new demo
+   like it would visit (its *candidate* states) — a candidate never observes its own targets.
+2. Kernel (``--amf.selection.kernel``): the current policy's training-loss gradient at each
+   frame's own expert action chunk, over the last ``kernel_layers`` weight layers of its
+   action head (``lerobot_amf.embeddings``), projected to ``embedding_dim`` with a recorded
+   seed — large where the policy is wrong. States without an expert action (rollouts) use the
+   policy's own sample as pseudo-target; the record says which states used which. Under
+   per-partition adapters every task is embedded with its own partition active.
 3. Importance weights: how likely the current policy finds demo i's actions under task c'
-   (negative denoising loss with common random numbers), self-normalised and clipped; they
-   estimate both the target states of each task and the states a new demo of c' would visit.
-   A task whose effective sample size collapses (or that has no demo at all) falls back to
-   states the current policy visits in its own simulator rollouts, and the log says so.
-4. Weight-space GP posterior on D's states, greedy batch information gain with fantasised
-   picks (``selection.gp``).
-Every task's score, variance reduction and ESS is returned for the ledger, with the reason.
+   (the family's likelihood surrogate with common random numbers), self-normalised and
+   clipped; they estimate both the target states of each task and which demos a new demo of
+   c' would resemble. A task whose effective sample size collapses (or that has no demo at
+   all) falls back to states the current policy visits in its own simulator rollouts, and the
+   log says so; where each task's weight went is recorded.
+4. Weight-space GP posterior on D's states with noise σ² calibrated (unless given) so one
+   fantasised demo removes at most ``max_variance_removed`` of its task's prior target
+   variance; a task scores the expected information gain of one demo, Σ_i w_i(c') · I(demo i);
+   greedy batch with fantasised picks (``selection.gp``).
+Every task's score, variance before/after per pick and ESS is returned for the ledger.
 
 Distributed (``accelerate launch`` / ``torchrun``): every process calls ``select``. The states
 are cut into chunks of ``chunk_size``; chunk i is embedded (and its likelihood surrogate
@@ -24,6 +33,7 @@ task the same way. The greedy step then runs on every process, deterministic, so
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 
@@ -34,17 +44,30 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetad
 from lerobot.utils.constants import OBS_ENV_STATE
 
 from lerobot_amf.data import read_frames
-from lerobot_amf.embeddings import unwrap_policy
+from lerobot_amf.embeddings import DEFAULT_TARGET, unwrap_policy
 from lerobot_amf.families import family_of
-from lerobot_amf.selection.config import AMFSelectionConfig
+from lerobot_amf.isolation.routing import RoutedPolicy
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
 from lerobot_amf.selection.baselines import UniformStrategy
-from lerobot_amf.selection.gp import WeightSpacePosterior, greedy_batch, kernel_scale
+from lerobot_amf.selection.config import AMFSelectionConfig
+from lerobot_amf.selection.gp import (
+    CandidateDemo,
+    WeightSpacePosterior,
+    calibrate_noise,
+    fantasised_states,
+    greedy_batch,
+    kernel_scale,
+)
 from lerobot_amf.selection.importance import importance_weights, summarize_importance
 
 # Stream id mixed into the round's seed for sampling demo frames, so the frames do not share
 # random numbers with the round generator's other uses.
 FRAME_SAMPLING_STREAM = 17
+# Demos whose importance weight under a task is below this are not among its candidate demos
+# (the kept weights are renormalised), and target states weighted below this share of the
+# largest target weight are dropped: they change no score, only the cost.
+CANDIDATE_WEIGHT_FLOOR = 1e-3
+TARGET_WEIGHT_FLOOR = 1e-6
 
 
 @dataclasses.dataclass
@@ -53,6 +76,7 @@ class DemoStates:
 
     batch: dict  # preprocessed, frames of all demos stacked
     demo_of_frame: np.ndarray  # (N,) index into demo_task / demo_length
+    candidate: np.ndarray  # (N,) bool: a candidate state (else a target state) of its demo
     demo_task: list[str]  # task each demo was recorded for
     demo_length: np.ndarray  # frames per demo (the full episode)
     frames_per_demo: np.ndarray  # sampled frames per demo
@@ -72,6 +96,23 @@ def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None
     return out
 
 
+def acting_policy(policy):
+    """The LeRobot policy that does the work (under a routed policy or a peft wrapper)."""
+    return policy.policy if isinstance(policy, RoutedPolicy) else unwrap_policy(policy)
+
+
+def serving(policy, task: str):
+    """Context: the policy as it acts for ``task`` (a routed policy: that task's partition active)."""
+    if isinstance(policy, RoutedPolicy):
+        return policy.serving(task)
+    return contextlib.nullcontext(unwrap_policy(policy))
+
+
+def split_target_candidate(n: int) -> np.ndarray:
+    """Roles of a demo's n sampled frames (in time order): alternately target, candidate."""
+    return np.arange(n) % 2 == 1
+
+
 class AMFStrategy(Strategy):
     name = "amf"
 
@@ -82,10 +123,10 @@ class AMFStrategy(Strategy):
     def demo_states(self, ctx: SelectionContext) -> DemoStates | None:
         if ctx.pretrain_dataset is None and ctx.demo_dataset is None:
             return None
-        policy = unwrap_policy(ctx.policy)
+        policy = acting_policy(ctx.policy)
         delta = resolve_delta_timestamps(policy.config, _meta_of(ctx))
         rng = np.random.default_rng([ctx.rng.integers(2**31), FRAME_SAMPLING_STREAM])
-        items, demo_of_frame, demo_task, demo_length, per_demo, in_d = [], [], [], [], [], []
+        items, demo_of_frame, candidate, demo_task, demo_length, per_demo, in_d = [], [], [], [], [], [], []
         for dataset_ref, is_d in ((ctx.pretrain_dataset, False), (ctx.demo_dataset, True)):
             if dataset_ref is None:
                 continue
@@ -102,6 +143,7 @@ class AMFStrategy(Strategy):
                 k = min(self.cfg.states_per_demo, stop - start)
                 positions += np.sort(rng.choice(np.arange(start, stop), size=k, replace=False)).tolist()
                 demo_of_frame += [len(demo_task)] * k
+                candidate += split_target_candidate(k).tolist()
                 demo_task.append(task)
                 demo_length.append(stop - start)
                 per_demo.append(k)
@@ -111,8 +153,8 @@ class AMFStrategy(Strategy):
             return None
         batch = torch.utils.data.default_collate(items)
         batch = ctx.preprocessor(batch)
-        return DemoStates(batch, np.asarray(demo_of_frame), demo_task, np.asarray(demo_length),
-                          np.asarray(per_demo), np.asarray(in_d, dtype=bool))
+        return DemoStates(batch, np.asarray(demo_of_frame), np.asarray(candidate, dtype=bool), demo_task,
+                          np.asarray(demo_length), np.asarray(per_demo), np.asarray(in_d, dtype=bool))
 
     # ---------------------------------------------------------------- selection
     def select(self, ctx: SelectionContext, n: int) -> Selection:
@@ -122,21 +164,23 @@ class AMFStrategy(Strategy):
             first = UniformStrategy().select(ctx, n)
             return Selection(first.tasks, first.scores, {"cold_start": True},
                              reason=f"amf: no demos in hand yet (cold start), so {first.reason}")
-        policy = unwrap_policy(ctx.policy)
-        family = family_of(policy)
-        embedder = family.embedder(policy, kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
-                                   n_draws=cfg.n_draws, target_steps=cfg.pseudo_target_steps)
+        family = family_of(acting_policy(ctx.policy))
+        embedder = family.embedder(acting_policy(ctx.policy), kind=cfg.kernel, dim=cfg.embedding_dim,
+                                   seed=cfg.projection_seed, n_draws=cfg.n_draws, layers=cfg.kernel_layers,
+                                   target_steps=cfg.pseudo_target_steps)
         vocab = ctx.vocabulary.one_hot
         instructions = ctx.vocabulary.instructions
         pool = ctx.pool
         has_likelihood = family.loglik is not None
         phi, loglik = {}, []
         for task in pool:
-            conditioned = condition_on_task(states.batch, task, vocab, instructions.get(task))
-            phi[task] = _map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator)
-            if has_likelihood:
-                loglik.append(_map_chunks(lambda part: family.loglik(policy, part, cfg.n_draws, cfg.loglik_seed),
-                                          conditioned, cfg.chunk_size, ctx.accelerator))
+            with serving(ctx.policy, task) as policy:
+                conditioned = condition_on_task(states.batch, task, vocab, instructions.get(task))
+                phi[task] = _map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator)
+                if has_likelihood:
+                    loglik.append(_map_chunks(
+                        lambda part: family.loglik(policy, part, cfg.loglik_draws, cfg.loglik_seed),
+                        conditioned, cfg.chunk_size, ctx.accelerator))
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
         frame_ll = torch.stack(loglik, dim=1) if has_likelihood else None  # (N frames, tasks)
@@ -159,52 +203,55 @@ class AMFStrategy(Strategy):
         importance = summarize_importance(weights, pool)
         low_ess = importance.collapsed(cfg.ess_threshold)
         collapsed = [t for j, t in enumerate(pool) if bool(low_ess[j]) or t not in states.demo_task]
-        rollout_phi = {}
-        if collapsed:
-            rollout_phi = self.rollout_states(ctx, collapsed, embedder)
+        rollout_phi = self.rollout_states(ctx, collapsed, embedder) if collapsed else {}
 
-        frame_demo = torch.as_tensor(states.demo_of_frame)
-        per_frame_scale = (torch.as_tensor(states.demo_length) / torch.as_tensor(states.frames_per_demo)).double()
-        mean_len = float(np.mean(states.demo_length))
-        targets_phi, targets_w, candidates = [], [], {}
-        for j, task in enumerate(pool):
-            if task in rollout_phi:
-                rp = rollout_phi[task]
-                tw = torch.full((rp.shape[0],), ctx.target_weights[task] / rp.shape[0], dtype=torch.float64)
-                targets_phi.append(rp)
-                targets_w.append(tw)
-                candidates[task] = (rp, torch.full((rp.shape[0],), mean_len / rp.shape[0], dtype=torch.float64))
-                continue
-            w_frame = weights[frame_demo, j] / torch.as_tensor(states.frames_per_demo)[frame_demo]
-            targets_phi.append(phi[task])
-            targets_w.append(ctx.target_weights[task] * w_frame)
-            # a new demo of `task` visits, in expectation, the importance-weighted states
-            candidates[task] = (phi[task], weights[frame_demo, j] * per_frame_scale[frame_demo])
-        phi_targets = torch.cat(targets_phi)
+        targets, candidates = self._targets_and_candidates(ctx, states, phi, weights, rollout_phi)
+        phi_targets = torch.cat([t[0] for t in targets.values()])
+        target_w = torch.cat([t[1] for t in targets.values()])
+        target_task = [task for task, t in targets.items() for _ in range(t[0].shape[0])]
         kappa = kernel_scale(phi_targets)
-        posterior = WeightSpacePosterior(embedder.dim, sigma2=cfg.noise, kappa=kappa)
+        removed = None
+        if cfg.noise is None:
+            sigma2, removed = calibrate_noise({t: fantasised_states(c) for t, c in candidates.items()}, targets,
+                                              kappa, cfg.max_variance_removed)
+        else:
+            sigma2 = cfg.noise
+        posterior = WeightSpacePosterior(embedder.dim, sigma2=sigma2, kappa=kappa)
         d_rows = torch.as_tensor(states.in_d[states.demo_of_frame])
         if bool(d_rows.any()):
+            frame_demo = torch.as_tensor(states.demo_of_frame)
+            per_frame_scale = (torch.as_tensor(states.demo_length) / torch.as_tensor(states.frames_per_demo)).double()
             # each frame embedded under the task its demo was recorded for
             phi_recorded_task = torch.stack([phi[states.demo_task[i]][r] for r, i in enumerate(states.demo_of_frame)])
             posterior.observe(phi_recorded_task[d_rows], per_frame_scale[frame_demo][d_rows])
         allowed = {t: c for t, c in ctx.capacity.items() if c is not None}
-        result = greedy_batch(posterior, candidates, (phi_targets, torch.cat(targets_w)), n, allowed=allowed)
+        result = greedy_batch(posterior, candidates, (phi_targets, target_w), n, allowed=allowed,
+                              target_groups=target_task)
         if len(result.picks) < n:
             raise ValueError("The demo source has no demos left for the tasks amf would pick.")
         first = result.step_scores[0]
         details = {
             "step_scores": result.step_scores,
             "variance_before_after": result.first_step_variance,
+            "pick_variance": result.pick_variance,
             "ess": {t: round(ess, 3) for t, ess in importance.as_dict().items()},
+            "importance_share": _importance_share(weights, states.demo_task, pool),
             "n_demos_in_hand": n_demos,
             "n_demos_in_d": int(states.in_d.sum()),
+            "candidate_demos": {t: len(c) for t, c in candidates.items()},
             "rollout_fallback": sorted(rollout_phi),
             "importance": ("own task only (the policy does not see the task: same likelihood for every task)"
-                           if task_blind else "denoising-loss surrogate, common random numbers" if has_likelihood
+                           if task_blind else "likelihood surrogate, common random numbers" if has_likelihood
                            else "own task only"),
             "kappa": kappa,
+            "noise": {"sigma2": sigma2, "calibrated": cfg.noise is None,
+                      "max_variance_removed": cfg.max_variance_removed if cfg.noise is None else None,
+                      "prior_variance_removed": removed},
             "kernel": embedder.record(),
+            "kernel_targets": {
+                "demo_frames": {"states": int(len(states.demo_of_frame)), "target": DEFAULT_TARGET[cfg.kernel]},
+                "rollout_states": {"tasks": sorted(rollout_phi), "target": "self"},
+            },
             "total_gain": result.total_gain,
             "processes": _num_processes(ctx.accelerator),
         }
@@ -213,20 +260,60 @@ class AMFStrategy(Strategy):
         best = max(first, key=first.get)
         return Selection(
             result.picks, scores={t: round(v, 6) for t, v in first.items()}, details=details,
-            reason=f"amf: greedy information gain on target states; first pick {best} "
-                   f"(gain {first[best]:.4f} nats){fallback}",
+            reason=f"amf: expected information gain of one demo on target states; first pick {best} "
+                   f"(gain {first[best]:.4f} nats); noise {sigma2:.4g}{' (calibrated)' if removed else ''}{fallback}",
         )
 
-    def rollout_states(self, ctx: SelectionContext, tasks: list[str], embedder) -> dict[str, torch.Tensor]:
-        """States the current policy visits in its own rollouts (fallback / cold start)."""
+    def _targets_and_candidates(self, ctx: SelectionContext, states: DemoStates, phi: dict, weights: torch.Tensor,
+                                rollout_phi: dict) -> tuple[dict, dict]:
+        """Per task: its target states (φ, weights μ(c)·w_i(c) / frames) and its candidate demos
+        (the demos a new one may resemble, with probability w_i(c), their candidate states and
+        frames each stands for). Rollout tasks: the rollouts play both roles, frames alternating."""
+        frame_demo = states.demo_of_frame
+        is_target = ~states.candidate
+        n_demos = len(states.demo_task)
+        target_frames = np.bincount(frame_demo[is_target], minlength=n_demos)
+        candidate_frames = np.bincount(frame_demo[~is_target], minlength=n_demos)
+        targets, candidates = {}, {}
+        for j, task in enumerate(ctx.pool):
+            mu = ctx.target_weights[task]
+            if task in rollout_phi:
+                per_rollout = rollout_phi[task]  # list of (k, d) per rollout episode
+                roles = [split_target_candidate(r.shape[0]) for r in per_rollout]
+                tgt = torch.cat([r[~role] for r, role in zip(per_rollout, roles, strict=True)])
+                targets[task] = (tgt, torch.full((tgt.shape[0],), mu / tgt.shape[0], dtype=torch.float64))
+                per_frame = float(np.mean(states.demo_length))  # a rollout stands for a demo of mean length
+                candidates[task] = [CandidateDemo(r[role], torch.full((int(role.sum()),), per_frame / role.sum(),
+                                                                     dtype=torch.float64), 1.0 / len(per_rollout))
+                                    for r, role in zip(per_rollout, roles, strict=True) if role.any()]
+                continue
+            w = weights[:, j]
+            rows = np.flatnonzero(is_target)
+            tw = mu * w[frame_demo[rows]] / torch.as_tensor(target_frames[frame_demo[rows]], dtype=torch.float64)
+            keep = (tw >= TARGET_WEIGHT_FLOOR * tw.max()).numpy()
+            targets[task] = (phi[task][rows[keep]], tw[keep])
+            kept = [i for i in range(n_demos) if w[i] >= CANDIDATE_WEIGHT_FLOOR and candidate_frames[i] > 0]
+            if not kept:  # no demo resembles a new demo of this task (and no rollouts): it cannot be scored
+                continue
+            mass = float(sum(w[i] for i in kept))
+            candidates[task] = []
+            for i in kept:
+                cand = np.flatnonzero((frame_demo == i) & ~is_target)
+                frames = torch.full((len(cand),), float(states.demo_length[i]) / len(cand), dtype=torch.float64)
+                candidates[task].append(CandidateDemo(phi[task][cand], frames, float(w[i]) / mass))
+        return targets, candidates
+
+    def rollout_states(self, ctx: SelectionContext, tasks: list[str], embedder) -> dict[str, list[torch.Tensor]]:
+        """φ of the states the current policy visits in its own rollouts (fallback / cold start),
+        per task one (frames, dim) tensor per rollout episode; their pseudo-target is the
+        policy's own sample (no expert action exists there)."""
         from lerobot.scripts.lerobot_eval import rollout
 
         from lerobot_amf.evaluation import env_processors, task_vec_env
 
         if ctx.env_cfg is None:
             return {}
-        policy = unwrap_policy(ctx.policy)
-        env_pre, env_post = env_processors(ctx.env_cfg, policy.config)
+        env_pre, env_post = env_processors(ctx.env_cfg, acting_policy(ctx.policy).config)
         out = {}
         rank, world = _rank(ctx.accelerator), _num_processes(ctx.accelerator)
         for j, task in enumerate(tasks):
@@ -247,19 +334,34 @@ class AMFStrategy(Strategy):
                 return seen[-1]
 
             with task_vec_env(ctx.env_cfg, task, self.cfg.fallback_rollouts) as vec, \
-                    torch.random.fork_rng(devices=cuda):
+                    torch.random.fork_rng(devices=cuda), serving(ctx.policy, task) as policy:
                 torch.manual_seed(seeds[0])
                 rollout(vec, policy, recorded, env_post, ctx.preprocessor, ctx.postprocessor, seeds=seeds)
-            idx = np.linspace(0, len(seen) - 1, num=min(self.cfg.states_per_demo, len(seen))).astype(int)
-            # k steps of every env, stacked; the embedder repeats a single frame over n_obs_steps
-            batch = {key: torch.cat([seen[i][key] for i in idx]) for key, value in seen[0].items()
-                     if isinstance(value, torch.Tensor)}
+            envs = len(seen[0][next(k for k, v in seen[0].items() if isinstance(v, torch.Tensor))])
+            k = min(self.cfg.states_per_demo, len(seen))
+            idx = np.linspace(0, len(seen) - 1, num=k).astype(int)
+            # k steps of every env, env by env (one rollout episode after another); the embedder
+            # repeats a single frame over n_obs_steps
+            batch = {key: torch.stack([seen[i][key] for i in idx], dim=1).reshape(-1, *value.shape[1:])
+                     for key, value in seen[0].items() if isinstance(value, torch.Tensor)}
             if isinstance(seen[0].get("task"), list):  # the task strings, for language-conditioned policies
-                batch["task"] = [task for i in idx for task in seen[i]["task"]]
-            # no expert action here (the pipeline returns action=None): embedders use their pseudo-target
+                batch["task"] = [seen[i]["task"][e] for e in range(envs) for i in idx]
+            # no expert action here (the pipeline returns action=None): the pseudo-target is the policy's own
             batch = {key: value for key, value in ctx.preprocessor(batch).items() if value is not None}
-            out[task] = _map_chunks(embedder.embed, batch, self.cfg.chunk_size, None)
+            embed_self = lambda part: embedder.embed(part, target="self")  # noqa: E731
+            out[task] = list(_map_chunks(embed_self, batch, self.cfg.chunk_size, None).split(k))
         return dict(_gather(list(out.items()), ctx.accelerator))
+
+
+def _importance_share(weights: torch.Tensor, demo_task: list[str], pool: list[str]) -> dict:
+    """task c' -> {task c: share of c''s importance weight on demos recorded for c} (where it went)."""
+    out = {}
+    for j, task in enumerate(pool):
+        share = {}
+        for i, recorded in enumerate(demo_task):
+            share[recorded] = share.get(recorded, 0.0) + float(weights[i, j])
+        out[task] = {t: round(v, 3) for t, v in share.items() if v >= 5e-4}
+    return out
 
 
 def _meta_of(ctx) -> LeRobotDatasetMetadata:

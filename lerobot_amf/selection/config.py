@@ -5,26 +5,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# gradient: loss-gradient embeddings of the action head; last_layer: its input features (ablation).
-KERNELS = ("gradient", "last_layer")
+# gradient: the training-loss gradient at each frame's expert action; self_gradient: at the
+# policy's own sample (the earlier kernel, for ablations); last_layer: the head's input features.
+KERNELS = ("gradient", "self_gradient", "last_layer")
 
 
 @dataclass
 class AMFSelectionConfig:
     """``--amf.selection.*``: the amf strategy's kernel, GP and importance-weight settings."""
 
-    # gradient: loss-gradient embeddings of the action head's last layer; last_layer: its input features.
+    # gradient: the training-loss gradient at each demo frame's own expert action chunk (the
+    # policy's own sample where no expert action exists: rollout states); self_gradient: the
+    # policy's own sample everywhere (self-consistency; the earlier kernel, for ablations);
+    # last_layer: the last layer's input features.
     kernel: str = "gradient"
+    # Weight layers of the action head the gradient is taken over, counted from the output
+    # (diffusion: 2 = the UNet's final 5-tap conv and its 1x1 output conv; ACT and flow heads
+    # offer their output layer only).
+    kernel_layers: int = 2
     embedding_dim: int = 1024  # random projection target (Johnson-Lindenstrauss), seed below
     projection_seed: int = 0
-    # (noise, timestep) draws averaged per state (diffusion / flow heads); each costs one pass of
-    # the action head, as does the importance weights' denoising-loss surrogate per draw.
-    n_draws: int = 1
-    # Denoising steps of the policy's own pseudo-target action (diffusion / flow heads): one pass
-    # each. Diffusion: 1 = one DDIM step from a fixed noise at alpha_bar = 0.2 (embeddings/diffusion.py).
+    # (noise, timestep) draws averaged per state in the kernel (diffusion / flow heads), and in
+    # the importance weights' likelihood surrogate; each costs one pass of the action head per
+    # state and task.
+    n_draws: int = 4
+    loglik_draws: int = 1
+    # Denoising steps of the policy's own pseudo-target action (diffusion / flow heads, states
+    # without an expert action): one pass each. Diffusion: 1 = one DDIM step from a fixed noise
+    # at alpha_bar = 0.2 (families/diffusion.py).
     pseudo_target_steps: int = 1
-    noise: float = 1.0  # observation noise sigma^2 of the GP
-    states_per_demo: int = 16  # frames sampled per demo in hand
+    # Observation noise sigma^2 of the GP; None: calibrated each round so that one fantasised
+    # demo removes at most max_variance_removed of its task's prior target variance.
+    noise: float | None = None
+    max_variance_removed: float = 0.5
+    # Frames sampled per demo in hand: half its target states, half the states a new demo like
+    # it would visit (never the same frames).
+    states_per_demo: int = 16
     importance_temperature: float = 1.0  # T_w
     importance_clip: float = 10.0  # log-weights clipped to [-clip, clip]
     loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence, Tuple, Union
+from typing import Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -42,10 +42,13 @@ _MIN_RATIO = 1e-12
 _SCORE_CHUNK = 2048
 
 __all__ = [
+    "CandidateDemo",
     "GreedyResult",
     "check_finite_embeddings",
     "WeightSpacePosterior",
+    "calibrate_noise",
     "dense_gp_variance",
+    "fantasised_states",
     "greedy_batch",
     "information_gain",
     "kernel_scale",
@@ -316,21 +319,58 @@ class WeightSpacePosterior:
         return rows
 
 
+class CandidateDemo(NamedTuple):
+    """One demo a new demo of a task may look like: the states it visits, their observation
+    weights (frames each sampled state stands for), and its probability under that task."""
+
+    phi: ArrayLike
+    weights: Optional[ArrayLike] = None
+    probability: float = 1.0
+
+
+Candidate = Union[Tuple[ArrayLike, Optional[ArrayLike]], Sequence[CandidateDemo]]
+
+
+def _as_demos(candidate: Candidate) -> list[CandidateDemo]:
+    """A task's candidate demos; a plain (φ, weights) pair is one demo of probability 1."""
+    if isinstance(candidate, tuple) and len(candidate) == 2 and not isinstance(candidate[0], CandidateDemo):
+        return [CandidateDemo(candidate[0], candidate[1], 1.0)]
+    demos = [CandidateDemo(*demo) for demo in candidate]
+    if not demos:
+        raise ValueError("a candidate task needs at least one demo")
+    if any(not demo.probability >= 0 for demo in demos):
+        raise ValueError("demo probabilities must be nonnegative")
+    return demos
+
+
+def fantasised_states(candidate: Candidate) -> Tuple[Tensor, Tensor]:
+    """(φ, weights) whose observation adds a task's *expected* precision, Σ_i p_i · (demo i's
+    states): what a pick fantasises (a demo's states are unknown until it is recorded)."""
+    demos = _as_demos(candidate)
+    rows = [_as_rows(demo.phi) for demo in demos]
+    weights = [demo.probability * _as_weights(demo.weights, r.shape[0], r.device) for demo, r in zip(demos, rows, strict=True)]
+    return torch.cat(rows), torch.cat(weights)
+
+
 @dataclass
 class GreedyResult:
     """Outcome of greedy batch selection, with enough detail to explain every pick.
 
     picks: task names in pick order (a task may repeat).
-    step_scores: per step, the information gain (nats, target-weighted) of every task that
-        still had capacity at that step, given the fantasised picks before it.
-    first_step_variance: per task, (weighted mean target variance before, after) a single
-        demo of that task is added to the initial posterior.
-    total_gain: information gain of the whole batch (= sum of the picked steps' gains).
+    step_scores: per step, the score (nats, target-weighted) of every task that still had
+        capacity at that step, given the fantasised picks before it: the expected information
+        gain of one demo, Σ_i p_i · I(demo i).
+    first_step_variance: per task, (weighted mean target variance before, after) the task's
+        fantasised demo is added to the initial posterior.
+    pick_variance: per pick, the picked task's fantasised demo's effect: weighted mean variance
+        of all targets and of the task's own targets (``target_groups``), before and after.
+    total_gain: the picked steps' scores summed.
     """
 
     picks: list[str] = field(default_factory=list)
     step_scores: list[dict[str, float]] = field(default_factory=list)
     first_step_variance: dict[str, Tuple[float, float]] = field(default_factory=dict)
+    pick_variance: list[dict] = field(default_factory=list)
     total_gain: float = 0.0
 
     def counts(self) -> dict[str, int]:
@@ -341,42 +381,34 @@ class GreedyResult:
         return out
 
 
-def _step_gains(
-    posterior: WeightSpacePosterior,
-    factors: Mapping[str, Tuple[Tensor, int, float]],
-    names: Sequence[str],
-    z: Tensor,
-    target_w: Tensor,
-    score_dtype: torch.dtype = torch.float32,
-) -> Tuple[dict[str, float], Tensor, dict[str, Tensor]]:
-    """Weighted info gain of each named candidate against whitened targets z (d × m), the
-    targets' variance before, and each candidate's variance after."""
-    var_before = (z * z).sum(dim=0) / posterior.kappa
-    red = posterior.variance_reductions(z, [factors[name][0] for name in names], score_dtype)
-    gains: dict[str, float] = {}
-    after: dict[str, Tensor] = {}
-    for i, name in enumerate(names):
-        gains[name] = information_gain(var_before, red[i], target_w)
-        after[name] = var_before * (1.0 - reduced_fraction(var_before, red[i]))
-    return gains, var_before, after
+def _weighted_mean(values: Tensor, weights: Tensor) -> float:
+    total = float(weights.sum())
+    return float((weights * values).sum()) / total if total > 0 else 0.0
 
 
 def greedy_batch(
     posterior: WeightSpacePosterior,
-    candidates: Mapping[str, Tuple[ArrayLike, Optional[ArrayLike]]],
+    candidates: Mapping[str, Candidate],
     targets: Tuple[ArrayLike, Optional[ArrayLike]],
     batch_size: int,
     allowed: Optional[Mapping[str, int]] = None,
     score_dtype: torch.dtype = torch.float32,
+    target_groups: Optional[Sequence[str]] = None,
 ) -> GreedyResult:
-    """Greedily pick `batch_size` tasks (repeats allowed) maximising weighted info gain on targets.
+    """Greedily pick `batch_size` tasks (repeats allowed) maximising the expected information
+    gain of one demo on the targets.
 
-    candidates: task -> (φ of the states a demo of that task would visit, their weights or None).
+    candidates: task -> the demos a new demo of that task may look like, as ``CandidateDemo``s
+        (φ of the states it visits, their weights, its probability), or one (φ, weights) pair
+        (a single demo of probability 1). A task scores Σ_i p_i · I(demo i): the expected gain of
+        one demo, not the gain of the probability-weighted mixture of all of them (which, by
+        Jensen, would favour tasks with many demos in hand).
     targets: (φ of target states, their weights μ(c)·w or None) — shared by all candidates.
     allowed: optional task -> max picks remaining (capacity); tasks absent from it are uncapped.
-    After each pick its states are fantasised into a copy of the posterior (no labels needed)
-    and all candidates are re-scored; by submodularity the batch is within (1 − 1/e) of the
-    best. Ties go to the earliest task in `candidates`. Stops early if capacity runs out.
+    target_groups: optional task of each target row, for the own-task variance of each pick.
+    After each pick the task's expected precision, Σ_i p_i · (its demo's states), is fantasised
+    into a copy of the posterior (no labels needed) and all candidates are re-scored. Ties go
+    to the earliest task in `candidates`. Stops early if capacity runs out.
     score_dtype: precision of the candidates × targets product (module docstring).
     The input posterior is not modified.
     """
@@ -388,15 +420,20 @@ def greedy_batch(
     names = list(candidates)
     phi_t = post._rows(targets[0])
     target_w = _as_weights(targets[1], phi_t.shape[0], post.device)
-    factors: dict[str, Tuple[Tensor, int, float]] = {}
+    groups = list(target_groups) if target_groups is not None else None
+    if groups is not None and len(groups) != phi_t.shape[0]:
+        raise ValueError(f"{len(groups)} target groups for {phi_t.shape[0]} targets")
+    demo_factors: dict[str, list[Tensor]] = {}
+    probabilities: dict[str, list[float]] = {}
+    fantasies: dict[str, Tuple[Tensor, int, float]] = {}
     for name in names:
-        phi_c, w_c = candidates[name]
-        rows = post._rows(phi_c)
-        w = _as_weights(w_c, rows.shape[0], post.device)
-        factors[name] = (post.update_factor(rows, w), rows.shape[0], float(w.sum()))
+        demos = _as_demos(candidates[name])
+        demo_factors[name] = [post.update_factor(demo.phi, demo.weights) for demo in demos]
+        probabilities[name] = [float(demo.probability) for demo in demos]
+        rows, expected_w = fantasised_states(demos)
+        fantasies[name] = (post.update_factor(rows, expected_w), rows.shape[0], float(expected_w.sum()))
     caps = allowed if allowed is not None else {}
     remaining = {n: int(caps.get(n, batch_size)) for n in names}
-    w_total = float(target_w.sum())
 
     result = GreedyResult()
     for step in range(batch_size):
@@ -404,21 +441,100 @@ def greedy_batch(
         if not live:
             break
         z = post.whiten(phi_t)
-        gains, var_before, after = _step_gains(post, factors, live, z, target_w, score_dtype)
-        if step == 0:
-            denom = w_total if w_total > 0 else 1.0
-            mean_before = float((target_w * var_before).sum()) / denom
-            result.first_step_variance = {
-                n: (mean_before, float((target_w * after[n]).sum()) / denom) for n in live
-            }
+        var_before = (z * z).sum(dim=0) / post.kappa
+        gains = _expected_gains(post, z, var_before, target_w, live, demo_factors, probabilities, score_dtype)
+        fantasised = live if step == 0 else []
         best = live[0]
         for n in live[1:]:
             if gains[n] > gains[best]:
                 best = n
+        fantasised = fantasised or [best]
+        red = post.variance_reductions(z, [fantasies[n][0] for n in fantasised], score_dtype)
+        after = {n: var_before * (1.0 - reduced_fraction(var_before, red[i])) for i, n in enumerate(fantasised)}
+        if step == 0:
+            result.first_step_variance = {n: (_weighted_mean(var_before, target_w), _weighted_mean(after[n], target_w))
+                                          for n in live}
+        record = {"task": best, "all": (_weighted_mean(var_before, target_w), _weighted_mean(after[best], target_w))}
+        if groups is not None:
+            own = torch.as_tensor([g == best for g in groups], device=post.device)
+            own_w = target_w * own
+            record["own"] = (_weighted_mean(var_before, own_w), _weighted_mean(after[best], own_w))
+        result.pick_variance.append(record)
         result.picks.append(best)
         result.step_scores.append(gains)
         result.total_gain += gains[best]
         remaining[best] -= 1
-        u, n_rows, wsum = factors[best]
-        post._observe_factor(u, n_rows, wsum)
+        post._observe_factor(*fantasies[best])
     return result
+
+
+def _expected_gains(post: WeightSpacePosterior, z: Tensor, var_before: Tensor, target_w: Tensor,
+                    names: Sequence[str], demo_factors: Mapping[str, list[Tensor]],
+                    probabilities: Mapping[str, list[float]], score_dtype: torch.dtype) -> dict[str, float]:
+    """Σ_i p_i · (information gain of demo i) per named task, all demos in one batched product."""
+    flat = [factor for name in names for factor in demo_factors[name]]
+    red = post.variance_reductions(z, flat, score_dtype)
+    gains, row = {}, 0
+    for name in names:
+        gains[name] = 0.0
+        for p in probabilities[name]:
+            if p > 0:
+                gains[name] += p * information_gain(var_before, red[row], target_w)
+            row += 1
+    return gains
+
+
+def calibrate_noise(
+    fantasies: Mapping[str, Tuple[ArrayLike, Optional[ArrayLike]]],
+    own_targets: Mapping[str, Tuple[ArrayLike, Optional[ArrayLike]]],
+    kappa: float,
+    max_fraction: float = 0.5,
+) -> Tuple[float, dict[str, float]]:
+    """σ² at which one fantasised demo of any task removes at most ``max_fraction`` of its own
+    targets' prior (weighted) variance; returns (σ², fraction per task at that σ²).
+
+    fantasies: task -> (φ, weights) of its fantasised demo (its expected precision);
+    own_targets: task -> (φ, weights) of its target states. On the prior (A = I) the removed
+    variance of task c at noise scale s = σ²κ is Σ_j a_j / (s + γ_j) / κ, with γ_j the
+    eigenvalues of the fantasy's weighted Gram and a_j the targets' weighted energy along its
+    eigenvectors — so the fraction is monotone in s and one eigendecomposition per task makes
+    every bisection step O(rank). Where even σ² → 0 would remove less than ``max_fraction`` of
+    a task's variance (targets mostly outside what its demos span), the calibration aims at
+    0.9 of that ceiling instead.
+    """
+    if not 0 < max_fraction < 1:
+        raise ValueError("max_fraction must be in (0, 1)")
+    spectra = {}
+    for name, (phi_c, w_c) in fantasies.items():
+        rows = _as_rows(phi_c)
+        w = _as_weights(w_c, rows.shape[0], rows.device)
+        scaled = rows * w.sqrt().unsqueeze(1)  # r × d
+        tgt = _as_rows(own_targets[name][0], rows.device)
+        tw = _as_weights(own_targets[name][1], tgt.shape[0], rows.device)
+        if scaled.shape[0] <= scaled.shape[1]:
+            gamma, vecs = torch.linalg.eigh(scaled @ scaled.T)  # r-space
+            energy = ((vecs.T @ (scaled @ tgt.T)) ** 2 * tw).sum(dim=1)
+        else:
+            gamma, vecs = torch.linalg.eigh(scaled.T @ scaled)  # d-space
+            energy = gamma.clamp_min(0) * ((vecs.T @ tgt.T) ** 2 * tw).sum(dim=1)
+        keep = gamma > gamma.max().clamp_min(0) * 1e-12
+        prior = float((tw * (tgt * tgt).sum(dim=1)).sum())
+        spectra[name] = (gamma[keep], energy[keep], prior)
+
+    def fraction(name: str, s: float) -> float:
+        gamma, energy, prior = spectra[name]
+        return float((energy / (s + gamma)).sum()) / prior if prior > 0 else 0.0
+
+    ceiling = max((fraction(n, 0.0) for n in spectra), default=0.0)
+    goal = min(max_fraction, 0.9 * ceiling)
+    if goal <= 0:
+        return 1.0, {n: 0.0 for n in spectra}
+    lo, hi = -60.0, 60.0  # log s: max_c fraction(s) is decreasing in s
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if max(fraction(n, math.exp(mid)) for n in spectra) > goal:
+            lo = mid
+        else:
+            hi = mid
+    s = math.exp(hi)  # the side where every fraction is at most the goal
+    return s / kappa, {n: fraction(n, s) for n in spectra}

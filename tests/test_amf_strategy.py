@@ -223,3 +223,9 @@ def test_routed_selection_embeds_each_task_with_its_partition_active(setup):
         adapters_off = AMFStrategy(AMFSelectionConfig(states_per_demo=4, n_draws=1)).select(
             context(setup, with_d=True, policy=pretrained), 1)
     assert sel.scores != adapters_off.scores  # the adapters change what the strategy sees
+
+
+def test_importance_weights_can_be_switched_off_for_the_ablation(setup):
+    sel = make_strategy("amf", AMFSelectionConfig(importance_weights=False)).select(context(setup, with_d=True), 1)
+    assert sel.details["importance"] == "own task only"
+    assert sel.details["ess"] == {"reach-v3": 8.0, "drawer-close-v3": 2.0}  # each demo for its own task only

@@ -171,7 +171,7 @@ class AMFStrategy(Strategy):
         vocab = ctx.vocabulary.one_hot
         instructions = ctx.vocabulary.instructions
         pool = ctx.pool
-        has_likelihood = family.loglik is not None
+        has_likelihood = family.loglik is not None and cfg.importance_weights
         phi, loglik = {}, []
         for task in pool:
             with serving(ctx.policy, task) as policy:

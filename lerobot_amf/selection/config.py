@@ -41,6 +41,8 @@ class AMFSelectionConfig:
     # Frames sampled per demo in hand: half its target states, half the states a new demo like
     # it would visit (never the same frames).
     states_per_demo: int = 16
+    # false: no likelihood surrogate, each demo informs its own task only (the ablation of AMF.md section 4)
+    importance_weights: bool = True
     importance_temperature: float = 1.0  # T_w
     importance_clip: float = 10.0  # log-weights clipped to [-clip, clip]
     loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate

@@ -199,3 +199,40 @@ def test_a_missing_checkpoint_is_one_line(lerobot_home, tmp_path):
         last = proc.stderr.strip().splitlines()[-1]
         assert proc.returncode == 2 and needle in last and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert not (tmp_path / "out").exists()
+
+
+def test_resume_on_a_corrupt_ledger_is_one_line_and_changes_nothing(tiny_run, lerobot_home, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    ledger = run / "amf_ledger.jsonl"
+    lines = ledger.read_text().splitlines(keepends=True)
+    lines[2] = '{"event": "selection", "round": 0, "tas\n'  # damaged in the middle, not a torn tail
+    ledger.write_text("".join(lines))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    proc = run_cli([*TINY_ARGS, f"--output_dir={run}", "--amf.strategy=rebalancing", "--resume=true"], lerobot_home,
+                   check=False, timeout=180)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "Corrupt ledger" in last and "line 3" in last, proc.stderr[-2000:]
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_checkpoint_that_does_not_fit_the_env_is_one_line(tiny_run):
+    """A Metaworld checkpoint (39-dim state, one-hot task) asked to act in LIBERO (8-dim state)."""
+    pytest.importorskip("libero")
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.envs.configs import LiberoEnv
+
+    from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
+    from lerobot_amf.errors import AMFInputError
+    from lerobot_amf.train import check_policy_fits_env
+
+    ckpt = tiny_run / "checkpoints" / "last" / "pretrained_model"
+    policy_cfg = PreTrainedConfig.from_pretrained(ckpt)
+    check_policy_fits_env(policy_cfg, MetaworldStateEnvConfig(task="reach-v3"))  # its own env: fits
+    with pytest.raises(AMFInputError) as err:
+        check_policy_fits_env(policy_cfg, LiberoEnv(task="libero_spatial"))
+    message = str(err.value)
+    assert "does not fit --env.type=libero" in message and "\n" not in message
+    assert "observation.environment_state is missing" in message

@@ -414,7 +414,9 @@ def greedy_batch(
     """
     if batch_size < 0:
         raise ValueError("batch_size must be nonnegative")
-    check_finite_embeddings({name: phi for name, (phi, _) in candidates.items()}, "candidate embeddings")
+    check_finite_embeddings({name: torch.cat([torch.as_tensor(demo.phi) for demo in _as_demos(candidate)])
+                             for name, candidate in candidates.items() if _as_demos(candidate)},
+                            "candidate embeddings")
     check_finite_embeddings({"target states": targets[0]}, "target embeddings")
     post = posterior.copy()
     names = list(candidates)

@@ -56,30 +56,10 @@ COMPARED = ("selection", "demos_pulled")
 BETWEEN = "between_phases"
 NOTHING = {event: [] for event in COMPARED}  # the records of a run that recorded nothing
 
-# The test suite's tiny embedded configuration (tests/conftest.py TINY_ARGS), copied.
-TINY_ARGS = [
-    "--policy.type=diffusion",
-    "--policy.down_dims=[16,32]",
-    "--policy.diffusion_step_embed_dim=16",
-    "--policy.device=cpu",
-    "--policy.push_to_hub=false",
-    "--policy.noise_scheduler_type=DDIM",
-    "--policy.num_inference_steps=3",
-    "--policy.scheduler_warmup_steps=2",
-    "--env.type=mw_state",
-    "--env.task=reach-v3,drawer-close-v3",
-    "--env.episode_length=40",
-    "--amf.rounds=2",
-    "--amf.demos_per_round=2",
-    "--amf.steps_per_round=6",
-    "--amf.eval_episodes=2",
-    "--amf.eval_batch_size=2",
-    "--amf.pretrain.steps=6",
-    "--amf.pretrain.demos_covered=2",
-    "--amf.pretrain.demos_uncovered=1",
-    "--batch_size=8",
-    "--num_workers=0",
-]
+# The test suite's tiny embedded configuration, from its one home.
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import TINY_ARGS  # noqa: E402
+
 STRATEGY_ARGS = {"amf": ["--amf.strategy=amf", "--amf.selection.chunk_size=8"]}
 
 

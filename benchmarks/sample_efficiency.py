@@ -119,7 +119,9 @@ def sign_test_p(diffs) -> float:
 
 def pooled_rate(per_task: dict) -> float:
     """Success pooled over tasks: successes / episodes ({task: {successes, episodes}})."""
-    return sum(v["successes"] for v in per_task.values()) / sum(v["episodes"] for v in per_task.values())
+    from lerobot_amf.evaluation import pooled
+
+    return pooled(per_task, list(per_task))["success_rate"]
 
 
 def paired_bootstrap_ci(pairs: list[tuple[dict, dict]], n_boot: int = 10_000, seed: int = 0,

@@ -13,6 +13,7 @@ study's pool, allocation, budget and evaluation) for one (setting, seed, strateg
     python benchmarks/sample_efficiency.py --pilot        # once: which tasks can be "covered"
     python benchmarks/sample_efficiency.py                # every planned cell; resumes, skips done
     python benchmarks/sample_efficiency.py --max-cells 2  # two cells now, the rest another day
+    python benchmarks/sample_efficiency.py --jobs 2       # two seeds at a time, one core each
     python benchmarks/sample_efficiency.py --summary-only # rebuild the summary from the cell files
 
 A run lives in ``benchmarks/runs/sample_efficiency/<cell>`` (not committed) and is continued
@@ -21,7 +22,13 @@ to ``benchmarks/results/sample_efficiency/<setting>__seed<k>__<strategy>__<isola
 (committed); a cell whose file says ``complete`` is skipped. A cell whose run fails is recorded
 in the same file as ``failed`` with the CLI's last line and retried next time. The summary
 ``benchmarks/results/sample_efficiency.json`` (with its ``headline``) and the figures next to it
-are rebuilt from whatever cell files exist, and say ``partial`` until every planned cell is done.
+are rebuilt from whatever cell files exist, and say ``partial`` until every planned cell of the
+whole study is done (``--seeds``, ``--strategies`` ... choose what runs now, never what is planned).
+
+``--jobs N`` runs N seeds at once (a seed's cells stay in one queue, in order, since they share the
+seed's generalist); each run then gets ``cpus // N`` torch threads and its output goes to
+``<runs>/<cell>.log``, with a progress line per running cell every two minutes. Every cell records the
+thread count it ran with; a seed's cells should all use the same one (``--threads``).
 
 ``--smoke`` runs the same mechanics on a tiny policy, 2 tasks, 1 seed, 2 rounds (minutes); it
 needs ``--results-dir`` so that its numbers never land among the committed results.
@@ -30,6 +37,7 @@ needs ``--results-dir`` so that its numbers never land among the committed resul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -38,7 +46,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +81,7 @@ ISOLATIONS = {
 }
 # The planned cells: (setting, isolation, strategies, how many of the seeds).
 PLAN = (
-    ("skewed", "shared_replay", ("uniform", "random", "rebalancing", "amf"), 5),
+    ("skewed", "shared_replay", ("uniform", "amf", "rebalancing", "random"), 5),  # the headline pair first
     ("skewed", "shared_replay", tuple(ABLATIONS), 3),
     ("skewed", "lora", ("uniform", "amf"), 3),
     ("balanced", "shared_replay", ("uniform", "amf"), 3),
@@ -225,6 +235,7 @@ class Study:
     results_dir: Path
     runs_dir: Path
     smoke: bool = False
+    threads: int | None = None  # torch threads per run (None: torch's default, every core)
 
     @property
     def pool(self) -> list[str]:
@@ -245,8 +256,14 @@ class Study:
 
     def env(self) -> dict:
         """One LeRobot home for the whole study: the seeds' generalists are cached there."""
+        threads = {} if self.threads is None else {"OMP_NUM_THREADS": str(self.threads),
+                                                   "MKL_NUM_THREADS": str(self.threads)}
         return {**os.environ, "HF_LEROBOT_HOME": str(self.runs_dir / "lerobot_home"), "HF_HUB_OFFLINE": "1",
-                "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+                "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), **threads}
+
+    def planned_seeds(self) -> tuple[int, ...]:
+        """The seeds the summary counts as planned: the whole study's, whatever runs now."""
+        return self.seeds if self.smoke else tuple(sorted({*SEEDS, *self.seeds}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,7 +306,7 @@ def planned_cells(seeds) -> list[Cell]:
 def write_json(path: Path, obj) -> None:
     """Atomic: a stop while writing leaves the previous file, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
 
@@ -315,8 +332,9 @@ def ledger_events(run_dir: Path) -> set[str]:
     return {rec["event"] for rec in Ledger(run_dir).records()}
 
 
-def run_cli(args: list[str], run_dir: Path, env: dict) -> tuple[int, str]:
-    """Run (or resume) the CLI in ``run_dir``; its progress shows through. (exit code, its last line)."""
+def run_cli(args: list[str], run_dir: Path, env: dict, log: Path | None = None) -> tuple[int, str]:
+    """Run (or resume) the CLI in ``run_dir``; its progress shows through, or goes to ``log``
+    (appended) when several runs share the terminal. (exit code, its last line)."""
     events = ledger_events(run_dir)
     if "run_end" in events:
         return 0, ""
@@ -326,21 +344,31 @@ def run_cli(args: list[str], run_dir: Path, env: dict) -> tuple[int, str]:
         shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "lerobot_amf.train", *args, f"--output_dir={run_dir}"]
     print(f"[study] {shlex.join(cmd[3:])}", flush=True)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE)
-    tail = b""
-    try:
-        while chunk := os.read(proc.stderr.fileno(), 4096):
-            sys.stderr.buffer.write(chunk)
-            sys.stderr.buffer.flush()
-            tail = (tail + chunk)[-8192:]
-        code = proc.wait()
-    except BaseException:
-        proc.terminate()
-        proc.wait()
-        raise
-    lines = [ln.strip() for ln in tail.decode(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
+    with contextlib.ExitStack() as stack:
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+        out = None if log is None else stack.enter_context(open(log, "ab"))
+        sink = out or sys.stderr.buffer
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE)
+        tail = b""
+        try:
+            while chunk := os.read(proc.stderr.fileno(), 4096):
+                sink.write(chunk)
+                sink.flush()
+                tail = (tail + chunk)[-8192:]
+            code = proc.wait()
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
+    lines = last_lines(tail)
     errors = [ln for ln in lines if ln.startswith("lerobot-amf-train: error:")]
     return code, (errors or lines or [""])[-1]
+
+
+def last_lines(raw: bytes) -> list[str]:
+    """The non-empty lines of a run's output, progress-bar redraws split apart."""
+    return [ln.strip() for ln in raw.decode(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
 
 
 def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float) -> dict:
@@ -366,16 +394,19 @@ def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float) 
                        for t, v in report["pretrained"]["per_task"].items()},
         "rounds": rounds,
         "wall_seconds_measured": round(wall_seconds, 1),
+        "torch_threads": study.threads, "cpus": os.cpu_count(),
     }
 
 
-def run_cell(cell: Cell, study: Study) -> dict:
-    """Run or resume one cell; write its result file (complete or failed)."""
+def run_cell(cell: Cell, study: Study, quiet: bool = False) -> dict:
+    """Run or resume one cell; write its result file (complete or failed). ``quiet``: the run's
+    output goes to ``<runs>/<cell>.log`` instead of the terminal (the run directory itself must
+    not exist before the run makes it)."""
     run_dir = study.runs_dir / cell.name
     timer = run_dir / "study_wall_seconds.json"  # wall time summed over the invocations of this cell
     start = time.perf_counter()
     try:
-        code, last_line = run_cli(cell.args(study), run_dir, study.env())
+        code, last_line = run_cli(cell.args(study), run_dir, study.env(), log_path(cell, study) if quiet else None)
     finally:
         total = (read_json(timer) or 0.0) + time.perf_counter() - start
         if run_dir.exists():
@@ -397,8 +428,21 @@ def check_same_args(cell: Cell, study: Study, done: dict) -> None:
                  f"move {study.cells_dir / (cell.name + '.json')} aside or run with the same settings.")
 
 
-def run_study(study: Study, cells: list[Cell], max_cells: int | None) -> None:
-    start, ran = time.perf_counter(), 0
+def log_path(cell: Cell, study: Study) -> Path:
+    return study.runs_dir / f"{cell.name}.log"
+
+
+def seed_queues(cells: list[Cell]) -> list[list[Cell]]:
+    """The cells grouped by seed, in order: a seed's cells share its generalist, so they run one
+    after the other, while different seeds may run side by side."""
+    queues: dict[int, list[Cell]] = {}
+    for cell in cells:
+        queues.setdefault(cell.seed, []).append(cell)
+    return list(queues.values())
+
+
+def run_study(study: Study, cells: list[Cell], max_cells: int | None, jobs: int = 1) -> None:
+    start = time.perf_counter()
     todo = []
     for cell in cells:
         done = read_json(study.cells_dir / f"{cell.name}.json")
@@ -406,20 +450,45 @@ def run_study(study: Study, cells: list[Cell], max_cells: int | None) -> None:
             check_same_args(cell, study, done)
         else:
             todo.append(cell)
-    print(f"[study] {len(cells) - len(todo)} of {len(cells)} selected cells done, {len(todo)} to run", flush=True)
-    for i, cell in enumerate(todo):
-        if max_cells is not None and ran >= max_cells:
-            break
-        elapsed = time.perf_counter() - start
-        print(f"[study] cell {i + 1}/{len(todo)}: {cell.name} | elapsed {elapsed / 60:.1f} min | "
-              f"{len(todo) - i - 1} left after this", flush=True)
-        result = run_cell(cell, study)
-        ran += 1
-        print(f"[study] {cell.name}: {result['status']}"
-              + (f" (exit {result['exit_code']}: {result['error']})" if result["status"] == "failed" else ""),
-              flush=True)
-        write_summary(study)
-    print(f"[study] ran {ran} cell(s) in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    print(f"[study] {len(cells) - len(todo)} of {len(cells)} selected cells done, {len(todo)} to run"
+          + (f", {jobs} seeds at a time" if jobs > 1 else ""), flush=True)
+    lock, started, running = threading.Lock(), [0], {}
+
+    def work(queue: list[Cell]) -> None:
+        for cell in queue:
+            with lock:
+                if max_cells is not None and started[0] >= max_cells:
+                    return
+                started[0] += 1
+                running[cell.name] = log_path(cell, study)
+                print(f"[study] cell {started[0]}/{len(todo)}: {cell.name} | elapsed "
+                      f"{(time.perf_counter() - start) / 60:.1f} min", flush=True)
+            result = run_cell(cell, study, quiet=jobs > 1)
+            with lock:
+                running.pop(cell.name, None)
+                print(f"[study] {cell.name}: {result['status']}"
+                      + (f" (exit {result['exit_code']}: {result['error']})" if result["status"] == "failed"
+                         else ""), flush=True)
+                write_summary(study)
+
+    if jobs == 1:
+        for queue in seed_queues(todo):
+            work(queue)
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(work, queue) for queue in seed_queues(todo)]
+            next_beat = time.perf_counter() + 120
+            while not all(f.done() for f in futures):
+                time.sleep(1)
+                if time.perf_counter() >= next_beat:
+                    next_beat += 120
+                    with lock:
+                        for name, log in running.items():
+                            tail = last_lines(log.read_bytes()[-2048:]) if log.exists() else []
+                            print(f"[study] {name}: {(tail or ['starting'])[-1][:160]}", flush=True)
+            for f in futures:
+                f.result()
+    print(f"[study] ran {started[0]} cell(s) in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -631,7 +700,7 @@ def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
 
 def write_summary(study: Study) -> dict:
     complete, failed = load_cells(study.cells_dir)
-    summary = summarise_study(complete, failed, planned_cells(study.seeds))
+    summary = summarise_study(complete, failed, planned_cells(study.planned_seeds()))
     write_json(study.results_dir / f"{SUMMARY_NAME}.json", summary)
     plot_summary(summary, study.results_dir)
     return summary
@@ -700,6 +769,9 @@ def main(argv=None) -> None:
     p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
     p.add_argument("--isolations", nargs="+", choices=list(ISOLATIONS), default=list(ISOLATIONS))
     p.add_argument("--max-cells", type=int, default=None, help="run at most this many cells now")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run side by side (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per run (default: cpus // jobs when --jobs > 1, else torch's default)")
     p.add_argument("--summary-only", action="store_true", help="rebuild the summary and figures only")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 tasks, 1 seed (needs --results-dir)")
     p.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS.relative_to(ROOT)}")
@@ -719,7 +791,11 @@ def main(argv=None) -> None:
     else:
         chosen = (read_json(results_dir / PILOT_NAME) or {}).get("chosen", {})
         covered, under = args.covered or chosen.get("covered"), args.under_covered or chosen.get("under_covered")
-    study = Study(tuple(covered or ()), tuple(under or ()), seeds, results_dir, runs_dir, smoke=args.smoke)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, not {args.jobs}")
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
+    study = Study(tuple(covered or ()), tuple(under or ()), seeds, results_dir, runs_dir, smoke=args.smoke,
+                  threads=threads)
     if args.pilot:
         tasks = args.pilot_tasks or ([*SMOKE_TASKS[0], *SMOKE_TASKS[1]] if args.smoke else list(PILOT_TASKS))
         run_pilot(study, tasks, args.pilot_steps, args.pilot_threshold)
@@ -730,7 +806,7 @@ def main(argv=None) -> None:
                     "or pass --covered and --under-covered")
         cells = [c for c in planned_cells(seeds) if c.setting in args.settings and c.strategy in args.strategies
                  and c.isolation in args.isolations]
-        run_study(study, cells, args.max_cells)
+        run_study(study, cells, args.max_cells, args.jobs)
     summary = write_summary(study)
     print(json.dumps(summary["headline"], indent=2), flush=True)
 

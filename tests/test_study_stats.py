@@ -166,3 +166,25 @@ def test_portable_removes_this_machines_paths(tmp_path):
 def test_merge_flags_keeps_the_last_value_of_each_key_in_its_first_place():
     out = se.merge_flags(["--a=1", "--b=2"], ["--a=3", "--c={\"x\": 1}"])
     assert out == ["--a=3", "--b=2", "--c={\"x\": 1}"]
+
+
+def test_the_summary_plans_the_whole_study_whatever_seeds_run_now(tmp_path):
+    # `--seeds 1` chooses what runs now; the summary stays partial until every seed's cells exist
+    study = se.Study(("c1",), ("u1",), (1,), tmp_path, tmp_path / "runs")
+    assert study.planned_seeds() == se.SEEDS
+    assert se.Study(("c1",), ("u1",), (9,), tmp_path, tmp_path / "runs").planned_seeds() == (*se.SEEDS, 9)
+    assert se.Study(("c1",), ("u1",), (1,), tmp_path, tmp_path / "runs", smoke=True).planned_seeds() == (1,)
+
+
+def test_seed_queues_keep_each_seeds_cells_together_and_in_order():
+    cells = se.planned_cells((1, 2))
+    queues = se.seed_queues(cells)
+    assert [{c.seed for c in q} for q in queues] == [{1}, {2}]
+    assert [c for q in queues for c in q] == cells  # nothing lost, nothing reordered within a seed
+
+
+def test_threads_reach_the_runs_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    env = se.Study(("c1",), ("u1",), (1,), tmp_path, tmp_path / "runs", threads=1).env()
+    assert env["OMP_NUM_THREADS"] == "1" and env["HF_HUB_OFFLINE"] == "1"
+    assert "OMP_NUM_THREADS" not in se.Study(("c1",), ("u1",), (1,), tmp_path, tmp_path / "runs").env()

@@ -371,8 +371,23 @@ def last_lines(raw: bytes) -> list[str]:
     return [ln.strip() for ln in raw.decode(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
 
 
-def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float) -> dict:
+def selection_seconds(run_dir: Path) -> dict[int, float]:
+    """Per round, the wall time from the ledger record before the selection to the selection
+    record: what choosing the round's tasks cost (in a resumed round it includes the restart)."""
+    from lerobot_amf.ledger import Ledger
+
+    out, previous = {}, None
+    for rec in Ledger(run_dir).records():
+        if rec["event"] == "selection" and previous is not None:
+            out[rec["round"]] = round(rec["time"] - previous, 2)
+        previous = rec["time"]
+    return out
+
+
+def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float,
+                   selection_s: dict[int, float] | None = None) -> dict:
     """What the summary needs from a finished run (the run directory keeps everything else)."""
+    selection_s = selection_s or {}
     rounds = [{
         "round": r["round"],
         "selected": r["selected"],
@@ -383,6 +398,7 @@ def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float) 
         "per_task": {t: {k: v[k] for k in ("successes", "episodes")} for t, v in r["eval"]["per_task"].items()},
         "eval_variant": r["eval"]["variant"],
         "train_seconds": (r["train"] or {}).get("seconds"),
+        "selection_seconds": selection_s.get(r["round"]),
     } for r in report["rounds"]]
     return {
         "cell": cell.name, "status": "complete", **dataclasses.asdict(cell),
@@ -416,7 +432,8 @@ def run_cell(cell: Cell, study: Study, quiet: bool = False) -> dict:
         result = {"cell": cell.name, "status": "failed", **dataclasses.asdict(cell), "exit_code": code,
                   "error": last_line, "cli_args": cell.args(study)}
     else:
-        result = compact_result(cell, study, json.loads((run_dir / "amf_report.json").read_text()), total)
+        result = compact_result(cell, study, json.loads((run_dir / "amf_report.json").read_text()), total,
+                                selection_seconds(run_dir))
     write_json(path, portable(result, study))
     return result
 
@@ -527,6 +544,11 @@ def strategy_summary(cells: dict[int, dict]) -> dict:
                             "per_seed": {str(s): finals[s] for s in seeds}}
     out["pretrained_success"] = {"mean_over_seeds": float(np.mean([pooled_rate(cells[s]["pretrained"]) for s in seeds])),
                                  "pooled": pooled_wilson([cells[s]["pretrained"] for s in seeds])}
+    ratios = [r["selection_seconds"] / r["train_seconds"] for s in seeds for r in cells[s]["rounds"]
+              if r.get("selection_seconds") is not None and r.get("train_seconds")]
+    if ratios:  # cells run side by side share the machine: read the ratio, not the seconds
+        out["selection_over_train"] = {"median": float(np.median(ratios)), "max": float(np.max(ratios)),
+                                       "rounds": len(ratios)}
     return out
 
 

@@ -188,3 +188,18 @@ def test_threads_reach_the_runs_environment(tmp_path, monkeypatch):
     env = se.Study(("c1",), ("u1",), (1,), tmp_path, tmp_path / "runs", threads=1).env()
     assert env["OMP_NUM_THREADS"] == "1" and env["HF_HUB_OFFLINE"] == "1"
     assert "OMP_NUM_THREADS" not in se.Study(("c1",), ("u1",), (1,), tmp_path, tmp_path / "runs").env()
+
+
+def test_selection_seconds_read_from_the_ledger_and_summarised_against_training(tmp_path):
+    from lerobot_amf.ledger import LEDGER_FILENAME
+
+    times = [("run_start", None, 0.0), ("eval", -1, 1.0), ("selection", 0, 4.0), ("demos_pulled", 0, 5.0),
+             ("train", 0, 9.0), ("round_end", 0, 10.0), ("selection", 1, 12.5)]
+    (tmp_path / LEDGER_FILENAME).write_text("".join(
+        se.json.dumps({"event": e, "time": t, **({} if r is None else {"round": r})}) + "\n" for e, r, t in times))
+    assert se.selection_seconds(tmp_path) == {0: 3.0, 1: 2.5}
+    c = cell("skewed", 1, "amf", [["u1"], ["u2"]], [dict.fromkeys(C + U, 4)] * 2)
+    for r, (sel, train) in zip(c["rounds"], [(3.0, 60.0), (2.5, 25.0)]):
+        r.update(selection_seconds=sel, train_seconds=train)
+    ratio = se.strategy_summary({1: c})["selection_over_train"]
+    assert ratio == {"median": pytest.approx((0.05 + 0.1) / 2), "max": pytest.approx(0.1), "rounds": 2}

@@ -384,6 +384,33 @@ def selection_seconds(run_dir: Path) -> dict[int, float]:
     return out
 
 
+def amf_diagnostics(details: dict) -> dict:
+    """What amf's selection record says about its importance weights and noise, per task: the
+    effective sample size, the share of a task's weight on its own demos (low = the policy does
+    not tell that task from the others), σ², and whether rollouts replaced the demos."""
+    share = details.get("importance_share") or {}
+    return {"ess": details["ess"], "own_importance_share": {t: row.get(t, 0.0) for t, row in share.items()},
+            "sigma2": (details.get("noise") or {}).get("sigma2"), "rollout_fallback": details.get("rollout_fallback")}
+
+
+def refresh_cells(study: Study) -> int:
+    """Rewrite every complete cell file from its run directory (where it still exists) with the
+    current ``compact_result``: a field added to the cell files reaches cells that ran before."""
+    n = 0
+    for path in sorted(study.cells_dir.glob("*.json")):
+        old = read_json(path)
+        run_dir = study.runs_dir / old["cell"]
+        if old["status"] != "complete" or not (run_dir / "amf_report.json").exists():
+            continue
+        cell = Cell(old["setting"], old["seed"], old["strategy"], old["isolation"])
+        new = compact_result(cell, study, json.loads((run_dir / "amf_report.json").read_text()),
+                             old["wall_seconds_measured"], selection_seconds(run_dir))
+        new.update({k: old[k] for k in ("torch_threads", "cpus") if k in old})
+        write_json(path, portable(new, study))
+        n += 1
+    return n
+
+
 def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float,
                    selection_s: dict[int, float] | None = None) -> dict:
     """What the summary needs from a finished run (the run directory keeps everything else)."""
@@ -399,6 +426,7 @@ def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float,
         "eval_variant": r["eval"]["variant"],
         "train_seconds": (r["train"] or {}).get("seconds"),
         "selection_seconds": selection_s.get(r["round"]),
+        **({"amf": amf_diagnostics(r["details"])} if "ess" in (r.get("details") or {}) else {}),
     } for r in report["rounds"]]
     return {
         "cell": cell.name, "status": "complete", **dataclasses.asdict(cell),
@@ -546,6 +574,11 @@ def strategy_summary(cells: dict[int, dict]) -> dict:
                                  "pooled": pooled_wilson([cells[s]["pretrained"] for s in seeds])}
     ratios = [r["selection_seconds"] / r["train_seconds"] for s in seeds for r in cells[s]["rounds"]
               if r.get("selection_seconds") is not None and r.get("train_seconds")]
+    diag = [(t, share) for s in seeds for r in cells[s]["rounds"] if "amf" in r
+            for t, share in r["amf"]["own_importance_share"].items()]
+    if diag:  # how much of each task's importance weight stays on its own demos (mean over rounds, seeds)
+        groups = {"under_covered": [x for t, x in diag if t in under], "other": [x for t, x in diag if t not in under]}
+        out["own_importance_share"] = {k: float(np.mean(v)) if v else None for k, v in groups.items()}
     if ratios:  # cells run side by side share the machine: read the ratio, not the seconds
         out["selection_over_train"] = {"median": float(np.median(ratios)), "max": float(np.max(ratios)),
                                        "rounds": len(ratios)}
@@ -795,6 +828,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per run (default: cpus // jobs when --jobs > 1, else torch's default)")
     p.add_argument("--summary-only", action="store_true", help="rebuild the summary and figures only")
+    p.add_argument("--refresh", action="store_true",
+                   help="first rewrite the complete cell files from their run directories (new fields)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 tasks, 1 seed (needs --results-dir)")
     p.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS.relative_to(ROOT)}")
     p.add_argument("--runs-dir", type=Path, default=None,
@@ -822,6 +857,8 @@ def main(argv=None) -> None:
         tasks = args.pilot_tasks or ([*SMOKE_TASKS[0], *SMOKE_TASKS[1]] if args.smoke else list(PILOT_TASKS))
         run_pilot(study, tasks, args.pilot_steps, args.pilot_threshold)
         return
+    if args.refresh:
+        print(f"[study] refreshed {refresh_cells(study)} cell file(s) from their runs", flush=True)
     if not args.summary_only:
         if not covered or not under:
             p.error(f"no covered / under-covered tasks: run --pilot first (writes {PILOT_NAME}) "

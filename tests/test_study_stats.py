@@ -203,3 +203,13 @@ def test_selection_seconds_read_from_the_ledger_and_summarised_against_training(
         r.update(selection_seconds=sel, train_seconds=train)
     ratio = se.strategy_summary({1: c})["selection_over_train"]
     assert ratio == {"median": pytest.approx((0.05 + 0.1) / 2), "max": pytest.approx(0.1), "rounds": 2}
+
+
+def test_amf_diagnostics_keep_each_tasks_own_importance_share_and_the_summary_splits_it():
+    details = {"ess": {"u1": 1.2, "c1": 6.0}, "importance_share": {"u1": {"u1": 0.2, "c1": 0.8}, "c1": {"c1": 0.9}},
+               "noise": {"sigma2": 3.0}, "rollout_fallback": []}
+    diag = se.amf_diagnostics(details)
+    assert diag["own_importance_share"] == {"u1": 0.2, "c1": 0.9} and diag["sigma2"] == 3.0
+    c = cell("skewed", 1, "amf", [["u1"]], [dict.fromkeys(C + U, 4)])
+    c["rounds"][0]["amf"] = diag
+    assert se.strategy_summary({1: c})["own_importance_share"] == {"under_covered": 0.2, "other": 0.9}

@@ -684,6 +684,45 @@ def headline(settings: dict, partial: bool) -> dict:
     }
 
 
+def markdown_summary(summary: dict) -> str:
+    """The summary as the tables the README quotes: one per (setting, isolation), every number
+    read from ``summary``; the heading says PARTIAL and which cells are missing."""
+    def pct(x):
+        return "—" if x is None else f"{100 * x:.1f}"
+
+    def rate(entry):
+        return f"{pct(entry['success_rate'])} [{pct(entry['ci95'][0])}, {pct(entry['ci95'][1])}]"
+
+    status = (f"PARTIAL: {summary['cells_done']} of {summary['cells_planned']} planned cells done"
+              if summary["partial"] else f"complete: all {summary['cells_planned']} planned cells")
+    lines = [(f"Sample-efficiency study ({status}). Success in %, pooled over the pool's tasks and the seeds "
+             "(Wilson 95%); paired = per seed minus uniform on the same generalist and evaluation seeds "
+             "(mean, bootstrap 95% over seeds then episodes, sign-test p)."), ""]
+    for setting, body in summary["settings"].items():
+        for isolation, group in body["isolations"].items():
+            lines += [f"**{setting}, {isolation}**", "",
+                      ("| strategy | seeds | budget on under-covered tasks | pretrained | after 16 demos "
+                      "| paired minus uniform | selection ÷ fine-tuning (median) |"),
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            for name, st in group["strategies"].items():
+                share = (st.get("under_covered_share") or {}).get("overall")
+                paired = group["paired"].get(f"{name}_minus_uniform")
+                diff = "—" if paired is None else (f"{pct(paired['mean'])} pp [{pct(paired['ci95'][0])}, "
+                                                    f"{pct(paired['ci95'][1])}], p = {paired['sign_test_p']:.2f}")
+                ratio = (st.get("selection_over_train") or {}).get("median")
+                lines.append(f"| {name} | {len(st['seeds'])} | {'—' if share is None else f'{100 * share:.0f} %'} "
+                             f"| {rate(st['pretrained_success']['pooled'])} | {rate(st['final_success']['pooled'])} "
+                             f"| {diff} | {'—' if ratio is None else f'{ratio:.3f}'} |")
+            match = group.get("demos_ratio_to_match_uniform")
+            if match is not None:
+                lines += ["", "amf reaches uniform's final success (mean over seeds) after "
+                          + ("— (not within the budget)" if match["demos_amf"] is None
+                             else f"{match['demos_amf']:.1f} of {match['demos_uniform']} demos "
+                                  f"(ratio {match['ratio']:.2f})") + "."]
+            lines.append("")
+    return "\n".join(lines)
+
+
 def _rate_ci(entry: dict) -> dict:
     return {"pooled": entry["success_rate"], "ci95": entry["ci95"], "episodes": entry["episodes"]}
 
@@ -757,6 +796,7 @@ def write_summary(study: Study) -> dict:
     complete, failed = load_cells(study.cells_dir)
     summary = summarise_study(complete, failed, planned_cells(study.planned_seeds()))
     write_json(study.results_dir / f"{SUMMARY_NAME}.json", summary)
+    (study.results_dir / f"{SUMMARY_NAME}.md").write_text(markdown_summary(summary))
     plot_summary(summary, study.results_dir)
     return summary
 

@@ -213,3 +213,15 @@ def test_amf_diagnostics_keep_each_tasks_own_importance_share_and_the_summary_sp
     c = cell("skewed", 1, "amf", [["u1"]], [dict.fromkeys(C + U, 4)])
     c["rounds"][0]["amf"] = diag
     assert se.strategy_summary({1: c})["own_importance_share"] == {"under_covered": 0.2, "other": 0.9}
+
+
+def test_markdown_summary_quotes_the_summarys_numbers_and_says_partial():
+    flat = dict.fromkeys(C + U, 4)
+    cells = [cell("skewed", s, name, [["c1", "u1"], ["u1", "u2"]], [flat, {**flat, "u1": 8 + 4 * (name == "amf")}])
+             for s in (1, 2) for name in ("uniform", "amf")]
+    summary = se.summarise_study(cells, [], se.planned_cells((1, 2)), n_boot=200)
+    text = se.markdown_summary(summary)
+    assert "PARTIAL: 4 of 20 planned cells done" in text
+    amf_row = next(line for line in text.splitlines() if line.startswith("| amf |"))
+    # 4 tasks x 20 episodes: amf ends at 4+4+12+4 = 24 of 80 = 30.0 %, uniform at 20 of 80: 5.0 pp ahead
+    assert "| 30.0 [" in amf_row and "| 5.0 pp [" in amf_row and "| 75 % |" in amf_row

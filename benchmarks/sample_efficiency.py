@@ -345,9 +345,10 @@ def run_cli(args: list[str], run_dir: Path, env: dict, log: Path | None = None) 
     cmd = [sys.executable, "-m", "lerobot_amf.train", *args, f"--output_dir={run_dir}"]
     print(f"[study] {shlex.join(cmd[3:])}", flush=True)
     with contextlib.ExitStack() as stack:
+        out = None
         if log is not None:
             log.parent.mkdir(parents=True, exist_ok=True)
-        out = None if log is None else stack.enter_context(open(log, "ab"))
+            out = stack.enter_context(open(log, "ab"))
         sink = out or sys.stderr.buffer
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE)
         tail = b""
@@ -403,12 +404,17 @@ def refresh_cells(study: Study) -> int:
         if old["status"] != "complete" or not (run_dir / "amf_report.json").exists():
             continue
         cell = Cell(old["setting"], old["seed"], old["strategy"], old["isolation"])
-        new = compact_result(cell, study, json.loads((run_dir / "amf_report.json").read_text()),
-                             old["wall_seconds_measured"], selection_seconds(run_dir))
+        new = result_of_run(cell, study, run_dir, old["wall_seconds_measured"])
         new.update({k: old[k] for k in ("torch_threads", "cpus") if k in old})
         write_json(path, portable(new, study))
         n += 1
     return n
+
+
+def result_of_run(cell: Cell, study: Study, run_dir: Path, wall_seconds: float) -> dict:
+    """The compact result of a finished run, from its report and its ledger."""
+    return compact_result(cell, study, json.loads((run_dir / "amf_report.json").read_text()), wall_seconds,
+                          selection_seconds(run_dir))
 
 
 def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float,
@@ -460,8 +466,7 @@ def run_cell(cell: Cell, study: Study, quiet: bool = False) -> dict:
         result = {"cell": cell.name, "status": "failed", **dataclasses.asdict(cell), "exit_code": code,
                   "error": last_line, "cli_args": cell.args(study)}
     else:
-        result = compact_result(cell, study, json.loads((run_dir / "amf_report.json").read_text()), total,
-                                selection_seconds(run_dir))
+        result = result_of_run(cell, study, run_dir, total)
     write_json(path, portable(result, study))
     return result
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,10 +18,12 @@ from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
 from conftest import ACTION, ENV, STATE, diffusion_batch, features
-from lerobot_amf.embeddings import RandomProjection, make_embedder
+from lerobot_amf.embeddings import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS, RandomProjection, make_embedder
 from lerobot_amf.families.act import ACTEmbedder
 from lerobot_amf.families.diffusion import DiffusionEmbedder
 from lerobot_amf.families.flow import FlowEmbedder
+from lerobot_amf.selection.amf import kernel_embedder
+from lerobot_amf.selection.config import AMFSelectionConfig
 
 TOKENS, TOKEN_MASK = "observation.language.tokens", "observation.language.attention_mask"
 REL_TOL = 1e-5
@@ -134,6 +137,20 @@ def test_diffusion_expert_target_is_the_batch_action_and_the_kinds_default():
     assert torch.allclose(old.embed(batch), emb.embed(batch, target="self"))
     with pytest.raises(ValueError, match="expert action"):
         emb.embed({k: v for k, v in batch.items() if k != ACTION})
+
+
+def test_an_embedder_built_by_hand_is_the_kernel_amf_selects_with():
+    # one kernel for selection and for clustered partitions; make_embedder's defaults are the strategy's
+    sel = AMFSelectionConfig()
+    assert (DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS) == (sel.embedding_dim, sel.n_draws, sel.kernel_layers)
+    policy = tiny_diffusion("DDIM", "epsilon")
+    amf = kernel_embedder(policy, sel)
+    by_hand = make_embedder(policy, target_steps=sel.pseudo_target_steps)
+    assert amf.n_layers == 2 and amf.record() == by_hand.record()
+    batch = diffusion_batch()
+    assert torch.equal(amf.embed(batch), by_hand.embed(batch))
+    other = kernel_embedder(policy, dataclasses.replace(sel, kernel_layers=1, n_draws=2, embedding_dim=16))
+    assert (other.n_layers, other.n_draws, other.dim) == (1, 2, 16)
 
 
 def test_diffusion_pseudo_target_is_the_policys_own_sample():
@@ -496,7 +513,7 @@ def test_image_observations_diffusion_and_act():
     )
     emb = make_embedder(diff, n_draws=2)
     phi = emb.embed(batch, target="self")
-    assert phi.shape == (2, emb.raw_dim) and torch.isfinite(phi).all()
+    assert phi.shape == (2, emb.dim) and torch.isfinite(phi).all()
     assert torch.allclose(emb.embed({k: v[1:] for k, v in batch.items()}, target="self")[0], phi[1], rtol=1e-4, atol=1e-6)
     act = ACTPolicy(
         ACTConfig(

@@ -1,6 +1,6 @@
 """Loss-gradient embeddings φ(x) of a policy's action head, the AMF kernel (AMF §2).
 
-    emb = make_embedder(policy, kind="gradient", dim=2048, seed=0, n_draws=4)
+    emb = make_embedder(policy, kind="gradient", dim=1024, seed=0, n_draws=4, layers=2)
     phi = emb.embed(batch)          # (B, emb.dim) float32; batch = the policy preprocessor's output
     emb.record()                     # family, kind, seed, draw seed, raw_dim, dim, ... for the run record
 
@@ -16,6 +16,9 @@ from __future__ import annotations
 from torch import nn
 
 from lerobot_amf.embeddings.base import (
+    DEFAULT_DIM,
+    DEFAULT_DRAWS,
+    DEFAULT_LAYERS,
     DEFAULT_TARGET,
     DRAW_SEED_OFFSET,
     KINDS,
@@ -29,6 +32,9 @@ from lerobot_amf.embeddings.last_layer import layer_input_features
 from lerobot_amf.embeddings.projection import RandomProjection
 
 __all__ = [
+    "DEFAULT_DIM",
+    "DEFAULT_DRAWS",
+    "DEFAULT_LAYERS",
     "DEFAULT_TARGET",
     "DRAW_SEED_OFFSET",
     "Embedder",
@@ -46,10 +52,10 @@ __all__ = [
 def make_embedder(
     policy: nn.Module,
     kind: str = "gradient",
-    dim: int = 2048,
+    dim: int = DEFAULT_DIM,
     seed: int = 0,
-    n_draws: int = 4,
-    layers: int = 1,
+    n_draws: int = DEFAULT_DRAWS,
+    layers: int = DEFAULT_LAYERS,
     **family_kwargs,
 ) -> Embedder:
     """The embedder of ``policy``'s family (``lerobot_amf.families``; a peft wrapper is looked through).

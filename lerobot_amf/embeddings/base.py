@@ -42,6 +42,9 @@ from lerobot_amf.embeddings.projection import RandomProjection
 Tensor = torch.Tensor
 
 __all__ = [
+    "DEFAULT_DIM",
+    "DEFAULT_DRAWS",
+    "DEFAULT_LAYERS",
     "DEFAULT_TARGET",
     "DRAW_SEED_OFFSET",
     "Embedder",
@@ -63,6 +66,10 @@ DEFAULT_TARGET = {"gradient": "expert", "self_gradient": "self", "last_layer": "
 # The (noise, timestep) draws use their own generator, seeded with seed + DRAW_SEED_OFFSET, so
 # they are not the same random numbers as the projection matrix (seeded with seed).
 DRAW_SEED_OFFSET = 104_729
+# The kernel's sizes when none are given: the amf strategy's defaults (``--amf.selection.*``:
+# embedding_dim, n_draws, kernel_layers; a test keeps the two equal), so an embedder built by
+# hand is the one the strategy selects with.
+DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS = 1024, 4, 2
 
 
 def _weight_layer(layer: nn.Module) -> nn.Module:
@@ -209,8 +216,8 @@ class Embedder:
     family: str = ""
     loss_name: str = ""
 
-    def __init__(self, policy: nn.Module, kind: str = "gradient", dim: int = 2048, seed: int = 0,
-                 n_draws: int = 4, layers: int = 1):
+    def __init__(self, policy: nn.Module, kind: str = "gradient", dim: int = DEFAULT_DIM, seed: int = 0,
+                 n_draws: int = DEFAULT_DRAWS, layers: int = DEFAULT_LAYERS):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if int(n_draws) < 1:

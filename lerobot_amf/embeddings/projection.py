@@ -22,7 +22,7 @@ __all__ = ["RandomProjection"]
 class RandomProjection:
     """x (..., raw_dim) -> x @ P (..., dim); identity when raw_dim <= requested dim."""
 
-    def __init__(self, raw_dim: int, dim: int = 2048, seed: int = 0):
+    def __init__(self, raw_dim: int, dim: int, seed: int = 0):
         raw_dim, dim = int(raw_dim), int(dim)
         if raw_dim < 1:
             raise ValueError(f"raw_dim must be positive, got {raw_dim}")

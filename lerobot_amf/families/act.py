@@ -66,19 +66,10 @@ class ACTEmbedder(Embedder):
     family = "act"
     loss_name = "l1_subgradient"
 
-    def __init__(
-        self,
-        policy: nn.Module,
-        kind: str = "gradient",
-        dim: int = 2048,
-        seed: int = 0,
-        n_draws: int = 4,
-        layers: int = 1,
-        pseudo_noise: float = 0.1,
-    ):
+    def __init__(self, policy: nn.Module, pseudo_noise: float = 0.1, **kernel):
         if not pseudo_noise > 0:
             raise ValueError("pseudo_noise must be positive")
-        super().__init__(policy, kind=kind, dim=dim, seed=seed, n_draws=n_draws, layers=layers)
+        super().__init__(policy, **kernel)
         cfg = self.policy.config
         self.config = cfg
         self.chunk_size = int(cfg.chunk_size)

@@ -128,17 +128,8 @@ class DiffusionEmbedder(Embedder):
     family = "diffusion"
     loss_name = "half_mse_denoising"
 
-    def __init__(
-        self,
-        policy: nn.Module,
-        kind: str = "gradient",
-        dim: int = 2048,
-        seed: int = 0,
-        n_draws: int = 4,
-        layers: int = 1,
-        target_steps: int | None = None,
-    ):
-        super().__init__(policy, kind=kind, dim=dim, seed=seed, n_draws=n_draws, layers=layers)
+    def __init__(self, policy: nn.Module, target_steps: int | None = None, **kernel):
+        super().__init__(policy, **kernel)
         from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 
         cfg = self.policy.config

@@ -132,17 +132,7 @@ def _first_tensor(x) -> Tensor | None:
 class FlowEmbedder(Embedder):
     loss_name = "half_mse_flow_matching"
 
-    def __init__(
-        self,
-        policy: nn.Module,
-        kind: str = "gradient",
-        dim: int = 2048,
-        seed: int = 0,
-        n_draws: int = 4,
-        layers: int = 1,
-        family: str | None = None,
-        target_steps: int | None = 1,
-    ):
+    def __init__(self, policy: nn.Module, family: str | None = None, target_steps: int | None = 1, **kernel):
         base = unwrap_policy(policy)
         family = family or getattr(base, "name", None)
         if family not in FLOW_TYPES:
@@ -157,7 +147,7 @@ class FlowEmbedder(Embedder):
         self.max_action_dim = int(cfg.max_action_dim)
         self.action_dim = min(int(cfg.output_features[ACTION].shape[0]), self.max_action_dim)
         self.target_steps = None if target_steps is None else int(target_steps)
-        super().__init__(base, kind=kind, dim=dim, seed=seed, n_draws=n_draws, layers=layers)
+        super().__init__(base, **kernel)
         if self.layer.weight.shape[0] != self.max_action_dim:
             raise ValueError(f"action_out_proj has {self.layer.weight.shape[0]} outputs, "
                              f"max_action_dim is {self.max_action_dim}")

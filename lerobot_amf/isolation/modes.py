@@ -261,7 +261,7 @@ def mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref: DatasetRef | N
     """Each pool task's mean AMF embedding under the pretrained policy, over its pretraining frames."""
     import numpy as np
 
-    from lerobot_amf.embeddings import make_embedder
+    from lerobot_amf.selection.amf import kernel_embedder
 
     if pretrain_ref is None:
         raise AMFInputError("amf.partitions=clustered needs the pretraining demos of the pool's tasks "
@@ -269,7 +269,7 @@ def mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref: DatasetRef | N
     dataset = open_dataset(cfg, pretrain_ref, what="pretraining demos")
     episodes = vocabulary.episodes_by_task(dataset.meta)
     sel = cfg.amf.selection
-    embedder = make_embedder(policy, kind=sel.kernel, dim=sel.embedding_dim, seed=sel.projection_seed)
+    embedder = kernel_embedder(policy, sel)
     rng = np.random.default_rng(cfg.seed or 0)
     out = {}
     for task in pool:

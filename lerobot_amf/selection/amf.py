@@ -96,6 +96,14 @@ def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None
     return out
 
 
+def kernel_embedder(policy, cfg: AMFSelectionConfig):
+    """The amf kernel as ``--amf.selection.*`` sets it, for ``policy`` (a routed policy: its
+    acting one). One home, so clustered partitions group tasks by the kernel amf selects with."""
+    return family_of(acting_policy(policy)).embedder(
+        acting_policy(policy), kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
+        n_draws=cfg.n_draws, layers=cfg.kernel_layers, target_steps=cfg.pseudo_target_steps)
+
+
 def acting_policy(policy):
     """The LeRobot policy that does the work (under a routed policy or a peft wrapper)."""
     return policy.policy if isinstance(policy, RoutedPolicy) else unwrap_policy(policy)
@@ -165,9 +173,7 @@ class AMFStrategy(Strategy):
             return Selection(first.tasks, first.scores, {"cold_start": True},
                              reason=f"amf: no demos in hand yet (cold start), so {first.reason}")
         family = family_of(acting_policy(ctx.policy))
-        embedder = family.embedder(acting_policy(ctx.policy), kind=cfg.kernel, dim=cfg.embedding_dim,
-                                   seed=cfg.projection_seed, n_draws=cfg.n_draws, layers=cfg.kernel_layers,
-                                   target_steps=cfg.pseudo_target_steps)
+        embedder = kernel_embedder(ctx.policy, cfg)
         vocab = ctx.vocabulary.one_hot
         instructions = ctx.vocabulary.instructions
         pool = ctx.pool

@@ -7,6 +7,11 @@
 (b) one amf selection's wall time / one round's fine-tuning wall time, embedded default sizes
 (c) greedy scoring of 90 tasks x 10,000 target states at d = 1024 (seconds per pick), with the
     default float32 scoring product and with the exact float64 one
+(d) at the sample-efficiency study's size, on one of its runs (8 tasks, a real generalist after
+    four rounds, its 44 pretraining + 16 fine-tuning demos): the selection a fifth round would
+    make, with the default target-mass floor and with none (every frame embedded under every
+    task that weighs it at all), against one fine-tuning round as the study runs it (300 steps,
+    batch 64, half of each batch replayed pretraining demos); picks and scores side by side
 
     python benchmarks/selection_cost.py            # writes benchmarks/results/selection_cost.{json,png}
 """
@@ -137,6 +142,94 @@ def bench_selection_vs_round(policy):
     return {"demos_in_hand": sel.details["n_demos_in_hand"], "states_per_demo": AMFSelectionConfig().states_per_demo, "pool": pool,
             "selection_s": t_sel, "round_steps": steps, "round_finetune_s": metrics["seconds"],
             "ratio": t_sel / metrics["seconds"], "picks": sel.tasks}
+
+
+STUDY_RUN = Path(__file__).parent / "runs" / "sample_efficiency" / "skewed__seed1__amf__shared_replay"
+
+
+def bench_study_selection(run_dir: Path = STUDY_RUN, repeats: int = 2, steps: int = 300):
+    """(d): see the module docstring. None when the study run is not on this machine."""
+    from lerobot.configs.default import DatasetConfig
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from lerobot_amf.configs import AMFSelectionConfig, AMFTrainPipelineConfig
+    from lerobot_amf.data import DatasetRef
+    from lerobot_amf.envs.metaworld_state import MetaworldCatalog, MetaworldStateEnvConfig
+    from lerobot_amf.selection import SelectionContext
+    from lerobot_amf.selection.amf import AMFStrategy
+    from lerobot_amf.train import make_accelerator
+    from lerobot_amf.training import train_steps
+
+    ledger = run_dir / "amf_ledger.jsonl"
+    if not ledger.exists():
+        return None
+    start = next(r for r in map(json.loads, ledger.read_text().splitlines()) if r["event"] == "run_start")
+    pool, rounds = start["pool"], len(start["demos_per_round"])
+    generalist = run_dir.parent / "lerobot_home" / "lerobot_amf_cache" / Path(start["model"]["pretrained_path"]).name
+    checkpoint = run_dir / "checkpoints" / f"round_{rounds - 1:02d}" / "pretrained_model"
+    policy = DiffusionPolicy.from_pretrained(str(checkpoint))
+    policy.eval()
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
+    demos = DatasetRef("local/amf_demos", run_dir / "demos")
+    pretrain = DatasetRef("local/amf_pretrain_demos", generalist / "pretrain_demos")
+    counts = {t: 0 for t in pool}
+    for episode in LeRobotDataset(demos.repo_id, root=demos.root).meta.episodes:
+        counts[MetaworldCatalog().vocabulary(pool).task_of_instruction[episode["tasks"][0]]] += 1
+
+    def select(floor: float):
+        ctx = SelectionContext(
+            round_index=rounds, pool=pool, target_weights=start["target_weights"], counts=counts,
+            capacity={t: None for t in pool}, rng=np.random.default_rng([start["seed"], rounds]), policy=policy,
+            preprocessor=pre, postprocessor=post, pretrain_dataset=pretrain, demo_dataset=demos,
+            env_cfg=MetaworldStateEnvConfig(task=",".join(pool)), vocabulary=MetaworldCatalog().vocabulary(pool))
+        s = time.perf_counter()
+        sel = AMFStrategy(AMFSelectionConfig(target_mass_floor=floor)).select(ctx, 4)
+        return time.perf_counter() - s, sel
+
+    floors = {"default": AMFSelectionConfig().target_mass_floor, "none": 0.0}
+    seconds, sels = {k: [] for k in floors}, {}
+    for _ in range(repeats):  # interleaved, so both see the same machine load
+        for name, floor in floors.items():
+            t, sels[name] = select(floor)
+            seconds[name].append(t)
+    cfg = AMFTrainPipelineConfig(dataset=DatasetConfig(repo_id=demos.repo_id, root=str(demos.root)), env=MetaworldStateEnvConfig(task=",".join(pool)),
+                                 policy=policy.config, batch_size=64, num_workers=0, output_dir=Path(tempfile.mkdtemp()) / "out")
+    cfg.optimizer, cfg.scheduler = policy.config.get_optimizer_preset(), policy.config.get_scheduler_preset()
+    accelerator = make_accelerator(cfg)
+    train_policy = DiffusionPolicy.from_pretrained(str(checkpoint))
+    prepared = accelerator.prepare(train_policy)
+    metrics, _, _ = train_steps(dataclasses.replace(cfg, steps=steps), prepared,
+                                LeRobotDataset(demos.repo_id, root=demos.root, delta_timestamps=delta_of(policy, demos)),
+                                pre, accelerator, steps, desc="Fine-tuning round (timing)",
+                                replay=LeRobotDataset(pretrain.repo_id, root=pretrain.root,
+                                                      delta_timestamps=delta_of(policy, pretrain)),
+                                replay_fraction=0.5)
+    out = {"run": run_dir.name, "selection": f"round {rounds + 1} (after the run's {rounds} rounds: its final checkpoint)",
+           "pool": pool, "demos_in_hand": sels["default"].details["n_demos_in_hand"],
+           "demos_in_d": sels["default"].details["n_demos_in_d"], "round_steps": steps, "round_batch": 64,
+           "round_replay_fraction": 0.5, "round_finetune_s": metrics["seconds"], "repeats": repeats}
+    for name, floor in floors.items():
+        embedded = sels[name].details["embedded_frames"]
+        out[f"floor_{name}"] = {
+            "target_mass_floor": floor, "selection_s": float(np.median(seconds[name])), "selection_s_all": seconds[name],
+            "ratio": float(np.median(seconds[name])) / metrics["seconds"], "picks": sels[name].tasks,
+            "scores": sels[name].scores, "frames_sampled": embedded["sampled"],
+            "task_frame_pairs_embedded": sum(embedded["per_task"].values()),
+            "task_frame_pairs_possible": embedded["sampled"] * len(pool)}
+    a, b = out["floor_default"], out["floor_none"]
+    out["same_picks"] = a["picks"] == b["picks"]
+    out["max_relative_score_difference"] = max(abs(a["scores"][t] - b["scores"][t]) / max(abs(b["scores"][t]), 1e-12)
+                                               for t in pool)
+    return out
+
+
+def delta_of(policy, ref):
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    return resolve_delta_timestamps(policy.config, LeRobotDatasetMetadata(ref.repo_id, root=ref.root))
 
 
 def bench_scoring(n_tasks=90, n_targets=10_000, dim=1024, states_per_task=100):

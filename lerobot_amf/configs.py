@@ -24,7 +24,7 @@ from lerobot.policies.factory import make_policy  # noqa: F401  (registers the p
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.isolation import EXPORTS, ISOLATION_MODES, ROUTED_MODES
 from lerobot_amf.selection import STRATEGY_NAMES
-from lerobot_amf.selection.config import KERNELS, AMFSelectionConfig
+from lerobot_amf.selection.config import AMFSelectionConfig
 from lerobot_amf.sources import SOURCES
 
 NORMALIZATION_SOURCES = ("pretrained", "demos", "source")
@@ -139,7 +139,7 @@ class AMFConfig:
         if self.normalization == "source" and self.source != "hub":
             raise AMFInputError(f"amf.normalization=source takes the stats of the hub source's dataset; "
                                 f"amf.source={self.source} has none: use pretrained or demos.")
-        _check_choice("amf.selection.kernel", self.selection.kernel, KERNELS)
+        self.selection.validate()
         if self.push_to_hub and not self.repo_id:
             raise AMFInputError("amf.push_to_hub=true needs --amf.repo_id (namespace/name on the Hub).")
         if self.steps_per_round < 0:

@@ -229,3 +229,35 @@ def test_importance_weights_can_be_switched_off_for_the_ablation(setup):
     sel = make_strategy("amf", AMFSelectionConfig(importance_weights=False)).select(context(setup, with_d=True), 1)
     assert sel.details["importance"] == "own task only"
     assert sel.details["ess"] == {"reach-v3": 8.0, "drawer-close-v3": 2.0}  # each demo for its own task only
+
+
+def test_a_task_embeds_only_the_frames_its_scores_read():
+    # demo 0 recorded for A, demo 1 for B; the policy tells A and B apart, so under A demo 1 sits
+    # at the clipped weight e^-10: its frames are neither A's targets nor A's candidates
+    from lerobot_amf.selection.amf import DemoStates, demo_roles
+
+    light = float(np.exp(-10.0))
+    weights = torch.tensor([[1 / (1 + light), light / (1 + light)], [light / (1 + light), 1 / (1 + light)]],
+                           dtype=torch.float64)
+    demo_of_frame = np.repeat([0, 1], 4)
+    states = DemoStates({}, demo_of_frame, np.tile([False, True], 4), ["A", "B"], np.array([40, 40]),
+                        np.array([4, 4]), np.array([False, True]))
+    roles = demo_roles(states, weights, ["A", "B"], {"A": 0.5, "B": 0.5}, mass_floor=1e-3)
+    for task, own in (("A", [0, 1, 2, 3]), ("B", [4, 5, 6, 7])):
+        assert list(roles[task].rows_to_embed) == own
+        assert [list(c[0]) for c in roles[task].candidates] == [own[1::2]]
+        assert roles[task].candidates[0][2] == 1.0  # renormalised over the kept demos
+    assert float(roles["A"].target_weights.sum()) == pytest.approx(0.5 / (1 + light))
+    # with no floor the light frames stay A's (negligible) targets, and are embedded under A
+    keep_all = demo_roles(states, weights, ["A", "B"], {"A": 0.5, "B": 0.5}, mass_floor=0.0)
+    assert list(keep_all["A"].target_rows) == [0, 2, 4, 6] and list(keep_all["A"].rows_to_embed) == [0, 1, 2, 3, 4, 6]
+
+
+def test_dropping_the_lightest_target_frames_changes_no_pick(setup):
+    full = AMFStrategy(AMFSelectionConfig(target_mass_floor=0.0)).select(context(setup, with_d=True, seed=3), 3)
+    pruned = AMFStrategy(AMFSelectionConfig()).select(context(setup, with_d=True, seed=3), 3)
+    assert pruned.tasks == full.tasks
+    assert pruned.scores == pytest.approx(full.scores, rel=2e-3)
+    embedded = pruned.details["embedded_frames"]
+    assert embedded["target_mass_floor"] == 1e-3
+    assert sum(embedded["per_task"].values()) < sum(full.details["embedded_frames"]["per_task"].values())

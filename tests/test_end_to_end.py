@@ -109,6 +109,7 @@ def test_resume_continues_from_the_ledger_without_pulling_again(tiny_run, lerobo
         (["--amf.target_weights={\"push-v3\": 1.0}"], "push-v3"),
         (["--policy.path=/nonexistent/ckpt"], "Cannot specify both --policy.path and --policy.type"),
         (["--amf.isolation=everything"], "shared_replay"),
+        (["--amf.selection.target_mass_floor=1"], "target_mass_floor=1.0: must be in [0, 1)"),
         (["--amf.push_to_hub=true"], "needs --amf.repo_id"),
         (["--amf.isolation=lora", "--peft.target_modules=unet\\.nothing.*"], "matches no module"),
         (["--amf.push_to_hub=true", "--amf.repo_id=me/tiny"], "HF_HUB_OFFLINE is set"),

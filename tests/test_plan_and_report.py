@@ -6,6 +6,7 @@ from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot_amf.configs import AMFConfig, AMFTrainPipelineConfig
 from lerobot_amf.envs.metaworld_state import MetaworldCatalog, MetaworldStateEnvConfig
 from lerobot_amf.errors import AMFInputError
+from lerobot_amf.selection.config import AMFSelectionConfig
 from lerobot_amf.evaluation import pooled, summarise
 from lerobot_amf.ledger import Ledger
 from lerobot_amf.report import build_report
@@ -56,6 +57,21 @@ def test_partial_target_weights_give_the_other_tasks_zero():
 def test_plan_rejects_bad_input_with_one_line(amf, needle):
     with pytest.raises(AMFInputError, match=needle.replace("(", r"\(")):
         plan(**amf)
+
+
+@pytest.mark.parametrize("setting, needle", [
+    ({"kernel": "hessian"}, "Allowed: gradient, self_gradient, last_layer"),
+    ({"n_draws": 0}, "n_draws=0: must be at least 1"),
+    ({"states_per_demo": 1}, "states_per_demo=1: must be at least 2"),
+    ({"max_variance_removed": 1.0}, "max_variance_removed=1.0: must be in (0, 1)"),
+    ({"target_mass_floor": -0.1}, "target_mass_floor=-0.1: must be in [0, 1)"),
+    ({"noise": 0.0}, "noise=0.0: must be > 0"),
+])
+def test_amf_selection_settings_out_of_range_are_one_line_errors(setting, needle):
+    with pytest.raises(AMFInputError) as err:
+        AMFSelectionConfig(**setting).validate()
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    AMFSelectionConfig().validate()  # the defaults are valid
 
 
 def test_plan_rejects_a_budget_beyond_the_source():

@@ -3,9 +3,12 @@ information about the expert on the target tasks.
 
 Per round:
 1. States in hand: a few frames of every demo available (the pretraining demos when known,
-   plus the fine-tuning demos D), each frame conditioned on every pool task in turn. A demo's
-   sampled frames are split in two: half are its *target* states, half the states a new demo
-   like it would visit (its *candidate* states) — a candidate never observes its own targets.
+   plus the fine-tuning demos D). A demo's sampled frames are split in two: half are its
+   *target* states, half the states a new demo like it would visit (its *candidate* states) —
+   a candidate never observes its own targets. Every frame is scored under every pool task by
+   the likelihood surrogate (step 3), but embedded under a task only where that task's scores
+   read it: its own frames, its candidate demos, and its target frames but the lightest ones,
+   which together hold at most ``target_mass_floor`` of its target weight.
 2. Kernel (``--amf.selection.kernel``): the current policy's training-loss gradient at each
    frame's own expert action chunk, over the last ``kernel_layers`` weight layers of its
    action head (``lerobot_amf.embeddings``), projected to ``embedding_dim`` with a recorded
@@ -64,10 +67,8 @@ from lerobot_amf.selection.importance import importance_weights, summarize_impor
 # random numbers with the round generator's other uses.
 FRAME_SAMPLING_STREAM = 17
 # Demos whose importance weight under a task is below this are not among its candidate demos
-# (the kept weights are renormalised), and target states weighted below this share of the
-# largest target weight are dropped: they change no score, only the cost.
+# (the kept weights are renormalised).
 CANDIDATE_WEIGHT_FLOOR = 1e-3
-TARGET_WEIGHT_FLOOR = 1e-6
 
 
 @dataclasses.dataclass
@@ -119,6 +120,71 @@ def serving(policy, task: str):
 def split_target_candidate(n: int) -> np.ndarray:
     """Roles of a demo's n sampled frames (in time order): alternately target, candidate."""
     return np.arange(n) % 2 == 1
+
+
+@dataclasses.dataclass
+class TaskRoles:
+    """Which sampled frames a task's scores read: its target states with their weights
+    μ(c)·w_i(c)/frames, its candidate demos (candidate rows, frames each stands for, probability
+    w_i(c) renormalised), and the frames recorded for it (the posterior observes D under them)."""
+
+    target_rows: np.ndarray
+    target_weights: torch.Tensor
+    candidates: list[tuple[np.ndarray, torch.Tensor, float]]
+    own_rows: np.ndarray
+
+    @property
+    def rows_to_embed(self) -> np.ndarray:
+        return np.unique(np.concatenate([self.target_rows, self.own_rows, *(c[0] for c in self.candidates)]))
+
+
+def demo_roles(states: DemoStates, weights: torch.Tensor, pool: list[str], target_weights: dict,
+               mass_floor: float) -> dict[str, TaskRoles]:
+    """Each task's ``TaskRoles`` from the importance weights (n_demos, tasks). Candidate demos
+    weigh at least CANDIDATE_WEIGHT_FLOOR; the lightest target frames whose weights sum to at
+    most ``mass_floor`` of the task's total are dropped (the demos of tasks the policy tells
+    apart, at the clipped weight), which bounds what they could change in a score and spares
+    embedding them."""
+    frame_demo = states.demo_of_frame
+    is_target = ~states.candidate
+    n_demos = len(states.demo_task)
+    target_frames = np.bincount(frame_demo[is_target], minlength=n_demos)
+    target_rows = np.flatnonzero(is_target)
+    out = {}
+    for j, task in enumerate(pool):
+        w = weights[:, j]
+        tw = target_weights[task] * w[frame_demo[target_rows]] / torch.as_tensor(
+            target_frames[frame_demo[target_rows]], dtype=torch.float64)
+        order = torch.argsort(tw, stable=True)  # lightest first
+        light = torch.cumsum(tw[order], 0) <= mass_floor * float(tw.sum())
+        keep = torch.ones(len(tw), dtype=torch.bool)
+        keep[order[light]] = False
+        keep &= tw > 0
+        kept = [i for i in range(n_demos) if w[i] >= CANDIDATE_WEIGHT_FLOOR and (frame_demo[~is_target] == i).any()]
+        mass = float(sum(w[i] for i in kept))
+        candidates = []
+        for i in kept:
+            rows = np.flatnonzero((frame_demo == i) & ~is_target)
+            frames = torch.full((len(rows),), float(states.demo_length[i]) / len(rows), dtype=torch.float64)
+            candidates.append((rows, frames, float(w[i]) / mass))
+        own = np.flatnonzero(np.asarray(states.demo_task, dtype=object)[frame_demo] == task)
+        out[task] = TaskRoles(target_rows[keep.numpy()], tw[keep], candidates, own)
+    return out
+
+
+def take_rows(batch: dict, rows: np.ndarray) -> dict:
+    """The batch's rows ``rows`` (tensors and per-row lists; anything else as is)."""
+    index = torch.as_tensor(rows, dtype=torch.long)
+    return {k: v[index] if isinstance(v, torch.Tensor) else [v[i] for i in rows] if isinstance(v, list) else v
+            for k, v in batch.items()}
+
+
+def _scatter_rows(values: torch.Tensor, rows: np.ndarray, n: int) -> torch.Tensor:
+    """(n, ...) with ``values`` at ``rows`` and NaN elsewhere (a frame no score reads stays NaN, so
+    reading one by mistake shows in every score)."""
+    out = torch.full((n, *values.shape[1:]), float("nan"), dtype=values.dtype)
+    out[torch.as_tensor(rows, dtype=torch.long)] = values
+    return out
 
 
 class AMFStrategy(Strategy):
@@ -178,15 +244,13 @@ class AMFStrategy(Strategy):
         instructions = ctx.vocabulary.instructions
         pool = ctx.pool
         has_likelihood = family.loglik is not None and cfg.importance_weights
-        phi, loglik = {}, []
-        for task in pool:
+        loglik = []
+        for task in pool if has_likelihood else ():  # every frame under every task: the weights need all
             with serving(ctx.policy, task) as policy:
                 conditioned = condition_on_task(states.batch, task, vocab, instructions.get(task))
-                phi[task] = _map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator)
-                if has_likelihood:
-                    loglik.append(_map_chunks(
-                        lambda part: family.loglik(policy, part, cfg.loglik_draws, cfg.loglik_seed),
-                        conditioned, cfg.chunk_size, ctx.accelerator))
+                loglik.append(_map_chunks(
+                    lambda part: family.loglik(policy, part, cfg.loglik_draws, cfg.loglik_seed),
+                    conditioned, cfg.chunk_size, ctx.accelerator))
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
         frame_ll = torch.stack(loglik, dim=1) if has_likelihood else None  # (N frames, tasks)
@@ -211,7 +275,19 @@ class AMFStrategy(Strategy):
         collapsed = [t for j, t in enumerate(pool) if bool(low_ess[j]) or t not in states.demo_task]
         rollout_phi = self.rollout_states(ctx, collapsed, embedder) if collapsed else {}
 
-        targets, candidates = self._targets_and_candidates(ctx, states, phi, weights, rollout_phi)
+        roles = demo_roles(states, weights, pool, ctx.target_weights, cfg.target_mass_floor)
+        phi, embedded = {}, {}
+        for task in pool:  # a frame is embedded under a task only where that task's scores read it
+            rows = roles[task].rows_to_embed if task not in rollout_phi else roles[task].own_rows
+            embedded[task] = len(rows)
+            if not len(rows):  # a task with no demo in hand, scored on its rollouts only
+                phi[task] = torch.full((len(states.demo_of_frame), embedder.dim), float("nan"), dtype=torch.float64)
+                continue
+            with serving(ctx.policy, task):
+                conditioned = condition_on_task(take_rows(states.batch, rows), task, vocab, instructions.get(task))
+                phi[task] = _scatter_rows(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
+                                          rows, len(states.demo_of_frame))
+        targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
         phi_targets = torch.cat([t[0] for t in targets.values()])
         target_w = torch.cat([t[1] for t in targets.values()])
         target_task = [task for task, t in targets.items() for _ in range(t[0].shape[0])]
@@ -245,6 +321,9 @@ class AMFStrategy(Strategy):
             "n_demos_in_hand": n_demos,
             "n_demos_in_d": int(states.in_d.sum()),
             "candidate_demos": {t: len(c) for t, c in candidates.items()},
+            # frames embedded under each task (of the sampled frames), and the target-weight share dropped
+            "embedded_frames": {"sampled": int(len(states.demo_of_frame)), "per_task": embedded,
+                                "target_mass_floor": cfg.target_mass_floor},
             "rollout_fallback": sorted(rollout_phi),
             "importance": ("own task only (the policy does not see the task: same likelihood for every task)"
                            if task_blind else "likelihood surrogate, common random numbers" if has_likelihood
@@ -270,43 +349,29 @@ class AMFStrategy(Strategy):
                    f"(gain {first[best]:.4f} nats); noise {sigma2:.4g}{' (calibrated)' if removed else ''}{fallback}",
         )
 
-    def _targets_and_candidates(self, ctx: SelectionContext, states: DemoStates, phi: dict, weights: torch.Tensor,
+    def _targets_and_candidates(self, ctx: SelectionContext, states: DemoStates, phi: dict, roles: dict,
                                 rollout_phi: dict) -> tuple[dict, dict]:
-        """Per task: its target states (φ, weights μ(c)·w_i(c) / frames) and its candidate demos
-        (the demos a new one may resemble, with probability w_i(c), their candidate states and
-        frames each stands for). Rollout tasks: the rollouts play both roles, frames alternating."""
-        frame_demo = states.demo_of_frame
-        is_target = ~states.candidate
-        n_demos = len(states.demo_task)
-        target_frames = np.bincount(frame_demo[is_target], minlength=n_demos)
-        candidate_frames = np.bincount(frame_demo[~is_target], minlength=n_demos)
+        """Per task: its target states (φ, weights) and its candidate demos (φ of their candidate
+        states, frames each stands for, probability), from ``demo_roles``. Rollout tasks: the
+        rollouts play both roles, frames alternating."""
         targets, candidates = {}, {}
-        for j, task in enumerate(ctx.pool):
+        for task in ctx.pool:
             mu = ctx.target_weights[task]
             if task in rollout_phi:
                 per_rollout = rollout_phi[task]  # list of (k, d) per rollout episode
-                roles = [split_target_candidate(r.shape[0]) for r in per_rollout]
-                tgt = torch.cat([r[~role] for r, role in zip(per_rollout, roles, strict=True)])
+                roles_of = [split_target_candidate(r.shape[0]) for r in per_rollout]
+                tgt = torch.cat([r[~role] for r, role in zip(per_rollout, roles_of, strict=True)])
                 targets[task] = (tgt, torch.full((tgt.shape[0],), mu / tgt.shape[0], dtype=torch.float64))
                 per_frame = float(np.mean(states.demo_length))  # a rollout stands for a demo of mean length
                 candidates[task] = [CandidateDemo(r[role], torch.full((int(role.sum()),), per_frame / role.sum(),
                                                                      dtype=torch.float64), 1.0 / len(per_rollout))
-                                    for r, role in zip(per_rollout, roles, strict=True) if role.any()]
+                                    for r, role in zip(per_rollout, roles_of, strict=True) if role.any()]
                 continue
-            w = weights[:, j]
-            rows = np.flatnonzero(is_target)
-            tw = mu * w[frame_demo[rows]] / torch.as_tensor(target_frames[frame_demo[rows]], dtype=torch.float64)
-            keep = (tw >= TARGET_WEIGHT_FLOOR * tw.max()).numpy()
-            targets[task] = (phi[task][rows[keep]], tw[keep])
-            kept = [i for i in range(n_demos) if w[i] >= CANDIDATE_WEIGHT_FLOOR and candidate_frames[i] > 0]
-            if not kept:  # no demo resembles a new demo of this task (and no rollouts): it cannot be scored
-                continue
-            mass = float(sum(w[i] for i in kept))
-            candidates[task] = []
-            for i in kept:
-                cand = np.flatnonzero((frame_demo == i) & ~is_target)
-                frames = torch.full((len(cand),), float(states.demo_length[i]) / len(cand), dtype=torch.float64)
-                candidates[task].append(CandidateDemo(phi[task][cand], frames, float(w[i]) / mass))
+            role = roles[task]
+            targets[task] = (phi[task][role.target_rows], role.target_weights)
+            if role.candidates:  # else no demo resembles a new demo of this task (and no rollouts): not scored
+                candidates[task] = [CandidateDemo(phi[task][rows], frames, probability)
+                                    for rows, frames, probability in role.candidates]
         return targets, candidates
 
     def rollout_states(self, ctx: SelectionContext, tasks: list[str], embedder) -> dict[str, list[torch.Tensor]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lerobot_amf.errors import AMFInputError
+
 # gradient: the training-loss gradient at each frame's expert action; self_gradient: at the
 # policy's own sample (the earlier kernel, for ablations); last_layer: the head's input features.
 KERNELS = ("gradient", "self_gradient", "last_layer")
@@ -45,8 +47,31 @@ class AMFSelectionConfig:
     importance_weights: bool = True
     importance_temperature: float = 1.0  # T_w
     importance_clip: float = 10.0  # log-weights clipped to [-clip, clip]
+    # A task's lightest target states, together at most this share of its target weight, are
+    # dropped (and not embedded under it); 0 keeps every state with a non-zero weight.
+    target_mass_floor: float = 1e-3
     loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate
     ess_threshold: float = 1.5  # below: the task's states come from policy rollouts
     fallback_rollouts: int = 4
     rollout_seed: int = 2_000_000
     chunk_size: int = 256  # states embedded per forward pass
+
+    def validate(self) -> None:
+        """One-line errors for values outside their ranges (before anything is written)."""
+        if self.kernel not in KERNELS:
+            raise AMFInputError(f"Unknown amf.selection.kernel={self.kernel!r}. Allowed: {', '.join(KERNELS)}.")
+        for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "pseudo_target_steps",
+                     "fallback_rollouts", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise AMFInputError(f"amf.selection.{name}={getattr(self, name)}: must be at least 1.")
+        if self.states_per_demo < 2:
+            raise AMFInputError(f"amf.selection.states_per_demo={self.states_per_demo}: must be at least 2 "
+                                "(half target, half candidate states).")
+        if not 0 < self.max_variance_removed < 1:
+            raise AMFInputError(f"amf.selection.max_variance_removed={self.max_variance_removed}: must be in (0, 1).")
+        if not 0 <= self.target_mass_floor < 1:
+            raise AMFInputError(f"amf.selection.target_mass_floor={self.target_mass_floor}: must be in [0, 1).")
+        if self.noise is not None and not self.noise > 0:
+            raise AMFInputError(f"amf.selection.noise={self.noise}: must be > 0 (or unset: calibrated).")
+        if not self.importance_temperature > 0 or not self.importance_clip > 0:
+            raise AMFInputError("amf.selection.importance_temperature and importance_clip must be > 0.")

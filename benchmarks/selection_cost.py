@@ -268,6 +268,12 @@ def main():
     print("(b) selection vs one fine-tuning round ...", flush=True)
     out["selection_vs_round"] = bench_selection_vs_round(policy)
     print(json.dumps(out["selection_vs_round"], indent=1), flush=True)
+    print(f"(d) selection at the study's size ({STUDY_RUN.name}) ...", flush=True)
+    out["study_selection_vs_round"] = bench_study_selection()
+    if out["study_selection_vs_round"] is None:
+        out["study_selection_vs_round"] = {"skipped": f"no study run at benchmarks/runs/sample_efficiency/{STUDY_RUN.name} "
+                                                      "(python benchmarks/sample_efficiency.py makes it)"}
+    print(json.dumps(out["study_selection_vs_round"], indent=1), flush=True)
     out["machine"]["load_average_at_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "selection_cost.json").write_text(json.dumps(out, indent=2, default=float))
@@ -279,6 +285,10 @@ def main():
     c = out["scoring"]
     print(f"(c) 90 tasks x 10k states, d=1024: {c['seconds_per_pick']:.2f} s per pick (float64: "
           f"{c['seconds_per_pick_float64']:.2f} s) (goal < 10 s)")
+    d = out["study_selection_vs_round"]
+    if "skipped" not in d:
+        print(f"(d) study size, selection/round wall time = {d['floor_default']['ratio']:.3f} "
+              f"(no target-mass floor: {d['floor_none']['ratio']:.3f}) (goal <= 0.05); same picks: {d['same_picks']}")
 
 
 def plot(out):
@@ -287,7 +297,8 @@ def plot(out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    d = out.get("study_selection_vs_round") or {"skipped": "not run"}
+    fig, axes = plt.subplots(1, 3 if "skipped" in d else 4, figsize=(11 if "skipped" in d else 14.5, 3.4))
     a = out["embedding_vs_forward"]
     axes[0].bar(["training\nforward", "inference\nforward", "embedding"],
                 [a["training_states_per_s"], a["inference_states_per_s"], a["embedding_states_per_s"]],
@@ -303,6 +314,12 @@ def plot(out):
     axes[2].axhline(c["goal_s"], color="r", ls="--", label="goal")
     axes[2].set_title("(c) one greedy pick, 90 tasks × 10k states,\nd=1024 (s)", fontsize=9)
     axes[2].legend(fontsize=8)
+    if "skipped" not in d:
+        a_, b_ = d["floor_default"], d["floor_none"]
+        axes[3].bar(["selection\n(floor 0.001)", "selection\n(no floor)", f"fine-tune round\n({d['round_steps']} steps)"],
+                    [a_["selection_s"], b_["selection_s"], d["round_finetune_s"]], color=["C0", "C1", "grey"])
+        axes[3].set_title(f"(d) study size: {len(d['pool'])} tasks, {d['demos_in_hand']} demos (s);\n"
+                          f"ratio {a_['ratio']:.3f} / {b_['ratio']:.3f} (goal ≤ 0.05)", fontsize=9)
     fig.suptitle(f"AMF selection cost on {out['machine']['cpus']} CPU cores", fontsize=10)
     fig.tight_layout()
     fig.savefig(RESULTS / "selection_cost.png", dpi=110)

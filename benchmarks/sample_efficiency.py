@@ -388,10 +388,15 @@ def selection_seconds(run_dir: Path) -> dict[int, float]:
 def amf_diagnostics(details: dict) -> dict:
     """What amf's selection record says about its importance weights and noise, per task: the
     effective sample size, the share of a task's weight on its own demos (low = the policy does
-    not tell that task from the others), σ², and whether rollouts replaced the demos."""
+    not tell that task from the others), σ², whether rollouts replaced the demos, and how many
+    (task, frame) pairs were embedded of the sampled frames x tasks (absent: every pair, before the
+    target-mass floor)."""
     share = details.get("importance_share") or {}
+    embedded = details.get("embedded_frames")
     return {"ess": details["ess"], "own_importance_share": {t: row.get(t, 0.0) for t, row in share.items()},
-            "sigma2": (details.get("noise") or {}).get("sigma2"), "rollout_fallback": details.get("rollout_fallback")}
+            "sigma2": (details.get("noise") or {}).get("sigma2"), "rollout_fallback": details.get("rollout_fallback"),
+            "embedded_pairs": None if embedded is None else
+            [sum(embedded["per_task"].values()), embedded["sampled"] * len(embedded["per_task"])]}
 
 
 def refresh_cells(study: Study) -> int:

@@ -210,6 +210,9 @@ def test_amf_diagnostics_keep_each_tasks_own_importance_share_and_the_summary_sp
                "noise": {"sigma2": 3.0}, "rollout_fallback": []}
     diag = se.amf_diagnostics(details)
     assert diag["own_importance_share"] == {"u1": 0.2, "c1": 0.9} and diag["sigma2"] == 3.0
+    assert diag["embedded_pairs"] is None  # a record from before the target-mass floor
+    floored = se.amf_diagnostics({**details, "embedded_frames": {"sampled": 10, "per_task": {"u1": 3, "c1": 9}}})
+    assert floored["embedded_pairs"] == [12, 20]
     c = cell("skewed", 1, "amf", [["u1"]], [dict.fromkeys(C + U, 4)])
     c["rounds"][0]["amf"] = diag
     assert se.strategy_summary({1: c})["own_importance_share"] == {"under_covered": 0.2, "other": 0.9}

@@ -5,7 +5,9 @@
   exactly what the ledger records, on ``--resume=true``.
 * ``episode_aware_sampler`` works around a LeRobot 0.4.4 bug (see its docstring).
 * ``episodes_stats`` gives normalisation stats of exactly the episodes trained on.
-* ``read_frames`` reads many frames with their history at once (a LeRobot 0.4.4 slowness).
+* ``read_frames`` reads many frames with their history at once, and ``fast_window_reads``
+  makes a dataset's own ``__getitem__`` read its windows from columns read once (a LeRobot
+  0.4.4 slowness: most of a CPU fine-tuning step went to it).
 
 Crash safety: pull -> write -> record -> swap
 ---------------------------------------------
@@ -339,8 +341,39 @@ def _whole_column(ds: LeRobotDataset, key: str) -> torch.Tensor:
     return hf.with_format("torch", columns=[key])[0:len(hf)][key]
 
 
+class WindowColumns:
+    """LeRobot 0.4.4 workaround, installed by ``fast_window_reads`` as a dataset's
+    ``_query_hf_dataset``: the delta-timestamp windows of numeric columns are indexed from each
+    column read once (on first use) instead of ``hf_dataset[key][rows]`` per item, which goes
+    through datasets' per-call feature copies (~4 ms of a ~4 ms ``__getitem__`` on the embedded
+    default). Image and video keys take LeRobot's own path. A plain class, so a dataset with it
+    still pickles into DataLoader workers."""
+
+    def __init__(self, ds: LeRobotDataset):
+        self.ds, self.columns = ds, None
+
+    def __call__(self, query_indices: dict[str, list[int]]) -> dict:
+        ds = self.ds
+        if self.columns is None:
+            self.columns = {key: _whole_column(ds, key) for key in query_indices
+                            if key not in ds.meta.video_keys and ds.features[key]["dtype"] not in ("image", "video")}
+        to_rel = ds._absolute_to_relative_idx
+        out = type(ds)._query_hf_dataset(ds, {k: v for k, v in query_indices.items() if k not in self.columns})
+        for key, idx in query_indices.items():
+            if key in self.columns:
+                out[key] = self.columns[key][idx if to_rel is None else [to_rel[i] for i in idx]]
+        return out
+
+
+def fast_window_reads(ds: LeRobotDataset) -> LeRobotDataset:
+    """``ds`` with ``WindowColumns`` in place (same items, bit for bit); returns it."""
+    ds._query_hf_dataset = WindowColumns(ds)
+    return ds
+
+
 def open_dataset(cfg, ref: DatasetRef, episodes: list[int] | None = None, what: str = "dataset") -> LeRobotDataset:
-    """A LeRobotDataset through LeRobot's ``make_dataset`` (the policy's delta timestamps), or a clear error.
+    """A LeRobotDataset through LeRobot's ``make_dataset`` (the policy's delta timestamps, windows
+    read by ``fast_window_reads``), or a clear error.
 
     ``cfg`` is the run's training config; only its dataset entry is replaced.
     """
@@ -353,7 +386,7 @@ def open_dataset(cfg, ref: DatasetRef, episodes: list[int] | None = None, what: 
 
     dataset_cfg = DatasetConfig(repo_id=ref.repo_id, root=None if ref.root is None else str(ref.root), episodes=episodes)
     try:
-        return make_dataset(dataclasses.replace(cfg, dataset=dataset_cfg))
+        return fast_window_reads(make_dataset(dataclasses.replace(cfg, dataset=dataset_cfg)))
     except Exception as err:  # noqa: BLE001 - Hub/offline/missing-files errors come in many types
         raise AMFInputError(f"Cannot open the {what} {ref.repo_id!r} (root={ref.root}): {type(err).__name__}: "
                             f"{str(err).splitlines()[0] if str(err) else ''}") from None

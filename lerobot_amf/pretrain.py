@@ -29,7 +29,7 @@ from lerobot.utils.constants import HF_LEROBOT_HOME
 
 from lerobot_amf import __version__
 from lerobot_amf.atomic import TMP_SUFFIX, read_json_or_none, recover_dir, replace_dir_atomic, write_json_atomic
-from lerobot_amf.data import DatasetRef, write_demos
+from lerobot_amf.data import DatasetRef, fast_window_reads, write_demos
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.phases import phase
 from lerobot_amf.training import train_steps
@@ -152,7 +152,7 @@ def _pretrain(cfg, allocation, key_material, final: Path, accelerator, source) -
         cfg, steps=cfg.amf.pretrain.steps, batch_size=cfg.amf.pretrain.batch_size,
         dataset=dataclasses.replace(cfg.dataset, repo_id="local/amf_pretrain_demos", root=str(work / "demos"), episodes=None),
     )
-    train_set = make_dataset(pre_cfg)
+    train_set = fast_window_reads(make_dataset(pre_cfg))
     policy_cfg = dataclasses.replace(cfg.policy, pretrained_path=None)
     policy = make_policy(policy_cfg, ds_meta=train_set.meta)
     preprocessor, postprocessor = make_pre_post_processors(policy_cfg, dataset_stats=train_set.meta.stats)

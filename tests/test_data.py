@@ -1,9 +1,10 @@
 import numpy as np
+import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.datasets.sampler import EpisodeAwareSampler
 
-from lerobot_amf.data import episode_aware_sampler, episodes_stats, read_frames, write_demos
+from lerobot_amf.data import episode_aware_sampler, episodes_stats, fast_window_reads, read_frames, write_demos
 from lerobot_amf.sources.metaworld import MetaworldExpertSource
 
 
@@ -78,3 +79,24 @@ def test_read_frames_equals_getitem_with_history_and_padding(tmp_path):
                 assert torch.equal(a[key], b[key]), key
             else:
                 assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("episodes", [None, [1, 3]])
+def test_fast_window_reads_give_getitems_items_bit_for_bit(tmp_path, episodes):
+    # [1, 3]: a subset, whose rows are indexed relative to the episodes loaded
+    import pickle
+
+    root, _, _ = _build(tmp_path)
+    delta = {"observation.state": [-0.1, 0.0], "observation.environment_state": [-0.1, 0.0],
+             "action": [i / 10 for i in range(16)]}
+    plain = LeRobotDataset("local/test", root=root, delta_timestamps=delta, episodes=episodes)
+    fast = fast_window_reads(LeRobotDataset("local/test", root=root, delta_timestamps=delta, episodes=episodes))
+    some = [0, 1, len(plain) // 2, len(plain) - 1]  # episode starts and ends: padded windows
+    for i in some:
+        a, b = fast[i], plain[i]
+        assert set(a) == set(b)
+        for key in b:
+            assert torch.equal(a[key], b[key]) if isinstance(b[key], torch.Tensor) else a[key] == b[key], key
+    assert fast._query_hf_dataset.columns is not None  # the columns were read, and are reused
+    again = pickle.loads(pickle.dumps(fast))  # DataLoader workers started by spawn pickle the dataset
+    assert torch.equal(again[some[2]]["action"], plain[some[2]]["action"])

@@ -346,8 +346,8 @@ class WindowColumns:
     ``_query_hf_dataset``: the delta-timestamp windows of numeric columns are indexed from each
     column read once (on first use) instead of ``hf_dataset[key][rows]`` per item, which goes
     through datasets' per-call feature copies (~4 ms of a ~4 ms ``__getitem__`` on the embedded
-    default). Image and video keys take LeRobot's own path. A plain class, so a dataset with it
-    still pickles into DataLoader workers."""
+    default; reported upstream as huggingface/lerobot#2549 and #2895). Image and video keys take
+    LeRobot's own path. A plain class, so a dataset with it still pickles into DataLoader workers."""
 
     def __init__(self, ds: LeRobotDataset):
         self.ds, self.columns = ds, None

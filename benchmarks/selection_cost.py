@@ -103,7 +103,7 @@ def bench_selection_vs_round(policy):
     from lerobot.policies.factory import make_pre_post_processors
 
     from lerobot_amf.configs import AMFSelectionConfig, AMFTrainPipelineConfig
-    from lerobot_amf.data import write_demos
+    from lerobot_amf.data import fast_window_reads, write_demos
     from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
     from lerobot_amf.selection import SelectionContext
     from lerobot_amf.selection.amf import AMFStrategy
@@ -124,7 +124,7 @@ def bench_selection_vs_round(policy):
                                  env=MetaworldStateEnvConfig(task=",".join(pool)), policy=policy.config,
                                  batch_size=64, num_workers=0, output_dir=root / "out")
     cfg.optimizer, cfg.scheduler = policy.config.get_optimizer_preset(), policy.config.get_scheduler_preset()
-    ds = make_dataset(cfg)
+    ds = fast_window_reads(make_dataset(cfg))  # read as a run reads its demos
     pre, post = make_pre_post_processors(policy.config, dataset_stats=ds.meta.stats)
     ctx = SelectionContext(
         round_index=1, pool=pool, target_weights={t: 0.25 for t in pool}, counts={t: 2 for t in pool},
@@ -155,7 +155,7 @@ def bench_study_selection(run_dir: Path = STUDY_RUN, repeats: int = 2, steps: in
     from lerobot.policies.factory import make_pre_post_processors
 
     from lerobot_amf.configs import AMFSelectionConfig, AMFTrainPipelineConfig
-    from lerobot_amf.data import DatasetRef
+    from lerobot_amf.data import DatasetRef, fast_window_reads
     from lerobot_amf.envs.metaworld_state import MetaworldCatalog, MetaworldStateEnvConfig
     from lerobot_amf.selection import SelectionContext
     from lerobot_amf.selection.amf import AMFStrategy
@@ -201,10 +201,11 @@ def bench_study_selection(run_dir: Path = STUDY_RUN, repeats: int = 2, steps: in
     train_policy = DiffusionPolicy.from_pretrained(str(checkpoint))
     prepared = accelerator.prepare(train_policy)
     metrics, _, _ = train_steps(dataclasses.replace(cfg, steps=steps), prepared,
-                                LeRobotDataset(demos.repo_id, root=demos.root, delta_timestamps=delta_of(policy, demos)),
+                                fast_window_reads(LeRobotDataset(demos.repo_id, root=demos.root,
+                                                                 delta_timestamps=delta_of(policy, demos))),
                                 pre, accelerator, steps, desc="Fine-tuning round (timing)",
-                                replay=LeRobotDataset(pretrain.repo_id, root=pretrain.root,
-                                                      delta_timestamps=delta_of(policy, pretrain)),
+                                replay=fast_window_reads(LeRobotDataset(pretrain.repo_id, root=pretrain.root,
+                                                                        delta_timestamps=delta_of(policy, pretrain))),
                                 replay_fraction=0.5)
     out = {"run": run_dir.name, "selection": f"round {rounds + 1} (after the run's {rounds} rounds: its final checkpoint)",
            "pool": pool, "demos_in_hand": sels["default"].details["n_demos_in_hand"],

@@ -103,13 +103,11 @@ def bench_selection_vs_round(policy):
     from lerobot.policies.factory import make_pre_post_processors
 
     from lerobot_amf.configs import AMFSelectionConfig, AMFTrainPipelineConfig
-    from lerobot_amf.data import fast_window_reads, write_demos
-    from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
+    from lerobot_amf.data import DatasetRef, fast_window_reads, write_demos
+    from lerobot_amf.envs.metaworld_state import MetaworldCatalog, MetaworldStateEnvConfig
     from lerobot_amf.selection import SelectionContext
     from lerobot_amf.selection.amf import AMFStrategy
     from lerobot_amf.sources.metaworld import MetaworldExpertSource
-    from lerobot_amf.data import DatasetRef
-    from lerobot_amf.envs.metaworld_state import MetaworldCatalog
     from lerobot_amf.train import make_accelerator
     from lerobot_amf.training import train_steps
 

@@ -149,6 +149,7 @@ def demo_roles(states: DemoStates, weights: torch.Tensor, pool: list[str], targe
     is_target = ~states.candidate
     n_demos = len(states.demo_task)
     target_frames = np.bincount(frame_demo[is_target], minlength=n_demos)
+    candidate_frames = np.bincount(frame_demo[~is_target], minlength=n_demos)
     target_rows = np.flatnonzero(is_target)
     out = {}
     for j, task in enumerate(pool):
@@ -160,7 +161,7 @@ def demo_roles(states: DemoStates, weights: torch.Tensor, pool: list[str], targe
         keep = torch.ones(len(tw), dtype=torch.bool)
         keep[order[light]] = False
         keep &= tw > 0
-        kept = [i for i in range(n_demos) if w[i] >= CANDIDATE_WEIGHT_FLOOR and (frame_demo[~is_target] == i).any()]
+        kept = [i for i in range(n_demos) if w[i] >= CANDIDATE_WEIGHT_FLOOR and candidate_frames[i] > 0]
         mass = float(sum(w[i] for i in kept))
         candidates = []
         for i in kept:

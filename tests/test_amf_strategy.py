@@ -116,6 +116,22 @@ def test_without_any_demo_in_hand_amf_starts_with_one_demo_per_task(setup):
     assert sel.reason.startswith("amf: no demos in hand yet (cold start), so uniform:")
 
 
+def test_a_task_nothing_in_hand_can_score_gets_one_demo_first(setup):
+    """No demo of drawer-close in hand, no likelihood to borrow reach's demos for it (importance
+    weights off, as for families without a surrogate), no simulator (library use without an env):
+    amf cannot score drawer-close, so it gets its cold-start demo before amf scores the rest."""
+    import dataclasses
+
+    ctx = dataclasses.replace(context(setup, with_d=True), pretrain_dataset=None, env_cfg=None)
+    sel = AMFStrategy(AMFSelectionConfig(importance_weights=False)).select(ctx, 3)
+    assert sel.tasks == ["drawer-close-v3", "reach-v3", "reach-v3"]
+    assert sel.details["cold_start_tasks"] == ["drawer-close-v3"] and set(sel.scores) == {"reach-v3"}
+    assert "one demo first for drawer-close-v3" in sel.reason
+    # where the task has no target weight, it is not a target: nothing is spent on it
+    untargeted = dataclasses.replace(ctx, target_weights={"reach-v3": 1.0, "drawer-close-v3": 0.0})
+    assert AMFStrategy(AMFSelectionConfig(importance_weights=False)).select(untargeted, 2).tasks == ["reach-v3"] * 2
+
+
 def windows(root, name, policy):
     """A dataset the tests wrote (``local/<name>``), with the policy's observation/action windows."""
     meta = LeRobotDataset(f"local/{name}", root=root / name).meta

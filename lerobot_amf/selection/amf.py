@@ -25,6 +25,8 @@ Per round:
    fantasised demo removes at most ``max_variance_removed`` of its task's prior target
    variance; a task scores the expected information gain of one demo, Σ_i w_i(c') · I(demo i);
    greedy batch with fantasised picks (``selection.gp``).
+A target task nothing in hand can score (no demo of its own, no likelihood surrogate to borrow
+others', no simulator for rollouts) gets one demo first: the cold start, per task.
 Every task's score, variance before/after per pick and ESS is returned for the ledger.
 
 Distributed (``accelerate launch`` / ``torchrun``): every process calls ``select``. The states
@@ -289,6 +291,15 @@ class AMFStrategy(Strategy):
                 phi[task] = _scatter_rows(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
                                           rows, len(states.demo_of_frame))
         targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
+        # AMF.md section 4's cold start, per task: a target task nothing in hand can score (no demo
+        # of its own, no likelihood to borrow other tasks' demos, no simulator to roll out in) gets
+        # one demo first; amf scores the rest of the batch.
+        unscored = [t for t in pool if t not in candidates and ctx.target_weights.get(t, 0) > 0 and ctx.can_take(t)]
+        if not candidates:  # nothing scorable at all: the whole-pool cold start
+            first = UniformStrategy().select(ctx, n)
+            return Selection(first.tasks, first.scores, {"cold_start": True},
+                             reason=f"amf: no task can be scored yet (cold start), so {first.reason}")
+        unscored = unscored[:n]
         phi_targets = torch.cat([t[0] for t in targets.values()])
         target_w = torch.cat([t[1] for t in targets.values()])
         target_task = [task for task, t in targets.items() for _ in range(t[0].shape[0])]
@@ -308,12 +319,13 @@ class AMFStrategy(Strategy):
             phi_recorded_task = torch.stack([phi[states.demo_task[i]][r] for r, i in enumerate(states.demo_of_frame)])
             posterior.observe(phi_recorded_task[d_rows], per_frame_scale[frame_demo][d_rows])
         allowed = {t: c for t, c in ctx.capacity.items() if c is not None}
-        result = greedy_batch(posterior, candidates, (phi_targets, target_w), n, allowed=allowed,
+        result = greedy_batch(posterior, candidates, (phi_targets, target_w), n - len(unscored), allowed=allowed,
                               target_groups=target_task)
-        if len(result.picks) < n:
+        if len(unscored) + len(result.picks) < n:
             raise ValueError("The demo source has no demos left for the tasks amf would pick.")
-        first = result.step_scores[0]
+        first = result.step_scores[0] if result.step_scores else {}
         details = {
+            "cold_start_tasks": unscored,  # picked first, one demo each, unscored
             "step_scores": result.step_scores,
             "variance_before_after": result.first_step_variance,
             "pick_variance": result.pick_variance,
@@ -343,11 +355,13 @@ class AMFStrategy(Strategy):
         }
         fallback = f"; rollout states for {', '.join(sorted(rollout_phi))} (ESS < {cfg.ess_threshold} or no demos)" \
             if rollout_phi else ""
-        best = max(first, key=first.get)
+        cold = f"one demo first for {', '.join(unscored)} (nothing in hand scores it: cold start); " if unscored else ""
+        best = max(first, key=first.get) if first else None
+        scored = f"first pick {best} (gain {first[best]:.4f} nats); " if best else ""
         return Selection(
-            result.picks, scores={t: round(v, 6) for t, v in first.items()}, details=details,
-            reason=f"amf: expected information gain of one demo on target states; first pick {best} "
-                   f"(gain {first[best]:.4f} nats); noise {sigma2:.4g}{' (calibrated)' if removed else ''}{fallback}",
+            unscored + result.picks, scores={t: round(v, 6) for t, v in first.items()}, details=details,
+            reason=f"amf: expected information gain of one demo on target states; {cold}{scored}"
+                   f"noise {sigma2:.4g}{' (calibrated)' if removed else ''}{fallback}",
         )
 
     def _targets_and_candidates(self, ctx: SelectionContext, states: DemoStates, phi: dict, roles: dict,

@@ -232,3 +232,21 @@ def recipe_policy_settings(cfg):
     hints = typing.get_type_hints(type(cfg.policy))
     for key, value in mappings.items():
         setattr(cfg.policy, key, draccus.decode(hints[key], value))
+
+
+def memoise_help_sources() -> None:
+    """LeRobot 0.4.4 workaround (its pinned draccus 0.10.0): every CLI parse builds each flag's help
+    text, and each of the ~1,200 flags re-reads its dataclass's source with ``inspect.getsource``
+    (which parses the whole module): seconds of work before a flag is even checked. Upstream draccus
+    caches the class source (dlwh/draccus#40); this installs the same cache. The help texts are
+    unchanged; only a class's source lines are read once per process. Idempotent."""
+    import functools
+    import inspect
+    import types
+
+    from draccus.wrappers import docstring
+
+    if isinstance(docstring.inspect, types.SimpleNamespace):
+        return
+    cached = functools.lru_cache(maxsize=None)(inspect.getsource)
+    docstring.inspect = types.SimpleNamespace(getsource=cached, getmro=inspect.getmro)

@@ -236,8 +236,11 @@ def main() -> None:
     from lerobot.utils.import_utils import register_third_party_plugins
     from lerobot.utils.utils import init_logging
 
+    from lerobot_amf.configs import memoise_help_sources
+
     init_logging()
     register_third_party_plugins()
+    memoise_help_sources()
     try:
         amf_eval()
     except AMFInputError as err:

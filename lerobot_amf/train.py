@@ -28,7 +28,7 @@ from lerobot.utils.constants import LAST_CHECKPOINT_LINK
 from lerobot.utils.utils import init_logging
 from rich.console import Console
 
-from lerobot_amf.configs import AMFTrainPipelineConfig
+from lerobot_amf.configs import AMFTrainPipelineConfig, memoise_help_sources
 from lerobot_amf.atomic import atomic_dir, symlink_atomic
 from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, repair_demo_dataset, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
@@ -422,6 +422,7 @@ def cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, pool) -> di
 def main() -> None:
     init_logging()
     register_third_party_plugins()
+    memoise_help_sources()
     try:
         amf_train()
     except (AMFInputError, FileExistsError) as err:

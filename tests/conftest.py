@@ -49,6 +49,20 @@ def run_cli(args, home: Path, check=True, timeout=600):
     return proc
 
 
+def run_cli_here(args, home: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """``lerobot-amf-train`` with ``args`` through its ``main()`` in this process, for bad input that
+    must stop before any work: (exit code, stderr). One import of LeRobot for many cases instead
+    of one per subprocess; the pretraining cache is ``run_cli``'s, under ``home``."""
+    from lerobot_amf import train
+
+    monkeypatch.setattr(sys, "argv", ["lerobot-amf-train", *args,
+                                      f"--amf.pretrain.cache_dir={home / 'lerobot_amf_cache'}"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        train.main()
+    return stop.value.code, capsys.readouterr().err
+
+
 @pytest.fixture(scope="session")
 def lerobot_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lerobot_home")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from conftest import TINY_ARGS, read_jsonl, run_cli
+from conftest import TINY_ARGS, read_jsonl, run_cli, run_cli_here
 
 
 def test_report_states_model_strategy_demos_and_protocol(tiny_run):
@@ -116,13 +116,12 @@ def test_resume_continues_from_the_ledger_without_pulling_again(tiny_run, lerobo
         (["--amf.partitions={\"a\": [\"reach-v3\"]}", "--amf.isolation=lora"], "drawer-close-v3"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_home, tmp_path):
+def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_home, tmp_path, monkeypatch, capsys):
     out = tmp_path / "bad"
-    proc = run_cli([*TINY_ARGS, f"--output_dir={out}", *args], lerobot_home, check=False, timeout=120)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("lerobot-amf-train: error:") and needle in last, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    code, err = run_cli_here([*TINY_ARGS, f"--output_dir={out}", *args], lerobot_home, monkeypatch, capsys)
+    assert code == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("lerobot-amf-train: error:") and needle in last, err[-2000:]
     assert not out.exists()
 
 
@@ -170,14 +169,14 @@ def test_amf_strategy_runs_in_the_loop_and_reports_why(tiny_amf_run):
     assert report["rounds"][1]["details"]["n_demos_in_d"] == 2
 
 
-def test_a_recipe_with_an_unknown_key_or_a_wrong_type_is_one_line(lerobot_home, tmp_path):
+def test_a_recipe_with_an_unknown_key_or_a_wrong_type_is_one_line(lerobot_home, tmp_path, monkeypatch, capsys):
     for body, needle in [({"amf": {"strategyy": "amf"}}, "strategyy"), ({"amf": {"eval_seed": "soon"}}, "amf.eval_seed")]:
         recipe = tmp_path / "recipe.json"
         recipe.write_text(json.dumps(body))
-        proc = run_cli([*TINY_ARGS, f"--config_path={recipe}", f"--output_dir={tmp_path / 'out'}"], lerobot_home,
-                       check=False, timeout=120)
-        last = proc.stderr.strip().splitlines()[-1]
-        assert proc.returncode == 2 and needle in last and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        code, err = run_cli_here([*TINY_ARGS, f"--config_path={recipe}", f"--output_dir={tmp_path / 'out'}"],
+                                 lerobot_home, monkeypatch, capsys)
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and needle in last, err[-2000:]
         assert not (tmp_path / "out").exists()
     assert "Allowed: action_noise, budget" in last or "Couldn't parse" in last
 
@@ -191,14 +190,14 @@ def test_resume_with_other_settings_is_refused_and_changes_nothing(tiny_run, ler
     assert {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()} == before
 
 
-def test_a_missing_checkpoint_is_one_line(lerobot_home, tmp_path):
+def test_a_missing_checkpoint_is_one_line(lerobot_home, tmp_path, monkeypatch, capsys):
     args = [a for a in TINY_ARGS if not a.startswith("--policy.")]
     for path, needle in [("/nonexistent/ckpt", "not a directory with config.json, and not a Hub repo id"),
                          (str(tmp_path), "has no config.json")]:
-        proc = run_cli([*args, f"--policy.path={path}", f"--output_dir={tmp_path / 'out'}"], lerobot_home,
-                       check=False, timeout=120)
-        last = proc.stderr.strip().splitlines()[-1]
-        assert proc.returncode == 2 and needle in last and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        code, err = run_cli_here([*args, f"--policy.path={path}", f"--output_dir={tmp_path / 'out'}"],
+                                 lerobot_home, monkeypatch, capsys)
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and needle in last, err[-2000:]
         assert not (tmp_path / "out").exists()
 
 

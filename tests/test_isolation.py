@@ -10,7 +10,7 @@ from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from torch.utils.data import SequentialSampler
 
-from conftest import TINY_ARGS, diffusion_batch, features, read_jsonl, run_cli
+from conftest import TINY_ARGS, diffusion_batch, features, read_jsonl, run_cli, run_cli_here
 from lerobot_amf.envs.metaworld_state import MetaworldCatalog, task_description
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.isolation import RoutedPolicy, load_routed_policy, make_partitions
@@ -90,13 +90,12 @@ def test_partition_map_in_both_json_forms(tmp_path):
     ({"a": ["reach-v3", "drawer-close-v3", "nope-v3"]}, "outside the pool: nope-v3"),
     ({"a": ["reach-v3", "drawer-close-v3"], "b": []}, "no tasks: b"),
 ])
-def test_cli_rejects_bad_partition_maps_before_writing(tmp_path, lerobot_home, content, needle):
+def test_cli_rejects_bad_partition_maps_before_writing(tmp_path, lerobot_home, content, needle, monkeypatch, capsys):
     path, out = tmp_path / "map.json", tmp_path / "out"
     path.write_text(json.dumps(content))
-    proc = run_cli([*TINY_ARGS, f"--output_dir={out}", "--amf.isolation=lora", f"--amf.partitions={path}"],
-                   lerobot_home, check=False, timeout=120)
-    assert proc.returncode == 2
-    assert needle in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
+    code, err = run_cli_here([*TINY_ARGS, f"--output_dir={out}", "--amf.isolation=lora", f"--amf.partitions={path}"],
+                             lerobot_home, monkeypatch, capsys)
+    assert code == 2 and needle in err.strip().splitlines()[-1], err[-2000:]
     assert not out.exists()
 
 

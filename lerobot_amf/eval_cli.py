@@ -6,7 +6,8 @@
 (any env type with a task catalogue: ``libero``, ``mw_state``).
 ``--policy.path`` is a plain LeRobot checkpoint (``pretrained_model/``, a Hub repo; loaded as
 ``lerobot-eval`` loads it) or a ``routed_model/`` folder or repo (``routing.json``: a frozen base
-checkpoint + one adapter or head copy per partition, routed by the observation's task string).
+checkpoint + one adapter or head copy per partition, routed by the observation's task string);
+a run pushed with ``--amf.push_to_hub`` keeps its routed model at ``<repo id>/routed_model``.
 ``--env.task`` is the pool (LIBERO: suite names, ``<suite>/<task id>`` or ``<suite>/<task name>``).
 Each task gets its own LeRobot vector env and LeRobot's ``eval_policy`` rollouts, seeded
 ``eval_seed, eval_seed + 1, ...`` (the same for every task): ``evaluation.evaluate_tasks``. The report
@@ -84,24 +85,46 @@ class LoadedPolicy:
 
 
 def routed_checkpoint(path: str) -> Path | None:
-    """The local folder of a routed checkpoint at ``path`` (folder or Hub repo); None for a plain one."""
+    """The local folder of a routed checkpoint at ``path``; None for a plain one.
+
+    ``path`` is a folder, a Hub repo id (its root holds ``routing.json``, or a plain checkpoint),
+    or ``<repo id>/<folder>`` for a routed checkpoint inside a repo — ``<repo id>/routed_model``
+    for a run pushed with ``--amf.push_to_hub``, which keeps the plain model at the root. Only
+    that folder's files are downloaded.
+    """
     local = Path(path)
     if local.is_dir():
         return local if (local / ROUTING_FILENAME).exists() else None
     from huggingface_hub import hf_hub_download, snapshot_download
-    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
+    parts = path.strip("/").split("/")
+    repo_id, folder = "/".join(parts[:2]), "/".join(parts[2:])
+    routing = f"{folder}/{ROUTING_FILENAME}" if folder else ROUTING_FILENAME
     try:
-        hf_hub_download(path, ROUTING_FILENAME)
+        hf_hub_download(repo_id, routing)
     except LocalEntryNotFoundError:  # (a subclass of EntryNotFoundError)
         raise AMFInputError(f"--policy.path={path}: no such folder, and the Hub repo is not in the local cache while "
                             "offline (HF_HUB_OFFLINE=1 or no network): download it first (hf download "
-                            f"{path}) or go online.") from None
+                            f"{repo_id}) or go online.") from None
     except EntryNotFoundError:
+        if folder:
+            raise AMFInputError(f"--policy.path={path}: the Hub repo {repo_id} has no {routing} (a routed checkpoint "
+                                f"folder); a plain checkpoint is loaded by the repo id alone.") from None
         return None
+    except RepositoryNotFoundError:
+        raise AMFInputError(f"--policy.path={path}: no such folder, and no Hub repo {repo_id} (or no access to it).") \
+            from None
     except HFValidationError:
         raise AMFInputError(f"--policy.path={path}: no such folder, and not a Hub repo id.") from None
-    return Path(snapshot_download(path))
+    if not folder:
+        return Path(snapshot_download(repo_id))
+    return Path(snapshot_download(repo_id, allow_patterns=[f"{folder}/*"])) / folder
 
 
 def load_policy(cfg: AMFEvalPipelineConfig) -> LoadedPolicy:
@@ -111,7 +134,7 @@ def load_policy(cfg: AMFEvalPipelineConfig) -> LoadedPolicy:
 
     if not cfg.policy_path:
         raise AMFInputError("lerobot-amf-eval needs --policy.path: a LeRobot checkpoint (folder or Hub repo) or a "
-                            "routed_model/ folder.")
+                            "routed_model/ folder (or <repo id>/routed_model).")
     routed_dir = routed_checkpoint(cfg.policy_path)
     if routed_dir is not None:
         from lerobot_amf.isolation import load_routed_policy

@@ -1,9 +1,9 @@
-"""Dataset repos of the Hugging Face Hub served over HTTP on 127.0.0.1 from local folders.
+"""Dataset and model repos of the Hugging Face Hub served over HTTP on 127.0.0.1 from local folders.
 
 Only the network is replaced: huggingface_hub (and so LeRobot's own downloads) runs unchanged and
 its requests for https://huggingface.co are sent to this server through huggingface_hub's
-transport hook (``configure_http_backend``). The server answers the routes dataset downloads
-use: refs (``list_repo_refs``), repo info with its file list (``snapshot_download``) and file
+transport hook (``configure_http_backend``). The server answers the routes downloads use:
+refs (``list_repo_refs``), repo info with its file list (``snapshot_download``) and file
 HEAD/GET under ``resolve/`` (``hf_hub_download``); everything else is a 404. Every request is
 recorded, so tests can count which files were fetched and how many bytes were sent.
 """
@@ -26,10 +26,10 @@ from requests.adapters import HTTPAdapter
 HUB = "https://huggingface.co"
 TAGS = ("v3.0",)  # LeRobot resolves its codebase version as a tag of the dataset repo
 REPO = r"(?P<repo>[^/]+/[^/]+)"
-ROUTES = {
-    "refs": re.compile(rf"^/api/datasets/{REPO}/refs$"),
-    "info": re.compile(rf"^/api/datasets/{REPO}/revision/(?P<rev>[^/]+)$"),
-    "file": re.compile(rf"^/datasets/{REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)$"),
+ROUTES = {  # dataset repos (``/datasets/...``, ``/api/datasets/...``) and model repos
+    "refs": re.compile(rf"^/api/(?:datasets|models)/{REPO}/refs$"),
+    "info": re.compile(rf"^/api/(?:datasets|models)/{REPO}/revision/(?P<rev>[^/]+)$"),
+    "file": re.compile(rf"^/(?:datasets/)?{REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)$"),
 }
 
 

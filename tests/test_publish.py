@@ -345,3 +345,58 @@ def test_a_refused_push_is_not_retried(tiny_run, make_hub):
     with pytest.raises(PushError, match="the Hub refused it.*attempt 1: create the repo.*401"):
         push_run(tiny_run, REPO, retries=3, backoff_s=0)
     assert [r.path for r in hub.requests] == ["/api/repos/create"]
+
+
+# ------------------------------------------------------------------ loading a pushed run back
+def test_a_pushed_routed_run_evaluates_from_the_hub_by_repo_id_and_folder(tiny_run, tmp_path, monkeypatch, capsys):
+    """The files a push uploads, served as a model repo over HTTP (``hub_server.LocalHub``):
+    ``lerobot-amf-eval --policy.path=<repo>/routed_model`` downloads only that folder and routes
+    every task to its partition; ``--policy.path=<repo>`` is the plain model at the root."""
+    from huggingface_hub import constants
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from hub_server import LocalHub
+    from lerobot_amf import eval_cli
+    from lerobot_amf.envs.metaworld_state import MetaworldCatalog
+    from lerobot_amf.isolation import RoutedPolicy, make_partitions
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    base = run / "checkpoints" / "round_01" / "pretrained_model"
+    policy = DiffusionPolicy.from_pretrained(base)
+    policy.config.pretrained_path = base
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(base))
+    pool = json.loads((run / "amf_report.json").read_text())["pool"]
+    instructions = MetaworldCatalog().vocabulary(pool).task_of_instruction
+    RoutedPolicy(policy, make_partitions("per_task", pool), "lora", instructions).save(
+        run / "checkpoints" / "round_01" / "routed_model", pre, post)
+    repo = tmp_path / "repo"
+    for f in upload_plan(run, REPO):  # exactly what a push would upload
+        (repo / f.path_in_repo).parent.mkdir(parents=True, exist_ok=True)
+        (repo / f.path_in_repo).write_bytes(f.data())
+
+    def evaluate(path: str, out: Path):
+        monkeypatch.setattr(sys, "argv", [
+            "lerobot-amf-eval", f"--policy.path={path}", "--policy.device=cpu", "--env.type=mw_state",
+            f"--env.task={','.join(pool)}", "--env.episode_length=10", "--amf.eval_episodes=1",
+            "--amf.eval_batch_size=1", f"--output_dir={out}"])
+        eval_cli.main()
+        return json.loads((out / eval_cli.REPORT_FILENAME).read_text())
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    with LocalHub({REPO: repo}) as hub:
+        routed = evaluate(f"{REPO}/routed_model", tmp_path / "routed")
+        routed_downloads = hub.downloads()
+        plain = evaluate(REPO, tmp_path / "plain")
+        with pytest.raises(SystemExit) as stop:
+            evaluate(f"{REPO}/no_such_folder", tmp_path / "none")
+    assert routed["model"]["variant"] == "per-partition" and routed["model"]["isolation"] == "lora"
+    assert routed["eval"]["routed_to_partition"] == {t: t for t in pool}
+    assert routed_downloads and all(f.startswith("routed_model/") for f in routed_downloads)
+    assert "routed_model/routing.json" in routed_downloads and "model.safetensors" not in routed_downloads
+    assert plain["model"]["variant"] == "single model"
+    assert stop.value.code == 2
+    assert f"the Hub repo {REPO} has no no_such_folder/routing.json" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "none").exists()

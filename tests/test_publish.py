@@ -390,13 +390,18 @@ def test_a_pushed_routed_run_evaluates_from_the_hub_by_repo_id_and_folder(tiny_r
         routed = evaluate(f"{REPO}/routed_model", tmp_path / "routed")
         routed_downloads = hub.downloads()
         plain = evaluate(REPO, tmp_path / "plain")
-        with pytest.raises(SystemExit) as stop:
-            evaluate(f"{REPO}/no_such_folder", tmp_path / "none")
+        errors = []
+        for path in (f"{REPO}/no_such_folder", "someone/no-such-repo/routed_model"):
+            with pytest.raises(SystemExit) as stop:
+                evaluate(path, tmp_path / "none")
+            errors.append((stop.value.code, capsys.readouterr().err.strip().splitlines()[-1]))
     assert routed["model"]["variant"] == "per-partition" and routed["model"]["isolation"] == "lora"
     assert routed["eval"]["routed_to_partition"] == {t: t for t in pool}
     assert routed_downloads and all(f.startswith("routed_model/") for f in routed_downloads)
     assert "routed_model/routing.json" in routed_downloads and "model.safetensors" not in routed_downloads
     assert plain["model"]["variant"] == "single model"
-    assert stop.value.code == 2
-    assert f"the Hub repo {REPO} has no no_such_folder/routing.json" in capsys.readouterr().err.strip().splitlines()[-1]
+    (code_folder, folder_line), (code_repo, repo_line) = errors
+    assert code_folder == code_repo == 2
+    assert f"the Hub repo {REPO} has no no_such_folder/routing.json" in folder_line
+    assert "no Hub repo someone/no-such-repo" in repo_line
     assert not (tmp_path / "none").exists()

@@ -14,6 +14,8 @@ fsyncs make the new version survive a power loss, not only a killed process.
   under ``<final>.tmp``, then put in place by ``replace_dir_atomic``.
 * ``replace_dir_atomic``: a directory cannot be renamed over a non-empty one, so the old version
   is first moved to ``<final>.old``; ``recover_dir`` puts things right after a stop in between.
+* ``new_dir_atomic``: a new directory (the run directory with its ledger's first line) that
+  appears whole by one rename and never replaces one with content.
 * ``symlink_atomic``: re-point a link (``checkpoints/last``) without a moment where it is missing.
 """
 
@@ -157,6 +159,30 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_dir_atomic(tmp, final)
+
+
+@contextlib.contextmanager
+def new_dir_atomic(final: str | Path) -> Iterator[Path]:
+    """Yield an empty ``<final>.tmp`` to build a new directory in; on success it appears as ``final``
+    by one rename, so ``final`` exists whole or not at all (a run directory with its ledger's first
+    line). Unlike ``atomic_dir`` it never replaces anything: a ``final`` with content raises
+    FileExistsError and is left as it was. A leftover ``<final>.tmp`` is discarded first."""
+    final = Path(final)
+    tmp = final.with_name(final.name + TMP_SUFFIX)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        fsync_tree(tmp)
+        try:
+            os.rename(tmp, final)  # onto nothing, or an empty directory
+        except OSError as err:
+            raise FileExistsError(f"{final} appeared, with content, while this run was starting; it was left as "
+                                  "it is: choose another --output_dir.") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(final.parent)
 
 
 def symlink_atomic(link: str | Path, target: str | Path) -> None:

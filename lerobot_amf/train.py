@@ -29,7 +29,7 @@ from lerobot.utils.utils import init_logging
 from rich.console import Console
 
 from lerobot_amf.configs import AMFTrainPipelineConfig, memoise_help_sources
-from lerobot_amf.atomic import atomic_dir, symlink_atomic
+from lerobot_amf.atomic import atomic_dir, new_dir_atomic, symlink_atomic
 from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, repair_demo_dataset, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
 from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, task_catalog
@@ -226,22 +226,24 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
               pretrain_counts, pretrain_demos, pretrain_demo_ids,
               DatasetRef(cfg.dataset.repo_id, output_dir / "demos"), start_round)
     if run.main and not cfg.resume:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        ledger.append(
-            "run_start",
-            config=draccus.encode(cfg),
-            pool=plan.pool,
-            target_weights=plan.target_weights,
-            budget=plan.budget,
-            demos_per_round=plan.rounds,
-            strategy=strategy.name,
-            seed=cfg.seed,
-            source=source.describe(),
-            model={**isolation.describe(), "policy_type": cfg.policy.type,
-                   "pretrained_path": str(cfg.policy.pretrained_path)},
-            pretrain_counts=pretrain_counts,
-            eval_protocol=eval_protocol(cfg.amf, cfg.env, policy.config),
-        )
+        # The run directory appears with its ledger's first line or not at all: a stop before the
+        # rename leaves only <output_dir>.tmp, which the next start discards.
+        with new_dir_atomic(output_dir) as starting:
+            Ledger(starting).append(
+                "run_start",
+                config=draccus.encode(cfg),
+                pool=plan.pool,
+                target_weights=plan.target_weights,
+                budget=plan.budget,
+                demos_per_round=plan.rounds,
+                strategy=strategy.name,
+                seed=cfg.seed,
+                source=source.describe(),
+                model={**isolation.describe(), "policy_type": cfg.policy.type,
+                       "pretrained_path": str(cfg.policy.pretrained_path)},
+                pretrain_counts=pretrain_counts,
+                eval_protocol=eval_protocol(cfg.amf, cfg.env, policy.config),
+            )
     if run.main:  # a stop while demos were being written: back to exactly what the ledger records
         repair_demo_dataset(run.demos.root, ledger.state().episodes, run.demos.repo_id)
     accelerator.wait_for_everyone()

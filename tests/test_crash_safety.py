@@ -18,7 +18,7 @@ import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from conftest import TINY_ARGS
-from lerobot_amf.atomic import recover_dir, replace_dir_atomic, symlink_atomic, write_json_atomic
+from lerobot_amf.atomic import new_dir_atomic, recover_dir, replace_dir_atomic, symlink_atomic, write_json_atomic
 from lerobot_amf.data import READY_SUFFIX, _stage, count_episodes, repair_demo_dataset, write_demos
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.ledger import Ledger
@@ -231,6 +231,26 @@ def test_directory_replacement_stopped_between_renames_is_recovered(tmp_path):
     symlink_atomic(tmp_path / "last", "ckpt")
     symlink_atomic(tmp_path / "last", "ckpt")  # re-pointing an existing link
     assert (tmp_path / "last" / "v").read_text() == "new" and os.readlink(tmp_path / "last") == "ckpt"
+
+
+def test_a_new_run_directory_appears_whole_or_not_at_all_and_never_replaces_one(tmp_path):
+    out = tmp_path / "run"
+    (tmp_path / "run.tmp").mkdir()
+    (tmp_path / "run.tmp" / "stale").write_text("a start stopped before its rename")
+    with pytest.raises(RuntimeError):  # a stop (here: an error) inside: nothing appears, nothing is left
+        with new_dir_atomic(out) as starting:
+            Ledger(starting).append("run_start")
+            raise RuntimeError("stopped")
+    assert not out.exists() and not (tmp_path / "run.tmp").exists()
+    with new_dir_atomic(out) as starting:
+        Ledger(starting).append("run_start")
+        assert not out.exists()  # not before its first line is written
+    assert [r["event"] for r in Ledger(out).records()] == ["run_start"] and os.listdir(out) == ["amf_ledger.jsonl"]
+    before = (out / "amf_ledger.jsonl").read_bytes()
+    with pytest.raises(FileExistsError, match="choose another --output_dir"):
+        with new_dir_atomic(out) as starting:
+            Ledger(starting).append("run_start", other=True)
+    assert (out / "amf_ledger.jsonl").read_bytes() == before and not (tmp_path / "run.tmp").exists()
 
 
 # ---------------------------------------------------------------- pretraining cache

@@ -341,6 +341,8 @@ def main() -> None:
                    "phases": list(PHASES)},
         "reference": {"seconds": reference["seconds"], "occurrences": reference["occurrences"]},
         "kills": kills,
+        "measured_at_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                             text=True, check=False).stdout.strip() or None,
     }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2))

@@ -143,13 +143,9 @@ def replace_dir_atomic(src: str | Path, final: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | Path) -> Iterator[Path]:
-    """Yield an empty ``<final>.tmp`` to build the new ``final`` in; on success it replaces ``final``.
-
-    A leftover ``<final>.tmp`` from a stopped writer is discarded first; on an exception the
-    temporary directory is removed and ``final`` is left as it was.
-    """
-    final = Path(final)
+def _staging_dir(final: Path) -> Iterator[Path]:
+    """``<final>.tmp`` (not created), a leftover from a stopped writer discarded first; removed
+    again if the block raises, so a failed build leaves nothing behind."""
     tmp = final.with_name(final.name + TMP_SUFFIX)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +154,18 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path) -> Iterator[Path]:
+    """Yield ``<final>.tmp`` to build the new ``final`` in; on success it replaces ``final``.
+
+    A leftover ``<final>.tmp`` from a stopped writer is discarded first; on an exception the
+    temporary directory is removed and ``final`` is left as it was.
+    """
+    final = Path(final)
+    with _staging_dir(final) as tmp:
+        yield tmp
     replace_dir_atomic(tmp, final)
 
 
@@ -168,10 +176,8 @@ def new_dir_atomic(final: str | Path) -> Iterator[Path]:
     line). Unlike ``atomic_dir`` it never replaces anything: a ``final`` with content raises
     FileExistsError and is left as it was. A leftover ``<final>.tmp`` is discarded first."""
     final = Path(final)
-    tmp = final.with_name(final.name + TMP_SUFFIX)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with _staging_dir(final) as tmp:
+        tmp.mkdir()
         yield tmp
         fsync_tree(tmp)
         try:
@@ -179,9 +185,6 @@ def new_dir_atomic(final: str | Path) -> Iterator[Path]:
         except OSError as err:
             raise FileExistsError(f"{final} appeared, with content, while this run was starting; it was left as "
                                   "it is: choose another --output_dir.") from err
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     fsync_dir(final.parent)
 
 

@@ -132,21 +132,33 @@ def test_a_stopped_run_pushes_its_last_evaluated_checkpoint_and_says_it_is_incom
     assert "INCOMPLETE" not in render_model_card(tiny_run, REPO)
 
 
-def test_pushed_adapters_name_their_base_by_its_hub_repo_id(tiny_run, tmp_path):
-    """A base loaded from the Hub cache is a local path to peft; the pushed copies name the repo."""
+def add_routed_model(run: Path, base: Path) -> Path:
+    """Give the copy of a tiny run a per-task LoRA ``routed_model/`` (over the base checkpoint at
+    ``base``, routed by the tasks' instructions, with the base's processors) in its evaluated
+    checkpoint, as a ``--amf.isolation=lora`` run saves one; returns that folder."""
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from lerobot.policies.factory import make_pre_post_processors
 
+    from lerobot_amf.envs.metaworld_state import MetaworldCatalog
     from lerobot_amf.isolation import RoutedPolicy, make_partitions
 
+    policy = DiffusionPolicy.from_pretrained(base)
+    policy.config.pretrained_path = base
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(base))
+    pool = json.loads((run / "amf_report.json").read_text())["pool"]
+    instructions = MetaworldCatalog().vocabulary(pool).task_of_instruction
+    routed_dir = run / "checkpoints" / "round_01" / "routed_model"
+    RoutedPolicy(policy, make_partitions("per_task", pool), "lora", instructions).save(routed_dir, pre, post)
+    return routed_dir
+
+
+def test_pushed_adapters_name_their_base_by_its_hub_repo_id(tiny_run, tmp_path):
+    """A base loaded from the Hub cache is a local path to peft; the pushed copies name the repo."""
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, symlinks=True)
     base = tmp_path / "hub" / "models--lerobot--amf-tiny-base" / "snapshots" / ("0123abcd" * 5)
     shutil.copytree(run / "checkpoints" / "round_01" / "pretrained_model", base)
-    policy = DiffusionPolicy.from_pretrained(base)
-    policy.config.pretrained_path = base
-    pool = json.loads((run / "amf_report.json").read_text())["pool"]
-    routed_dir = run / "checkpoints" / "round_01" / "routed_model"
-    RoutedPolicy(policy, make_partitions("per_task", pool), "lora", {}).save(routed_dir)
+    routed_dir = add_routed_model(run, base)
     before = tree_digest(run)
     local_configs = sorted(routed_dir.glob("adapters/*/adapter_config.json"))
     assert len(local_configs) == 2
@@ -353,24 +365,14 @@ def test_a_pushed_routed_run_evaluates_from_the_hub_by_repo_id_and_folder(tiny_r
     ``lerobot-amf-eval --policy.path=<repo>/routed_model`` downloads only that folder and routes
     every task to its partition; ``--policy.path=<repo>`` is the plain model at the root."""
     from huggingface_hub import constants
-    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
-    from lerobot.policies.factory import make_pre_post_processors
 
     from hub_server import LocalHub
     from lerobot_amf import eval_cli
-    from lerobot_amf.envs.metaworld_state import MetaworldCatalog
-    from lerobot_amf.isolation import RoutedPolicy, make_partitions
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, symlinks=True)
-    base = run / "checkpoints" / "round_01" / "pretrained_model"
-    policy = DiffusionPolicy.from_pretrained(base)
-    policy.config.pretrained_path = base
-    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(base))
+    add_routed_model(run, run / "checkpoints" / "round_01" / "pretrained_model")
     pool = json.loads((run / "amf_report.json").read_text())["pool"]
-    instructions = MetaworldCatalog().vocabulary(pool).task_of_instruction
-    RoutedPolicy(policy, make_partitions("per_task", pool), "lora", instructions).save(
-        run / "checkpoints" / "round_01" / "routed_model", pre, post)
     repo = tmp_path / "repo"
     for f in upload_plan(run, REPO):  # exactly what a push would upload
         (repo / f.path_in_repo).parent.mkdir(parents=True, exist_ok=True)

@@ -237,10 +237,8 @@ class AMFStrategy(Strategy):
     def select(self, ctx: SelectionContext, n: int) -> Selection:
         cfg = self.cfg
         states = self.demo_states(ctx)
-        if states is None:  # cold start (AMF.md section 4): no demo in hand to estimate any task's states from
-            first = UniformStrategy().select(ctx, n)
-            return Selection(first.tasks, first.scores, {"cold_start": True},
-                             reason=f"amf: no demos in hand yet (cold start), so {first.reason}")
+        if states is None:  # no demo in hand to estimate any task's states from
+            return _uniform_cold_start(ctx, n, "no demos in hand yet")
         family = family_of(acting_policy(ctx.policy))
         embedder = kernel_embedder(ctx.policy, cfg)
         vocab = ctx.vocabulary.one_hot
@@ -291,15 +289,13 @@ class AMFStrategy(Strategy):
                 phi[task] = _scatter_rows(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
                                           rows, len(states.demo_of_frame))
         targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
+        if not candidates:
+            return _uniform_cold_start(ctx, n, "no task can be scored yet")
         # AMF.md section 4's cold start, per task: a target task nothing in hand can score (no demo
         # of its own, no likelihood to borrow other tasks' demos, no simulator to roll out in) gets
         # one demo first; amf scores the rest of the batch.
-        unscored = [t for t in pool if t not in candidates and ctx.target_weights.get(t, 0) > 0 and ctx.can_take(t)]
-        if not candidates:  # nothing scorable at all: the whole-pool cold start
-            first = UniformStrategy().select(ctx, n)
-            return Selection(first.tasks, first.scores, {"cold_start": True},
-                             reason=f"amf: no task can be scored yet (cold start), so {first.reason}")
-        unscored = unscored[:n]
+        unscored = [t for t in pool if t not in candidates and ctx.target_weights.get(t, 0) > 0
+                    and ctx.can_take(t)][:n]
         phi_targets = torch.cat([t[0] for t in targets.values()])
         target_w = torch.cat([t[1] for t in targets.values()])
         target_task = [task for task, t in targets.items() for _ in range(t[0].shape[0])]
@@ -473,6 +469,14 @@ def _gather(items: list, accelerator) -> list:
     from accelerate.utils import gather_object
 
     return gather_object(items)
+
+
+def _uniform_cold_start(ctx: SelectionContext, n: int, why: str) -> Selection:
+    """AMF.md section 4's cold start for the whole pool: nothing to score any task on, so a
+    uniform round, said as such."""
+    first = UniformStrategy().select(ctx, n)
+    return Selection(first.tasks, first.scores, {"cold_start": True},
+                     reason=f"amf: {why} (cold start), so {first.reason}")
 
 
 def _map_chunks(fn, batch: dict, chunk: int, accelerator) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Loss-gradient embeddings of a policy's action head: the common machinery (AMF §2).
+"""Loss-gradient embeddings of a policy's action head: the common machinery
+(docs/method.md, "Kernel: loss-gradient embeddings").
 
 φ(x) is the gradient of the policy's own training loss at state x w.r.t. the weights of the
 last ``layers`` weight layers of its action head (Linear / Conv1d, in forward order), averaged
@@ -36,6 +37,7 @@ import torch.nn.functional as F  # noqa: N812
 from lerobot.utils.constants import ACTION
 from torch import nn
 
+from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS, DEFAULT_TARGET, KINDS, TARGETS
 from lerobot_amf.embeddings.last_layer import layer_input_features
 from lerobot_amf.embeddings.projection import RandomProjection
 
@@ -58,18 +60,9 @@ __all__ = [
     "weight_layers",
 ]
 
-# gradient: expert-target loss gradient (self pseudo-target where no expert action exists);
-# self_gradient: self pseudo-target everywhere; last_layer: the last layer's input features.
-KINDS = ("gradient", "self_gradient", "last_layer")
-TARGETS = ("expert", "self")
-DEFAULT_TARGET = {"gradient": "expert", "self_gradient": "self", "last_layer": "self"}
 # The (noise, timestep) draws use their own generator, seeded with seed + DRAW_SEED_OFFSET, so
 # they are not the same random numbers as the projection matrix (seeded with seed).
 DRAW_SEED_OFFSET = 104_729
-# The kernel's sizes when none are given: the amf strategy's defaults (``--amf.selection.*``:
-# embedding_dim, n_draws, kernel_layers; a test keeps the two equal), so an embedder built by
-# hand is the one the strategy selects with.
-DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS = 1024, 4, 2
 
 
 def _weight_layer(layer: nn.Module) -> nn.Module:

@@ -1,7 +1,8 @@
-"""Features-only kernel for the ablation in AMF §2: φ(x) = mean over draws and chunk positions of
-h, the input to the action head's last layer (the same forward pass as the gradient embedding,
-so the same draws and pseudo-targets; only the reduction differs). Select it with
-``make_embedder(policy, kind="last_layer")``.
+"""Features-only kernel for the ablation (docs/method.md, "Ablation kernels"): φ(x) = mean over
+draws and chunk positions of h, the input to the action head's last layer (the same forward pass
+as the gradient embedding, so the same draws and pseudo-targets; only the reduction differs).
+Select it with
+``families.make_embedder(policy, kind="last_layer")``.
 """
 
 from __future__ import annotations

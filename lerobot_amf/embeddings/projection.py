@@ -1,4 +1,5 @@
-"""Fixed, seeded Johnson–Lindenstrauss projection of raw loss-gradient embeddings (AMF §2).
+"""Fixed, seeded Johnson–Lindenstrauss projection of raw loss-gradient embeddings
+(docs/method.md, "Draws and projection").
 
 φ ∈ R^raw_dim is mapped to φ·P with P ∈ R^(raw_dim × d) i.i.d. N(0, 1) / sqrt(d), drawn from a
 ``torch.Generator`` seeded with ``seed`` (on the CPU, so the matrix is the same on every

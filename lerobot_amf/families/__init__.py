@@ -1,7 +1,9 @@
 """One module per LeRobot policy family, found through one registry keyed by the policy type.
 
     family = family_of(policy)            # or family_of("diffusion"); a peft wrapper is looked through
-    family.embedder(policy, kind="gradient", dim=1024, seed=0)   # its loss-gradient embedder
+    emb = make_embedder(policy, kind="gradient", dim=1024, seed=0, n_draws=4, layers=2)
+    phi = emb.embed(batch)                # (B, emb.dim) float32; batch = the policy preprocessor's output
+    kernel_embedder(policy, cfg.amf.selection)                   # the kernel as --amf.selection.* sets it
     family.loglik, family.teacher_action_chunk                   # None where the family has none
     family.lora_targets, family.head_module                      # what --amf.isolation=lora|head touch
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from lerobot_amf.embeddings.base import unwrap_policy
+from lerobot_amf.embeddings.base import Embedder, unwrap_policy
+from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS
 from lerobot_amf.families import act, diffusion, flow  # noqa: F401  (each registers its family)
 from lerobot_amf.families.base import PolicyFamily, register_family, registered_families
 
-__all__ = ["PolicyFamily", "family_of", "policy_type", "register_family", "supported_types"]
+__all__ = ["PolicyFamily", "family_of", "kernel_embedder", "make_embedder", "policy_type", "register_family",
+           "supported_types"]
 
 
 def policy_type(policy: nn.Module) -> str | None:
@@ -39,3 +43,35 @@ def family_of(policy_or_type: nn.Module | str) -> PolicyFamily:
         raise ValueError(f"Unsupported policy {what}: lerobot_amf supports the LeRobot policy types "
                          f"{', '.join(supported_types())}.")
     return family
+
+
+def make_embedder(
+    policy: nn.Module,
+    kind: str = "gradient",
+    dim: int = DEFAULT_DIM,
+    seed: int = 0,
+    n_draws: int = DEFAULT_DRAWS,
+    layers: int = DEFAULT_LAYERS,
+    **family_kwargs,
+) -> Embedder:
+    """The loss-gradient embedder of ``policy``'s family (a peft wrapper is looked through).
+
+    kind: ``embeddings.kinds.KINDS`` — "gradient" (the amf kernel: the training-loss gradient at
+    the batch's expert action, or at the policy's own sample with ``embed(batch, target="self")``),
+    "self_gradient" (always the policy's own sample) or "last_layer" (features-only ablation).
+    dim: projected dimension (identity when the raw gradient is no larger). seed: projection
+    seed; the (noise, timestep) draws use seed + DRAW_SEED_OFFSET. n_draws: draws averaged per
+    state. layers: weight layers of the action head differentiated, counted from the output.
+    family_kwargs go to the family's embedder (diffusion/flow: ``target_steps`` of the
+    pseudo-target; act: ``pseudo_noise``).
+    """
+    return family_of(policy).embedder(unwrap_policy(policy), kind=kind, dim=dim, seed=seed, n_draws=n_draws,
+                                      layers=layers, **family_kwargs)
+
+
+def kernel_embedder(policy: nn.Module, sel) -> Embedder:
+    """The amf kernel as ``--amf.selection.*`` (an ``AMFSelectionConfig``) sets it, for a plain
+    LeRobot policy (a routed one: pass its acting policy). One home, so clustered partitions
+    group tasks by the kernel amf selects with."""
+    return make_embedder(policy, kind=sel.kernel, dim=sel.embedding_dim, seed=sel.projection_seed,
+                         n_draws=sel.n_draws, layers=sel.kernel_layers, target_steps=sel.pseudo_target_steps)

@@ -1,9 +1,10 @@
 """Parameter isolation: which weights a round trains, and for which tasks.
 
 ``partitions`` splits the pool; ``routing`` holds one adapter / head copy per partition behind a
-policy that routes by task; ``replay`` mixes pretraining data into shared fine-tuning batches;
-``export`` turns per-partition weights into one plain LeRobot policy (merge or distill);
-``modes`` is the round loop's view of each ``--amf.isolation``.
+policy that routes by task, and says which policy acts for a task (``acting_policy``,
+``serving``); ``export`` turns per-partition weights into one plain LeRobot policy (merge or
+distill); ``modes`` is the round loop's view of each ``--amf.isolation`` (replay mixing, for
+``shared_replay``, lives with the training steps: ``lerobot_amf.training.replay``).
 
 The choices are declared here, without importing torch or peft, so that validating a config
 imports no model code; ``RoutedPolicy`` and ``load_routed_policy`` load on first use.

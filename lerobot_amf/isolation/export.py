@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from lerobot_amf.families import family_of
 from lerobot_amf.isolation.routing import HeadCopies, RoutedPolicy
+from lerobot_amf.training import loss_summary
 
 
 
@@ -98,7 +99,5 @@ def distill(routed: RoutedPolicy, student, partition_loaders: dict, steps: int, 
         optimizer.step()
         losses.append(float(loss))
     student.eval()
-    window = max(1, min(50, len(losses) // 5 or 1))
-    return {"steps": steps, "loss_first": sum(losses[:window]) / window if losses else None,
-            "loss_last": sum(losses[-window:]) / window if losses else None,
+    return {"steps": steps, **loss_summary(losses),
             "seconds": round(time.perf_counter() - start, 2), "partitions": names}

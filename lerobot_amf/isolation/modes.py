@@ -13,6 +13,8 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
+from lerobot.utils.constants import PRETRAINED_MODEL_DIR
 from lerobot.utils.train_utils import save_checkpoint
 from safetensors.torch import load_model
 
@@ -21,13 +23,12 @@ from lerobot_amf.errors import AMFInputError
 from lerobot_amf.evaluation import PER_PARTITION as ROUTED
 from lerobot_amf.evaluation import SINGLE_MODEL as SINGLE
 from lerobot_amf.evaluation import evaluate_tasks
+from lerobot_amf.families import kernel_embedder
 from lerobot_amf.isolation import ROUTED_MODES
 from lerobot_amf.isolation.export import distill, merge
 from lerobot_amf.isolation.partitions import Partitions, make_partitions
-from lerobot_amf.isolation.routing import RoutedPolicy
+from lerobot_amf.isolation.routing import ROUTED_DIR, RoutedPolicy, acting_policy
 from lerobot_amf.training import train_steps
-
-ROUTED_DIR = "routed_model"
 
 
 def replay_ref(cfg, pretrain_ref: DatasetRef | None) -> DatasetRef:
@@ -110,7 +111,7 @@ class SharedWeights(Isolation):
                                                             "episodes": self.replay.num_episodes}}
 
     def resume(self, checkpoint: Path) -> None:
-        load_model(self.policy, str(Path(checkpoint) / "pretrained_model" / "model.safetensors"),
+        load_model(self.policy, str(Path(checkpoint) / PRETRAINED_MODEL_DIR / SAFETENSORS_SINGLE_FILE),
                    device=str(next(self.policy.parameters()).device))
 
     def prepare(self, accelerator):
@@ -133,14 +134,14 @@ class SharedWeights(Isolation):
         save_checkpoint(ckpt, step=step, cfg=self.cfg, policy=accelerator.unwrap_model(self.module),
                         optimizer=self.optimizer, scheduler=self.scheduler,
                         preprocessor=preprocessor, postprocessor=postprocessor)
-        return ckpt / "pretrained_model"
+        return ckpt / PRETRAINED_MODEL_DIR
 
     def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg) -> list[tuple[str, dict]]:
         policy = accelerator.unwrap_model(self.module)
         return [(SINGLE, evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, self.plan.pool, self.cfg.amf))]
 
     def outputs(self, last: Path) -> str:
-        return f"final checkpoint: {last / 'pretrained_model'}"
+        return f"final checkpoint: {last / PRETRAINED_MODEL_DIR}"
 
 
 class PartitionedWeights(Isolation):
@@ -178,7 +179,7 @@ class PartitionedWeights(Isolation):
     @contextlib.contextmanager
     def selection_policy(self, accelerator):
         """Strategies score with the current routed policy: amf embeds each task with its
-        partition's weights active (``selection.amf.serving``)."""
+        partition's weights active (``routing.serving``)."""
         yield self.routed_policy
 
     def train(self, demos, accelerator, preprocessor, episodes, new_tasks, desc):
@@ -252,7 +253,7 @@ class PartitionedWeights(Isolation):
         return results
 
     def outputs(self, last: Path) -> str:
-        single = f", single model: {last / 'pretrained_model'}" if self.cfg.amf.export != "none" else ""
+        single = f", single model: {last / PRETRAINED_MODEL_DIR}" if self.cfg.amf.export != "none" else ""
         return f"routed policy: {last / ROUTED_DIR} (lerobot_amf.isolation.load_routed_policy){single}"
 
 
@@ -261,15 +262,13 @@ def mean_task_embeddings(cfg, policy, preprocessor, pretrain_ref: DatasetRef | N
     """Each pool task's mean AMF embedding under the pretrained policy, over its pretraining frames."""
     import numpy as np
 
-    from lerobot_amf.selection.amf import kernel_embedder
-
     if pretrain_ref is None:
         raise AMFInputError("amf.partitions=clustered needs the pretraining demos of the pool's tasks "
                             "(kept with the embedded default's checkpoint); pass a JSON map otherwise.")
     dataset = open_dataset(cfg, pretrain_ref, what="pretraining demos")
     episodes = vocabulary.episodes_by_task(dataset.meta)
     sel = cfg.amf.selection
-    embedder = kernel_embedder(policy, sel)
+    embedder = kernel_embedder(acting_policy(policy), sel)
     rng = np.random.default_rng(cfg.seed or 0)
     out = {}
     for task in pool:

@@ -36,14 +36,29 @@ from lerobot.policies.pretrained import PreTrainedPolicy
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from lerobot_amf.embeddings.base import unwrap_policy
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.families import PolicyFamily, family_of
 from lerobot_amf.isolation import ROUTED_MODES
 from lerobot_amf.isolation.lora_targets import check_lora_targets
 from lerobot_amf.isolation.partitions import Partitions
 
+ROUTED_DIR = "routed_model"  # a checkpoint's routed policy, beside LeRobot's pretrained_model/
 ROUTING_FILENAME = "routing.json"
 FORMAT = "lerobot_amf.routed/1"
+
+
+def acting_policy(policy: nn.Module) -> nn.Module:
+    """The LeRobot policy that does the work (under a routed policy or a peft wrapper)."""
+    return policy.policy if isinstance(policy, RoutedPolicy) else unwrap_policy(policy)
+
+
+def serving(policy: nn.Module, task: str):
+    """Context: the policy as it acts for ``task`` (a routed policy: that task's partition active)."""
+    if isinstance(policy, RoutedPolicy):
+        return policy.serving(task)
+    return contextlib.nullcontext(unwrap_policy(policy))
+
 
 class HeadCopies(nn.Module):
     """Per-partition copies of one module; ``active`` says which runs (None: the frozen original)."""
@@ -130,20 +145,6 @@ class RoutedPolicy(PreTrainedPolicy):
             yield self.policy
         finally:
             self.activate(previous)
-
-    @contextlib.contextmanager
-    def pretrained_only(self):
-        """Run the pretrained weights alone (adapters off / original head) inside the block."""
-        if self.mode == "lora":
-            with self.model.disable_adapter():
-                yield self.policy
-            return
-        heads = self._heads()
-        heads.active = None
-        try:
-            yield self.policy
-        finally:
-            heads.active = self._active
 
     def partition_parameters(self, partition: str) -> dict[str, torch.Tensor]:
         """The tensors that belong to ``partition`` alone (its adapter or head copy), by name."""

@@ -1,4 +1,4 @@
-"""The ``amf`` strategy (AMF.md sections 1-4): pick the tasks whose next demos carry the most
+"""The ``amf`` strategy (docs/method.md, "One round, step by step"): pick the tasks whose next demos carry the most
 information about the expert on the target tasks.
 
 Per round:
@@ -38,7 +38,6 @@ task the same way. The greedy step then runs on every process, deterministic, so
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 
@@ -49,9 +48,9 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetad
 from lerobot.utils.constants import OBS_ENV_STATE
 
 from lerobot_amf.data import read_frames
-from lerobot_amf.embeddings import DEFAULT_TARGET, unwrap_policy
-from lerobot_amf.families import family_of
-from lerobot_amf.isolation.routing import RoutedPolicy
+from lerobot_amf.embeddings.kinds import DEFAULT_TARGET
+from lerobot_amf.families import family_of, kernel_embedder
+from lerobot_amf.isolation.routing import acting_policy, serving
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
 from lerobot_amf.selection.baselines import UniformStrategy
 from lerobot_amf.selection.config import AMFSelectionConfig
@@ -97,26 +96,6 @@ def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None
     if instruction is not None and "task" in out:
         out["task"] = [instruction] * len(out["task"])
     return out
-
-
-def kernel_embedder(policy, cfg: AMFSelectionConfig):
-    """The amf kernel as ``--amf.selection.*`` sets it, for ``policy`` (a routed policy: its
-    acting one). One home, so clustered partitions group tasks by the kernel amf selects with."""
-    return family_of(acting_policy(policy)).embedder(
-        acting_policy(policy), kind=cfg.kernel, dim=cfg.embedding_dim, seed=cfg.projection_seed,
-        n_draws=cfg.n_draws, layers=cfg.kernel_layers, target_steps=cfg.pseudo_target_steps)
-
-
-def acting_policy(policy):
-    """The LeRobot policy that does the work (under a routed policy or a peft wrapper)."""
-    return policy.policy if isinstance(policy, RoutedPolicy) else unwrap_policy(policy)
-
-
-def serving(policy, task: str):
-    """Context: the policy as it acts for ``task`` (a routed policy: that task's partition active)."""
-    if isinstance(policy, RoutedPolicy):
-        return policy.serving(task)
-    return contextlib.nullcontext(unwrap_policy(policy))
 
 
 def split_target_candidate(n: int) -> np.ndarray:
@@ -240,7 +219,7 @@ class AMFStrategy(Strategy):
         if states is None:  # no demo in hand to estimate any task's states from
             return _uniform_cold_start(ctx, n, "no demos in hand yet")
         family = family_of(acting_policy(ctx.policy))
-        embedder = kernel_embedder(ctx.policy, cfg)
+        embedder = kernel_embedder(acting_policy(ctx.policy), cfg)
         vocab = ctx.vocabulary.one_hot
         instructions = ctx.vocabulary.instructions
         pool = ctx.pool
@@ -291,7 +270,7 @@ class AMFStrategy(Strategy):
         targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
         if not candidates:
             return _uniform_cold_start(ctx, n, "no task can be scored yet")
-        # AMF.md section 4's cold start, per task: a target task nothing in hand can score (no demo
+        # The cold start, per task (docs/method.md, "Cold start"): a target task nothing in hand can score (no demo
         # of its own, no likelihood to borrow other tasks' demos, no simulator to roll out in) gets
         # one demo first; amf scores the rest of the batch.
         unscored = [t for t in pool if t not in candidates and ctx.target_weights.get(t, 0) > 0
@@ -472,7 +451,7 @@ def _gather(items: list, accelerator) -> list:
 
 
 def _uniform_cold_start(ctx: SelectionContext, n: int, why: str) -> Selection:
-    """AMF.md section 4's cold start for the whole pool: nothing to score any task on, so a
+    """The cold start for the whole pool (docs/method.md, "Cold start"): nothing to score any task on, so a
     uniform round, said as such."""
     first = UniformStrategy().select(ctx, n)
     return Selection(first.tasks, first.scores, {"cold_start": True},

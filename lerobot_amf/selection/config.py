@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS, KINDS
 from lerobot_amf.errors import AMFInputError
-
-# gradient: the training-loss gradient at each frame's expert action; self_gradient: at the
-# policy's own sample (the earlier kernel, for ablations); last_layer: the head's input features.
-KERNELS = ("gradient", "self_gradient", "last_layer")
 
 
 @dataclass
@@ -24,13 +21,13 @@ class AMFSelectionConfig:
     # Weight layers of the action head the gradient is taken over, counted from the output
     # (diffusion: 2 = the UNet's final 5-tap conv and its 1x1 output conv; ACT and flow heads
     # offer their output layer only).
-    kernel_layers: int = 2
-    embedding_dim: int = 1024  # random projection target (Johnson-Lindenstrauss), seed below
+    kernel_layers: int = DEFAULT_LAYERS
+    embedding_dim: int = DEFAULT_DIM  # random projection target (Johnson-Lindenstrauss), seed below
     projection_seed: int = 0
     # (noise, timestep) draws averaged per state in the kernel (diffusion / flow heads), and in
     # the importance weights' likelihood surrogate; each costs one pass of the action head per
     # state and task.
-    n_draws: int = 4
+    n_draws: int = DEFAULT_DRAWS
     loglik_draws: int = 1
     # Denoising steps of the policy's own pseudo-target action (diffusion / flow heads, states
     # without an expert action): one pass each. Diffusion: 1 = one DDIM step from a fixed noise
@@ -43,7 +40,8 @@ class AMFSelectionConfig:
     # Frames sampled per demo in hand: half its target states, half the states a new demo like
     # it would visit (never the same frames).
     states_per_demo: int = 16
-    # false: no likelihood surrogate, each demo informs its own task only (the ablation of AMF.md section 4)
+    # false: no likelihood surrogate, each demo informs its own task only (the ablation of
+    # docs/method.md, "Importance weights and effective sample size")
     importance_weights: bool = True
     importance_temperature: float = 1.0  # T_w
     importance_clip: float = 10.0  # log-weights clipped to [-clip, clip]
@@ -58,8 +56,8 @@ class AMFSelectionConfig:
 
     def validate(self) -> None:
         """One-line errors for values outside their ranges (before anything is written)."""
-        if self.kernel not in KERNELS:
-            raise AMFInputError(f"Unknown amf.selection.kernel={self.kernel!r}. Allowed: {', '.join(KERNELS)}.")
+        if self.kernel not in KINDS:
+            raise AMFInputError(f"Unknown amf.selection.kernel={self.kernel!r}. Allowed: {', '.join(KINDS)}.")
         for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "pseudo_target_steps",
                      "fallback_rollouts", "chunk_size"):
             if getattr(self, name) < 1:

@@ -18,7 +18,7 @@ from lerobot.utils.logging_utils import AverageMeter, MetricsTracker
 from tqdm import tqdm
 
 from lerobot_amf.data import episode_aware_sampler
-from lerobot_amf.isolation.replay import replay_loader_parts
+from lerobot_amf.training.replay import replay_loader_parts
 
 
 def loss_summary(losses: list[float]) -> dict:
@@ -34,7 +34,7 @@ def train_steps(cfg, policy, dataset, preprocessor, accelerator, steps: int, des
 
     A fresh optimizer and LR schedule (the policy's preset, sized to ``steps``) per call, over
     the parameters that require grad (a routed policy's active partition). With ``replay`` (a
-    LeRobotDataset), each batch mixes in ``replay_fraction`` of its frames (``isolation.replay``).
+    LeRobotDataset), each batch mixes in ``replay_fraction`` of its frames (``training.replay``).
     Returns (metrics dict, optimizer, lr_scheduler) — the latter two for checkpointing.
     """
     round_cfg = dataclasses.replace(cfg, steps=max(steps, 1))

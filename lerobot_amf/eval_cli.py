@@ -33,9 +33,9 @@ from rich.table import Table
 
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.envs.tasks import task_catalog
-from lerobot_amf.evaluation import PER_PARTITION, SINGLE_MODEL, eval_protocol, evaluate_tasks, per_suite, pooled
+from lerobot_amf.evaluation import (PER_PARTITION, SINGLE_MODEL, eval_protocol, evaluate_tasks, format_success,
+                                    per_suite, pooled)
 from lerobot_amf.isolation.routing import ROUTING_FILENAME, RoutedPolicy
-from lerobot_amf.report import _fmt
 
 REPORT_FILENAME = "amf_eval_report.json"
 FORMAT = "lerobot_amf.eval/1"
@@ -219,10 +219,10 @@ def print_report(report: dict, console: Console | None = None) -> None:
     table.add_column("episodes", justify="right")
     suite_of = {t: s for s, entry in ev["per_suite"].items() for t in entry["tasks"]}
     for task, entry in ev["per_task"].items():
-        table.add_row(task, suite_of[task], _fmt(entry), str(entry["episodes"]))
+        table.add_row(task, suite_of[task], format_success(entry), str(entry["episodes"]))
     for suite, entry in ev["per_suite"].items():
-        table.add_row(f"{suite} (pooled)", suite, _fmt(entry), str(entry["episodes"]), style="bold")
-    table.add_row("all tasks (pooled)", "", _fmt(ev["overall"]), str(ev["overall"]["episodes"]), style="bold")
+        table.add_row(f"{suite} (pooled)", suite, format_success(entry), str(entry["episodes"]), style="bold")
+    table.add_row("all tasks (pooled)", "", format_success(ev["overall"]), str(ev["overall"]["episodes"]), style="bold")
     console.print(table)
     proto = report["eval_protocol"]
     what = model["variant"]

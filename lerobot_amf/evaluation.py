@@ -45,6 +45,15 @@ def summarise(successes: int, n: int) -> dict:
             "ci95": [round(lo, 4), round(hi, 4)]}
 
 
+def format_success(entry: dict | None, counts: bool = False) -> str:
+    """``summarise``'s entry as "0.70 [0.40, 0.89]" (with ``counts``: "... (7/10)"); "-" for none."""
+    if entry is None:
+        return "-"
+    lo, hi = entry["ci95"]
+    text = f"{entry['success_rate']:.2f} [{lo:.2f}, {hi:.2f}]"
+    return f"{text} ({entry['successes']}/{entry['episodes']})" if counts else text
+
+
 def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
     """What an evaluation ran; with ``policy_cfg``, also the cameras resized to the policy's size."""
     protocol = {

@@ -29,6 +29,7 @@ deletes nothing. Try again with ``python -m lerobot_amf.publish <run_dir> --repo
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import re
@@ -38,16 +39,19 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path, PurePath
 
+from lerobot.utils.constants import CHECKPOINTS_DIR, PRETRAINED_MODEL_DIR
+
 from lerobot_amf.configs import ROUTED_MODES
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.evaluation import PER_PARTITION, pooled
+from lerobot_amf.evaluation import PER_PARTITION, format_success, pooled
 from lerobot_amf.envs.tasks import task_catalog
+from lerobot_amf.isolation.routing import ROUTED_DIR
 from lerobot_amf.ledger import LEDGER_FILENAME, Ledger
 from lerobot_amf.report import REPORT_FILENAME, change_kind
 
 CARD_TEMPLATE = "amf_model_card.md"
 NO_TOKEN = "push needs a Hub token: set HF_TOKEN or run `hf auth login`"
-PLAIN_DIR, ROUTED_DIR = "pretrained_model", "routed_model"  # inside a LeRobot checkpoint
+PLAIN_DIR = PRETRAINED_MODEL_DIR  # inside a LeRobot checkpoint, beside ROUTED_DIR
 # Where each checkpoint folder goes in the repo: the plain model at the root, so
 # ``--policy.path=<repo_id>`` loads it.
 REPO_PREFIX = {PLAIN_DIR: "", ROUTED_DIR: f"{ROUTED_DIR}/"}
@@ -99,7 +103,7 @@ def read_run(run_dir) -> RunView:
     checkpoint = None
     if report["rounds"]:
         # The recorded path names the round directory; the run directory may have moved since.
-        checkpoint = run_dir / "checkpoints" / PurePath(report["rounds"][-1]["checkpoint"]).parent.name
+        checkpoint = run_dir / CHECKPOINTS_DIR / PurePath(report["rounds"][-1]["checkpoint"]).parent.name
     planned = run_start.get("demos_per_round")
     return RunView(run_dir, report, run_start, checkpoint, len(planned) if planned else None)
 
@@ -273,17 +277,18 @@ def _variant(evaluation: dict, report: dict, routed: bool, pool, fine_counts, pr
         label = "single model (repo root)"
     before = (report["pretrained"] or {}).get("per_task", {})
     after = evaluation["per_task"]
+    rate = functools.partial(format_success, counts=True)
     task_rows = []
     for task in pool:
         kind = change_kind(before[task], after[task]) if task in before and task in after else "-"
         tuned = fine_counts.get(task, 0) > 0
-        task_rows.append([task, _demos(pre_counts, fine_counts, task), _rate(before.get(task)),
-                          _rate(after.get(task)), kind + ("" if tuned else " (not fine-tuned)")])
+        task_rows.append([task, _demos(pre_counts, fine_counts, task), rate(before.get(task)),
+                          rate(after.get(task)), kind + ("" if tuned else " (not fine-tuned)")])
     suites = suite_groups(pool, report["eval_protocol"]["env"])
-    suite_rows = [[s, str(len(tasks)), _rate(pooled(before, tasks) if before else None),
-                   _rate(pooled(after, tasks))] for s, tasks in suites.items()]
+    suite_rows = [[s, str(len(tasks)), rate(pooled(before, tasks) if before else None),
+                   rate(pooled(after, tasks))] for s, tasks in suites.items()]
     return {"label": label, "variant": evaluation["variant"], "task_rows": task_rows, "suite_rows": suite_rows,
-            "overall": [_rate(pooled(before, pool) if before else None), _rate(evaluation["overall"])],
+            "overall": [rate(pooled(before, pool) if before else None), rate(evaluation["overall"])],
             "per_task": after, "per_suite": {s: pooled(after, tasks) for s, tasks in suites.items()},
             "all": evaluation["overall"]}
 
@@ -346,13 +351,6 @@ def _demos(pre_counts, fine_counts, task) -> str:
     return f"{pre} + {fine_counts.get(task, 0)}"
 
 
-def _rate(entry: dict | None) -> str:
-    if entry is None:
-        return "-"
-    lo, hi = entry["ci95"]
-    return f"{entry['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({entry['successes']}/{entry['episodes']})"
-
-
 def _final_lines(report: dict) -> list[str]:
     """The fine-tuned-tasks comparison of the report's ``final`` / ``final_single_model``."""
     lines = []
@@ -362,8 +360,8 @@ def _final_lines(report: dict) -> list[str]:
             continue
         verdict = "improved beyond" if final["improved_beyond_intervals"] else "NOT improved beyond"
         lines.append(f"On the {len(final['fine_tuned_tasks'])} fine-tuned task(s), pooled, {what} went from "
-                     f"{_rate(final['pretrained_on_fine_tuned_tasks'])} (pretrained) to "
-                     f"{_rate(final['fine_tuned_on_fine_tuned_tasks'])}: {verdict} the Wilson 95% intervals.")
+                     f"{format_success(final['pretrained_on_fine_tuned_tasks'], counts=True)} (pretrained) to "
+                     f"{format_success(final['fine_tuned_on_fine_tuned_tasks'], counts=True)}: {verdict} the Wilson 95% intervals.")
     return lines
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lerobot_amf.atomic import atomic_path, write_json_atomic
-from lerobot_amf.evaluation import pooled
+from lerobot_amf.evaluation import format_success, pooled
 from lerobot_amf.evaluation import PER_PARTITION as ROUTED
 from lerobot_amf.evaluation import SINGLE_MODEL as SINGLE
 from lerobot_amf.ledger import Ledger
@@ -142,13 +142,6 @@ def what_the_numbers_are(report: dict) -> str:
     )
 
 
-def _fmt(entry: dict | None) -> str:
-    if entry is None:
-        return "-"
-    lo, hi = entry["ci95"]
-    return f"{entry['success_rate']:.2f} [{lo:.2f}, {hi:.2f}]"
-
-
 def print_round_table(report: dict, console: Console | None = None) -> None:
     console = console or Console()
     _success_table(report, "eval", report["model"]["isolation"], console)
@@ -170,16 +163,16 @@ def _success_table(report: dict, key: str, what: str, console: Console) -> None:
     pre = report["demos_per_task"]["pretraining"] or {}
     pretrained = (report["pretrained"] or {}).get("per_task", {})
     for task in report["pool"]:
-        row = [task, str(pre.get(task, "?")), _fmt(pretrained.get(task))]
+        row = [task, str(pre.get(task, "?")), format_success(pretrained.get(task))]
         for r in rounds:
-            row.append(f"{_fmt(r[key]['per_task'].get(task))} +{r['demos_per_task'].get(task, 0)}")
+            row.append(f"{format_success(r[key]['per_task'].get(task))} +{r['demos_per_task'].get(task, 0)}")
         last = rounds[-1][key]["per_task"].get(task) if rounds else None
         tuned = rounds and rounds[-1]["demos_per_task"].get(task, 0) > 0
         status = change_kind(pretrained[task], last) if last and task in pretrained else "-"
         row.append(f"{status}{'' if tuned else ' (not fine-tuned)'}")
         table.add_row(*row)
-    row = ["mean (pooled)", "", _fmt((report["pretrained"] or {}).get("overall"))]
-    row += [_fmt(r[key]["overall"]) for r in rounds] + [""]
+    row = ["mean (pooled)", "", format_success((report["pretrained"] or {}).get("overall"))]
+    row += [format_success(r[key]["overall"]) for r in rounds] + [""]
     table.add_row(*row, style="bold")
     console.print(table)
 
@@ -198,12 +191,13 @@ def _print_final(final: dict, console: Console) -> None:
         "NOT improved beyond the Wilson 95% intervals"
     console.print(
         f"[bold]Mean success on the {len(final['fine_tuned_tasks'])} fine-tuned task(s)[/bold]: "
-        f"pretrained {_fmt(before)} -> fine-tuned {_fmt(after)} "
+        f"pretrained {format_success(before)} -> fine-tuned {format_success(after)} "
         f"({before['episodes']} episodes each): {verdict}."
     )
     if "not_fine_tuned_tasks" in final:
         nf = final["not_fine_tuned_tasks"]
-        console.print(f"Tasks not fine-tuned on: pretrained {_fmt(nf['pretrained'])} -> {_fmt(nf['final'])}.")
+        console.print(f"Tasks not fine-tuned on: pretrained {format_success(nf['pretrained'])} "
+                      f"-> {format_success(nf['final'])}.")
 
 
 def write_plots(report: dict, output_dir: Path) -> None:

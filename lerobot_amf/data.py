@@ -304,9 +304,10 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     """``[ds[i] for i in positions]``, reading each column once.
 
     LeRobot 0.4.4's ``__getitem__`` re-reads the whole column of every delta-timestamp key for
-    each item (``_query_hf_dataset``: ``hf_dataset[key][rows]``): ~18 ms per frame on the
-    embedded default, the main cost of an amf selection. Same windows and padding (LeRobot's own
-    ``_get_query_indices``). Datasets with videos or image transforms take the plain path.
+    each item (``_query_hf_dataset``: ``hf_dataset[key][rows]``; the cost is given once, at
+    ``WindowColumns``), which was the main cost of an amf selection. Same windows and padding
+    (LeRobot's own ``_get_query_indices``). Datasets with videos or image transforms take the
+    plain path.
     """
     positions = [int(i) for i in positions]
     if ds.meta.video_keys or ds.image_transforms is not None:
@@ -345,8 +346,9 @@ class WindowColumns:
     """LeRobot 0.4.4 workaround, installed by ``fast_window_reads`` as a dataset's
     ``_query_hf_dataset``: the delta-timestamp windows of numeric columns are indexed from each
     column read once (on first use) instead of ``hf_dataset[key][rows]`` per item, which goes
-    through datasets' per-call feature copies (~4 ms of a ~4 ms ``__getitem__`` on the embedded
-    default; reported upstream as huggingface/lerobot#2549 and #2895). Image and video keys take
+    through datasets' per-call feature copies (measured when this was written: ~5 ms of each
+    ``__getitem__`` on the embedded default, about 10x this path; reported upstream as
+    huggingface/lerobot#2549 and #2895). Image and video keys take
     LeRobot's own path. A plain class, so a dataset with it still pickles into DataLoader workers."""
 
     def __init__(self, ds: LeRobotDataset):

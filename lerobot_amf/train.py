@@ -24,7 +24,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.factory import make_policy, make_pre_post_processors
 from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot.utils.random_utils import set_seed
-from lerobot.utils.constants import LAST_CHECKPOINT_LINK
+from lerobot.utils.constants import CHECKPOINTS_DIR, LAST_CHECKPOINT_LINK
 from lerobot.utils.utils import init_logging
 from rich.console import Console
 
@@ -42,7 +42,7 @@ from lerobot_amf.ledger import Ledger, LedgerState
 from lerobot_amf.publish import PushError, check_push_ready, push_run
 from lerobot_amf.phases import phase
 from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_cached_eval, read_pretrain_record, write_cached_eval
-from lerobot_amf.report import print_final_comparison, print_round_table, write_report
+from lerobot_amf.report import REPORT_FILENAME, print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import Selection, SelectionContext, Strategy, make_strategy
 from lerobot_amf.sources import DemoSource, make_source
 
@@ -64,10 +64,7 @@ class RunPlan:
 def plan_run(cfg: AMFTrainPipelineConfig, source: DemoSource, catalog: TaskCatalog) -> RunPlan:
     amf = cfg.amf
     pool = catalog.parse_pool(amf.tasks if amf.tasks is not None else catalog.default_pool(cfg.env))
-    shared = {}
-    for task in pool:
-        shared.setdefault(catalog.instruction(task), []).append(task)
-    twins = [tasks for tasks in shared.values() if len(tasks) > 1]
+    twins = list(catalog.instruction_collisions(pool).values())
     if twins:  # their demos and their routing could not be told apart
         raise AMFInputError(f"Tasks with the same instruction cannot share a pool: {'; '.join(map(' = '.join, twins))}. "
                             "Keep one of each.")
@@ -129,7 +126,7 @@ def round_seed(seed: int | None, r: int, step: str) -> int:
 
 
 def round_dir(output_dir: Path, r: int) -> Path:
-    return Path(output_dir) / "checkpoints" / f"round_{r:02d}"
+    return Path(output_dir) / CHECKPOINTS_DIR / f"round_{r:02d}"
 
 
 def make_accelerator(cfg):
@@ -206,9 +203,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     pretrain_demo_ids = frozenset(pretrain_record.get("demo_ids", []) if pretrain_record else [])
     if pretrain_demo_ids:
         check_capacity(source, plan.pool, plan.budget, set(pretrain_demo_ids))
-    if strategy.name == "rebalancing" and pretrain_counts is None:
-        raise AMFInputError("amf.strategy=rebalancing needs the pretraining demos per task, unknown for "
-                            f"--policy.path={cfg.policy.pretrained_path} (it has no amf_pretrain.json).")
+    strategy.check_inputs(pretrain_counts, cfg.policy.pretrained_path)
 
     ledger = Ledger(output_dir)
     if cfg.resume:
@@ -216,6 +211,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     start_round = ledger.state().rounds_done
     policy = make_policy(cfg.policy, env_cfg=cfg.env)
     check_policy_fits_env(policy.config, cfg.env)
+    source.check_features(policy.config)  # a Hub dataset's frames are what the policy trains on
     preprocessor, postprocessor = make_processors(cfg, policy, source.stats() if cfg.amf.normalization == "source"
                                                   else None)
     pretrain_demos = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
@@ -245,7 +241,9 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
                 eval_protocol=eval_protocol(cfg.amf, cfg.env, policy.config),
             )
     if run.main:  # a stop while demos were being written: back to exactly what the ledger records
-        repair_demo_dataset(run.demos.root, ledger.state().episodes, run.demos.repo_id)
+        repaired = repair_demo_dataset(run.demos.root, ledger.state().episodes, run.demos.repo_id)
+        if repaired.changed:
+            console.print(f"Resuming after a stop, the demo dataset was repaired ({repaired}).")
     accelerator.wait_for_everyone()
     if run.main and not any(r["round"] == -1 for r in ledger.records("eval")):
         console.rule("Evaluating the pretrained policy")
@@ -360,8 +358,7 @@ def run_round(run: Run, r: int) -> None:
                 run.ledger.append("eval", round=r, variant=variant, **result)
         run.ledger.append("round_end", round=r, demos_per_task={t: state.counts.get(t, 0) for t in run.plan.pool},
                           checkpoint=str(saved))
-        with phase("writing_report"):
-            report = write_report(run.output_dir)
+        report = write_report(run.output_dir)
         if r < len(run.plan.rounds) - 1:
             print_round_table(report, Console())
     accelerator.wait_for_everyone()
@@ -373,13 +370,13 @@ def finish_run(run: Run) -> dict | None:
     if run.main:
         if not any(True for _ in run.ledger.records("run_end")):
             run.ledger.append("run_end")
-        with phase("writing_report"):
-            report = write_report(run.output_dir)
+        report = write_report(run.output_dir)
         out = Console()
         print_round_table(report, out)
         print_final_comparison(report, out)
-        out.print(f"Report: {run.output_dir / 'amf_report.json'} | plots: success_vs_demos.png, "
-                  f"selections_per_round.png | {run.isolation.outputs(run.output_dir / 'checkpoints' / 'last')}")
+        last = run.output_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT_LINK
+        out.print(f"Report: {run.output_dir / REPORT_FILENAME} | plots: success_vs_demos.png, "
+                  f"selections_per_round.png | {run.isolation.outputs(last)}")
         if run.cfg.amf.push_to_hub:
             push(run, out)
     run.accelerator.wait_for_everyone()

@@ -11,7 +11,7 @@ policy and the datasets see the task's language instruction (LeRobot's ``task_de
 ``task`` string of ``lerobot/libero`` episodes). Instructions are unique within libero_spatial,
 libero_object, libero_goal and libero_10 and across those 40 tasks; libero_90 repeats some
 (the same instruction in several scenes), and a few of its instructions also name a
-libero_goal or libero_10 task: ``instruction_collisions`` lists them for a pool.
+libero_goal or libero_10 task: ``TaskCatalog.instruction_collisions`` lists them for a pool.
 
 Rendering: ``MUJOCO_GL`` defaults to ``egl`` (headless; software rendering through Mesa where
 there is no GPU) when this module is imported, before LIBERO's renderer (robosuite) reads it;
@@ -75,14 +75,6 @@ def libero_tasks() -> dict[str, LiberoTask]:
 
 def suite_tasks(suite: str) -> list[LiberoTask]:
     return [t for t in libero_tasks().values() if t.suite == suite]
-
-
-def instruction_collisions(pool: Sequence[str]) -> dict[str, list[str]]:
-    """Instructions shared by several tasks of ``pool`` (demos and routing cannot tell them apart)."""
-    by_instruction: dict[str, list[str]] = {}
-    for task in pool:
-        by_instruction.setdefault(libero_tasks()[task].instruction, []).append(task)
-    return {k: v for k, v in by_instruction.items() if len(v) > 1}
 
 
 @register_catalog("libero")
@@ -151,7 +143,7 @@ class LiberoCatalog(TaskCatalog):
     def vocabulary(self, pool: list[str]) -> TaskVocabulary:
         """As the base class, except that an instruction shared by several pool tasks names the first
         of them in catalogue order: the four 10-task suites (what ``lerobot/libero`` holds) before
-        libero_90 (see ``instruction_collisions``)."""
+        libero_90 (see ``TaskCatalog.instruction_collisions``)."""
         pool_set = set(pool)
         task_of_instruction: dict[str, str] = {}
         for task in self.all_tasks():
@@ -221,11 +213,6 @@ def _cameras(env_cfg) -> dict[str, str]:
 
 INIT_STATES_RULE = ("episode e of every task starts from the task's fixed LIBERO initial state e mod 50 "
                     "(<suite>/<task>.pruned_init.npz)")
-
-
-def init_state_indices(n_episodes: int, n_states: int = 50) -> list[int]:
-    """The initial-state index of each evaluated episode (``INIT_STATES_RULE``)."""
-    return [e % n_states for e in range(n_episodes)]
 
 
 def check_image_size(env_cfg) -> None:

@@ -60,6 +60,14 @@ class TaskCatalog(abc.ABC):
     def instruction(self, task: str) -> str:
         """The language instruction (the dataset's task string) of ``task``."""
 
+    def instruction_collisions(self, pool: Sequence[str]) -> dict[str, list[str]]:
+        """Instructions shared by several tasks of ``pool``, each with its tasks in pool order:
+        demos and routing could not tell them apart."""
+        by_instruction: dict[str, list[str]] = {}
+        for task in pool:
+            by_instruction.setdefault(self.instruction(task), []).append(task)
+        return {k: v for k, v in by_instruction.items() if len(v) > 1}
+
     def one_hot_vocabulary(self) -> tuple[str, ...] | None:
         """The fixed task order of a one-hot conditioning input; None for language-conditioned envs."""
         return None

@@ -17,7 +17,7 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from lerobot_amf.embeddings.base import Embedder, unwrap_policy
+from lerobot_amf.embeddings.base import Embedder
 
 Tensor = torch.Tensor
 
@@ -33,8 +33,8 @@ class PolicyFamily:
         ``--peft.target_modules``; None = LeRobot's own default for the policy.
     head_module: dotted name of the module copied per partition for ``--amf.isolation=head``.
     loglik(policy, batch, n_draws, seed) -> (B,) float32 CPU: a per-sample log-likelihood
-        surrogate of the batch's action chunks, for the importance weights (AMF §4); None when
-        the family has none.
+        surrogate of the batch's action chunks, for the importance weights (docs/method.md,
+        "Importance weights and effective sample size"); None when the family has none.
     teacher_action_chunk(policy, batch) -> (B, horizon, A): the policy's own action chunk for a
         preprocessed batch, the distillation target; None where no teacher is built.
     """
@@ -49,10 +49,6 @@ class PolicyFamily:
     @property
     def name(self) -> str:
         return self.types[0]
-
-    def last_layer(self, policy: nn.Module) -> nn.Module:
-        """The action head's last layer (Linear or 1×1 Conv1d), whose loss gradient is φ."""
-        return self.embedder_class.head_layers(unwrap_policy(policy))[-1]
 
     def embedder(self, policy: nn.Module, **kwargs) -> Embedder:
         """The family's embedder for ``policy`` (kwargs: ``Embedder`` arguments and the family's own)."""

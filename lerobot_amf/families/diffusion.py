@@ -191,11 +191,13 @@ class DiffusionEmbedder(Embedder):
         return sample
 
     @torch.no_grad()
-    def pseudo_target(self, batch: dict[str, Tensor]) -> Tensor:
-        """a*: the policy's own action chunk (B, horizon, A) for each state."""
-        batch = self._to_device(batch)
+    def pseudo_target(self, batch: dict[str, Tensor], global_cond: Tensor | None = None) -> Tensor:
+        """a*: the policy's own action chunk (B, horizon, A) for each state: the loss target where
+        no expert action exists (``global_cond``: the batch's, when already computed)."""
+        if global_cond is None:
+            global_cond = self.global_cond(self._to_device(batch))
         with eval_mode(self.policy):
-            return self._sample_target(self.global_cond(batch))
+            return self._sample_target(global_cond)
 
     def _row_losses(self, batch: dict[str, Tensor], target: str) -> tuple[Tensor, int]:
         gc = self.global_cond(batch)  # (B, G)
@@ -209,8 +211,7 @@ class DiffusionEmbedder(Embedder):
             if self.config.do_mask_loss_for_padding and "action_is_pad" in batch:
                 mask = (~batch["action_is_pad"]).to(gc.dtype).repeat(k, 1).unsqueeze(-1)  # as compute_loss
         else:
-            with torch.no_grad():
-                clean = self._sample_target(gc)  # (B, T, A)
+            clean = self.pseudo_target(batch, gc)  # (B, T, A)
         dev, dt = clean.device, clean.dtype
         # K draws stacked along the batch, draw-major: row k*B + i is (draw k, state i).
         eps = self.eps.to(dev, dt).repeat_interleave(b, dim=0)  # (K*B, T, A)

@@ -196,11 +196,13 @@ class FlowEmbedder(Embedder):
         return x
 
     @torch.no_grad()
-    def pseudo_target(self, batch: dict[str, Tensor]) -> Tensor:
-        """a*: (B, chunk, max_action_dim), padded dims zero."""
-        batch = self._to_device(batch)
+    def pseudo_target(self, batch: dict[str, Tensor], inputs: tuple | None = None) -> Tensor:
+        """a*: the policy's own action chunk (B, chunk, max_action_dim), padded dims zero: the loss
+        target where no expert action exists (``inputs``: the batch's ``model_inputs``, when known)."""
+        if inputs is None:
+            inputs = self.model_inputs(self._to_device(batch))
         with eval_mode(self.policy):
-            return self._sample_target(self.model_inputs(batch))
+            return self._sample_target(inputs)
 
     def _row_losses(self, batch: dict[str, Tensor], target: str) -> tuple[Tensor, int]:
         inputs = self.model_inputs(batch)
@@ -210,8 +212,7 @@ class FlowEmbedder(Embedder):
                 raise ValueError(f"action has {actions.shape[1]} steps, the policy trains on chunks of {self.chunk_size}")
             actions = F.pad(actions, (0, self.max_action_dim - actions.shape[-1]))
         else:
-            with torch.no_grad():
-                actions = self._sample_target(inputs)  # (B, T, Amax)
+            actions = self.pseudo_target(batch, inputs)  # (B, T, Amax)
         b, k, dev = actions.shape[0], self.n_draws, actions.device
         # Draw-major stacking: row k*B + i is (draw k, state i).
         noise = self.noise.to(dev).repeat_interleave(b, dim=0)

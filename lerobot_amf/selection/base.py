@@ -53,6 +53,10 @@ class Selection:
 class Strategy(abc.ABC):
     name: str
 
+    def check_inputs(self, pretrain_counts: dict[str, int] | None, policy_path: object = None) -> None:
+        """Refuse, before anything is written, a run this strategy cannot select for (one line,
+        ``AMFInputError``); ``select`` calls it too. Most strategies need nothing."""
+
     @abc.abstractmethod
     def select(self, ctx: SelectionContext, n: int) -> Selection:
         """Tasks of the next ``n`` demos."""

@@ -1,7 +1,8 @@
-"""Selection baselines (AMF.md section 6). Any claim about AMF is made against all of them."""
+"""Selection baselines (docs/method.md, "Baselines"). Any claim about amf is made against all of them."""
 
 from __future__ import annotations
 
+from lerobot_amf.errors import AMFInputError
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy, greedy_fill
 
 
@@ -82,12 +83,14 @@ class RebalancingStrategy(Strategy):
 
     name = "rebalancing"
 
+    def check_inputs(self, pretrain_counts, policy_path=None) -> None:
+        if pretrain_counts is None:
+            of = "this pretrained policy" if policy_path is None else f"--policy.path={policy_path}"
+            raise AMFInputError(f"amf.strategy=rebalancing needs the pretraining demos per task, unknown for {of} "
+                                "(it has no amf_pretrain.json; the embedded default's pretraining records them).")
+
     def select(self, ctx: SelectionContext, n: int) -> Selection:
-        if ctx.pretrain_counts is None:
-            raise ValueError(
-                "amf.strategy=rebalancing needs the pretraining demos per task, which are unknown "
-                "for this pretrained policy (known for the embedded default's pretraining)."
-            )
+        self.check_inputs(ctx.pretrain_counts)
 
         def coverage(task, extra):
             total = ctx.pretrain_counts.get(task, 0) + ctx.counts.get(task, 0) + extra

@@ -1,4 +1,5 @@
-"""Gaussian-process posterior in weight space, and greedy batch task selection (AMF §1, §3).
+"""Gaussian-process posterior in weight space, and greedy batch task selection
+(docs/method.md, "Weight-space computation and greedy batch selection").
 
 Model: f(x) = φ(x)ᵀθ / √κ with θ ~ N(0, I_d), i.e. kernel k(x, x') = φ(x)ᵀφ(x') / κ, and
 observations with noise σ² / w (w ≥ 0 a fractional-observation weight, default 1). The
@@ -160,8 +161,8 @@ def dense_gp_variance(
 class WeightSpacePosterior:
     """GP posterior kept as the Cholesky factor of A = I + ΦᵀWΦ/(σ²κ) (d × d, float64).
 
-    Cheap to copy and to query; `variance_after` answers "what if these states were added"
-    without touching the factor, which is what greedy selection needs per candidate.
+    Cheap to copy and to query; `variance_reductions` answers "what if these states were
+    added" without touching the factor, which is what greedy selection needs per candidate.
     """
 
     def __init__(self, dim: int, sigma2: float, kappa: float = 1.0, device: Union[str, torch.device, None] = None):
@@ -235,7 +236,10 @@ class WeightSpacePosterior:
 
     def variance(self, phi: ArrayLike) -> Tensor:
         """Posterior variance φᵀA⁻¹φ/κ of each row (m,), via one triangular solve."""
-        z = self.whiten(phi)
+        return self.whitened_variance(self.whiten(phi))
+
+    def whitened_variance(self, z: Tensor) -> Tensor:
+        """``variance`` from ``whiten``'s Z, which the variance reductions then reuse."""
         return (z * z).sum(dim=0) / self.kappa
 
     def update_factor(self, phi_new: ArrayLike, weights_new: Optional[ArrayLike] = None) -> Tensor:
@@ -295,22 +299,6 @@ class WeightSpacePosterior:
                     red[i, s:s + _SCORE_CHUNK] = proj[bounds[j]:bounds[j + 1]].sum(dim=0)
             red /= self.kappa
         return red
-
-    def variance_after(
-        self,
-        phi_target: ArrayLike,
-        phi_new: ArrayLike,
-        weights_new: Optional[ArrayLike] = None,
-    ) -> Tensor:
-        """Variance of the targets (m,) had the rows φ_new (weights w_new) also been observed.
-
-        Computed as a rank-T Woodbury update against the existing factor; the posterior itself
-        is not modified.
-        """
-        z = self.whiten(phi_target)
-        var_before = (z * z).sum(dim=0) / self.kappa
-        red = self.variance_reductions(z, [self.update_factor(phi_new, weights_new)])[0]
-        return torch.maximum(var_before - red, var_before * _MIN_RATIO)
 
     def _rows(self, phi: ArrayLike) -> Tensor:
         rows = _as_rows(phi, self.device)
@@ -373,12 +361,6 @@ class GreedyResult:
     pick_variance: list[dict] = field(default_factory=list)
     total_gain: float = 0.0
 
-    def counts(self) -> dict[str, int]:
-        """Number of picks per task (tasks never picked are absent)."""
-        out: dict[str, int] = {}
-        for name in self.picks:
-            out[name] = out.get(name, 0) + 1
-        return out
 
 
 def _weighted_mean(values: Tensor, weights: Tensor) -> float:
@@ -443,7 +425,7 @@ def greedy_batch(
         if not live:
             break
         z = post.whiten(phi_t)
-        var_before = (z * z).sum(dim=0) / post.kappa
+        var_before = post.whitened_variance(z)
         gains = _expected_gains(post, z, var_before, target_w, live, demo_factors, probabilities, score_dtype)
         fantasised = live if step == 0 else []
         best = live[0]

@@ -1,4 +1,5 @@
-"""Demo importance weights: which demos look like task c' to the current policy (AMF §4).
+"""Demo importance weights: which demos look like task c' to the current policy
+(docs/method.md, "Importance weights and effective sample size").
 
 Neither the target state distribution d_c nor the states of a future demo of c' are known, so
 they are estimated from demos in hand, re-weighted by how much more (or less) likely the
@@ -98,15 +99,9 @@ class ImportanceSummary:
     n_demos: int
     task_names: Optional[list[str]] = None
 
-    @property
-    def ess_fraction(self) -> Tensor:
-        """ESS / n_demos in [0, 1] (1 = uniform weights)."""
-        return self.ess / max(self.n_demos, 1)
-
-    def collapsed(self, threshold: float, relative: bool = False) -> Tensor:
-        """Bool mask of tasks whose ESS is below `threshold` (a fraction of n_demos if relative)."""
-        values = self.ess_fraction if relative else self.ess
-        return values < threshold
+    def collapsed(self, threshold: float) -> Tensor:
+        """Bool mask of tasks whose ESS is below `threshold` (``--amf.selection.ess_threshold``)."""
+        return self.ess < threshold
 
     def as_dict(self) -> dict[str, float]:
         """Task name (or index) -> ESS, for logging."""

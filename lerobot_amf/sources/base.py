@@ -63,6 +63,11 @@ class DemoSource(abc.ABC):
         """What, besides the allocation, shapes the demos a generalist is pretrained on."""
         return {}
 
+    def check_features(self, policy_config) -> None:
+        """One-line ``AMFInputError`` unless the frames this source gives fit what the policy reads
+        and predicts. A simulated expert gives the env's own features, which the run checks
+        against the policy already: nothing more to check by default."""
+
     def validate_pool(self, pool: list[str]) -> None:
         unknown = [t for t in pool if t not in self.tasks()]
         if unknown:

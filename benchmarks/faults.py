@@ -22,9 +22,10 @@ Where a run is, and where it really died, is read from its own phase markers (st
 from a marker, and the phase it landed in is the one still open in the output once the
 process is dead (a kill that lands between phases says so). Nothing in the run kills itself.
 
-    python benchmarks/faults.py                      # 8 kills, seed 0 -> benchmarks/results/faults.json
-    python benchmarks/faults.py --kills 10 --seed 3 --strategy uniform
-    python benchmarks/faults.py --show               # print the table of a results file
+    python -m benchmarks.faults                      # 8 kills, seed 0 -> benchmarks/results/faults.json
+    python -m benchmarks.faults --kills 10 --seed 3 --strategy uniform
+    python -m benchmarks.faults --show               # print the table of a results file
+    python -m benchmarks.faults --dry-run            # the reference run and the outputs, nothing run
 
 Run directories live under ``benchmarks/runs/faults`` (not committed).
 """
@@ -35,30 +36,25 @@ import argparse
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import (RESULTS_DIR, ROOT, RUNS_DIR, TINY_ARGS, cli_env, dry_run, measured_at_commit,
+                               start_cli, write_json)
+from lerobot_amf.phases import ENV_VAR, PHASES, PREFIX
 
-from lerobot_amf.phases import ENV_VAR, PHASES, PREFIX  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results" / "faults.json"
-RUNS = ROOT / "benchmarks" / "runs" / "faults"
+RESULTS = RESULTS_DIR / "faults.json"
+RUNS = RUNS_DIR / "faults"
 LEDGER = "amf_ledger.jsonl"
 COMPARED = ("selection", "demos_pulled")
 BETWEEN = "between_phases"
 NOTHING = {event: [] for event in COMPARED}  # the records of a run that recorded nothing
-
-# The test suite's tiny embedded configuration, from its one home.
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import TINY_ARGS  # noqa: E402
 
 STRATEGY_ARGS = {"amf": ["--amf.strategy=amf", "--amf.selection.chunk_size=8"]}
 
@@ -150,8 +146,7 @@ class Run:
         self.on_line = on_line
         self.log = open(log, "a")
         self.log.write(f"\n$ {' '.join(args)}\n")
-        self.proc = subprocess.Popen([sys.executable, "-m", "lerobot_amf.train", *args], cwd=ROOT, env=env,
-                                     stdout=self.log, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.proc = start_cli(args, env, stdout=self.log, text=True, own_group=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -185,8 +180,7 @@ def cli_args(out: Path, cache: Path, strategy: str, seed: int, resume: bool) -> 
 
 
 def env_for(home: Path) -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
-            "HF_LEROBOT_HOME": str(home), ENV_VAR: "1", "PYTHONPATH": str(ROOT)}
+    return cli_env(home, **{ENV_VAR: "1", "PYTHONPATH": str(ROOT)})
 
 
 def reference_run(base: Path, strategy: str, seed: int, timeout: float) -> dict:
@@ -293,8 +287,8 @@ def show(path: Path) -> None:
     console.print(f"summary: {json.dumps(data['summary'])}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.faults", description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="chooses the kill points (the run's seed is --run-seed)")
     parser.add_argument("--run-seed", type=int, default=1000)
@@ -305,7 +299,21 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--show", action="store_true", help="print the table of --results and exit")
-    args = parser.parse_args()
+    parser.add_argument("--dry-run", action="store_true", help="print the reference run and the outputs; run nothing")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.dry_run:
+        ref = args.runs / "reference"
+        return dry_run("faults", {
+            "reference run": shlex.join(cli_args(ref / "run", ref / "cache", args.strategy, args.run_seed, False)),
+            "then": f"{args.kills} kill(s) (kill points from seed {args.seed}), each resumed up to "
+                    f"{args.max_restarts} time(s), {args.attempts} attempt(s) per target phase",
+            "run directories": args.runs,
+            "results": f"{args.results} (read by --show)" if args.show else args.results,
+        })
     if args.show:
         return show(args.results)
     rng = random.Random(args.seed)
@@ -341,11 +349,9 @@ def main() -> None:
                    "phases": list(PHASES)},
         "reference": {"seconds": reference["seconds"], "occurrences": reference["occurrences"]},
         "kills": kills,
-        "measured_at_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                             text=True, check=False).stdout.strip() or None,
+        "measured_at_commit": measured_at_commit(),
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2))
+    write_json(args.results, result, newline=False)
     print(f"[faults] summary: {json.dumps(summary)}; results: {args.results}", flush=True)
 
 

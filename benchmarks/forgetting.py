@@ -6,8 +6,9 @@ success on the tasks that were pretrained but never selected, pretrained vs afte
 round, with Wilson 95% intervals — plus the selected tasks, so a mode that "keeps" by not
 learning is visible too.
 
-    python benchmarks/forgetting.py                    # all modes; resumes unfinished runs
-    python benchmarks/forgetting.py --modes shared lora_per_task
+    python -m benchmarks.forgetting                    # all modes; resumes unfinished runs
+    python -m benchmarks.forgetting --modes shared lora_per_task
+    python -m benchmarks.forgetting --dry-run          # each mode's run and the outputs, nothing run
 
 Each mode's run directory lives under ``benchmarks/runs/forgetting/<mode>`` (not committed) and
 is resumed from its ledger if interrupted; ``benchmarks/results/forgetting.{json,png}`` is
@@ -16,16 +17,14 @@ rewritten after every finished mode, with ``"partial": true`` until all modes ar
 
 import argparse
 import json
-import os
-import subprocess
-import sys
+import shlex
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-RUNS = ROOT / "benchmarks" / "runs" / "forgetting"
+from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, ledger_events, pyplot, run_cli, write_json
+
+RESULTS = RESULTS_DIR
+RUNS = RUNS_DIR / "forgetting"
 MODES = {
     "shared": ["--amf.isolation=shared"],
     "shared_replay": ["--amf.isolation=shared_replay", "--amf.replay_fraction=0.5"],
@@ -33,18 +32,24 @@ MODES = {
 }
 
 
-def run_mode(name: str, extra: list[str]) -> Path:
+def mode_args(name: str) -> list[str] | None:
+    """The CLI flags that run (or resume) mode ``name``; None when its run is finished."""
     out = RUNS / name
-    args = [sys.executable, "-m", "lerobot_amf.train", f"--config_path={ROOT / 'recipes' / 'metaworld_default.json'}",
-            f"--output_dir={out}", *extra]
-    ledger = out / "amf_ledger.jsonl"
-    if ledger.exists():
-        if any(json.loads(line)["event"] == "run_end" for line in ledger.read_text().splitlines()):
-            return out
+    args = [f"--config_path={ROOT / RECIPE}", f"--output_dir={out}", *MODES[name]]
+    events = ledger_events(out)
+    if "run_end" in events:
+        return None
+    if events:
         args.append("--resume=true")
-    print(f"[forgetting] {name}: {' '.join(args[3:])}", flush=True)
-    subprocess.run(args, check=True, cwd=ROOT)
-    return out
+    return args
+
+
+def run_mode(name: str) -> Path:
+    args = mode_args(name)
+    if args is not None:
+        print(f"[forgetting] {name}: {' '.join(args)}", flush=True)
+        run_cli(args, check=True)
+    return RUNS / name
 
 
 def summarise(name: str, out: Path) -> dict:
@@ -71,11 +76,7 @@ def summarise(name: str, out: Path) -> dict:
 
 
 def plot(rows: list[dict], path: Path, partial: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     bars = []
     for row in rows:
         bars.append((row["mode"], row))
@@ -108,20 +109,33 @@ def plot(rows: list[dict], path: Path, partial: bool) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.forgetting", description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    args = parser.parse_args()
+    parser.add_argument("--dry-run", action="store_true", help="print each mode's run and the outputs; run nothing")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.dry_run:
+        runs = {name: mode_args(name) for name in args.modes}
+        return dry_run("forgetting", {
+            "modes": [f"{name}: " + ("finished, only read" if a is None else shlex.join(a))
+                      for name, a in runs.items()],
+            "run directories": RUNS,
+            "results": [RESULTS / "forgetting.json", RESULTS / "forgetting.png"],
+        })
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.modes:
         start = time.perf_counter()
-        out = run_mode(name, MODES[name])
+        out = run_mode(name)
         rows.append({**summarise(name, out), "wall_seconds_this_invocation": round(time.perf_counter() - start, 1)})
         partial = len(rows) < len(MODES)
         result = {"benchmark": "forgetting", "partial": partial, "modes_done": [r["mode"] for r in rows],
-                  "recipe": "recipes/metaworld_default.json", "rows": rows}
-        (RESULTS / "forgetting.json").write_text(json.dumps(result, indent=2))
+                  "recipe": RECIPE.as_posix(), "rows": rows}
+        write_json(RESULTS / "forgetting.json", result, newline=False)
         plot(rows, RESULTS / "forgetting.png", partial)
         for r in rows:
             ns, s = r["not_selected"], r["selected"]

@@ -10,11 +10,12 @@ study's pool, allocation, budget and evaluation) for one (setting, seed, strateg
   generalist and on the same evaluation seeds;
 * budget 16 demos = 4 rounds x 4, 20 evaluation episodes per task on fixed seeds.
 
-    python benchmarks/sample_efficiency.py --pilot        # once: which tasks can be "covered"
-    python benchmarks/sample_efficiency.py                # every planned cell; resumes, skips done
-    python benchmarks/sample_efficiency.py --max-cells 2  # two cells now, the rest another day
-    python benchmarks/sample_efficiency.py --jobs 2       # two seeds at a time, one core each
-    python benchmarks/sample_efficiency.py --summary-only # rebuild the summary from the cell files
+    python -m benchmarks.sample_efficiency --pilot        # once: which tasks can be "covered"
+    python -m benchmarks.sample_efficiency                # every planned cell; resumes, skips done
+    python -m benchmarks.sample_efficiency --max-cells 2  # two cells now, the rest another day
+    python -m benchmarks.sample_efficiency --jobs 2       # two seeds at a time, one core each
+    python -m benchmarks.sample_efficiency --summary-only # rebuild the summary from the cell files
+    python -m benchmarks.sample_efficiency --dry-run      # the cells it would run and the files, nothing run
 
 A run lives in ``benchmarks/runs/sample_efficiency/<cell>`` (not committed) and is continued
 with ``--resume=true`` when it stopped. A finished cell's compact result is written atomically
@@ -37,14 +38,12 @@ needs ``--results-dir`` so that its numbers never land among the committed resul
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -53,10 +52,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = Path("recipes") / "metaworld_default.json"
-RESULTS = ROOT / "benchmarks" / "results"
-RUNS = ROOT / "benchmarks" / "runs" / "sample_efficiency"
+from benchmarks.common import (RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, cli_env, dry_run, last_lines, ledger_events,
+                               pyplot, read_json, run_cli, write_json)
+
+RESULTS = RESULTS_DIR
+RUNS = RUNS_DIR / "sample_efficiency"
 SUMMARY_NAME = "sample_efficiency"
 PILOT_NAME = "sample_efficiency_pilot.json"
 
@@ -99,7 +99,7 @@ PILOT_TASKS = ("window-open-v3", "window-close-v3", "drawer-close-v3", "drawer-o
                "button-press-v3", "door-open-v3", "plate-slide-v3", "handle-press-v3", "faucet-open-v3",
                "faucet-close-v3", "coffee-button-v3")
 PILOT_DEMOS, PILOT_THRESHOLD, PILOT_SEED = 10, 0.6, 0
-# --smoke: a tiny policy and problem (the shape of tests/conftest.py's tiny configuration).
+# --smoke: a tiny policy and problem (the shape of common.TINY_ARGS, the tests' tiny configuration).
 SMOKE_ARGS = ["--policy.down_dims=[16,32]", "--policy.diffusion_step_embed_dim=16", "--policy.num_inference_steps=3",
               "--policy.scheduler_warmup_steps=2", "--env.episode_length=40", "--amf.rounds=2",
               "--amf.demos_per_round=2", "--amf.steps_per_round=6", "--amf.eval_episodes=2",
@@ -258,8 +258,7 @@ class Study:
         """One LeRobot home for the whole study: the seeds' generalists are cached there."""
         threads = {} if self.threads is None else {"OMP_NUM_THREADS": str(self.threads),
                                                    "MKL_NUM_THREADS": str(self.threads)}
-        return {**os.environ, "HF_LEROBOT_HOME": str(self.runs_dir / "lerobot_home"), "HF_HUB_OFFLINE": "1",
-                "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), **threads}
+        return cli_env(self.runs_dir / "lerobot_home", **threads)
 
     def planned_seeds(self) -> tuple[int, ...]:
         """The seeds the summary counts as planned: the whole study's, whatever runs now."""
@@ -303,14 +302,6 @@ def planned_cells(seeds) -> list[Cell]:
     return cells
 
 
-def write_json(path: Path, obj) -> None:
-    """Atomic: a stop while writing leaves the previous file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def portable(obj, study: Study):
     """``obj`` with this machine's paths replaced: the runs folder by its name in the repository
     (or ``<runs-dir>``), the repository root by ``.`` — results are committed, paths are not."""
@@ -321,20 +312,9 @@ def portable(obj, study: Study):
     return json.loads(text)
 
 
-def read_json(path: Path):
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def ledger_events(run_dir: Path) -> set[str]:
-    """The events a run's ledger holds (empty when there is no ledger)."""
-    from lerobot_amf.ledger import Ledger
-
-    return {rec["event"] for rec in Ledger(run_dir).records()}
-
-
-def run_cli(args: list[str], run_dir: Path, env: dict, log: Path | None = None) -> tuple[int, str]:
+def run_or_resume(args: list[str], run_dir: Path, env: dict, log: Path | None = None) -> tuple[int, str]:
     """Run (or resume) the CLI in ``run_dir``; its progress shows through, or goes to ``log``
-    (appended) when several runs share the terminal. (exit code, its last line)."""
+    (appended) when several runs share the terminal. (exit code, its last line: its error if it said one)."""
     events = ledger_events(run_dir)
     if "run_end" in events:
         return 0, ""
@@ -342,34 +322,11 @@ def run_cli(args: list[str], run_dir: Path, env: dict, log: Path | None = None) 
         args = [*args, "--resume=true"]
     elif run_dir.exists():  # stopped before its ledger began: nothing to keep
         shutil.rmtree(run_dir)
-    cmd = [sys.executable, "-m", "lerobot_amf.train", *args, f"--output_dir={run_dir}"]
-    print(f"[study] {shlex.join(cmd[3:])}", flush=True)
-    with contextlib.ExitStack() as stack:
-        out = None
-        if log is not None:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            out = stack.enter_context(open(log, "ab"))
-        sink = out or sys.stderr.buffer
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE)
-        tail = b""
-        try:
-            while chunk := os.read(proc.stderr.fileno(), 4096):
-                sink.write(chunk)
-                sink.flush()
-                tail = (tail + chunk)[-8192:]
-            code = proc.wait()
-        except BaseException:
-            proc.terminate()
-            proc.wait()
-            raise
-    lines = last_lines(tail)
+    args = [*args, f"--output_dir={run_dir}"]
+    print(f"[study] {shlex.join(args)}", flush=True)
+    code, lines = run_cli(args, env, log)
     errors = [ln for ln in lines if ln.startswith("lerobot-amf-train: error:")]
     return code, (errors or lines or [""])[-1]
-
-
-def last_lines(raw: bytes) -> list[str]:
-    """The non-empty lines of a run's output, progress-bar redraws split apart."""
-    return [ln.strip() for ln in raw.decode(errors="replace").replace("\r", "\n").splitlines() if ln.strip()]
 
 
 def selection_seconds(run_dir: Path) -> dict[int, float]:
@@ -461,7 +418,8 @@ def run_cell(cell: Cell, study: Study, quiet: bool = False) -> dict:
     timer = run_dir / "study_wall_seconds.json"  # wall time summed over the invocations of this cell
     start = time.perf_counter()
     try:
-        code, last_line = run_cli(cell.args(study), run_dir, study.env(), log_path(cell, study) if quiet else None)
+        code, last_line = run_or_resume(cell.args(study), run_dir, study.env(),
+                                        log_path(cell, study) if quiet else None)
     finally:
         total = (read_json(timer) or 0.0) + time.perf_counter() - start
         if run_dir.exists():
@@ -496,8 +454,8 @@ def seed_queues(cells: list[Cell]) -> list[list[Cell]]:
     return list(queues.values())
 
 
-def run_study(study: Study, cells: list[Cell], max_cells: int | None, jobs: int = 1) -> None:
-    start = time.perf_counter()
+def cells_to_run(study: Study, cells: list[Cell]) -> list[Cell]:
+    """The cells without a complete result file (a complete one must have the flags run now)."""
     todo = []
     for cell in cells:
         done = read_json(study.cells_dir / f"{cell.name}.json")
@@ -505,6 +463,12 @@ def run_study(study: Study, cells: list[Cell], max_cells: int | None, jobs: int 
             check_same_args(cell, study, done)
         else:
             todo.append(cell)
+    return todo
+
+
+def run_study(study: Study, cells: list[Cell], max_cells: int | None, jobs: int = 1) -> None:
+    start = time.perf_counter()
+    todo = cells_to_run(study, cells)
     print(f"[study] {len(cells) - len(todo)} of {len(cells)} selected cells done, {len(todo)} to run"
           + (f", {jobs} seeds at a time" if jobs > 1 else ""), flush=True)
     lock, started, running = threading.Lock(), [0], {}
@@ -739,11 +703,7 @@ def _rate_ci(entry: dict) -> dict:
 
 def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
     """Three PNGs from the cells that exist; titles say PARTIAL until every planned cell is done."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tag = " (PARTIAL)" if summary["partial"] else ""
     colour = {name: f"C{i}" for i, name in enumerate(STRATEGIES)}
     groups = [(s, i, g) for s, body in summary["settings"].items() for i, g in body["isolations"].items()]
@@ -815,14 +775,13 @@ def write_summary(study: Study) -> dict:
 # The pilot: which tasks does a generalist learn with ~10 demos each?
 
 
-def run_pilot(study: Study, tasks: list[str], steps: int | None, threshold: float) -> dict:
-    """Pretrain one balanced generalist on ``tasks`` and read its per-task success.
+def pilot_demos(study: Study) -> int:
+    return SMOKE_DEMOS[0] if study.smoke else PILOT_DEMOS
 
-    The CLI has no "pretrain only" mode, so the pilot is a run of one round of one demo with no
-    fine-tuning steps; only its pretrained evaluation is read.
-    """
-    n_demos = SMOKE_DEMOS[0] if study.smoke else PILOT_DEMOS
-    n_covered, n_under = len(study.covered), len(study.under_covered)
+
+def pilot_args(study: Study, tasks: list[str], steps: int | None) -> tuple[list[str], int]:
+    """The pilot's CLI flags (without --output_dir) and its pretraining steps."""
+    n_demos, n_covered, n_under = pilot_demos(study), len(study.covered), len(study.under_covered)
     if steps is None:  # the study's pretraining steps per pretraining demo, on the pilot's demos
         study_steps = 6 if study.smoke else json.loads((ROOT / RECIPE).read_text())["amf"]["pretrain"]["steps"]
         covered, under, _ = SMOKE_DEMOS if study.smoke else (COVERED_DEMOS, UNDER_COVERED_DEMOS, BALANCED_DEMOS)
@@ -831,9 +790,20 @@ def run_pilot(study: Study, tasks: list[str], steps: int | None, threshold: floa
         f"--env.task={','.join(tasks)}", f"--amf.pretrain.demos_per_task={json.dumps({t: n_demos for t in tasks})}",
         f"--amf.pretrain.steps={steps}", f"--seed={PILOT_SEED}", "--amf.strategy=uniform", "--amf.isolation=shared",
         "--amf.rounds=1", "--amf.demos_per_round=1", "--amf.steps_per_round=0"])
+    return args, steps
+
+
+def run_pilot(study: Study, tasks: list[str], steps: int | None, threshold: float) -> dict:
+    """Pretrain one balanced generalist on ``tasks`` and read its per-task success.
+
+    The CLI has no "pretrain only" mode, so the pilot is a run of one round of one demo with no
+    fine-tuning steps; only its pretrained evaluation is read.
+    """
+    n_demos, n_covered, n_under = pilot_demos(study), len(study.covered), len(study.under_covered)
+    args, steps = pilot_args(study, tasks, steps)
     run_dir = study.runs_dir / "pilot"
     start = time.perf_counter()
-    code, last_line = run_cli(args, run_dir, study.env())
+    code, last_line = run_or_resume(args, run_dir, study.env())
     seconds = time.perf_counter() - start
     if code != 0:
         sys.exit(f"sample_efficiency --pilot: the run failed (exit {code}): {portable(last_line, study)}")
@@ -859,8 +829,8 @@ def run_pilot(study: Study, tasks: list[str], steps: int | None, threshold: floa
 # ----------------------------------------------------------------------------------------------
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.sample_efficiency", description=__doc__.splitlines()[0])
     p.add_argument("--pilot", action="store_true", help="pretrain one balanced generalist on --pilot-tasks and "
                    "choose the covered / under-covered tasks")
     p.add_argument("--pilot-tasks", nargs="+", default=None)
@@ -884,6 +854,13 @@ def main(argv=None) -> None:
     p.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS.relative_to(ROOT)}")
     p.add_argument("--runs-dir", type=Path, default=None,
                    help=f"default: {RUNS.relative_to(ROOT)} (with --smoke: <results-dir>/runs)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the cells it would run (or the pilot) and the files it would write; run nothing")
+    return p
+
+
+def main(argv=None) -> None:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.smoke and args.results_dir is None:
         p.error("--smoke needs --results-dir (smoke numbers are never written among the committed results)")
@@ -905,19 +882,48 @@ def main(argv=None) -> None:
                   threads=threads)
     if args.pilot:
         tasks = args.pilot_tasks or ([*SMOKE_TASKS[0], *SMOKE_TASKS[1]] if args.smoke else list(PILOT_TASKS))
+        if args.dry_run:
+            return dry_run("sample_efficiency", {
+                "pilot": shlex.join([*pilot_args(study, tasks, args.pilot_steps)[0],
+                                     f"--output_dir={study.runs_dir / 'pilot'}"]),
+                "environment": f"HF_LEROBOT_HOME={study.env()['HF_LEROBOT_HOME']}",
+                "results": study.results_dir / PILOT_NAME})
         run_pilot(study, tasks, args.pilot_steps, args.pilot_threshold)
         return
-    if args.refresh:
+    if args.refresh and not args.dry_run:
         print(f"[study] refreshed {refresh_cells(study)} cell file(s) from their runs", flush=True)
+    cells = []
     if not args.summary_only:
         if not covered or not under:
             p.error(f"no covered / under-covered tasks: run --pilot first (writes {PILOT_NAME}) "
                     "or pass --covered and --under-covered")
         cells = [c for c in planned_cells(seeds) if c.setting in args.settings and c.strategy in args.strategies
                  and c.isolation in args.isolations]
+    if args.dry_run:
+        return dry_run_study(study, cells, args)
+    if not args.summary_only:
         run_study(study, cells, args.max_cells, args.jobs)
     summary = write_summary(study)
     print(json.dumps(summary["headline"], indent=2), flush=True)
+
+
+def dry_run_study(study: Study, cells: list[Cell], args) -> None:
+    """What ``main`` would run and write: each selected cell (done, or its CLI flags), the files."""
+    todo = set(cells_to_run(study, cells))
+    now = len(todo) if args.max_cells is None else min(len(todo), args.max_cells)
+    dry_run("sample_efficiency", {
+        "covered": ", ".join(study.covered) or "-", "under-covered": ", ".join(study.under_covered) or "-",
+        "seeds": " ".join(map(str, study.seeds)),
+        "refresh": "the complete cell files from their runs" if args.refresh else "no",
+        f"cells ({len(cells) - len(todo)} of {len(cells)} selected done, {now} to run now, "
+        f"{args.jobs} seed(s) at a time, torch threads {study.threads or 'default'})": [
+            f"{c.name}: " + (shlex.join([*c.args(study), f"--output_dir={study.runs_dir / c.name}"]) if c in todo
+                             else "done") for c in cells],
+        "run directories": study.runs_dir,
+        "cell files": study.cells_dir,
+        "summary": [study.results_dir / f"{SUMMARY_NAME}{suffix}" for suffix in
+                    (".json", ".md", "_success_vs_demos.png", "_under_covered_share.png", "_paired.png")],
+    })
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@
     task that weighs it at all), against one fine-tuning round as the study runs it (300 steps,
     batch 64, half of each batch replayed pretraining demos); picks and scores side by side
 
-    python benchmarks/selection_cost.py            # writes benchmarks/results/selection_cost.{json,png}
+    python -m benchmarks.selection_cost            # writes benchmarks/results/selection_cost.{json,png}
+    python -m benchmarks.selection_cost --dry-run  # the parts and the outputs, nothing run
 """
 
+import argparse
 import dataclasses
 import json
 import os
@@ -28,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, pyplot, write_json
+
+RESULTS = RESULTS_DIR
 
 
 def recipe_policy():
@@ -38,7 +41,7 @@ def recipe_policy():
     from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
-    recipe = json.loads((Path(__file__).parents[1] / "recipes" / "metaworld_default.json").read_text())["policy"]
+    recipe = json.loads((ROOT / RECIPE).read_text())["policy"]
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in recipe.items() if k != "type"}
     cfg = DiffusionConfig(
         input_features={"observation.state": PolicyFeature(FeatureType.STATE, (39,)),
@@ -50,7 +53,8 @@ def recipe_policy():
 
 def bench_embedding(policy, batch_size=256, repeats=5):
     from lerobot_amf.configs import AMFSelectionConfig
-    from lerobot_amf.embeddings import DEFAULT_TARGET, make_embedder
+    from lerobot_amf.embeddings.kinds import DEFAULT_TARGET
+    from lerobot_amf.families import make_embedder
 
     cfg = policy.config
     b = {"observation.state": torch.randn(batch_size, cfg.n_obs_steps, 39),
@@ -142,7 +146,7 @@ def bench_selection_vs_round(policy):
             "ratio": t_sel / metrics["seconds"], "picks": sel.tasks}
 
 
-STUDY_RUN = Path(__file__).parent / "runs" / "sample_efficiency" / "skewed__seed1__amf__shared_replay"
+STUDY_RUN = RUNS_DIR / "sample_efficiency" / "skewed__seed1__amf__shared_replay"
 
 
 def bench_study_selection(run_dir: Path = STUDY_RUN, repeats: int = 2, steps: int = 300):
@@ -250,9 +254,24 @@ def bench_scoring(n_tasks=90, n_targets=10_000, dim=1024, states_per_task=100):
     return out
 
 
-def main():
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.selection_cost", description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="print the parts and the outputs; run nothing")
+    return parser
+
+
+def main(argv=None):
     from lerobot_amf.envs import metaworld_state  # noqa: F401  (registers the env)
 
+    args = build_parser().parse_args(argv)
+    if args.dry_run:
+        return dry_run("selection_cost", {
+            "parts": ["(a) embedding vs forward throughput, recipe-sized diffusion policy",
+                      "(c) greedy scoring, 90 tasks x 10k states, d=1024, float32 and float64",
+                      "(b) one amf selection vs one fine-tuning round (300 steps, batch 64)",
+                      f"(d) selection at the study's size on {STUDY_RUN.name}: "
+                      + ("present" if (STUDY_RUN / "amf_ledger.jsonl").exists() else "absent, skipped")],
+            "results": [RESULTS / "selection_cost.json", RESULTS / "selection_cost.png"]})
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     policy = recipe_policy()
     out = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
@@ -271,11 +290,10 @@ def main():
     out["study_selection_vs_round"] = bench_study_selection()
     if out["study_selection_vs_round"] is None:
         out["study_selection_vs_round"] = {"skipped": f"no study run at benchmarks/runs/sample_efficiency/{STUDY_RUN.name} "
-                                                      "(python benchmarks/sample_efficiency.py makes it)"}
+                                                      "(python -m benchmarks.sample_efficiency makes it)"}
     print(json.dumps(out["study_selection_vs_round"], indent=1), flush=True)
     out["machine"]["load_average_at_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "selection_cost.json").write_text(json.dumps(out, indent=2, default=float))
+    write_json(RESULTS / "selection_cost.json", out, newline=False, default=float)
     plot(out)
     a = out["embedding_vs_forward"]
     print(f"(a) embedding/training-forward throughput  = {a['ratio_vs_training']:.2f} (goal >= 0.8)")
@@ -291,11 +309,7 @@ def main():
 
 
 def plot(out):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     d = out.get("study_selection_vs_round") or {"skipped": "not run"}
     fig, axes = plt.subplots(1, 3 if "skipped" in d else 4, figsize=(11 if "skipped" in d else 14.5, 3.4))
     a = out["embedding_vs_forward"]

@@ -50,7 +50,8 @@ class PretrainConfig:
 
 @dataclass
 class AMFConfig:
-    # Which tasks the next demos are for: amf | uniform | random | least_demonstrated | rebalancing.
+    # Which tasks the next demos are for: amf | uniform | random | least_demonstrated | rebalancing |
+    # lowest_success.
     strategy: str = "uniform"
     # Task pool, comma-separated (default: the env's task list).
     tasks: str | None = None

@@ -93,6 +93,8 @@ class Ledger:
                     state.episodes.append(demo)
             elif rec["event"] == "round_end":
                 state.rounds_done = max(state.rounds_done, rec["round"] + 1)
+            elif rec["event"] == "eval":
+                state.evals.setdefault(rec["round"], rec)  # a round's first variant: the run's own model
         return state
 
 
@@ -106,6 +108,11 @@ class LedgerState:
     rounds_done: int = 0
     selections: dict[int, dict] = field(default_factory=dict)  # round -> its (last) selection record
     pulled_rounds: set[int] = field(default_factory=set)  # rounds whose demos are recorded
+    evals: dict[int, dict] = field(default_factory=dict)  # round (-1: pretrained) -> its first eval record
+
+    def latest_success(self) -> dict[str, dict] | None:
+        """Per task, the latest evaluation of the run's own model (None before any)."""
+        return self.evals[max(self.evals)]["per_task"] if self.evals else None
 
 
 def _parse(raw: bytes) -> dict | None:

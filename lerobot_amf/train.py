@@ -289,6 +289,7 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
             counts={t: state.counts.get(t, 0) for t in plan.pool},
             capacity={t: run.source.remaining(t, run.taken(state)) for t in plan.pool},
             rng=np.random.default_rng([run.cfg.seed or 0, r]), pretrain_counts=run.pretrain_counts,
+            success=state.latest_success(),
             policy=selection_policy, preprocessor=run.preprocessor,
             postprocessor=run.postprocessor, env_cfg=run.cfg.env, accelerator=run.accelerator,
             demo_dataset=run.demos if state.episodes else None,

@@ -3,6 +3,7 @@
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
 from lerobot_amf.selection.baselines import (
     LeastDemonstratedStrategy,
+    LowestSuccessStrategy,
     RandomStrategy,
     RebalancingStrategy,
     UniformStrategy,
@@ -10,7 +11,8 @@ from lerobot_amf.selection.baselines import (
 
 BASELINES: dict[str, type[Strategy]] = {
     cls.name: cls
-    for cls in (UniformStrategy, RandomStrategy, LeastDemonstratedStrategy, RebalancingStrategy)
+    for cls in (UniformStrategy, RandomStrategy, LeastDemonstratedStrategy, RebalancingStrategy,
+                LowestSuccessStrategy)
 }
 
 

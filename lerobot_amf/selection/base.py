@@ -26,6 +26,9 @@ class SelectionContext:
     capacity: dict[str, int | None]  # demos the source can still give per task (None: unlimited)
     rng: np.random.Generator  # seeded per round: same seed -> same selections
     pretrain_counts: dict[str, int] | None = None  # privileged (rebalancing); None if unknown
+    # The latest evaluation of the run's own model, per task: {"successes", "episodes", ...};
+    # None where nothing was evaluated (no simulator).
+    success: dict[str, dict] | None = None
     # For model-based strategies (AMF): the current policy and the data in hand.
     policy: Any = None
     preprocessor: Any = None

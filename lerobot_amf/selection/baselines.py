@@ -74,6 +74,41 @@ class LeastDemonstratedStrategy(Strategy):
                          reason="least_demonstrated: fewest demos in D so far")
 
 
+class LowestSuccessStrategy(Strategy):
+    """The practitioner's heuristic: demos for the tasks the latest evaluation says fail most.
+
+    A task's failure rate is the mean of a Beta posterior (uniform prior) on the latest
+    evaluation's episodes, ``(failures + 1) / (episodes + 2)``, times μ(c). A round's demos go to
+    tasks in proportion to it: each pick divides its task's score by one more than the demos it
+    already got this round (the D'Hondt rule), so a round concentrates on one task only when its
+    failure rate is that much higher. Ties: fewer demos in hand first, then a seeded random order.
+    Uses no pretraining counts; needs an evaluation (a simulator).
+    """
+
+    name = "lowest_success"
+
+    def select(self, ctx: SelectionContext, n: int) -> Selection:
+        if ctx.success is None:
+            raise AMFInputError("amf.strategy=lowest_success needs an evaluation of every pool task "
+                                "(a simulator); without one use amf or uniform.")
+        failure = {t: failure_rate(ctx.success.get(t)) for t in ctx.pool}
+
+        def share(task, extra):
+            return (-ctx.target_weights[task] * failure[task] / (1 + extra), ctx.counts.get(task, 0) + extra)
+
+        tasks = greedy_fill(ctx, n, share)
+        return Selection(tasks, scores={t: round(failure[t], 4) for t in ctx.pool},
+                         reason="lowest_success: demos in proportion to mu(c) x estimated failure rate "
+                                "(Beta posterior on the latest evaluation), ties to fewer demos in hand")
+
+
+def failure_rate(entry: dict | None) -> float:
+    """Posterior mean failure rate under a uniform Beta prior; 0.5 for a task never evaluated."""
+    if not entry:
+        return 0.5
+    return (entry["episodes"] - entry["successes"] + 1) / (entry["episodes"] + 2)
+
+
 class RebalancingStrategy(Strategy):
     """Privileged: knows the pretraining demos per task and fills the least covered tasks.
 

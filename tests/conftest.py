@@ -11,31 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-# A tiny but complete configuration of the embedded default: real diffusion policy, real
-# Metaworld, real LeRobot datasets and checkpoints; small enough for 2 CPU cores.
-TINY_ARGS = [
-    "--policy.type=diffusion",
-    "--policy.down_dims=[16,32]",
-    "--policy.diffusion_step_embed_dim=16",
-    "--policy.device=cpu",
-    "--policy.push_to_hub=false",
-    "--policy.noise_scheduler_type=DDIM",
-    "--policy.num_inference_steps=3",
-    "--policy.scheduler_warmup_steps=2",
-    "--env.type=mw_state",
-    "--env.task=reach-v3,drawer-close-v3",
-    "--env.episode_length=40",
-    "--amf.rounds=2",
-    "--amf.demos_per_round=2",
-    "--amf.steps_per_round=6",
-    "--amf.eval_episodes=2",
-    "--amf.eval_batch_size=2",
-    "--amf.pretrain.steps=6",
-    "--amf.pretrain.demos_covered=2",
-    "--amf.pretrain.demos_uncovered=1",
-    "--batch_size=8",
-    "--num_workers=0",
-]
+# A tiny but complete configuration of the embedded default (its one home is the benchmarks').
+from benchmarks.common import TINY_ARGS  # noqa: E402
 
 
 def run_cli(args, home: Path, check=True, timeout=600):
@@ -143,3 +120,15 @@ def libero_rendering():
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         pytest.skip(f"LIBERO rendering is impossible here: MuJoCo cannot create an EGL context ({last})")
+
+
+# ---- the fault-injection benchmark (benchmarks/faults.py), for the phase-marker and fault tests ----
+def load_faults():
+    """``benchmarks/faults.py`` as a module of its own, loaded from its file."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "faults.py"
+    spec = importlib.util.spec_from_file_location("faults", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import AMF_ARGS, TINY_ARGS, read_jsonl
 
+pytestmark = pytest.mark.slow  # two training processes
+
 
 def run_two_processes(args, home):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_LEROBOT_HOME": str(home), "OMP_NUM_THREADS": "1"}

@@ -1,11 +1,31 @@
+"""The run's demo dataset (``data.py``): demos appended across calls, the episode-aware sampler
+workaround, per-episode stats, fast frame and window reads equal to ``__getitem__``; and its crash
+safety: demos written but never recorded in the ledger are dropped on repair (also when a real
+writer is stopped with SIGKILL mid-write), recorded but not swapped demos are put in place."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.datasets.sampler import EpisodeAwareSampler
 
-from lerobot_amf.data import episode_aware_sampler, episodes_stats, fast_window_reads, read_frames, write_demos
-from lerobot_amf.sources.metaworld import MetaworldExpertSource
+from lerobot_amf.data import (READY_SUFFIX, _stage, count_episodes, episode_aware_sampler, episodes_stats,
+                              fast_window_reads, read_frames, repair_demo_dataset, write_demos)
+from lerobot_amf.errors import AMFInputError
+from lerobot_amf.ledger import Ledger
+from lerobot_amf.sources.base import Demo
+from lerobot_amf.sources.metaworld import MetaworldExpertSource, demo_features
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURES = demo_features()
 
 
 def _build(tmp_path):
@@ -100,3 +120,124 @@ def test_fast_window_reads_give_getitems_items_bit_for_bit(tmp_path, episodes):
     assert fast._query_hf_dataset.columns is not None  # the columns were read, and are reused
     again = pickle.loads(pickle.dumps(fast))  # DataLoader workers started by spawn pickle the dataset
     assert torch.equal(again[some[2]]["action"], plain[some[2]]["action"])
+
+
+# ------------------------------------------------------------- crash safety of the demo dataset
+def fake_demo(i: int, task: str = "reach-v3", length: int | None = None) -> Demo:
+    """A demo with the embedded source's features and recognisable values (row t of demo i = i + t/1000)."""
+    length = length or 10 + i
+    frames = {k: (i + np.arange(length)[:, None] / 1000 + np.zeros((length, *f["shape"]))).astype(np.float32)
+              for k, f in FEATURES.items()}
+    return Demo(f"test/{task}/{i}", task, f"do {task}", frames, {"seed": i})
+
+
+def write_round(ledger: Ledger, root: Path, r: int, demos: list[Demo]) -> list[dict]:
+    """One round's demos, written and recorded the way the round loop does it."""
+    return write_demos("local/test", root, 10, FEATURES, demos,
+                       record=lambda records: ledger.append("demos_pulled", round=r, demos=records))
+
+
+def frames_of(root: Path) -> dict[str, np.ndarray]:
+    ds = LeRobotDataset("local/test", root=root)
+    cols = ds.hf_dataset.with_format("numpy")
+    return {k: np.asarray(cols[k]) for k in ("observation.state", "action", "episode_index", "index", "task_index")}
+
+
+def test_unrecorded_complete_episode_is_removed_and_lerobot_reopens_the_rest(tmp_path):
+    root, ledger = tmp_path / "run" / "demos", Ledger(tmp_path / "run")
+    demos = [fake_demo(i) for i in range(5)]
+    write_round(ledger, root, 0, demos[:2])
+    write_round(ledger, root, 1, demos[2:4])
+    write_demos("local/test", root, 10, FEATURES, demos[4:])  # written in place, never recorded
+    assert count_episodes(root) == 5
+    report = repair_demo_dataset(root, ledger.state().episodes, "local/test")
+    assert report.changed and report.on_disk_before == 5
+    ds = LeRobotDataset("local/test", root=root)
+    assert ds.num_episodes == 4 and ds.num_frames == sum(d.length for d in demos[:4])
+    reference = tmp_path / "reference"
+    write_demos("local/test", reference, 10, FEATURES, demos[:4])
+    got, want = frames_of(root), frames_of(reference)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    np.testing.assert_allclose(ds.meta.stats["action"]["max"], LeRobotDataset("local/test", root=reference).meta.stats["action"]["max"])
+    assert not repair_demo_dataset(root, ledger.state().episodes, "local/test").changed  # idempotent
+
+
+@pytest.mark.slow
+def test_demos_stopped_mid_write_are_dropped_on_repair(tmp_path):
+    """A real process writing demos is SIGKILLed while the episodes are half-written."""
+    run, root = tmp_path / "run", tmp_path / "run" / "demos"
+    ledger = Ledger(run)
+    write_round(ledger, root, 0, [fake_demo(0), fake_demo(1)])
+    committed = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    script = textwrap.dedent(f"""
+        import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
+        from pathlib import Path
+        from test_data import FEATURES, fake_demo
+        from lerobot_amf.data import write_demos
+        from lerobot_amf.ledger import Ledger
+        ledger = Ledger({str(run)!r})
+        write_demos("local/test", Path({str(root)!r}), 10, FEATURES, [fake_demo(i, length=40) for i in range(2, 400)],
+                    record=lambda recs: ledger.append("demos_pulled", round=1, demos=recs))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    tmp = root.with_name("demos.tmp")
+    deadline = time.time() + 120
+    while not (tmp / "data").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # some episodes into the new data file
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert tmp.exists() and proc.returncode == -signal.SIGKILL, "the stop did not land mid-write"
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == committed  # never written in place
+    report = repair_demo_dataset(root, ledger.state().episodes, "local/test")
+    assert not tmp.exists() and "never recorded" in str(report)
+    ds = LeRobotDataset("local/test", root=root)
+    assert ds.num_episodes == 2 and ds.num_frames == fake_demo(0).length + fake_demo(1).length
+    # the resumed round writes the same demos again: each exactly once
+    write_round(ledger, root, 1, [fake_demo(2)])
+    assert LeRobotDataset("local/test", root=root).num_episodes == 3 == len(ledger.state().episodes)
+
+
+@pytest.mark.parametrize("half_swapped", [False, True])
+def test_recorded_but_not_swapped_demos_are_put_in_place(tmp_path, half_swapped):
+    run, root = tmp_path / "run", tmp_path / "run" / "demos"
+    ledger = Ledger(run)
+    write_round(ledger, root, 0, [fake_demo(0)])
+    ready, records = _stage("local/test", root, 10, FEATURES, [fake_demo(1), fake_demo(2)])
+    ledger.append("demos_pulled", round=1, demos=records)  # the stop comes after the record ...
+    if half_swapped:  # ... or even between the two renames of the swap
+        os.rename(root, root.with_name("demos.old"))
+    report = repair_demo_dataset(root, ledger.state().episodes, "local/test")
+    assert report.changed and not ready.exists() and not root.with_name("demos.old").exists()
+    assert LeRobotDataset("local/test", root=root).num_episodes == 3
+
+
+def test_unrecorded_ready_demos_are_dropped(tmp_path):
+    run, root = tmp_path / "run", tmp_path / "run" / "demos"
+    ledger = Ledger(run)
+    write_round(ledger, root, 0, [fake_demo(0)])
+    _stage("local/test", root, 10, FEATURES, [fake_demo(1)])  # written, stop before the record
+    repair_demo_dataset(root, ledger.state().episodes, "local/test")
+    assert not root.with_name("demos" + READY_SUFFIX).exists() and count_episodes(root) == 1
+
+
+def test_staging_leaves_the_committed_files_untouched(tmp_path):
+    """The staging copy hard-links data files: LeRobot must never write into them."""
+    root, ledger = tmp_path / "run" / "demos", Ledger(tmp_path / "run")
+    write_round(ledger, root, 0, [fake_demo(0), fake_demo(1)])
+    before = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    ready, _ = _stage("local/test", root, 10, FEATURES, [fake_demo(2)])
+    assert {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert LeRobotDataset("local/test", root=ready).num_episodes == 3
+
+
+def test_missing_recorded_demos_and_wrong_lengths_are_input_errors(tmp_path):
+    root, ledger = tmp_path / "run" / "demos", Ledger(tmp_path / "run")
+    write_round(ledger, root, 0, [fake_demo(0), fake_demo(1)])
+    episodes = ledger.state().episodes
+    with pytest.raises(AMFInputError, match="episodes 2..2 are missing"):
+        repair_demo_dataset(root, [*episodes, {**episodes[1], "episode_index": 2}], "local/test")
+    with pytest.raises(AMFInputError, match="episode 1 has 11 frames, the ledger records 99"):
+        repair_demo_dataset(root, [episodes[0], {**episodes[1], "length": 99}], "local/test")

@@ -1,4 +1,4 @@
-"""Loss-gradient embeddings (AMF §2): closed form vs autograd on real tiny LeRobot policies
+"""Loss-gradient embeddings (docs/method.md, "Kernel: loss-gradient embeddings"): closed form vs autograd on real tiny LeRobot policies
 (diffusion, ACT) and on flow-matching stand-ins; the seeded JL projection."""
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
 from conftest import ACTION, ENV, STATE, diffusion_batch, features
-from lerobot_amf.embeddings import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS, RandomProjection, make_embedder
+from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS
+from lerobot_amf.embeddings.projection import RandomProjection
+from lerobot_amf.families import kernel_embedder, make_embedder
 from lerobot_amf.families.act import ACTEmbedder
 from lerobot_amf.families.diffusion import DiffusionEmbedder
 from lerobot_amf.families.flow import FlowEmbedder
-from lerobot_amf.selection.amf import kernel_embedder
 from lerobot_amf.selection.config import AMFSelectionConfig
 
 TOKENS, TOKEN_MASK = "observation.language.tokens", "observation.language.attention_mask"

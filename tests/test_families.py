@@ -11,7 +11,7 @@ from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from peft import LoraConfig, get_peft_model
 
 from conftest import ENV, STATE, diffusion_batch, features
-from lerobot_amf.embeddings import make_embedder
+from lerobot_amf.families import make_embedder
 from lerobot_amf.families import base as families_base
 from lerobot_amf.families import PolicyFamily, family_of, register_family, supported_types
 from lerobot_amf.families.act import ACTEmbedder, ACTFamily
@@ -56,13 +56,13 @@ def test_family_of_a_policy_looks_through_peft_and_finds_its_last_layer():
     policy = tiny_diffusion()
     family = family_of(policy)
     assert isinstance(family, DiffusionFamily)
-    assert family.last_layer(policy) is policy.diffusion.unet.final_conv[1]
+    assert family.embedder_class.head_layers(policy)[-1] is policy.diffusion.unet.final_conv[1]
     assert family.embedder_class.head_layers(policy)[-2] is policy.diffusion.unet.final_conv[0].block[0]
     wrapped = get_peft_model(policy, LoraConfig(target_modules=family.lora_targets, r=2))
     assert family_of(wrapped) is family
     assert isinstance(make_embedder(wrapped, n_draws=1), DiffusionEmbedder)
     act = tiny_act()
-    assert family_of(act).last_layer(act) is act.model.action_head
+    assert family_of(act).embedder_class.head_layers(act)[-1] is act.model.action_head
     assert act.get_submodule(family_of(act).head_module) is act.model.action_head
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 
 import pytest
 import torch
 
+from lerobot_amf.errors import AMFInputError
 from lerobot_amf.selection.gp import (
     CandidateDemo,
     GreedyResult,
@@ -93,6 +95,12 @@ def test_fractional_weight_equals_repeated_observation():
     torch.testing.assert_close(a.variance(tgt), b.variance(tgt), rtol=1e-10, atol=0)
 
 
+def variance_after(post, tgt, new, new_w=None):
+    """The targets' variance had ``new`` also been observed: greedy's rank update, the posterior untouched."""
+    z = post.whiten(tgt)
+    return post.whitened_variance(z) - post.variance_reductions(z, [post.update_factor(new, new_w)])[0]
+
+
 @pytest.mark.parametrize("t_new", [1, 4, 25])  # 25 > d exercises the rank-compression path
 @pytest.mark.parametrize("weighted", [False, True])
 def test_variance_after_matches_rebuilt_posterior(t_new: int, weighted: bool):
@@ -105,7 +113,7 @@ def test_variance_after_matches_rebuilt_posterior(t_new: int, weighted: bool):
     post.observe(obs, obs_w)
     before = post.variance(tgt)
 
-    got = post.variance_after(tgt, new, new_w)
+    got = variance_after(post, tgt, new, new_w)
 
     rebuilt = post.copy()
     rebuilt.observe(new, new_w)
@@ -120,7 +128,7 @@ def test_variance_after_zero_weight_rows_change_nothing():
     post = WeightSpacePosterior(5, 0.1, 1.0)
     post.observe(_rand(gen, 3, 5))
     tgt, new = _rand(gen, 4, 5), _rand(gen, 6, 5)
-    torch.testing.assert_close(post.variance_after(tgt, new, torch.zeros(6, dtype=D)), post.variance(tgt))
+    torch.testing.assert_close(variance_after(post, tgt, new, torch.zeros(6, dtype=D)), post.variance(tgt))
 
 
 def test_copy_is_independent():
@@ -263,7 +271,7 @@ def test_capacity_respected():
     free = greedy64(post, cands, (tgt, None), batch_size=3)
     assert free.picks[0] == "big"
     res = greedy64(post, cands, (tgt, None), batch_size=4, allowed={"big": 1, "small": 2, "none": 0})
-    assert res.counts() == {"big": 1, "small": 2}  # stops early: capacity exhausted
+    assert Counter(res.picks) == {"big": 1, "small": 2}  # stops early: capacity exhausted
     assert res.picks[0] == "big"
     assert all("none" not in s for s in res.step_scores)
     assert "big" not in res.step_scores[1]
@@ -385,3 +393,25 @@ def test_calibrated_noise_lets_one_demo_remove_at_most_the_asked_share_of_its_ta
     # a smaller σ² than the calibrated one lets some demo remove more than half
     _, more = calibrate_noise(fantasies, own, kappa, max_fraction=0.8)
     assert max(more.values()) == pytest.approx(0.8, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# non-finite embeddings
+
+
+def test_non_finite_embeddings_stop_selection_naming_the_task():
+    from lerobot_amf.selection.gp import WeightSpacePosterior, check_finite_embeddings, greedy_batch
+
+    good = torch.randn(6, 4, dtype=torch.float64)
+    bad = good.clone()
+    bad[2, 1] = float("nan")
+    post = WeightSpacePosterior(4, sigma2=1.0)
+    assert greedy_batch(post, {"a": (good, None), "b": (good, None)}, (good, None), 2).picks  # finite: fine
+    with pytest.raises(AMFInputError, match=r"candidate embeddings for: b \(1 of 6 rows\)"):
+        greedy_batch(post, {"a": (good, None), "b": (bad, None)}, (good, None), 2)
+    inf = good.clone()
+    inf[0, 0] = float("inf")
+    with pytest.raises(AMFInputError, match="target embeddings"):
+        greedy_batch(post, {"a": (good, None)}, (inf, None), 1)
+    with pytest.raises(AMFInputError, match="reach-v3"):
+        check_finite_embeddings({"reach-v3": bad, "drawer-close-v3": good})

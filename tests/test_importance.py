@@ -98,9 +98,7 @@ def test_summary_and_collapsed_mask():
     summ = summarize_importance(w, task_names=["a", "b", "c"])
     assert isinstance(summ, ImportanceSummary) and summ.n_demos == n
     assert summ.collapsed(2.0).tolist() == [False, False, True]
-    assert summ.collapsed(0.5, relative=True).tolist() == [False, False, True]
-    assert summ.as_dict()["a"] == pytest.approx(10.0)
-    torch.testing.assert_close(summ.ess_fraction[:2], torch.ones(2, dtype=D))
+    assert summ.as_dict()["a"] == pytest.approx(10.0) and summ.as_dict()["b"] == pytest.approx(10.0)
 
 
 def test_bad_inputs_raise():

@@ -25,7 +25,7 @@ CATALOG = LiberoCatalog()
 POOL = CATALOG.parse_pool("libero_spatial/0,libero_spatial/1")
 EVAL_ORDER = [POOL[1], POOL[0]]
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread", "libero_rendering")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread", "libero_rendering")]
 
 
 def test_init_state_shim_reads_the_npz_without_pickle(tmp_path):

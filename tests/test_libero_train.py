@@ -18,7 +18,7 @@ from hub_server import LocalHub
 from libero_fixtures import build_libero_dataset
 from lerobot_amf.envs.libero import LiberoCatalog
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread", "libero_rendering")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread", "libero_rendering")]
 
 CATALOG = LiberoCatalog()
 POOL = CATALOG.parse_pool("libero_spatial/0,libero_spatial/1")
@@ -142,3 +142,25 @@ def test_the_run_is_normalised_with_the_source_datasets_stats(libero_run):
     run = state_mean(libero_run.out / "checkpoints" / "last" / "pretrained_model")
     torch.testing.assert_close(run, torch.as_tensor(source, dtype=run.dtype))
     assert not torch.allclose(state_mean(libero_run.pretrained), run)
+
+
+def test_a_dataset_whose_frames_do_not_fit_the_policy_stops_the_run_before_any_write(libero_run, tmp_path,
+                                                                                   monkeypatch, capsys):
+    from lerobot_amf import train
+
+    # The generalist reads observation.images.image; renamed away, the dataset no longer has it.
+    policy_flags = [a for a in ARGS if not a.startswith("--policy.")]
+    out = tmp_path / "run"
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(sys, "argv", [
+        "lerobot-amf-train", *policy_flags, f"--policy.path={libero_run.pretrained}",
+        '--amf.source_rename_map={"observation.images.image": "observation.images.top"}',
+        f"--amf.source_root={tmp_path / 'source_cache'}", f"--output_dir={out}"])
+    capsys.readouterr()
+    with LocalHub({REPO: libero_run.repo}), pytest.raises(SystemExit) as stop:
+        train.main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1, err
+    assert "does not match the policy's features: observation.images.image is missing" in err[0]
+    assert not out.exists() and not out.with_name("run.tmp").exists()

@@ -21,6 +21,8 @@ from lerobot_amf.publish import (NO_TOKEN, PushError, main, push_run, render_mod
                                  upload_plan)
 from lerobot_amf.report import change_kind, write_report
 
+pytestmark = pytest.mark.slow  # the tiny run (tiny_run), a wheel build, an evaluation in Metaworld
+
 REPO = "someone/amf-tiny"
 # Recognisable, so that any copy of it anywhere is found.
 TOKEN = "hf_FAKEtokenFORtestsXq7ZkWv3Pn9Lr2Ty5Bs8"

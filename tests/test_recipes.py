@@ -118,35 +118,3 @@ def test_a_recipe_with_an_unknown_key_is_one_line_and_exit_2(monkeypatch, tmp_pa
     assert line.startswith("lerobot-amf-train: error: `amf`") and "demos_per_rounds" in line
     assert "Allowed: " in line and "demos_per_round," in line
     assert not (tmp_path / "out").exists()
-
-
-def test_memoised_help_sources_give_the_same_help_texts_reading_each_class_once(monkeypatch):
-    """LeRobot 0.4.4's draccus re-reads a config class's source for every one of its flags; the
-    workaround reads it once per class and must not change a single help text."""
-    import inspect
-
-    import draccus
-    from draccus.wrappers import docstring
-
-    from lerobot_amf.configs import memoise_help_sources
-
-    original = docstring.get_attribute_docstring
-    texts = []
-
-    def recorded(cls, name):
-        texts.append((cls, name, original(cls, name)))
-        return texts[-1][2]
-
-    monkeypatch.setattr(docstring, "get_attribute_docstring", recorded)
-    monkeypatch.setattr(docstring, "inspect", inspect)  # as LeRobot 0.4.4 ships it
-    args = ["--policy.type=diffusion", "--env.type=mw_state"]
-    draccus.parse(AMFTrainPipelineConfig, args=args)
-    plain, texts[:] = list(texts), []
-    memoise_help_sources()
-    memoise_help_sources()  # idempotent: the same cache
-    draccus.parse(AMFTrainPipelineConfig, args=args)
-    assert texts == plain and len(plain) > 500  # the same help text for every flag
-    reads = docstring.inspect.getsource.cache_info()
-    classes = {cls for cls, _, _ in plain}
-    # every help text looked its class (or a base class) up; each class's source was read once
-    assert reads.hits + reads.misses >= len(plain) and reads.misses <= 2 * len(classes) < len(plain) / 10

@@ -1,4 +1,5 @@
-"""The sample-efficiency study's statistics and summary, on synthetic numbers (fast, no runs)."""
+"""The sample-efficiency study's statistics and summary (``benchmarks/sample_efficiency.py``), on
+synthetic numbers (fast, no runs)."""
 
 import importlib.util
 import math

@@ -1,23 +1,29 @@
+"""The baseline selection strategies (``selection/baselines.py``) and the strategy registry
+(``make_strategy``): counts per cycle, target weights, capacity, seeding, the allowed names."""
+
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from lerobot_amf.evaluation import pooled, wilson_interval
-from lerobot_amf.ledger import Ledger
 from lerobot_amf.selection import BASELINES, SelectionContext, make_strategy
 
 POOL = ["a", "b", "c", "d"]
 
 
-def ctx(counts=None, pretrain=None, capacity=None, seed=0, weights=None):
+def ctx(counts=None, pretrain=None, capacity=None, seed=0, weights=None, success=None):
     return SelectionContext(
         round_index=0, pool=POOL,
         target_weights=weights or {t: 0.25 for t in POOL},
         counts=counts or {t: 0 for t in POOL},
         capacity=capacity or {t: None for t in POOL},
-        rng=np.random.default_rng(seed), pretrain_counts=pretrain,
+        rng=np.random.default_rng(seed), pretrain_counts=pretrain, success=success,
     )
+
+
+def evaluated(successes: dict[str, int], episodes: int = 20) -> dict[str, dict]:
+    """The latest evaluation as the ledger records it, per task."""
+    return {t: {"successes": s, "episodes": episodes, "success_rate": s / episodes} for t, s in successes.items()}
 
 
 def test_uniform_gives_equal_counts_per_full_cycle():
@@ -54,39 +60,37 @@ def test_random_respects_capacity_and_is_seeded():
     assert Counter(s1.tasks)["b"] <= 1 and not {"a", "d"} & set(s1.tasks)
 
 
-@pytest.mark.parametrize("name", list(BASELINES))  # amf: tests/test_amf_strategy.py
+@pytest.mark.parametrize("name", list(BASELINES))  # amf: tests/test_amf.py
 def test_same_seed_same_selection(name):
     pre = {t: i for i, t in enumerate(POOL)}
-    assert make_strategy(name).select(ctx(pretrain=pre, seed=3), 5).tasks == \
-        make_strategy(name).select(ctx(pretrain=pre, seed=3), 5).tasks
+    success = evaluated({t: 5 for t in POOL})
+    assert make_strategy(name).select(ctx(pretrain=pre, seed=3, success=success), 5).tasks == \
+        make_strategy(name).select(ctx(pretrain=pre, seed=3, success=success), 5).tasks
+
+
+def test_lowest_success_spends_a_round_in_proportion_to_the_failures():
+    # a fails 19/20, b 9/20, c and d never: a's score is about twice b's, so it gets two of three
+    success = evaluated({"a": 1, "b": 11, "c": 20, "d": 20})
+    sel = make_strategy("lowest_success").select(ctx(success=success), 3)
+    assert Counter(sel.tasks) == {"a": 2, "b": 1} and sel.tasks[0] == "a"
+    assert sel.scores["a"] == pytest.approx(20 / 22, abs=1e-4) and sel.scores["c"] == pytest.approx(1 / 22, abs=1e-4)
+    # the same failures: ties go to the task with fewer demos in hand
+    tied = make_strategy("lowest_success").select(ctx(success=evaluated({t: 10 for t in POOL}),
+                                                      counts={"a": 3, "b": 0, "c": 2, "d": 1}), 2)
+    assert tied.tasks == ["b", "d"]
+    # target weights scale the failures: a weight-0 task gets nothing while others can take demos
+    weights = {"a": 0.0, "b": 0.5, "c": 0.25, "d": 0.25}
+    assert "a" not in make_strategy("lowest_success").select(ctx(success=success, weights=weights), 4).tasks
+
+
+def test_lowest_success_without_an_evaluation_is_one_line():
+    with pytest.raises(ValueError, match="lowest_success needs an evaluation"):
+        make_strategy("lowest_success").select(ctx(), 1)
 
 
 def test_unknown_strategy_names_the_allowed_ones():
     with pytest.raises(ValueError, match="Allowed: uniform, random"):
         make_strategy("greedy")
-
-
-def test_ledger_is_append_only_and_skips_a_torn_last_line(tmp_path):
-    ledger = Ledger(tmp_path)
-    ledger.append("demos_pulled", round=0, demos=[{"demo_id": "x", "task": "a"}, {"demo_id": "y", "task": "b"}])
-    ledger.append("round_end", round=0)
-    with open(ledger.path, "a") as f:
-        f.write('{"event": "demos_pulled", "round": 1, "demos": [{"demo_id"')  # crash mid-write
-    state = ledger.state()
-    assert state.demo_ids == {"x", "y"} and state.counts == {"a": 1, "b": 1} and state.rounds_done == 1
-
-
-def test_wilson_interval_matches_reference_values():
-    lo, hi = wilson_interval(5, 10)
-    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
-    lo, hi = wilson_interval(0, 10)
-    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
-
-
-def test_pooled_success_over_tasks():
-    per_task = {"a": {"successes": 3, "episodes": 10}, "b": {"successes": 7, "episodes": 10}}
-    out = pooled(per_task, ["a", "b"])
-    assert out["success_rate"] == 0.5 and out["episodes"] == 20
 
 
 @pytest.mark.parametrize("name", ["uniform", "random", "rebalancing", "least_demonstrated"])

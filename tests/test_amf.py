@@ -1,4 +1,5 @@
-"""The amf strategy on real tiny LeRobot parts: diffusion policy, LeRobotDatasets, Metaworld."""
+"""The amf strategy (``selection/amf.py``) on real tiny LeRobot parts: diffusion policy, LeRobotDatasets,
+Metaworld."""
 
 import copy
 
@@ -19,7 +20,7 @@ from lerobot_amf.selection import SelectionContext, make_strategy
 from lerobot_amf.selection.amf import AMFStrategy
 from lerobot_amf.sources.metaworld import MetaworldExpertSource
 from lerobot_amf.data import DatasetRef
-from lerobot_amf.embeddings import make_embedder
+from lerobot_amf.families import make_embedder
 from lerobot_amf.envs.metaworld_state import MetaworldCatalog
 from lerobot_amf.isolation import RoutedPolicy, make_partitions
 
@@ -80,6 +81,7 @@ def test_amf_is_deterministic_for_a_seed(setup):
     assert a.tasks == b.tasks and a.scores == b.scores
 
 
+@pytest.mark.slow
 def test_collapsed_importance_weights_fall_back_to_policy_rollouts(setup):
     strategy = AMFStrategy(AMFSelectionConfig(ess_threshold=1e9, fallback_rollouts=2, states_per_demo=4))
     sel = strategy.select(context(setup, with_d=False), 2)
@@ -107,7 +109,7 @@ def test_a_policy_that_does_not_see_the_task_weighs_each_demo_for_its_own_task(s
 
 
 def test_without_any_demo_in_hand_amf_starts_with_one_demo_per_task(setup):
-    """A --policy.path checkpoint without its pretraining demos, before the first pull (AMF.md: cold start)."""
+    """A --policy.path checkpoint without its pretraining demos, before the first pull (docs/method.md, "Cold start")."""
     import dataclasses
 
     ctx = dataclasses.replace(context(setup, with_d=False), pretrain_dataset=None)
@@ -166,6 +168,7 @@ def reach_only_policy(setup):
     return policy
 
 
+@pytest.mark.slow
 def test_prior_variance_ranks_the_trained_task_below_the_unseen_one(setup, reach_only_policy):
     # Held-out expert frames (the pretraining demos: other seeds) of reach, which the policy was
     # trained on, and of drawer-close, which it never saw: the kernel's prior variance |φ|²/κ
@@ -196,6 +199,7 @@ def family_loglik(policy, batch):
     return family_of(policy).loglik(policy, batch, 8, 0)
 
 
+@pytest.mark.slow
 def test_one_fantasised_demo_removes_at_most_half_of_its_tasks_variance(setup):
     sel = AMFStrategy(AMFSelectionConfig(states_per_demo=8)).select(context(setup, with_d=False), 3)
     assert sel.details["noise"]["calibrated"] and sel.details["noise"]["sigma2"] > 0
@@ -207,6 +211,7 @@ def test_one_fantasised_demo_removes_at_most_half_of_its_tasks_variance(setup):
     assert sel.details["kernel"]["kind"] == "gradient" and len(sel.details["kernel"]["layers"]) == 2
 
 
+@pytest.mark.slow
 def test_routed_selection_embeds_each_task_with_its_partition_active(setup):
     root, policy, _, _ = setup
     base = copy.deepcopy(policy)
@@ -235,9 +240,8 @@ def test_routed_selection_embeds_each_task_with_its_partition_active(setup):
     assert {task for task, _ in seen} == set(POOL)
     assert all(routed.partitions.of(task) == active for task, active in seen)
     assert routed.active == "reach-v3"  # the partition active before selection is restored
-    with routed.pretrained_only() as pretrained:
-        adapters_off = AMFStrategy(AMFSelectionConfig(states_per_demo=4, n_draws=1)).select(
-            context(setup, with_d=True, policy=pretrained), 1)
+    adapters_off = AMFStrategy(AMFSelectionConfig(states_per_demo=4, n_draws=1)).select(
+        context(setup, with_d=True, policy=policy), 1)  # the pretrained policy the adapters were put on
     assert sel.scores != adapters_off.scores  # the adapters change what the strategy sees
 
 

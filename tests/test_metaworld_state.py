@@ -1,3 +1,7 @@
+"""The state-only Metaworld env (``envs/metaworld_state.py``): the 50-task vocabulary, observations
+with the task's one-hot, seeding, truncation, task-name errors, and LeRobot's ``make_env`` building it
+(also the task string its vector env gives LeRobot to route by)."""
+
 import dataclasses
 
 import numpy as np
@@ -9,9 +13,9 @@ from lerobot_amf.envs.metaworld_state import (
     MetaworldStateEnv,
     MetaworldStateEnvConfig,
     parse_task_list,
+    task_description,
 )
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.sources.metaworld import MetaworldExpertSource
 
 
 def test_vocabulary_is_all_50_v3_tasks_sorted():
@@ -65,30 +69,17 @@ def test_lerobot_make_env_builds_our_env_from_the_config():
     vec.close()
 
 
-def test_expert_source_gives_successful_distinct_deterministic_demos():
-    src = MetaworldExpertSource(seed=3, action_noise=0.1)
-    demos = src.pull("reach-v3", 3, exclude=set())
-    assert len({d.demo_id for d in demos}) == 3
-    assert all(d.task == "reach-v3" and d.length > 5 for d in demos)
-    assert all(d.frames["observation.state"].shape == (d.length, 39) for d in demos)
-    # never the same episode twice: excluding what was pulled yields new ids
-    more = src.pull("reach-v3", 2, exclude={d.demo_id for d in demos})
-    assert not {d.demo_id for d in more} & {d.demo_id for d in demos}
-    assert not np.allclose(more[0].frames["observation.state"][0], demos[0].frames["observation.state"][0])
-    # the same id is the same episode
-    again = MetaworldExpertSource(seed=3, action_noise=0.1).pull("reach-v3", 1, exclude=set())[0]
-    assert again.demo_id == demos[0].demo_id
-    np.testing.assert_array_equal(again.frames["action"], demos[0].frames["action"])
-
-
-def test_expert_source_capacity_is_enforced():
-    src = MetaworldExpertSource(seed=0, demos_per_task=2)
-    first = src.pull("reach-v3", 2, exclude=set())
-    assert src.remaining("reach-v3", {d.demo_id for d in first}) == 0
-    with pytest.raises(ValueError, match="left"):
-        src.pull("reach-v3", 1, exclude={d.demo_id for d in first})
-
-
 def test_env_config_rejects_unknown_task():
     with pytest.raises(AMFInputError, match="Unknown Metaworld task"):
         dataclasses.replace(MetaworldStateEnvConfig(), task="not-a-task").gym_kwargs
+
+
+def test_mw_state_vector_env_gives_lerobot_the_task_to_route_by():
+    from lerobot.envs.utils import add_envs_task
+
+    from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
+    from lerobot_amf.evaluation import task_vec_env
+
+    with task_vec_env(MetaworldStateEnvConfig(task="drawer-close-v3", episode_length=5), "drawer-close-v3", 2) as vec:
+        obs = add_envs_task(vec, {})
+    assert obs["task"] == [task_description("drawer-close-v3")] * 2

@@ -1,0 +1,90 @@
+"""The package's layers, as docs/architecture.md draws them, are the ones the imports keep: every
+import of a module (at module level or inside a function) points to a lower layer, never up or
+sideways, so there is no import circle between subpackages or modules."""
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "lerobot_amf"
+
+
+def documented_layers() -> dict[str, int]:
+    """``lerobot_amf.<unit>`` -> layer, read off the table under "## Layers"."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    layers = {}
+    for row in re.findall(r"^\| (\d+) \| ([^|]+) \|", table, flags=re.M):
+        for name in re.findall(r"`([\w_]+)/?`", row[1]):
+            layers["lerobot_amf" if name == "lerobot_amf" else f"lerobot_amf.{name}"] = int(row[0])
+    return layers
+
+
+def unit_of(module: str) -> str:
+    """The first-level unit a module belongs to (``lerobot_amf.selection.amf`` -> ``lerobot_amf.selection``)."""
+    return ".".join(module.split(".")[:2])
+
+
+def internal_imports() -> list[tuple[str, str, int]]:
+    """(importing module, imported module, line) for every import of the package by itself."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    out = []
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = name.split(".") if is_package else name.split(".")[:-1]
+                    parts = parts[: len(parts) - (node.level - 1)]
+                    base = ".".join(parts + ([base] if base else []))
+                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target.startswith("lerobot_amf"):
+                    out.append((name, target, node.lineno))
+    return out
+
+
+def test_every_unit_of_the_package_has_a_documented_layer():
+    layers = documented_layers()
+    units = {unit_of(m) for m, _, _ in internal_imports()} | {
+        unit_of(".".join(p.relative_to(ROOT).with_suffix("").parts)) for p in PACKAGE.glob("*.py")} | {
+        f"lerobot_amf.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    units.discard("lerobot_amf.__init__")
+    assert units - set(layers) == set(), "modules missing from docs/architecture.md's layer table"
+    assert set(layers) - units == set(), "docs/architecture.md names modules that do not exist"
+
+
+def test_imports_only_point_down():
+    layers = documented_layers()
+    upward = []
+    for importer, imported, line in internal_imports():
+        a, b = unit_of(importer), unit_of(imported)
+        if a != b and layers[b] >= layers[a]:
+            upward.append(f"{importer}:{line} imports {imported} (layer {layers[a]} -> {layers[b]})")
+    assert upward == []
+
+
+def test_no_import_circle_between_modules():
+    edges: dict[str, set[str]] = {}
+    for importer, imported, _ in internal_imports():
+        edges.setdefault(importer, set()).add(imported)
+
+    def reaches(start: str, goal: str, seen: set) -> bool:
+        for nxt in edges.get(start, ()):
+            if nxt == goal or (nxt not in seen and (seen.add(nxt) or reaches(nxt, goal, seen))):
+                return True
+        return False
+
+    circles = sorted(m for m in edges if reaches(m, m, set()))
+    assert circles == []

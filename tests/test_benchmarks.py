@@ -1,0 +1,133 @@
+"""The benchmarks stay runnable: every module imports (its function-level imports included), answers
+``--help``, and dry-runs (what it would run and write) without running a model or a simulator.
+
+The benchmarks themselves take minutes to hours; these checks take seconds and catch what used
+to go unnoticed until the next run, e.g. a benchmark importing a name the package no longer has.
+"""
+
+import ast
+import importlib
+import pkgutil
+import shlex
+from pathlib import Path
+
+import pytest
+
+import benchmarks
+from benchmarks import common
+
+HELPERS = {"common"}  # modules of benchmarks/ that are not benchmarks
+MODULES = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
+BENCHMARKS = [name for name in MODULES if name not in HELPERS]
+SOURCES = sorted(Path(benchmarks.__file__).parent.glob("*.py"))
+
+
+def dry_run_args(name: str, tmp: Path) -> tuple[list[str], list[str]]:
+    """(extra arguments of a benchmark's dry run, what its output must name); every output path
+    that a benchmark lets one choose points into ``tmp``. A new benchmark gets none and must dry-run
+    with ``--dry-run`` alone."""
+    if name == "faults":
+        return (["--runs", str(tmp / "runs"), "--results", str(tmp / "faults.json")],
+                [str(tmp / "runs"), str(tmp / "faults.json"), shlex.join(common.TINY_ARGS), "--amf.strategy=amf"])
+    if name == "forgetting":
+        return [], ["shared:", "shared_replay:", "lora_per_task:", "forgetting.json", "forgetting.png"]
+    if name == "kernel_rank":
+        return (["--pretrain_steps", "7", "--output", str(tmp / "kernel_rank.json")],
+                ["pretraining steps: 7", "gradient, 4 layer(s)", str(tmp / "kernel_rank.json")])
+    if name == "sample_efficiency":
+        return (["--results-dir", str(tmp), "--covered", "reach-v3", "--under-covered", "drawer-close-v3",
+                 "--seeds", "1"],
+                ["skewed__seed1__amf__shared_replay: --config_path=recipes/metaworld_default.json",
+                 "--env.task=reach-v3,drawer-close-v3", str(tmp / "sample_efficiency"),
+                 str(tmp / "sample_efficiency.json")])
+    if name == "selection_cost":
+        return [], ["(a) embedding", "(d) selection", "selection_cost.json", "selection_cost.png"]
+    return [], []
+
+
+def run_main(module, argv) -> int:
+    """``module.main(argv)``'s exit code (returning normally is 0)."""
+    try:
+        module.main(argv)
+    except SystemExit as stop:
+        return 0 if stop.code is None else stop.code
+    return 0
+
+
+def absolute_imports(path: Path):
+    """(module, names) of every absolute import in a file, at any depth (function-level included)."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, []
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module, [alias.name for alias in node.names]
+
+
+def test_there_are_benchmarks_and_each_has_a_main():
+    assert {"faults", "forgetting", "kernel_rank", "sample_efficiency", "selection_cost"} <= set(BENCHMARKS)
+    for name in BENCHMARKS:
+        assert callable(getattr(importlib.import_module(f"benchmarks.{name}"), "main", None)), name
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_every_import_of_a_benchmark_resolves(path):
+    """Also the imports inside functions, which only a real run would reach."""
+    importlib.import_module(f"benchmarks.{path.stem}" if path.stem != "__init__" else "benchmarks")
+    missing = []
+    for module, names in absolute_imports(path):
+        try:
+            imported = importlib.import_module(module)
+        except ImportError as err:
+            missing.append(f"{module} ({err})")
+            continue
+        for name in names:
+            if not hasattr(imported, name):
+                try:
+                    importlib.import_module(f"{module}.{name}")
+                except ImportError:
+                    missing.append(f"{module}.{name}")
+    assert not missing, f"{path.name} imports what does not exist: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_no_benchmark_reaches_into_the_tests(path):
+    source = path.read_text()
+    assert "sys.path" not in source, f"{path.name} edits sys.path"
+    assert "conftest" not in source, f"{path.name} names the tests' conftest"
+    for module, _ in absolute_imports(path):
+        assert module.split(".")[0] not in ("tests", "conftest"), f"{path.name} imports {module}"
+
+
+def test_the_tiny_configuration_has_one_home():
+    from conftest import TINY_ARGS
+
+    assert TINY_ARGS is common.TINY_ARGS
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_help(name, capsys):
+    assert run_main(importlib.import_module(f"benchmarks.{name}"), ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"python -m benchmarks.{name}" in out and "--dry-run" in out
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_dry_run_names_what_it_would_run_and_writes_nothing(name, tmp_path, capsys):
+    extra, expected = dry_run_args(name, tmp_path)
+    assert run_main(importlib.import_module(f"benchmarks.{name}"), ["--dry-run", *extra]) == 0
+    out = capsys.readouterr().out
+    assert f"[{name}] dry run" in out
+    for needle in expected:
+        assert needle in out, f"{name} --dry-run does not name {needle!r}:\n{out}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_study_dry_run_finds_every_committed_cell_run_with_the_flags_it_would_use(capsys):
+    """The committed study's cells were produced with the study's current cells and settings:
+    a changed flag would make the study refuse them (and rerun everything)."""
+    from benchmarks import sample_efficiency as se
+
+    assert run_main(se, ["--dry-run"]) == 0
+    n = len(se.planned_cells(se.SEEDS))
+    assert f"cells ({n} of {n} selected done, 0 to run now" in capsys.readouterr().out

@@ -109,7 +109,7 @@ SMOKE_DEMOS = (2, 1, 2)  # covered, under-covered, balanced
 
 
 # ----------------------------------------------------------------------------------------------
-# Statistics: small pure functions (tests/test_study_stats.py).
+# Statistics: small pure functions (tests/test_benchmark_sample_efficiency.py).
 
 
 def budget_share(selected: list[str], tasks) -> float | None:

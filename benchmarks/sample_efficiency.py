@@ -659,7 +659,7 @@ def headline(settings: dict, partial: bool) -> dict:
 
 
 def markdown_summary(summary: dict) -> str:
-    """The summary as the tables the README quotes: one per (setting, isolation), every number
+    """The summary as the tables docs/results.md quotes: one per (setting, isolation), every number
     read from ``summary``; the heading says PARTIAL and which cells are missing."""
     def pct(x):
         return "—" if x is None else f"{100 * x:.1f}"

@@ -1,0 +1,41 @@
+"""The hard setting's pilot (``benchmarks/hard_pilot.py``): complementary allocations that measure
+every task once with 1 and once with 10 pretraining demos, and the setting's criteria read off them."""
+
+from benchmarks import hard_pilot as hp
+
+TASKS = [f"t{i}" for i in range(12)]
+
+
+def test_the_two_allocations_swap_under_covered_and_covered_halves_not_in_list_order():
+    plan = hp.allocations(TASKS)
+    a, b = plan["A"], plan["B"]
+    assert set(a) == set(b) == set(TASKS)
+    assert sorted(a.values()) == [1] * 6 + [10] * 6
+    assert all({a[t], b[t]} == {1, 10} for t in TASKS)
+    under = [t for t in TASKS if a[t] == 1]
+    assert under != TASKS[:6] and under != TASKS[6:]  # a seeded permutation, not the candidates' order
+    assert hp.allocations(TASKS) == plan  # and the same every time
+
+
+def cell(allocation, rates):
+    return {"complete": True, "demos_per_task": allocation,
+            "per_task": {t: {"success_rate": rates[t]} for t in allocation}}
+
+
+def test_criteria_are_read_off_both_allocations_and_partial_until_both_are_done():
+    plan = hp.allocations(TASKS)
+    balanced = {t: 1.0 for t in TASKS}
+    # A: four of its under-covered half fail with 1 demo, one is strong; B swaps the halves
+    under_a = [t for t in TASKS if plan["A"][t] == 1]
+    covered_a = [t for t in TASKS if plan["A"][t] == 10]
+    rates_a = {**dict(zip(under_a, [0.2, 0.2, 0.2, 0.2, 0.9, 0.5])), **{t: 0.95 for t in covered_a}}
+    rates_b = {**dict(zip(under_a, [1.0, 1.0, 1.0, 1.0, 0.5, 0.3])), **{t: 0.9 for t in covered_a}}
+    only_a = hp.summarise(TASKS, balanced, {"A": cell(plan["A"], rates_a)})
+    assert only_a["partial"] and only_a["covered_weak"] == []
+    both = hp.summarise(TASKS, balanced, {"A": cell(plan["A"], rates_a), "B": cell(plan["B"], rates_b)})
+    assert not both["partial"] and both["met"] == {"tasks": True, "under_covered_weak": True, "covered_weak": True}
+    assert set(both["under_covered_weak"]) == set(under_a[:4])
+    assert set(both["covered_weak"]) == set(under_a[4:])  # 0.5 and 0.3 with 10 demos
+    assert set(both["under_covered_strong"]) == {under_a[4], *covered_a}
+    assert both["per_task"][under_a[0]] == {"balanced_10_demos": 1.0, "under_covered_1_demo": 0.2,
+                                            "covered_10_demos": 1.0}

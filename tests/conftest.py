@@ -11,16 +11,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-# A tiny but complete configuration of the embedded default (its one home is the benchmarks').
-from benchmarks.common import TINY_ARGS  # noqa: E402
+# A tiny but complete configuration of the embedded default, and the one way to run the CLI as a
+# subprocess: both live with the benchmarks, which use them too.
+from benchmarks.common import TINY_ARGS, cli_command, cli_env  # noqa: E402
 
 
 def run_cli(args, home: Path, check=True, timeout=600):
-    env = {**os.environ, "HF_LEROBOT_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lerobot_amf.train", *args],
-        capture_output=True, text=True, env=env, timeout=timeout,
-    )
+    """``lerobot-amf-train`` with ``args`` as a subprocess, the pretraining cache under ``home``."""
+    proc = subprocess.run(cli_command(args), capture_output=True, text=True, env=cli_env(home), timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"CLI failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

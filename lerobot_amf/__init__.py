@@ -1,9 +1,14 @@
 """lerobot-amf: Active Multi-task Fine-tuning for LeRobot policies.
 
 Importing the package registers its LeRobot env configs (``--env.type=mw_state``), which is
-what ``--env.discover_packages_path=lerobot_amf`` relies on.
+what ``--env.discover_packages_path=lerobot_amf`` relies on, and puts the processor-file guard
+in front of LeRobot's loader (``trust.guard_processor_loading``).
 """
 
 from lerobot_amf import envs  # noqa: F401
+from lerobot_amf.trust import guard_processor_loading
+
+# LeRobot 0.4.4 imports whatever a checkpoint's processor file names: from here on, only processor steps.
+guard_processor_loading()
 
 __version__ = "0.1.0"

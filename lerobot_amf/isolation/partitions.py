@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from lerobot_amf.errors import AMFInputError
+from lerobot_amf.trust import check_plain_name
 
 SCHEMES = ("per_task", "per_suite", "clustered", "all")
 
@@ -55,7 +56,14 @@ class Partitions:
 
     @classmethod
     def from_json(cls, data: dict) -> "Partitions":
-        return cls({k: list(v) for k, v in data["groups"].items()}, data["scheme"])
+        """From a ``routing.json`` (possibly someone else's): every name a plain one, since the
+        adapter folders and head files are read by it."""
+        groups = data.get("groups") if isinstance(data, dict) else None
+        if not isinstance(groups, dict) or not all(isinstance(v, list) and all(isinstance(t, str) for t in v)
+                                                   for v in groups.values()):
+            raise AMFInputError("routing.json: 'partitions.groups' must map partition names to lists of task names.")
+        return cls({check_plain_name(k, "routing.json: partition name"): list(v) for k, v in groups.items()},
+                   str(data.get("scheme", "")))
 
 
 def make_partitions(spec: str, pool: list[str], *, task_embeddings: dict[str, np.ndarray] | None = None,
@@ -138,9 +146,8 @@ def validated_partitions(groups: dict[str, list[str]], pool: list[str], scheme: 
     missing = [t for t in pool if t not in seen]
     if missing:
         raise AMFInputError(f"Task(s) in no partition: {', '.join(missing)}. Every pool task needs one.")
-    bad = [name for name in groups if not name or "/" in name or name.startswith(".")]
-    if bad:
-        raise AMFInputError(f"Partition names must be non-empty, without '/' and not start with '.': {bad}.")
+    for name in groups:  # adapter folders and head files are named after their partition
+        check_plain_name(name, "Partition name")
     ordered = {name: [t for t in pool if seen[t] == name] for name in groups}
     return Partitions(ordered, scheme)
 

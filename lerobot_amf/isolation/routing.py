@@ -294,13 +294,14 @@ def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: st
     record = json.loads((directory / ROUTING_FILENAME).read_text())
     if record.get("format") != FORMAT:
         raise ValueError(f"{directory / ROUTING_FILENAME}: not a {FORMAT} record.")
+    partitions = Partitions.from_json(record["partitions"])  # its names become paths: checked before any load
     base = base_path or record["base"]["pretrained_path"]
     policy_cls = get_policy_class(record["base"]["type"])
     policy = policy_cls.from_pretrained(base)
     policy.config.pretrained_path = base
     policy.config.device = device
     policy.to(device)
-    routed = RoutedPolicy(policy, Partitions.from_json(record["partitions"]), record["mode"],
+    routed = RoutedPolicy(policy, partitions, record["mode"],
                           record["task_of_instruction"], peft_overrides=record.get("lora"),
                           head_module=record.get("head_module"))
     routed.load_partition_weights(directory)

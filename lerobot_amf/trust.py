@@ -1,0 +1,85 @@
+"""Files from others (checkpoints, routing maps) are hostile until checked: nothing they name is
+imported or executed, nothing they name is read outside their folder.
+
+``guard_processor_loading`` is a LeRobot 0.4.4 workaround. LeRobot's processor loader
+(``DataProcessorPipeline._resolve_step_class``, reached by ``make_pre_post_processors`` and
+``PolicyProcessorPipeline.from_pretrained`` for every ``policy_preprocessor.json`` /
+``policy_postprocessor.json``) imports whatever module a step's ``"class"`` names and calls it
+with the file's arguments, so a checkpoint from the Hub could run any code while it loads (a
+step ``{"class": "os.system", "config": {"command": ...}}`` does). With the guard in place, a
+step resolves only through a name in LeRobot's ``ProcessorStepRegistry`` or through a
+``"class"`` path inside ``lerobot`` or this package that names a ``ProcessorStep`` subclass, and
+its ``state_file`` must be a plain file name in the checkpoint's folder. Anything else is one
+line naming the step, before anything it names is imported. Installed when ``lerobot_amf`` is
+imported, so every loading path (ours, and stock ``lerobot-eval`` with
+``--env.discover_packages_path=lerobot_amf``) goes through it.
+
+``check_plain_name`` is the rule for names a file from others uses as a path part (partition
+names in ``routing.json``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+from lerobot_amf.errors import AMFInputError
+
+# Packages whose classes a processor file may name by import path: code already installed here.
+TRUSTED_STEP_PACKAGES = ("lerobot", "lerobot_amf")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+class UntrustedFileError(AMFInputError):
+    """A file from someone else names code to run or a path outside its folder."""
+
+
+def check_plain_name(name: object, what: str) -> str:
+    """``name`` if it is a plain file-name part (letters, digits, ``-``, ``_``, inner dots; no
+    separators, no ``..``, not starting with a dot), else one line naming it."""
+    if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name) or ".." in name:
+        raise UntrustedFileError(f"{what} {name!r} is not a plain name (letters, digits, '-', '_' and inner "
+                                 "dots only; no path separators or '..'): refused.")
+    return name
+
+
+def check_processor_step(step: dict) -> None:
+    """Refuse a processor-file step that names anything but a processor step, or a state file
+    outside its folder; import nothing it names unless it is inside a trusted package."""
+    from lerobot.processor.pipeline import ProcessorStep, ProcessorStepRegistry
+
+    named = step.get("registry_name", step.get("class"))
+    if "state_file" in step:
+        check_plain_name(step["state_file"], f"The state file of processor step {named!r}")
+    if "registry_name" in step:
+        if step["registry_name"] not in ProcessorStepRegistry.list():
+            raise UntrustedFileError(f"A processor step names {named!r}, which is no registered LeRobot processor "
+                                     "step: refused (nothing was imported).")
+        return
+    module, _, name = named.rpartition(".") if isinstance(named, str) else ("", "", "")
+    if not module or module.split(".")[0] not in TRUSTED_STEP_PACKAGES:
+        raise UntrustedFileError(f"A processor step names {named!r}: a processor file may name only registered "
+                                 f"LeRobot processor steps or classes of {' and '.join(TRUSTED_STEP_PACKAGES)}; "
+                                 "refused (nothing was imported).")
+    try:
+        target = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        target = None
+    if not (isinstance(target, type) and issubclass(target, ProcessorStep)):
+        raise UntrustedFileError(f"A processor step names {named!r}, which is not a LeRobot processor step: refused.")
+
+
+def guard_processor_loading() -> None:
+    """Put ``check_processor_step`` in front of LeRobot 0.4.4's step resolution (idempotent)."""
+    from lerobot.processor.pipeline import DataProcessorPipeline
+
+    original = DataProcessorPipeline.__dict__["_resolve_step_class"].__func__
+    if getattr(original, "guards_processor_steps", False):
+        return
+
+    def guarded(cls, step_entry):
+        check_processor_step(step_entry)
+        return original(cls, step_entry)
+
+    guarded.guards_processor_steps = True
+    DataProcessorPipeline._resolve_step_class = classmethod(guarded)

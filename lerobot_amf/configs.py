@@ -143,8 +143,12 @@ class AMFConfig:
         self.selection.validate()
         if self.push_to_hub and not self.repo_id:
             raise AMFInputError("amf.push_to_hub=true needs --amf.repo_id (namespace/name on the Hub).")
-        if self.steps_per_round < 0:
-            raise AMFInputError(f"amf.steps_per_round={self.steps_per_round}: must be >= 0.")
+        for name in ("steps_per_round", "eval_seed", "export_steps", "action_noise"):
+            if getattr(self, name) < 0:  # a negative seed reached gymnasium only after the run directory existed
+                raise AMFInputError(f"amf.{name}={getattr(self, name)}: must be >= 0.")
+        for name in ("n_partitions", "source_demos_per_task"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise AMFInputError(f"amf.{name}={getattr(self, name)}: must be at least 1.")
 
 
 def _check_choice(name: str, value: str, allowed) -> None:
@@ -159,6 +163,11 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
 
     def validate(self) -> None:
         self.amf.validate()
+        if self.seed is not None and self.seed < 0:
+            raise AMFInputError(f"--seed={self.seed}: must be >= 0 (or unset).")
+        if self.output_dir is not None and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
+            raise AMFInputError(f"--output_dir={self.output_dir} is a file, not a run directory: choose a new "
+                                "--output_dir (or --resume=true with a run's directory).")
         check_policy_path()
         with recipe_policy_settings(self):
             self._validate()

@@ -34,6 +34,11 @@ from lerobot_amf.isolation import RoutedPolicy, load_routed_policy
         (["--amf.isolation=lora", "--peft.target_modules=unet\\.nothing.*"], "matches no module"),
         (["--amf.push_to_hub=true", "--amf.repo_id=me/tiny"], "HF_HUB_OFFLINE is set"),
         (["--amf.partitions={\"a\": [\"reach-v3\"]}", "--amf.isolation=lora"], "drawer-close-v3"),
+        (["--amf.eval_seed=-1"], "amf.eval_seed=-1: must be >= 0"),
+        (["--seed=-1"], "--seed=-1: must be >= 0"),
+        (["--amf.n_partitions=0"], "amf.n_partitions=0: must be at least 1"),
+        (["--amf.partitions={\"../up\": [\"reach-v3\", \"drawer-close-v3\"]}", "--amf.isolation=lora"],
+         "not a plain name"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_home, tmp_path, monkeypatch, capsys):
@@ -43,6 +48,16 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_ho
     last = err.strip().splitlines()[-1]
     assert last.startswith("lerobot-amf-train: error:") and needle in last, err[-2000:]
     assert not out.exists()
+
+
+def test_an_output_dir_that_is_a_file_is_one_line_and_the_file_is_untouched(lerobot_home, tmp_path,
+                                                                             monkeypatch, capsys):
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    code, err = run_cli_here([*TINY_ARGS, f"--output_dir={out}"], lerobot_home, monkeypatch, capsys)
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "is a file, not a run directory" in last, err[-2000:]
+    assert out.read_text() == "mine" and not out.with_name("notes.txt.tmp").exists()
 
 
 def test_a_recipe_with_an_unknown_key_or_a_wrong_type_is_one_line(lerobot_home, tmp_path, monkeypatch, capsys):

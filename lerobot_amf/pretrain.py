@@ -14,6 +14,7 @@ the same entry discards (or undoes) before it pretrains again. Bad settings are 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,6 +32,7 @@ from lerobot_amf import __version__
 from lerobot_amf.atomic import TMP_SUFFIX, read_json_or_none, recover_dir, replace_dir_atomic, write_json_atomic
 from lerobot_amf.data import DatasetRef, fast_window_reads, write_demos
 from lerobot_amf.errors import AMFInputError
+from lerobot_amf.locks import exclusive
 from lerobot_amf.phases import phase
 from lerobot_amf.training import train_steps
 
@@ -119,14 +121,16 @@ def ensure_pretrained(cfg, pool: list[str], accelerator, source) -> Path:
     key = hashlib.sha256(json.dumps(key_material, sort_keys=True, default=str).encode()).hexdigest()[:16]
     cache_root = Path(pcfg.cache_dir) if pcfg.cache_dir else HF_LEROBOT_HOME / "lerobot_amf_cache"
     final = cache_root / f"pretrained_{cfg.policy.type}_{key}"
-    if accelerator.is_main_process:
-        recover_dir(final)  # a stop between the two renames of the swap below
-    accelerator.wait_for_everyone()
-    if (final / PRETRAIN_RECORD).exists():
-        logging.info(f"Using cached pretrained policy {final}")
-        return final
-    with phase("pretraining"):
-        _pretrain(cfg, allocation, key_material, final, accelerator, source)
+    # Two runs of one config would pretrain into one entry: the second is refused while the first holds it.
+    with exclusive(final, "Pretraining cache entry") if accelerator.is_main_process else contextlib.nullcontext():
+        if accelerator.is_main_process:
+            recover_dir(final)  # a stop between the two renames of the swap below
+        accelerator.wait_for_everyone()
+        if (final / PRETRAIN_RECORD).exists():
+            logging.info(f"Using cached pretrained policy {final}")
+            return final
+        with phase("pretraining"):
+            _pretrain(cfg, allocation, key_material, final, accelerator, source)
     return final
 
 

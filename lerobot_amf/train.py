@@ -11,6 +11,7 @@ points at the newest), ``amf_report.json`` and the plots.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import sys
@@ -39,6 +40,7 @@ from lerobot_amf.features import feature_mismatches
 from lerobot_amf.isolation.modes import Isolation, make_isolation, plan_partitions
 from lerobot_amf.isolation.partitions import Partitions
 from lerobot_amf.ledger import Ledger, LedgerState
+from lerobot_amf.locks import exclusive
 from lerobot_amf.publish import PushError, check_push_ready, push_run
 from lerobot_amf.phases import phase
 from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_cached_eval, read_pretrain_record, write_cached_eval
@@ -172,10 +174,11 @@ class Run:
         return state.demo_ids | self.pretrain_demo_ids
 
 
-def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
+def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.ExitStack | None = None) -> Run:
     """Check the whole configuration, then load (or pretrain) the generalist and open the ledger.
 
-    Every check that can fail on user input runs before the first write.
+    Every check that can fail on user input runs before the first write. ``held``: where the run
+    directory's lock is kept (the caller releases it when the run ends).
     """
     if cfg.env is None:
         cfg.env = MetaworldStateEnvConfig()
@@ -190,6 +193,8 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None) -> Run:
     strategy = make_strategy(cfg.amf.strategy, cfg.amf.selection)
     if cfg.amf.push_to_hub:  # no token / offline / a bad repo id fail now, not after hours of rounds
         check_push_ready(cfg.amf.repo_id)
+    if held is not None and accelerator.is_main_process:  # one run per directory, from here to its end
+        held.enter_context(exclusive(output_dir, "Run directory"))
 
     # The generalist to start from: --policy.path, or the embedded default's cached pretraining.
     if cfg.policy.pretrained_path is None:
@@ -398,10 +403,11 @@ def push(run: Run, out: Console) -> None:
 
 @parser.wrap()
 def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
-    run = setup_run(cfg, accelerator)
-    for r in range(run.start_round, len(run.plan.rounds)):
-        run_round(run, r)
-    return finish_run(run)
+    with contextlib.ExitStack() as held:
+        run = setup_run(cfg, accelerator, held)
+        for r in range(run.start_round, len(run.plan.rounds)):
+            run_round(run, r)
+        return finish_run(run)
 
 
 def cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, pool) -> dict:

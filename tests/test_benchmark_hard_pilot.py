@@ -39,3 +39,14 @@ def test_criteria_are_read_off_both_allocations_and_partial_until_both_are_done(
     assert set(both["under_covered_strong"]) == {under_a[4], *covered_a}
     assert both["per_task"][under_a[0]] == {"balanced_10_demos": 1.0, "under_covered_1_demo": 0.2,
                                             "covered_10_demos": 1.0}
+
+
+def test_the_confirmation_under_covers_the_tasks_whose_one_demo_count_misleads_and_reads_criteria_off_itself():
+    summary = {"under_covered_weak": ["t0", "t1"], "under_covered_strong": ["t2"]}
+    allocation = hp.confirmation_allocation(TASKS, summary)
+    assert [t for t in TASKS if allocation[t] == 1] == ["t0", "t1", "t2"] and list(allocation) == TASKS
+    rates = {t: 0.9 for t in TASKS} | {"t0": 0.1, "t1": 0.5, "t2": 0.85, "t3": 0.55, "t4": 0.7}
+    read = hp.read_off(cell(allocation, rates))
+    assert read["under_covered_weak"] == ["t0"] and read["under_covered_strong"] == ["t2"]
+    assert read["covered_weak"] == ["t3"] and read["closest_covered_weak"] == ["t3", "t4"]
+    assert read["met"] == {"under_covered_weak": False, "covered_weak": False}

@@ -43,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, measured_at_commit, read_json, write_json
+from benchmarks.common import (RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, measured_at_commit, pyplot, read_json,
+                               write_json)
 from benchmarks.sample_efficiency import (COVERED_DEMOS, PILOT_NAME, UNDER_COVERED_DEMOS, Study, merge_flags,
                                           portable, run_or_resume)
 
@@ -161,6 +162,37 @@ def summarise(tasks: list[str], balanced: dict, cells: dict[str, dict]) -> dict:
     }
 
 
+def plot(summary: dict, path: Path) -> None:
+    """Per task: success with 10 demos each (balanced), with 1 and with 10 in a skewed generalist
+    (A/B) and in the confirmation C, against the criteria's thresholds."""
+    plt = pyplot()
+    tasks = summary["tasks"]
+    series = [("balanced, 10 demos", [summary["per_task"][t]["balanced_10_demos"] for t in tasks]),
+              ("skewed, 1 demo", [summary["per_task"][t].get("under_covered_1_demo") for t in tasks]),
+              ("skewed, 10 demos", [summary["per_task"][t].get("covered_10_demos") for t in tasks])]
+    confirm = summary.get("confirmation", {})
+    if confirm.get("complete"):
+        series.append((f"confirmation C ({sum(confirm['demos_per_task'].values())} demos)",
+                       [confirm["success"][t] for t in tasks]))
+    fig, ax = plt.subplots(figsize=(12, 5))
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(tasks))]
+        ax.bar(xs, [v if v is not None else 0 for v in values], width, label=label)
+    for y, label in ((UNDER_WEAK, "weak with 1 demo"), (COVERED_WEAK, "weak with 10"), (UNDER_STRONG, "strong")):
+        ax.axhline(y, color="grey", lw=0.8, ls="--")
+        ax.text(len(tasks) - 0.4, y + 0.01, label, fontsize=7, color="grey", ha="right")
+    ax.set_xticks(range(len(tasks)), [t.removesuffix("-v3") for t in tasks], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"success ({EVAL_EPISODES} episodes per task)")
+    ax.set_ylim(0, 1.08)
+    ax.set_title("Hard setting pilot: what a skewed generalist knows with 1 vs 10 pretraining demos"
+                 + (" (partial)" if summary["partial"] else ""), fontsize=10)
+    ax.legend(fontsize=7, ncol=len(series), loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.hard_pilot", description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=1, help="allocations run side by side (default 1)")
@@ -184,7 +216,7 @@ def main(argv=None) -> None:
                for n, a in plan.items()},
             "environment": f"HF_LEROBOT_HOME={study.env()['HF_LEROBOT_HOME']}",
             "cell files": [results_dir / NAME / f"{n}.json" for n in plan],
-            "summary": results_dir / f"{NAME}.json"})
+            "summary": [results_dir / f"{NAME}.json", results_dir / f"{NAME}.png"]})
     if not args.summary_only:
         logs = {n: (study.runs_dir / f"{n}.log" if args.jobs > 1 else None) for n in plan}
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -200,6 +232,7 @@ def main(argv=None) -> None:
                                    **(read_off(confirm) if (confirm or {}).get("complete") else {})}
         summary["partial"] = not summary["confirmation"]["complete"]
     write_json(results_dir / f"{NAME}.json", summary)
+    plot(summary, results_dir / f"{NAME}.png")
     print(json.dumps({k: summary[k] for k in ("partial", "met", "under_covered_weak", "covered_weak",
                                               "under_covered_strong")}, indent=2), flush=True)
 

@@ -45,8 +45,8 @@ import numpy as np
 
 from benchmarks.common import (RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, measured_at_commit, pyplot, read_json,
                                write_json)
-from benchmarks.sample_efficiency import (COVERED_DEMOS, PILOT_NAME, UNDER_COVERED_DEMOS, Study, merge_flags,
-                                          portable, run_or_resume)
+from benchmarks.sample_efficiency import (COVERED_DEMOS, PILOT_NAME, UNDER_COVERED_DEMOS, Study, portable,
+                                          pretrained_only_args, run_or_resume)
 
 NAME = "hard_pilot"
 RUNS = RUNS_DIR / NAME
@@ -100,14 +100,11 @@ def read_off(cell: dict) -> dict:
 
 
 def pilot_args(tasks: list[str], allocation: dict[str, int]) -> list[str]:
-    """One round of one demo with no fine-tuning steps: the run's pretrained evaluation is the pilot."""
+    """The allocation's pretrained-only run, with the study's pretraining steps per demo."""
     recipe_steps = json.loads((ROOT / RECIPE).read_text())["amf"]["pretrain"]["steps"]
     steps = round(recipe_steps * sum(allocation.values()) / STUDY_PRETRAIN_DEMOS)
-    return merge_flags([f"--config_path={RECIPE.as_posix()}"], [
-        f"--env.task={','.join(tasks)}", f"--amf.pretrain.demos_per_task={json.dumps(allocation)}",
-        f"--amf.pretrain.steps={steps}", f"--seed={SEED}", "--amf.strategy=uniform", "--amf.isolation=shared",
-        "--amf.rounds=1", "--amf.demos_per_round=1", "--amf.steps_per_round=0",
-        f"--amf.eval_episodes={EVAL_EPISODES}", "--amf.eval_batch_size=10"])
+    base = [f"--config_path={RECIPE.as_posix()}", f"--amf.eval_episodes={EVAL_EPISODES}", "--amf.eval_batch_size=10"]
+    return pretrained_only_args(base, tasks, allocation, steps, SEED)
 
 
 def run_allocation(name: str, tasks: list[str], allocation: dict[str, int], study: Study, log: Path | None) -> dict:

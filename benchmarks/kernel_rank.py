@@ -43,7 +43,7 @@ def recipe_config(pretrain_steps: int | None):
         cfg = draccus.parse(config_class=AMFTrainPipelineConfig, config_path=str(ROOT / RECIPE), args=args)
         cfg.validate()
     catalog = task_catalog(cfg.env)
-    pool = catalog.parse_pool(cfg.amf.tasks if cfg.amf.tasks is not None else catalog.default_pool(cfg.env))
+    pool = catalog.run_pool(cfg.amf.tasks, cfg.env)
     return cfg, catalog, pool
 
 

@@ -786,11 +786,18 @@ def pilot_args(study: Study, tasks: list[str], steps: int | None) -> tuple[list[
         study_steps = 6 if study.smoke else json.loads((ROOT / RECIPE).read_text())["amf"]["pretrain"]["steps"]
         covered, under, _ = SMOKE_DEMOS if study.smoke else (COVERED_DEMOS, UNDER_COVERED_DEMOS, BALANCED_DEMOS)
         steps = max(1, round(study_steps * n_demos * len(tasks) / (n_covered * covered + n_under * under)))
-    args = merge_flags(study.base_args(), [
-        f"--env.task={','.join(tasks)}", f"--amf.pretrain.demos_per_task={json.dumps({t: n_demos for t in tasks})}",
-        f"--amf.pretrain.steps={steps}", f"--seed={PILOT_SEED}", "--amf.strategy=uniform", "--amf.isolation=shared",
+    return pretrained_only_args(study.base_args(), tasks, {t: n_demos for t in tasks}, steps, PILOT_SEED), steps
+
+
+def pretrained_only_args(base: list[str], tasks: list[str], allocation: dict[str, int], steps: int,
+                         seed: int) -> list[str]:
+    """CLI flags (``base`` first) of a run whose only work is a generalist pretrained on
+    ``allocation`` and its evaluation on ``tasks``: the CLI has no "pretrain only" mode, so one round of one
+    demo with no fine-tuning steps, of which only the pretrained evaluation is read."""
+    return merge_flags(base, [
+        f"--env.task={','.join(tasks)}", f"--amf.pretrain.demos_per_task={json.dumps(allocation)}",
+        f"--amf.pretrain.steps={steps}", f"--seed={seed}", "--amf.strategy=uniform", "--amf.isolation=shared",
         "--amf.rounds=1", "--amf.demos_per_round=1", "--amf.steps_per_round=0"])
-    return args, steps
 
 
 def run_pilot(study: Study, tasks: list[str], steps: int | None, threshold: float) -> dict:

@@ -57,6 +57,7 @@ PLAIN_DIR = PRETRAINED_MODEL_DIR  # inside a LeRobot checkpoint, beside ROUTED_D
 REPO_PREFIX = {PLAIN_DIR: "", ROUTED_DIR: f"{ROUTED_DIR}/"}
 BASE_REFERENCES = ("adapter_config.json", "routing.json")  # files that name the base checkpoint
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+_with_counts = functools.partial(format_success, counts=True)  # the card's rates say "(7/10)" too
 HUB_CACHE_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/[0-9a-f]{40}(/|$)")
 
 
@@ -277,18 +278,17 @@ def _variant(evaluation: dict, report: dict, routed: bool, pool, fine_counts, pr
         label = "single model (repo root)"
     before = (report["pretrained"] or {}).get("per_task", {})
     after = evaluation["per_task"]
-    rate = functools.partial(format_success, counts=True)
     task_rows = []
     for task in pool:
         kind = change_kind(before[task], after[task]) if task in before and task in after else "-"
         tuned = fine_counts.get(task, 0) > 0
-        task_rows.append([task, _demos(pre_counts, fine_counts, task), rate(before.get(task)),
-                          rate(after.get(task)), kind + ("" if tuned else " (not fine-tuned)")])
+        task_rows.append([task, _demos(pre_counts, fine_counts, task), _with_counts(before.get(task)),
+                          _with_counts(after.get(task)), kind + ("" if tuned else " (not fine-tuned)")])
     suites = suite_groups(pool, report["eval_protocol"]["env"])
-    suite_rows = [[s, str(len(tasks)), rate(pooled(before, tasks) if before else None),
-                   rate(pooled(after, tasks))] for s, tasks in suites.items()]
+    suite_rows = [[s, str(len(tasks)), _with_counts(pooled(before, tasks) if before else None),
+                   _with_counts(pooled(after, tasks))] for s, tasks in suites.items()]
     return {"label": label, "variant": evaluation["variant"], "task_rows": task_rows, "suite_rows": suite_rows,
-            "overall": [rate(pooled(before, pool) if before else None), rate(evaluation["overall"])],
+            "overall": [_with_counts(pooled(before, pool) if before else None), _with_counts(evaluation["overall"])],
             "per_task": after, "per_suite": {s: pooled(after, tasks) for s, tasks in suites.items()},
             "all": evaluation["overall"]}
 
@@ -360,8 +360,8 @@ def _final_lines(report: dict) -> list[str]:
             continue
         verdict = "improved beyond" if final["improved_beyond_intervals"] else "NOT improved beyond"
         lines.append(f"On the {len(final['fine_tuned_tasks'])} fine-tuned task(s), pooled, {what} went from "
-                     f"{format_success(final['pretrained_on_fine_tuned_tasks'], counts=True)} (pretrained) to "
-                     f"{format_success(final['fine_tuned_on_fine_tuned_tasks'], counts=True)}: {verdict} the Wilson 95% intervals.")
+                     f"{_with_counts(final['pretrained_on_fine_tuned_tasks'])} (pretrained) to "
+                     f"{_with_counts(final['fine_tuned_on_fine_tuned_tasks'])}: {verdict} the Wilson 95% intervals.")
     return lines
 
 

@@ -65,7 +65,7 @@ class RunPlan:
 
 def plan_run(cfg: AMFTrainPipelineConfig, source: DemoSource, catalog: TaskCatalog) -> RunPlan:
     amf = cfg.amf
-    pool = catalog.parse_pool(amf.tasks if amf.tasks is not None else catalog.default_pool(cfg.env))
+    pool = catalog.run_pool(amf.tasks, cfg.env)
     twins = list(catalog.instruction_collisions(pool).values())
     if twins:  # their demos and their routing could not be told apart
         raise AMFInputError(f"Tasks with the same instruction cannot share a pool: {'; '.join(map(' = '.join, twins))}. "

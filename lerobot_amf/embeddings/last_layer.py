@@ -1,8 +1,7 @@
 """Features-only kernel for the ablation (docs/method.md, "Ablation kernels"): φ(x) = mean over
 draws and chunk positions of h, the input to the action head's last layer (the same forward pass
 as the gradient embedding, so the same draws and pseudo-targets; only the reduction differs).
-Select it with
-``families.make_embedder(policy, kind="last_layer")``.
+Select it with ``families.make_embedder(policy, kind="last_layer")``.
 """
 
 from __future__ import annotations

@@ -84,6 +84,10 @@ class TaskCatalog(abc.ABC):
     def default_pool(self, env_cfg) -> list[str]:
         """The pool when ``--amf.tasks`` is not given: the env config's own task list."""
 
+    def run_pool(self, tasks: str | Sequence[str] | None, env_cfg) -> list[str]:
+        """A run's pool: ``--amf.tasks`` when given, else the env config's own tasks, parsed."""
+        return self.parse_pool(tasks if tasks is not None else self.default_pool(env_cfg))
+
     def policy_features(self, env_cfg) -> dict:
         """What a policy receives from this env and sends back, after LeRobot's env processors
         (key -> ``PolicyFeature``): what a checkpoint must fit."""

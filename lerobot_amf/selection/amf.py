@@ -1,5 +1,5 @@
-"""The ``amf`` strategy (docs/method.md, "One round, step by step"): pick the tasks whose next demos carry the most
-information about the expert on the target tasks.
+"""The ``amf`` strategy (docs/method.md, "One round, step by step"): pick the tasks whose next
+demos carry the most information about the expert on the target tasks.
 
 Per round:
 1. States in hand: a few frames of every demo available (the pretraining demos when known,
@@ -270,9 +270,9 @@ class AMFStrategy(Strategy):
         targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
         if not candidates:
             return _uniform_cold_start(ctx, n, "no task can be scored yet")
-        # The cold start, per task (docs/method.md, "Cold start"): a target task nothing in hand can score (no demo
-        # of its own, no likelihood to borrow other tasks' demos, no simulator to roll out in) gets
-        # one demo first; amf scores the rest of the batch.
+        # The cold start, per task (docs/method.md, "Cold start"): a target task nothing in hand can
+        # score (no demo of its own, no likelihood to borrow other tasks' demos, no simulator to roll
+        # out in) gets one demo first; amf scores the rest of the batch.
         unscored = [t for t in pool if t not in candidates and ctx.target_weights.get(t, 0) > 0
                     and ctx.can_take(t)][:n]
         phi_targets = torch.cat([t[0] for t in targets.values()])
@@ -451,8 +451,8 @@ def _gather(items: list, accelerator) -> list:
 
 
 def _uniform_cold_start(ctx: SelectionContext, n: int, why: str) -> Selection:
-    """The cold start for the whole pool (docs/method.md, "Cold start"): nothing to score any task on, so a
-    uniform round, said as such."""
+    """The cold start for the whole pool (docs/method.md, "Cold start"): nothing to score any task
+    on, so a uniform round, said as such."""
     first = UniformStrategy().select(ctx, n)
     return Selection(first.tasks, first.scores, {"cold_start": True},
                      reason=f"amf: {why} (cold start), so {first.reason}")

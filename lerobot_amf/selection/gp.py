@@ -362,7 +362,6 @@ class GreedyResult:
     total_gain: float = 0.0
 
 
-
 def _weighted_mean(values: Tensor, weights: Tensor) -> float:
     total = float(weights.sum())
     return float((weights * values).sum()) / total if total > 0 else 0.0

@@ -25,7 +25,7 @@ from lerobot_amf.errors import AMFInputError
 from lerobot_amf.isolation import EXPORTS, ISOLATION_MODES, ROUTED_MODES
 from lerobot_amf.selection import STRATEGY_NAMES
 from lerobot_amf.selection.config import AMFSelectionConfig
-from lerobot_amf.sources import SOURCES
+from lerobot_amf.sources import DEFAULT_MAX_BYTES_PER_ROUND, SOURCES
 
 NORMALIZATION_SOURCES = ("pretrained", "demos", "source")
 
@@ -69,6 +69,9 @@ class AMFConfig:
     source_revision: str | None = None
     source_root: str | None = None
     source_rename_map: dict[str, str] | None = None
+    # hub: the most bytes one round (or the pretraining pull) may download; a round that would pass
+    # it stops before downloading anything, with its selection kept for --resume=true.
+    source_max_bytes_per_round: int = DEFAULT_MAX_BYTES_PER_ROUND
     # Gaussian noise (std) added to the scripted expert's actions.
     action_noise: float = 0.1
     # Optional cap on demos the source may give per task (None: unlimited seeded variations).
@@ -146,7 +149,7 @@ class AMFConfig:
         for name in ("steps_per_round", "eval_seed", "export_steps", "action_noise"):
             if getattr(self, name) < 0:  # a negative seed reached gymnasium only after the run directory existed
                 raise AMFInputError(f"amf.{name}={getattr(self, name)}: must be >= 0.")
-        for name in ("n_partitions", "source_demos_per_task"):
+        for name in ("n_partitions", "source_demos_per_task", "source_max_bytes_per_round"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AMFInputError(f"amf.{name}={getattr(self, name)}: must be at least 1.")
 

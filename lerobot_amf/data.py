@@ -21,13 +21,15 @@ never written to. One round's demos go through four steps:
 2. **write** – ``<root>`` is copied to ``<root>.tmp`` (its data and episode-metadata files
    hard-linked: LeRobot opens a new file when it reopens a dataset, never an old one; the
    small files it rewrites are copied), the episodes are appended and finalised there, every
-   file is fsynced and the directory is renamed ``<root>.ready``.
+   file is fsynced and the directory is renamed ``<root>.ready``, and that rename is fsynced
+   (the parent directory) before step 3: a power loss cannot undo it once the ledger says so.
 3. **record** – the ledger's ``demos_pulled`` line (``record`` callback). This is the commit
    point: the demos exist for the run once, and only once, this line is on disk.
 4. **swap** – ``<root>.ready`` replaces ``<root>`` (``atomic.replace_dir_atomic``).
 
 A stop before 3 leaves the ledger without the round's demos: ``repair_demo_dataset`` drops
-``.tmp`` / ``.ready`` and the resumed round pulls again. Its selection is the same (the ledger
+``.tmp`` / ``.ready`` (only those that do not hold the episodes the ledger records) and the
+resumed round pulls again. Its selection is the same (the ledger
 it depends on is the same) and the source gives the same demos (same ids, same frames), so
 nothing is lost, and none of them was recorded, so nothing is duplicated; the cost is one
 repeated pull of one round. A stop after 3 leaves a recorded ``.ready`` (or a half-done swap):
@@ -51,7 +53,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot.datasets.sampler import EpisodeAwareSampler
 
-from lerobot_amf.atomic import TMP_SUFFIX, fsync_tree, recover_dir, replace_dir_atomic
+from lerobot_amf.atomic import TMP_SUFFIX, fsync_dir, fsync_tree, recover_dir, replace_dir_atomic
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.phases import phase
 from lerobot_amf.sources.base import Demo
@@ -118,6 +120,7 @@ def _stage(repo_id: str, root: Path, fps: int, features: dict, demos: list[Demo]
     dataset.finalize()
     fsync_tree(tmp)
     os.rename(tmp, ready)
+    fsync_dir(ready.parent)  # the rename survives a power loss before the ledger line does
     return ready, records
 
 
@@ -172,8 +175,10 @@ def repair_demo_dataset(root: Path, recorded: Sequence[dict], repo_id: str = "lo
     """Bring the run's demo dataset at ``root`` back to exactly the episodes the ledger records.
 
     ``recorded``: the ledger's episode records in order (``LedgerState.episodes``). Leftovers of a
-    stopped ``write_demos`` are resolved (module docstring): an unrecorded ``.tmp`` / ``.ready``
-    is dropped, a recorded ``.ready`` is put in place, a half-done swap is finished or undone;
+    stopped ``write_demos`` are resolved (module docstring): a ``.ready`` / ``.tmp`` that holds
+    exactly the recorded episodes (lengths as recorded) while ``<root>`` lacks some is put in
+    place (a ``.tmp`` can only, when the file system lost the rename to ``.ready``); any other is
+    not what the ledger committed, and is dropped; a half-done swap is finished or undone;
     episodes beyond the record (a dataset written in place by an older version) are removed with
     LeRobot's ``delete_episodes``. A dataset that lacks recorded episodes, or whose episode
     lengths differ from the record, cannot be repaired: ``AMFInputError``.
@@ -188,17 +193,16 @@ def repair_demo_dataset(root: Path, recorded: Sequence[dict], repo_id: str = "lo
     undone = recover_dir(root)
     if undone:
         report.actions.append(undone)
-    tmp, ready = _sibling(root, TMP_SUFFIX), _sibling(root, READY_SUFFIX)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-        report.actions.append(f"removed {tmp.name} (demos being written when the run stopped, never recorded)")
-    if ready.exists():
-        if count_episodes(ready) == n and count_episodes(root) < n:
-            replace_dir_atomic(ready, root)
-            report.actions.append(f"put {ready.name} in place (written and recorded; the stop came before the swap)")
+    for staged, unrecorded in ((_sibling(root, READY_SUFFIX), "written, never recorded: those demos are pulled again"),
+                               (_sibling(root, TMP_SUFFIX), "demos being written when the run stopped, never recorded")):
+        if not staged.exists():
+            continue
+        if _holds_recorded(staged, repo_id, recorded) and count_episodes(root) < n:
+            replace_dir_atomic(staged, root)
+            report.actions.append(f"put {staged.name} in place (written and recorded; the stop came before the swap)")
         else:
-            shutil.rmtree(ready)
-            report.actions.append(f"removed {ready.name} (written, never recorded: those demos are pulled again)")
+            shutil.rmtree(staged)
+            report.actions.append(f"removed {staged.name} ({unrecorded})")
     on_disk = _episodes_on_disk(root, n)
     if on_disk > n:
         _trim(root, repo_id, n, on_disk)
@@ -211,6 +215,17 @@ def repair_demo_dataset(root: Path, recorded: Sequence[dict], repo_id: str = "lo
     for action in report.actions:
         logging.warning(f"{root}: {action}")
     return report
+
+
+def _holds_recorded(staged: Path, repo_id: str, recorded: Sequence[dict]) -> bool:
+    """Whether the staged dataset is complete and holds exactly the ledger's episodes."""
+    try:
+        if count_episodes(staged) != len(recorded) or not recorded:
+            return False
+        _check_lengths(staged, repo_id, recorded)
+        return True
+    except Exception:  # noqa: BLE001 - a half-written dataset fails in many ways; it was not committed
+        return False
 
 
 def _episodes_on_disk(root: Path, n_recorded: int) -> int:

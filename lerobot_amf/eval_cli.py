@@ -138,9 +138,10 @@ def load_policy(cfg: AMFEvalPipelineConfig) -> LoadedPolicy:
     routed_dir = routed_checkpoint(cfg.policy_path)
     if routed_dir is not None:
         from lerobot_amf.isolation import load_routed_policy
+        from lerobot_amf.isolation.routing import recorded_base
 
         record = json.loads((routed_dir / ROUTING_FILENAME).read_text())
-        base = cfg.amf.base_path or record["base"]["pretrained_path"]
+        base = recorded_base(record, cfg.amf.base_path, routed_dir)
         try:
             device = PreTrainedConfig.from_pretrained(base, cli_overrides=cfg.policy_overrides).device
         except (FileNotFoundError, OSError) as err:

@@ -14,6 +14,14 @@
   ``adapter_config.json``/``routing.json``; when the base came from the Hub, the pushed copies
   name its repo id (``hub_repo_of``), otherwise the card says the base is local.
 
+Pushed files carry no path of this machine (``without_local_paths``): in every JSON / JSONL
+file, a path inside the run directory becomes relative to it, one under LeRobot's or the Hub's
+cache, the temp folder or the home folder starts with ``$HF_LEROBOT_HOME``, ``$HF_HUB_CACHE``,
+``$TMPDIR`` or ``~``, and any other absolute path becomes ``<local>/<its name>``. A local base
+checkpoint is therefore named ``<local>/...`` in the pushed ``routing.json`` and
+``adapter_config.json``: loading them needs ``base_path=`` (the card says so). Every card cell
+is escaped (``_cell``) and every value in the card's shell snippets quoted.
+
 The card template is the Jinja2 file ``model_cards/amf_model_card.md`` at the top of the
 repository (where card templates live); ``lerobot_amf/model_cards`` is a symlink to that folder
 and ``pyproject.toml`` ships ``model_cards/*.md`` as package data, so one file is found as
@@ -32,8 +40,11 @@ import argparse
 import functools
 import json
 import logging
+import os
 import re
+import shlex
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib.resources import files
@@ -48,6 +59,7 @@ from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.isolation.routing import ROUTED_DIR
 from lerobot_amf.ledger import LEDGER_FILENAME, Ledger
 from lerobot_amf.report import REPORT_FILENAME, change_kind
+from lerobot_amf.trust import LOCAL_PATH_PLACEHOLDER
 
 CARD_TEMPLATE = "amf_model_card.md"
 NO_TOKEN = "push needs a Hub token: set HF_TOKEN or run `hf auth login`"
@@ -59,6 +71,7 @@ BASE_REFERENCES = ("adapter_config.json", "routing.json")  # files that name the
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 _with_counts = functools.partial(format_success, counts=True)  # the card's rates say "(7/10)" too
 HUB_CACHE_SNAPSHOT = re.compile(r"models--(?P<repo>[^/]+)/snapshots/[0-9a-f]{40}(/|$)")
+TEXT_SUFFIXES = (".json", ".jsonl")  # pushed files whose strings are rewritten by without_local_paths
 
 
 class PushError(RuntimeError):
@@ -92,6 +105,21 @@ class RunView:
     @property
     def base(self) -> str:
         return str(self.report["model"]["pretrained_path"])
+
+    @property
+    def run_dirs(self) -> tuple[Path, ...]:
+        """The run directory now, and where its ledger says it ran (it may have been moved)."""
+        recorded = (self.run_start.get("config") or {}).get("output_dir")
+        return (self.run_dir, *([Path(recorded)] if recorded else []))
+
+    @property
+    def base_repo(self) -> str | None:
+        """The base checkpoint's Hub repo id, or None when it is local. Runs record it when they
+        start (``base_origin``); for older records it is told from the path, existence first."""
+        model = self.report["model"]
+        if "base_repo_id" in model:
+            return model["base_repo_id"]
+        return base_origin(self.base, recorded_by=self.run_dir)[1]
 
 
 def read_run(run_dir) -> RunView:
@@ -129,6 +157,87 @@ def hub_repo_of(path: str) -> str | None:
     return repo_id
 
 
+def base_origin(path, recorded_by: Path | None = None) -> tuple[str, str | None]:
+    """(the base checkpoint's path as a run records it, its Hub repo id or None when local).
+
+    LeRobot's rule, existence first: a folder here is local (absolute from now on, so a push from
+    another working directory still finds it), unless it is a snapshot of the Hub cache; anything
+    else was loaded as a repo id. ``recorded_by``: the run whose record names ``path`` (an older
+    one, recorded as given): a relative two-part path that is no folder here is then ambiguous
+    (a local folder seen from another working directory, or a repo id), and it is one only if
+    the Hub cache holds that repo; otherwise it is an error that says so.
+    """
+    from huggingface_hub import constants
+
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return str(local.resolve()), hub_repo_of(str(local))
+    repo_id = hub_repo_of(str(path))
+    if recorded_by is not None and repo_id is not None and not local.is_absolute():
+        cached = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+        if not cached.is_dir():
+            raise AMFInputError(
+                f"The base checkpoint {str(path)!r} that {recorded_by} records is no folder here (seen from "
+                f"{Path.cwd()}) and no Hub repo in the Hub cache: run the push from the folder the run was started "
+                "in, or with the base downloaded, so it is not named as a Hub repo it is not.")
+    return str(path), repo_id
+
+
+def without_local_paths(value, run_dirs: tuple[Path, ...]):
+    """``value`` (JSON-like) with every path of this machine hidden (see the module docstring).
+
+    ``run_dirs``: the run directory as it is now and as its ledger recorded it (it may have moved).
+    """
+    if isinstance(value, dict):
+        return {k: without_local_paths(v, run_dirs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(v, run_dirs) for v in value]
+    if not isinstance(value, str) or "/" not in value:
+        return value
+    runs, known = _roots(tuple(Path(d) for d in run_dirs))
+    whole = Path(value)
+    if whole.is_absolute() and "\n" not in value:
+        for root in runs:  # inside the run: relative to it
+            if whole == root or whole.is_relative_to(root):
+                return whole.relative_to(root).as_posix()
+    for root, name in [*((r, "<run>") for r in runs), *known]:
+        value = re.sub(rf"{re.escape(str(root))}(?=/|$|[^\w.-])", lambda _, name=name: name, value)
+    if Path(value).is_absolute():
+        return f"{LOCAL_PATH_PLACEHOLDER}/{Path(value).name}"
+    return value
+
+
+@functools.lru_cache(maxsize=8)
+def _roots(run_dirs: tuple[Path, ...]) -> tuple[tuple[Path, ...], tuple[tuple[Path, str], ...]]:
+    """(the run's directories, as named and resolved; the caches, temp and home folders with the
+    names they get), longest first so that a path gets the most specific name."""
+    from huggingface_hub import constants
+    from lerobot.utils.constants import HF_LEROBOT_HOME
+
+    runs = {Path(os.path.abspath(d)) for d in run_dirs} | {Path(d).resolve() for d in run_dirs}
+    known = [(Path(HF_LEROBOT_HOME), "$HF_LEROBOT_HOME"), (Path(constants.HF_HUB_CACHE), "$HF_HUB_CACHE"),
+             (Path(tempfile.gettempdir()), "$TMPDIR"), (Path.home(), "~")]
+    known = {(p, name) for path, name in known for p in (Path(os.path.abspath(path)), path.resolve())}
+    by_length = lambda p: -len(str(p))  # noqa: E731
+    return (tuple(sorted(runs, key=by_length)),
+            tuple(sorted(known, key=lambda item: by_length(item[0]))))
+
+
+def _pushed_bytes(path: Path, run_dirs: tuple[Path, ...], record: dict | None = None) -> bytes | None:
+    """A JSON / JSONL file's bytes with local paths hidden (``record``: already parsed and
+    changed), or None when nothing in it changes (it is pushed as is)."""
+    if path.suffix not in TEXT_SUFFIXES:
+        return None
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        lines = [json.dumps(without_local_paths(json.loads(line), run_dirs)) for line in text.splitlines() if line]
+        new = "\n".join(lines) + "\n"
+    else:
+        new = json.dumps(without_local_paths(record if record is not None else json.loads(text), run_dirs),
+                         indent=2) + "\n"
+    return None if new == text else new.encode()
+
+
 # ---------------------------------------------------------------------------------- plan
 def upload_plan(run_dir, repo_id: str | None = None) -> list[PlannedFile]:
     """Every file of the push, sorted by path in the repo (see the module docstring)."""
@@ -140,25 +249,37 @@ def _plan(run: RunView, repo_id: str | None) -> list[PlannedFile]:
         raise AMFInputError(f"Nothing to push from {run.run_dir}: no round finished with a checkpoint "
                             f"(looked for {run.checkpoint or 'checkpoints/round_XX'}/{{{PLAIN_DIR},{ROUTED_DIR}}}).")
     plan = [PlannedFile("README.md", content=_card(run, repo_id).encode(), note="model card"),
-            PlannedFile(REPORT_FILENAME, run.run_dir / REPORT_FILENAME),
-            PlannedFile(LEDGER_FILENAME, run.run_dir / LEDGER_FILENAME)]
+            _as_pushed(REPORT_FILENAME, run.run_dir / REPORT_FILENAME, run.run_dirs),
+            _as_pushed(LEDGER_FILENAME, run.run_dir / LEDGER_FILENAME, run.run_dirs)]
     plan += [PlannedFile(p.name, p) for p in sorted(run.run_dir.glob("*.png"))]
     for folder, prefix in REPO_PREFIX.items():
         root = run.checkpoint / folder
         for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []:
             if path.name == "README.md":  # peft's placeholder card; the repo's card is ours
                 continue
-            name = prefix + path.relative_to(root).as_posix()
-            named = _base_named_by_hub_id(path) if path.name in BASE_REFERENCES else None
-            plan.append(PlannedFile(name, path, content=named[0], note=f"base named as the Hub repo {named[1]}")
-                        if named else PlannedFile(name, path))
+            plan.append(_as_pushed(prefix + path.relative_to(root).as_posix(), path, run.run_dirs))
     return sorted(plan, key=lambda f: f.path_in_repo)
 
 
-def _base_named_by_hub_id(path: Path) -> tuple[bytes, str] | None:
-    """``adapter_config.json`` (peft) / ``routing.json`` with the base checkpoint they name
-    replaced by its Hub repo id, and that id; None when the base is local or already the id."""
-    record = json.loads(path.read_text())
+def _as_pushed(path_in_repo: str, path: Path, run_dirs: tuple[Path, ...]) -> PlannedFile:
+    """The file as pushed: a file naming the base checkpoint names it by its Hub repo id when it
+    has one, and no file keeps a local path."""
+    record, notes = None, []
+    if path.name in BASE_REFERENCES:
+        record = json.loads(path.read_text())
+        repo = _name_base_by_hub_id(record)
+        if repo:
+            notes.append(f"base named as the Hub repo {repo}")
+    content = _pushed_bytes(path, run_dirs, record)
+    if content is not None:
+        notes.append("local paths hidden")
+    return PlannedFile(path_in_repo, path, content=content, note="; ".join(notes))
+
+
+def _name_base_by_hub_id(record: dict) -> str | None:
+    """In an ``adapter_config.json`` (peft) / ``routing.json`` record, put the base checkpoint's
+    Hub repo id in place of its local path, or ``<local>/<name>`` when it has none; return the
+    id (None: local, or named by id already)."""
     if "base_model_name_or_path" in record:
         holder, key = record, "base_model_name_or_path"
     elif isinstance(record.get("base"), dict) and "pretrained_path" in record["base"]:
@@ -166,10 +287,13 @@ def _base_named_by_hub_id(path: Path) -> tuple[bytes, str] | None:
     else:
         return None
     repo = hub_repo_of(str(holder[key])) if holder[key] else None
-    if repo is None or repo == holder[key]:
+    if repo is None:  # local to this machine: a placeholder, never its path
+        holder[key] = f"{LOCAL_PATH_PLACEHOLDER}/{PurePath(str(holder[key])).name}" if holder[key] else holder[key]
+        return None
+    if repo == holder[key]:
         return None
     holder[key] = repo
-    return (json.dumps(record, indent=2) + "\n").encode(), repo
+    return repo
 
 
 # ---------------------------------------------------------------------------------- card
@@ -196,7 +320,7 @@ def card_context(run: RunView, repo_id: str | None):
     report, model, proto = run.report, run.report["model"], run.report["eval_protocol"]
     pool = report["pool"]
     routed = model.get("mode") in ROUTED_MODES
-    base_repo = hub_repo_of(run.base)
+    base_repo = run.base_repo
     pre_counts = report["demos_per_task"]["pretraining"]
     fine_counts = report["demos_per_task"]["fine_tuning"]
     last = report["rounds"][-1] if report["rounds"] else None
@@ -217,7 +341,7 @@ def card_context(run: RunView, repo_id: str | None):
             if last.get(key):
                 variants.append(_variant(last[key], report, routed, pool, fine_counts, pre_counts))
     base = (f"[`{base_repo}`](https://huggingface.co/{base_repo}) (Hub)" if base_repo else
-            f"local checkpoint `{PurePath(run.base).name}`, not on the Hub"
+            f"local checkpoint {_code(PurePath(run.base).name)}, not on the Hub"
             + (" (pretrained by lerobot-amf's pretraining step; its demos per task are below)"
                if pre_counts is not None else ""))
     disclosure = [
@@ -239,22 +363,24 @@ def card_context(run: RunView, repo_id: str | None):
         "title": f"{name}: {model['policy_type']} fine-tuned with lerobot-amf",
         "repo_id": repo,
         "incomplete": incomplete,
-        "disclosure": [[k, _cell(v)] for k, v in disclosure],
-        "partition_rows": [[t, _cell(_partition_of(model, t, routed))] for t in pool],
+        "disclosure": _cells([[k, v] for k, v in disclosure]),
+        "partition_rows": _cells([[_plain(t), _plain(_partition_of(model, t, routed))] for t in pool]),
         "routed": routed,
-        "demo_rows": _demo_rows(pool, pre_counts, fine_counts, report["target_weights"]),
-        "selection_rows": [[str(r["round"] + 1), _cell(", ".join(r["selected"]) or "-"), _cell(r["reason"])]
-                           for r in report["rounds"]],
-        "protocol_rows": [[k.replace("_", " "), _cell(v)] for k, v in proto.items()],
+        "demo_rows": _cells(_demo_rows(pool, pre_counts, fine_counts, report["target_weights"])),
+        "selection_rows": _cells([[str(r["round"] + 1), ", ".join(map(_plain, r["selected"])) or "-", r["reason"]]
+                                  for r in report["rounds"]]),
+        "protocol_rows": _cells([[k.replace("_", " "), v] for k, v in proto.items()]),
         "variants": variants,
         "final": _final_lines(report),
         "caveat": _caveat(report, routed),
         "base_repo": base_repo,
-        "base_local": None if base_repo else PurePath(run.base).name,
+        "base_local": None if base_repo else _code(PurePath(run.base).name),
         "plain_at_root": run.checkpoint is not None and (run.checkpoint / PLAIN_DIR).is_dir(),
         "has_routed": run.checkpoint is not None and (run.checkpoint / ROUTED_DIR).is_dir(),
-        "env": proto["env"],
-        "env_task": ((run.run_start.get("config") or {}).get("env") or {}).get("task") or ",".join(pool),
+        # the shell snippets' values, quoted for bash (a task name could hold anything)
+        "env": shlex.quote(proto["env"]),
+        "env_task": shlex.quote(((run.run_start.get("config") or {}).get("env") or {}).get("task") or ",".join(pool)),
+        "quoted_repo_id": shlex.quote(repo),
     }
     eval_results = [r for v in variants for r in _eval_results(v, proto)]
     source_repo = report["source"].get("repo_id")
@@ -279,15 +405,16 @@ def _variant(evaluation: dict, report: dict, routed: bool, pool, fine_counts, pr
     before = (report["pretrained"] or {}).get("per_task", {})
     after = evaluation["per_task"]
     task_rows = []
-    for task in pool:
+    for task in pool:  # escaped below, with the suite rows
         kind = change_kind(before[task], after[task]) if task in before and task in after else "-"
         tuned = fine_counts.get(task, 0) > 0
-        task_rows.append([task, _demos(pre_counts, fine_counts, task), _with_counts(before.get(task)),
+        task_rows.append([_plain(task), _demos(pre_counts, fine_counts, task), _with_counts(before.get(task)),
                           _with_counts(after.get(task)), kind + ("" if tuned else " (not fine-tuned)")])
     suites = suite_groups(pool, report["eval_protocol"]["env"])
-    suite_rows = [[s, str(len(tasks)), _with_counts(pooled(before, tasks) if before else None),
+    suite_rows = [[_plain(s), str(len(tasks)), _with_counts(pooled(before, tasks) if before else None),
                    _with_counts(pooled(after, tasks))] for s, tasks in suites.items()]
-    return {"label": label, "variant": evaluation["variant"], "task_rows": task_rows, "suite_rows": suite_rows,
+    return {"label": label, "variant": evaluation["variant"], "task_rows": _cells(task_rows),
+            "suite_rows": _cells(suite_rows),
             "overall": [_with_counts(pooled(before, pool) if before else None), _with_counts(evaluation["overall"])],
             "per_task": after, "per_suite": {s: pooled(after, tasks) for s, tasks in suites.items()},
             "all": evaluation["overall"]}
@@ -339,7 +466,7 @@ def _partition_of(model: dict, task: str, routed: bool) -> str:
 
 
 def _demo_rows(pool, pre_counts, fine_counts, weights) -> list[list[str]]:
-    rows = [[t, "unknown" if pre_counts is None else str(pre_counts.get(t, 0)), str(fine_counts.get(t, 0)),
+    rows = [[_plain(t), "unknown" if pre_counts is None else str(pre_counts.get(t, 0)), str(fine_counts.get(t, 0)),
              f"{weights.get(t, 0.0):.3f}"] for t in pool]
     rows.append(["total", "unknown" if pre_counts is None else str(sum(pre_counts.get(t, 0) for t in pool)),
                  str(sum(fine_counts.get(t, 0) for t in pool)), f"{sum(weights.get(t, 0.0) for t in pool):.3f}"])
@@ -376,9 +503,27 @@ def _caveat(report: dict, routed: bool) -> str:
 
 
 def _cell(value) -> str:
-    """A markdown table cell: one line, pipes escaped."""
+    """A markdown table cell: one line, with what would end the cell or open HTML escaped."""
     text = value if isinstance(value, str) else json.dumps(value)
-    return " ".join(text.split()).replace("|", "\\|")
+    text = " ".join(text.split()).replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|")
+
+
+def _plain(name: str) -> str:
+    """A name from the run (task, suite, partition) as plain text in markdown: no code, emphasis
+    or link can start in it."""
+    return re.sub(r"([\\`*\[\]])", r"\\\1", str(name))
+
+
+def _cells(rows: list[list]) -> list[list[str]]:
+    return [[_cell(v) for v in row] for row in rows]
+
+
+def _code(text: str) -> str:
+    """``text`` as inline code that cannot be closed early (a backtick in it widens the fence)."""
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{' '.join(text.split())}{pad}{fence}"
 
 
 # ---------------------------------------------------------------------------------- push

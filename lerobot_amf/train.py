@@ -41,7 +41,7 @@ from lerobot_amf.isolation.modes import Isolation, make_isolation, plan_partitio
 from lerobot_amf.isolation.partitions import Partitions
 from lerobot_amf.ledger import Ledger, LedgerState
 from lerobot_amf.locks import exclusive
-from lerobot_amf.publish import PushError, check_push_ready, push_run
+from lerobot_amf.publish import PushError, base_origin, check_push_ready, push_run
 from lerobot_amf.phases import phase
 from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_cached_eval, read_pretrain_record, write_cached_eval
 from lerobot_amf.report import REPORT_FILENAME, print_final_comparison, print_round_table, write_report
@@ -203,6 +203,9 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
         # its features are its pretraining demos' (saved with it), not the env config's raw ones
         saved = PreTrainedConfig.from_pretrained(cfg.policy.pretrained_path)
         cfg.policy.input_features, cfg.policy.output_features = saved.input_features, saved.output_features
+    # a local base is recorded absolute (a push from elsewhere still finds it), a Hub one by repo id
+    base_path, base_repo_id = base_origin(cfg.policy.pretrained_path)
+    cfg.policy.pretrained_path = Path(base_path)
     pretrain_record = read_pretrain_record(cfg.policy.pretrained_path)
     pretrain_counts = pretrain_record["demos_per_task"] if pretrain_record else None
     pretrain_demo_ids = frozenset(pretrain_record.get("demo_ids", []) if pretrain_record else [])
@@ -212,7 +215,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
 
     ledger = Ledger(output_dir)
     if cfg.resume:
-        check_same_run(ledger, plan, strategy.name, cfg)
+        check_same_run(ledger, plan, strategy.name, cfg, source)
     start_round = ledger.state().rounds_done
     policy = make_policy(cfg.policy, env_cfg=cfg.env)
     check_policy_fits_env(policy.config, cfg.env)
@@ -241,7 +244,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
                 seed=cfg.seed,
                 source=source.describe(),
                 model={**isolation.describe(), "policy_type": cfg.policy.type,
-                       "pretrained_path": str(cfg.policy.pretrained_path)},
+                       "pretrained_path": str(cfg.policy.pretrained_path), "base_repo_id": base_repo_id},
                 pretrain_counts=pretrain_counts,
                 eval_protocol=eval_protocol(cfg.amf, cfg.env, policy.config),
             )
@@ -268,19 +271,22 @@ def check_policy_fits_env(policy_cfg, env_cfg) -> None:
                             f"{'; '.join(problems)} (another task vocabulary or robot?).")
 
 
-def check_same_run(ledger: Ledger, plan: RunPlan, strategy: str, cfg) -> None:
+def check_same_run(ledger: Ledger, plan: RunPlan, strategy: str, cfg, source: DemoSource) -> None:
     """``--resume=true`` continues the run in the directory: it must be asked for with the same
-    pool, strategy, seed, budget and isolation (else its ledger would mix two runs)."""
+    pool, strategy, seed, budget, isolation and source (name, repo id, revision, rename map: a
+    demo id names its revision, so another one would pull the same episodes again under new ids);
+    else its ledger would mix two runs."""
     start = next(ledger.records("run_start"), None)
     if start is None:
         raise AMFInputError(f"--resume=true: {ledger.path} has no run_start record; it is not a lerobot-amf run.")
     asked = {"pool": plan.pool, "strategy": strategy, "seed": cfg.seed, "budget": plan.budget,
-             "isolation": cfg.amf.isolation}
+             "isolation": cfg.amf.isolation, **{f"source.{k}": v for k, v in source.describe().items()}}
     recorded = {**{k: start.get(k) for k in ("pool", "strategy", "seed", "budget")},
-                "isolation": start.get("model", {}).get("mode")}
+                "isolation": start.get("model", {}).get("mode"),
+                **{f"source.{k}": v for k, v in (start.get("source") or {}).items()}}
     for key, value in asked.items():
-        if recorded[key] != value:
-            raise AMFInputError(f"--resume=true: {cfg.output_dir} was run with {key}={recorded[key]}, not {value}: "
+        if recorded.get(key) != value:
+            raise AMFInputError(f"--resume=true: {cfg.output_dir} was run with {key}={recorded.get(key)}, not {value}: "
                                 f"resume with the same settings, or choose a new --output_dir.")
 
 
@@ -309,6 +315,7 @@ def pull_and_record(run: Run, r: int, tasks: list[str], state: LedgerState) -> N
     ledger line is the commit point, so a stop anywhere neither loses nor repeats a demo)."""
     new_demos = []
     with phase("pulling"):
+        run.source.check_round(dict(Counter(tasks)), run.taken(state))
         for task, k in Counter(tasks).items():
             with console.status(f"Pulling {k} demo(s) of {task} from {run.source.name}"):
                 new_demos += run.source.pull(task, k, run.taken(state))

@@ -15,16 +15,20 @@ imported, so every loading path (ours, and stock ``lerobot-eval`` with
 ``--env.discover_packages_path=lerobot_amf``) goes through it.
 
 ``check_plain_name`` is the rule for names a file from others uses as a path part (partition
-names in ``routing.json``).
+names in ``routing.json``); ``check_inside`` the rule for relative paths it names (a dataset's
+``data_path`` / ``video_path`` templates in ``meta/info.json``).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from lerobot_amf.errors import AMFInputError
 
+# What a pushed file names instead of a path of the machine that pushed it (``<local>/<name>``).
+LOCAL_PATH_PLACEHOLDER = "<local>"
 # Packages whose classes a processor file may name by import path: code already installed here.
 TRUSTED_STEP_PACKAGES = ("lerobot", "lerobot_amf")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -41,6 +45,26 @@ def check_plain_name(name: object, what: str) -> str:
         raise UntrustedFileError(f"{what} {name!r} is not a plain name (letters, digits, '-', '_' and inner "
                                  "dots only; no path separators or '..'): refused.")
     return name
+
+
+def check_inside(folder: Path, relative: object, what: str) -> Path:
+    """``folder / relative`` if ``relative`` is a relative path that stays inside ``folder`` (no
+    absolute path, drive, ``~`` or ``..``; symlinks resolved), else one line naming it."""
+    text = relative if isinstance(relative, str) else None
+    parts = PurePosixPath(text).parts if text else ()
+    outside = (not text or "\0" in text or PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
+               or PureWindowsPath(text).drive or text.startswith("~") or ".." in parts
+               or ".." in PureWindowsPath(text).parts)
+    path = Path(folder) / text if not outside else None
+    if path is not None:
+        try:
+            path.resolve().relative_to(Path(folder).resolve())
+        except ValueError:
+            outside = True
+    if outside:
+        raise UntrustedFileError(f"{what} {relative!r} is not a relative path inside {Path(folder).name}/: refused "
+                                 "(nothing outside the folder is read).")
+    return path
 
 
 def check_processor_step(step: dict) -> None:

@@ -223,6 +223,44 @@ def test_unrecorded_ready_demos_are_dropped(tmp_path):
     assert not root.with_name("demos" + READY_SUFFIX).exists() and count_episodes(root) == 1
 
 
+def test_a_recorded_tmp_whose_rename_a_power_loss_undid_is_put_in_place_not_deleted(tmp_path):
+    """The ledger line is on disk but the directory entry of ``.tmp`` -> ``.ready`` was lost: the
+    staged copy holds exactly the recorded episodes, so repair commits it instead of deleting it."""
+    run, root = tmp_path / "run", tmp_path / "run" / "demos"
+    ledger = Ledger(run)
+    write_round(ledger, root, 0, [fake_demo(0)])
+    ready, records = _stage("local/test", root, 10, FEATURES, [fake_demo(1), fake_demo(2)])
+    ledger.append("demos_pulled", round=1, demos=records)
+    os.rename(ready, root.with_name("demos.tmp"))  # what the disk holds if the rename never reached it
+    report = repair_demo_dataset(root, ledger.state().episodes, "local/test")
+    assert "put demos.tmp in place" in str(report) and not root.with_name("demos.tmp").exists()
+    assert LeRobotDataset("local/test", root=root).num_episodes == 3
+
+
+def test_an_unrecorded_tmp_is_still_dropped(tmp_path):
+    run, root = tmp_path / "run", tmp_path / "run" / "demos"
+    ledger = Ledger(run)
+    write_round(ledger, root, 0, [fake_demo(0)])
+    ready, _ = _stage("local/test", root, 10, FEATURES, [fake_demo(1)])  # complete, never recorded
+    os.rename(ready, root.with_name("demos.tmp"))
+    report = repair_demo_dataset(root, ledger.state().episodes, "local/test")
+    assert "removed demos.tmp" in str(report) and count_episodes(root) == 1
+
+
+def test_the_rename_to_ready_is_fsynced_before_the_record(tmp_path, monkeypatch):
+    """The parent directory is fsynced after ``.tmp`` -> ``.ready`` and before the ledger line."""
+    import lerobot_amf.data as data
+
+    events = []
+    real_rename, real_fsync_dir = os.rename, data.fsync_dir
+    monkeypatch.setattr(data.os, "rename", lambda a, b: (events.append(("rename", Path(b).name)), real_rename(a, b)))
+    monkeypatch.setattr(data, "fsync_dir", lambda d: (events.append(("fsync_dir", Path(d).name)), real_fsync_dir(d)))
+    root = tmp_path / "run" / "demos"
+    write_demos("local/test", root, 10, FEATURES, [fake_demo(0)], record=lambda recs: events.append(("record",)))
+    renamed = events.index(("rename", "demos" + READY_SUFFIX))
+    assert events[renamed + 1] == ("fsync_dir", "run") and events[renamed + 2] == ("record",)
+
+
 def test_staging_leaves_the_committed_files_untouched(tmp_path):
     """The staging copy hard-links data files: LeRobot must never write into them."""
     root, ledger = tmp_path / "run" / "demos", Ledger(tmp_path / "run")

@@ -16,7 +16,9 @@ from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
 from lerobot_amf.data import write_demos
 from lerobot_amf.errors import AMFInputError
+from lerobot_amf.sources import hub as hub_module
 from lerobot_amf.sources.hub import HubDatasetSource, make_hub_source, video_backend
+from lerobot_amf.trust import UntrustedFileError
 from hub_server import LocalHub
 from libero_fixtures import CAMERAS, LIBERO_TASKS, build_libero_dataset, episode_frame
 
@@ -316,3 +318,73 @@ def test_features_checked_against_the_policy(hub, tmp_path):
         input_features={"observation.state": PolicyFeature(FeatureType.STATE, (6,)), "observation.images.image": big},
         output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
     ))
+
+
+# --- hostile or mismatched copies -----------------------------------------------------------------
+def test_the_default_cache_is_one_folder_per_revision(hub, tmp_path, monkeypatch):
+    monkeypatch.setattr(hub_module, "HF_LEROBOT_HOME", tmp_path / "lerobot_home")
+    tagged, main = HubDatasetSource(REPO), HubDatasetSource(REPO, revision="main")
+    assert tagged.root == tmp_path / "lerobot_home" / f"{REPO}@v3.0"
+    assert main.root == tmp_path / "lerobot_home" / f"{REPO}@main"
+    assert (tagged.root / "meta" / "info.json").is_file() and (main.root / "meta" / "info.json").is_file()
+
+
+def test_a_local_copy_of_another_revision_is_refused(hub, tmp_path):
+    source(tmp_path)  # the copy now holds v3.0
+    before = sorted(p for p in (tmp_path / "cache").rglob("*"))
+    assert message(lambda: source(tmp_path, revision="main")) == (
+        f"{tmp_path / 'cache'} holds dataset lerobot/libero@v3.0 (.cache/lerobot_amf/source.json), not "
+        "lerobot/libero@main: point amf.source_root at a folder of its own for this revision (or leave it unset: "
+        "one per revision)."
+    )
+    assert sorted(p for p in (tmp_path / "cache").rglob("*")) == before
+
+
+@pytest.mark.parametrize("key, template", [
+    ("data_path", "/etc/passwd"),
+    ("data_path", "../../outside/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"),
+    ("video_path", "videos/{video_key}/../../../../outside/{chunk_index}-{file_index}.mp4"),
+    ("video_path", "~/videos/{video_key}/{chunk_index}-{file_index}.mp4"),
+])
+def test_hostile_path_templates_in_info_json_are_refused_before_any_read(hub, tmp_path, libero_repo, key, template):
+    import json
+
+    hostile = tmp_path / "hostile"
+    shutil.copytree(libero_repo, hostile)
+    info = json.loads((hostile / "meta" / "info.json").read_text())
+    info[key] = template
+    (hostile / "meta" / "info.json").write_text(json.dumps(info))
+    with LocalHub({"someone/hostile": hostile}) as served:
+        with pytest.raises(UntrustedFileError) as err:
+            HubDatasetSource("someone/hostile", root=tmp_path / "copy")
+    assert f"meta/info.json {key} {template!r} is not a relative path inside copy/: refused" in str(err.value)
+    assert all(f.startswith("meta/") for f in served.downloads())  # no episode file was fetched
+
+
+def test_a_round_over_the_byte_cap_stops_before_downloading_and_names_the_cap(hub, tmp_path):
+    src = source(tmp_path, max_bytes_per_round=1000)
+    wanted = {SPATIAL: 2, GOAL: 1}
+    episodes = [e for task, k in wanted.items() for e in src.order(task)[:k]]
+    files = sorted(files_of(episodes, src))
+    before = hub.downloads()
+    with pytest.raises(AMFInputError) as err:
+        src.check_round(wanted, set())
+    line = str(err.value)
+    assert "\n" not in line and f"({len(files)} file(s)" in line
+    assert "over amf.source_max_bytes_per_round=1000: nothing was downloaded" in line
+    assert hub.downloads() == before and not any((src.root / f).exists() for f in files)
+    sizes = sum((hub.repos[REPO] / f).stat().st_size for f in files)  # what HEAD said, exactly
+    assert f"would download {sizes / 1e9:.3f} GB" in line
+    roomy = source(tmp_path, max_bytes_per_round=sizes)
+    roomy.check_round(wanted, set())  # exactly at the cap: allowed
+    assert sum(d.info["bytes_fetched"] for task, k in wanted.items() for d in roomy.pull(task, k, set())) == sizes
+
+
+def test_a_round_asking_more_episodes_than_left_is_refused_before_any_pull(hub, tmp_path):
+    src = source(tmp_path)
+    before = hub.downloads()
+    assert message(lambda: src.check_round({SPATIAL: 1, GOAL: EPISODES_PER_TASK + 1}, set())) == (
+        f"Dataset lerobot/libero@v3.0 has {EPISODES_PER_TASK} episode(s) of task {GOAL!r} left "
+        f"(of {EPISODES_PER_TASK}); {EPISODES_PER_TASK + 1} were asked for."
+    )
+    assert hub.downloads() == before

@@ -164,3 +164,61 @@ def test_a_dataset_whose_frames_do_not_fit_the_policy_stops_the_run_before_any_w
     assert stop.value.code == 2 and len(err) == 1, err  # (the Hub download's progress bars may come before it)
     assert "does not match the policy's features: observation.images.image is missing" in err[0]
     assert not out.exists() and not out.with_name("run.tmp").exists()
+
+
+def _ledger_bytes(run):
+    return (run / "amf_ledger.jsonl").read_bytes()
+
+
+def _main_once(argv, repo, tmp_path, monkeypatch, capsys) -> tuple[int, list[str]]:
+    """``lerobot-amf-train`` in this process against the local Hub: (exit code, its error lines)."""
+    from lerobot_amf import train
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(sys, "argv", ["lerobot-amf-train", *argv])
+    capsys.readouterr()
+    code = 0
+    with LocalHub({REPO: repo}):
+        try:
+            train.main()
+        except SystemExit as stop:
+            code = stop.code
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.startswith("lerobot-amf-train: error:")]
+
+
+def test_resume_with_another_revision_of_the_source_is_refused(libero_run, tmp_path, monkeypatch, capsys):
+    """A demo id names its revision: resuming on another one would pull the same episodes again."""
+    before = _ledger_bytes(libero_run.out)
+    argv = [*ARGS, f"--amf.source_root={tmp_path / 'main_cache'}", "--amf.source_revision=main",
+            f"--amf.pretrain.cache_dir={libero_run.pretrained.parent}", f"--output_dir={libero_run.out}",
+            "--resume=true"]
+    code, err = _main_once(argv, libero_run.repo, tmp_path, monkeypatch, capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "was run with source.revision=v3.0, not main" in err[0]
+    assert _ledger_bytes(libero_run.out) == before
+
+
+def test_a_round_over_the_byte_cap_stops_with_its_selection_kept_and_resumes(libero_run, tmp_path, monkeypatch,
+                                                                          capsys):
+    """The cap stops round 1 before any of its files is downloaded (one line, exit 2); what was
+    collected (the pretrained evaluation, the selection) stays, and a resume with room pulls
+    exactly the recorded selection."""
+    policy_flags = [a for a in ARGS if not a.startswith(("--policy.", "--amf.strategy", "--amf.selection"))]
+    out = tmp_path / "run"
+    argv = [*policy_flags, f"--policy.path={libero_run.pretrained}", "--amf.strategy=uniform",
+            f"--amf.source_root={tmp_path / 'source_cache'}", f"--output_dir={out}"]
+    code, err = _main_once([*argv, "--amf.source_max_bytes_per_round=1"], libero_run.repo, tmp_path, monkeypatch,
+                           capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "over amf.source_max_bytes_per_round=1: nothing was downloaded" in err[0]
+    events = [json.loads(line)["event"] for line in (out / "amf_ledger.jsonl").read_text().splitlines()]
+    assert events == ["run_start", "eval", "selection"]
+    selected = json.loads((out / "amf_ledger.jsonl").read_text().splitlines()[-1])["tasks"]
+    assert not list((tmp_path / "source_cache").glob("data/**/*.parquet"))
+    code, err = _main_once([*argv, "--resume=true"], libero_run.repo, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    ledger = [json.loads(line) for line in (out / "amf_ledger.jsonl").read_text().splitlines()]
+    (pulled,) = [r for r in ledger if r["event"] == "demos_pulled"]
+    assert sorted(d["task"] for d in pulled["demos"]) == sorted(selected)
+    assert [r["event"] for r in ledger].count("selection") == 1

@@ -17,8 +17,8 @@ from huggingface_hub import ModelCard
 
 from fake_hub import FakeHub
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.publish import (NO_TOKEN, PushError, main, push_run, render_model_card, template_path,
-                                 upload_plan)
+from lerobot_amf.publish import (NO_TOKEN, TEXT_SUFFIXES, PushError, _pushed_bytes, base_origin, main, push_run,
+                                 render_model_card, template_path, upload_plan, without_local_paths)
 from lerobot_amf.report import change_kind, write_report
 
 pytestmark = pytest.mark.slow  # the tiny run (tiny_run), a wheel build, an evaluation in Metaworld
@@ -108,8 +108,15 @@ def test_plan_is_the_evaluated_checkpoint_ledger_report_plots_and_card(tiny_run)
     for f in plan:
         if f.path_in_repo == "README.md":
             assert f.data().decode() == render_model_card(tiny_run, REPO)
-        else:  # every other file is pushed byte for byte from the run directory
-            assert f.source.resolve().is_relative_to(tiny_run.resolve()) and f.data() == f.source.read_bytes()
+            continue
+        assert f.source.resolve().is_relative_to(tiny_run.resolve())
+        if f.content is None:  # pushed byte for byte from the run directory ...
+            assert f.data() == f.source.read_bytes() and not f.source.name.endswith(TEXT_SUFFIXES)
+        else:  # ... or, for a JSON file naming local paths, the same record with them hidden
+            assert "local paths hidden" in f.note
+            assert f.data().decode() == _pushed_bytes(f.source, (tiny_run,)).decode()
+    hidden = {f.path_in_repo for f in plan if f.content is not None and f.path_in_repo != "README.md"}
+    assert {"amf_ledger.jsonl", "amf_report.json", "train_config.json"} <= hidden
     # never the demos, the optimizer state or an older round
     assert not [f for f in plan if f.source and {"demos", "training_state", "round_00"} & set(f.source.parts)]
 
@@ -178,6 +185,100 @@ def test_pushed_adapters_name_their_base_by_its_hub_repo_id(tiny_run, tmp_path):
     assert (routed_dir / "adapters" / "README.md").exists() and "routed_model/adapters/README.md" not in plan
     assert "config.json" in plan  # the plain model stays at the root
     assert tree_digest(run) == before  # the rewrite is in the pushed copies only
+
+
+LOCAL_PATH = re.compile(r"(?<![\w.:/-])/(?:home|root|tmp|Users|var|mnt|data|work)(?=/)")
+
+
+def test_no_pushed_file_names_a_path_of_this_machine(tiny_run, tmp_path):
+    """The ledger, report and ``train_config.json`` name the run directory, the cache and the
+    base; a routed model names its local base. None of it leaves the machine."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    add_routed_model(run, run / "checkpoints" / "round_01" / "pretrained_model")
+    local_texts = [p.read_text() for p in run.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES]
+    assert any(str(run) in text for text in local_texts)  # the run does record its local paths
+    here = {str(tmp_path), str(tiny_run), str(Path.home()), str(Path.cwd())}
+    for f in upload_plan(run, REPO):
+        data = f.data()
+        if f.path_in_repo.endswith((".safetensors", ".png")):
+            continue
+        text = data.decode()
+        assert not [h for h in here if h in text], f.path_in_repo
+        assert not LOCAL_PATH.search(text), (f.path_in_repo, LOCAL_PATH.search(text).group(0))
+    pushed = {f.path_in_repo: f for f in upload_plan(run, REPO)}
+    start = json.loads(pushed["amf_ledger.jsonl"].data().decode().splitlines()[0])
+    assert start["config"]["output_dir"] == "."  # paths inside the run (where it ran, too): relative to it
+    round_end = [json.loads(line) for line in pushed["amf_ledger.jsonl"].data().decode().splitlines()
+                 if '"round_end"' in line][-1]
+    assert round_end["checkpoint"] == "checkpoints/round_01/pretrained_model"
+
+
+def test_local_paths_are_hidden_by_where_they_are(tmp_path):
+    from huggingface_hub import constants
+    from lerobot.utils.constants import HF_LEROBOT_HOME
+
+    run = tmp_path / "runs" / "r1"
+    record = {"a": [str(run / "demos"), str(run)], "cache": str(Path(HF_LEROBOT_HOME) / "lerobot_amf_cache" / "x"),
+              "hub": f"{constants.HF_HUB_CACHE}/models--a--b", "home": str(Path.home() / "data" / "base"),
+              "elsewhere": "/srv/robots/base_ckpt", "text": f"repaired {run / 'demos'}; see {Path.home()}/notes",
+              "repo": "lerobot/smolvla_base", "rate": "7/10", "url": "https://huggingface.co/x/y", "n": 3}
+    hidden = without_local_paths(record, (run,))
+    assert hidden["a"] == ["demos", "."]
+    assert hidden["cache"] == "$HF_LEROBOT_HOME/lerobot_amf_cache/x"
+    assert hidden["hub"] == "$HF_HUB_CACHE/models--a--b"
+    assert hidden["home"].startswith(("~/", "$TMPDIR/")) and hidden["home"].endswith("/data/base")
+    assert hidden["elsewhere"] == "<local>/base_ckpt"
+    assert str(run) not in hidden["text"] and str(Path.home()) not in hidden["text"]
+    assert {k: hidden[k] for k in ("repo", "rate", "url", "n")} == {k: record[k] for k in ("repo", "rate", "url", "n")}
+
+
+def test_a_relative_two_part_base_is_told_apart_from_a_repo_id_by_existence(tmp_path, monkeypatch):
+    """``base/pretrained_model`` seen from the folder a run started in is a local folder (recorded
+    absolute); seen from elsewhere, an older record of it is an error, not a repo id."""
+    from huggingface_hub import constants
+
+    (tmp_path / "base" / "pretrained_model").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert base_origin("base/pretrained_model") == (str(tmp_path / "base" / "pretrained_model"), None)
+    monkeypatch.chdir(tmp_path / "base")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    with pytest.raises(AMFInputError) as err:
+        base_origin("base/pretrained_model", recorded_by=tmp_path / "run")
+    assert "is no folder here" in str(err.value) and "\n" not in str(err.value)
+    assert base_origin("lerobot/smolvla_base") == ("lerobot/smolvla_base", "lerobot/smolvla_base")  # at run start
+    (tmp_path / "hf_cache" / "models--lerobot--smolvla_base").mkdir(parents=True)  # an older record of a Hub base
+    assert base_origin("lerobot/smolvla_base", recorded_by=tmp_path / "run")[1] == "lerobot/smolvla_base"
+
+
+def test_card_cells_are_escaped_and_snippets_quoted(tiny_run, tmp_path):
+    """Task, suite and partition names come from the run (a routing map, a dataset): none of them
+    can end a table cell, open HTML or code, or break out of the card's shell commands."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    hostile = "evil|task`<img src=x onerror=alert(1)>$(touch pwned)"
+    for name in ("amf_report.json", "amf_ledger.jsonl"):  # rename one pool task everywhere
+        path = run / name
+        task = json.loads((run / "amf_report.json").read_text())["pool"][0]
+        path.write_text(path.read_text().replace(f'"{task}"', json.dumps(hostile)))
+    ledger = run / "amf_ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    start = json.loads(lines[0])
+    start["config"]["env"]["task"] = f"{hostile},x'; touch pwned2; '"
+    ledger.write_text("\n".join([json.dumps(start), *lines[1:]]) + "\n")
+    card = render_model_card(run, REPO)
+    demo_rows = tables_after(card, "### Demonstrations per task")[0]
+    partition_rows = tables_after(card, "### Task → partition")[0]
+    assert {len(r) for r in demo_rows} == {4} and {len(r) for r in partition_rows} == {2}  # no cell added
+    body = card.split("\n---\n", 1)[1]  # the markdown (the YAML metadata above it is data) ...
+    body = re.sub(r"```.*?```", "", body, flags=re.S)  # ... outside code blocks (shown as code, checked below)
+    assert "<img" not in body and "&lt;img src=x onerror=alert(1)&gt;" in body
+    assert "evil\\|task\\`" in card  # pipe and backtick escaped in the cells
+    snippet = next(line for line in card.splitlines() if line.startswith("lerobot-eval "))
+    import shlex
+
+    words = shlex.split(snippet.rstrip("\\"))
+    assert f"--env.task={hostile},x'; touch pwned2; '" in words  # one word: nothing runs
 
 
 def test_template_is_the_top_level_model_cards_file_and_ships_in_the_wheel(tmp_path):
@@ -380,18 +481,24 @@ def test_a_pushed_routed_run_evaluates_from_the_hub_by_repo_id_and_folder(tiny_r
         (repo / f.path_in_repo).parent.mkdir(parents=True, exist_ok=True)
         (repo / f.path_in_repo).write_bytes(f.data())
 
-    def evaluate(path: str, out: Path):
+    def evaluate(path: str, out: Path, *more: str):
         monkeypatch.setattr(sys, "argv", [
             "lerobot-amf-eval", f"--policy.path={path}", "--policy.device=cpu", "--env.type=mw_state",
             f"--env.task={','.join(pool)}", "--env.episode_length=10", "--amf.eval_episodes=1",
-            "--amf.eval_batch_size=1", f"--output_dir={out}"])
+            "--amf.eval_batch_size=1", f"--output_dir={out}", *more])
         eval_cli.main()
         return json.loads((out / eval_cli.REPORT_FILENAME).read_text())
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    base = run / "checkpoints" / "round_01" / "pretrained_model"
+    assert json.loads((repo / "routed_model" / "routing.json").read_text())["base"]["pretrained_path"] == \
+        "<local>/pretrained_model"  # the pushed record names no path of this machine
     with LocalHub({REPO: repo}) as hub:
-        routed = evaluate(f"{REPO}/routed_model", tmp_path / "routed")
+        with pytest.raises(SystemExit) as stop:  # the base was local to the pushing machine: say what to pass
+            evaluate(f"{REPO}/routed_model", tmp_path / "no_base")
+        no_base = (stop.value.code, capsys.readouterr().err.strip().splitlines()[-1])
+        routed = evaluate(f"{REPO}/routed_model", tmp_path / "routed", f"--amf.base_path={base}")
         routed_downloads = hub.downloads()
         plain = evaluate(REPO, tmp_path / "plain")
         errors = []
@@ -399,6 +506,8 @@ def test_a_pushed_routed_run_evaluates_from_the_hub_by_repo_id_and_folder(tiny_r
             with pytest.raises(SystemExit) as stop:
                 evaluate(path, tmp_path / "none")
             errors.append((stop.value.code, capsys.readouterr().err.strip().splitlines()[-1]))
+    assert no_base[0] == 2 and "names its base checkpoint as '<local>/pretrained_model'" in no_base[1]
+    assert "--amf.base_path=" in no_base[1] and not (tmp_path / "no_base").exists()
     assert routed["model"]["variant"] == "per-partition" and routed["model"]["isolation"] == "lora"
     assert routed["eval"]["routed_to_partition"] == {t: t for t in pool}
     assert routed_downloads and all(f.startswith("routed_model/") for f in routed_downloads)

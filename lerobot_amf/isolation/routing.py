@@ -42,6 +42,7 @@ from lerobot_amf.families import PolicyFamily, family_of
 from lerobot_amf.isolation import ROUTED_MODES
 from lerobot_amf.isolation.lora_targets import check_lora_targets
 from lerobot_amf.isolation.partitions import Partitions
+from lerobot_amf.trust import LOCAL_PATH_PLACEHOLDER
 
 ROUTED_DIR = "routed_model"  # a checkpoint's routed policy, beside LeRobot's pretrained_model/
 ROUTING_FILENAME = "routing.json"
@@ -281,6 +282,19 @@ def _family_default(policy: PreTrainedPolicy, attribute: str, flag: str):
     return value
 
 
+def recorded_base(record: dict, base_path: str | None, directory: Path) -> str:
+    """The base checkpoint to load under a routing record: ``base_path`` if given, else the one it
+    names, unless that is a placeholder (the base was local to the machine that pushed it)."""
+    if base_path:
+        return str(base_path)
+    base = str(record["base"]["pretrained_path"])
+    if base.startswith(LOCAL_PATH_PLACEHOLDER):
+        raise AMFInputError(f"{Path(directory).name}/{ROUTING_FILENAME} names its base checkpoint as {base!r}: it "
+                            "was local to the machine that trained it; pass the base (base_path=, or "
+                            "--amf.base_path= to lerobot-amf-eval).")
+    return base
+
+
 def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: str | None = None):
     """One call from a saved ``routed_model/`` to (policy, preprocessor, postprocessor).
 
@@ -295,7 +309,7 @@ def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: st
     if record.get("format") != FORMAT:
         raise ValueError(f"{directory / ROUTING_FILENAME}: not a {FORMAT} record.")
     partitions = Partitions.from_json(record["partitions"])  # its names become paths: checked before any load
-    base = base_path or record["base"]["pretrained_path"]
+    base = recorded_base(record, base_path, directory)
     policy_cls = get_policy_class(record["base"]["type"])
     policy = policy_cls.from_pretrained(base)
     policy.config.pretrained_path = base

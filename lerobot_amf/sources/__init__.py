@@ -5,7 +5,7 @@ config imports neither).
 """
 
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.sources.base import Demo, DemoSource
+from lerobot_amf.sources.base import DEFAULT_MAX_BYTES_PER_ROUND, Demo, DemoSource
 
 # metaworld_expert: Metaworld's scripted experts (the embedded default) | hub: episodes of a
 # LeRobot dataset on the Hub (e.g. lerobot/libero), pulled per task.
@@ -31,4 +31,4 @@ def make_source(amf_cfg, env_cfg, seed: int, catalog, role: str = "finetune") ->
     raise AMFInputError(f"Unknown amf.source={amf_cfg.source!r}. Allowed: {', '.join(SOURCES)}.")
 
 
-__all__ = ["Demo", "DemoSource", "SOURCES", "make_source"]
+__all__ = ["DEFAULT_MAX_BYTES_PER_ROUND", "Demo", "DemoSource", "SOURCES", "make_source"]

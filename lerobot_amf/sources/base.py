@@ -16,6 +16,10 @@ import numpy as np
 
 from lerobot_amf.errors import AMFInputError
 
+# --amf.source_max_bytes_per_round: far above a LIBERO round (a few video files of <= 500 MB
+# each per demo), far below what a wrong repo id or a runaway selection could download.
+DEFAULT_MAX_BYTES_PER_ROUND = 20 * 10**9
+
 
 @dataclass
 class Demo:
@@ -54,6 +58,11 @@ class DemoSource(abc.ABC):
     @property
     @abc.abstractmethod
     def fps(self) -> int: ...
+
+    def check_round(self, wanted: dict[str, int], exclude: set[str]) -> None:
+        """One-line ``AMFInputError`` if the pulls of a round (task -> demos) cannot all be made,
+        raised before the first of them, so a refused round has fetched nothing. Nothing to check
+        for a source that makes its demos."""
 
     def describe(self) -> dict:
         """The run record's "source" entry: what the demos came from."""

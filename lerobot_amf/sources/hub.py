@@ -10,15 +10,23 @@
   records the bytes it made us download, so the ledger keeps what every round cost.
 * Frames come back keyed by feature name (after the rename map), camera frames as uint8 HWC
   images, ready for ``lerobot_amf.data.write_demos``.
+* The dataset is hostile until checked: the file paths its ``meta/info.json`` templates make
+  must stay inside the local copy (``trust.check_inside``), and a round's downloads are sized
+  (HEAD requests) and refused before they start when they would pass ``max_bytes_per_round``.
+* The local copy is one per revision (``<HF_LEROBOT_HOME>/<repo_id>@<revision>`` by default),
+  and it says which revision it holds (``REVISION_MARKER``): another revision's ``meta/`` is
+  never read as this one's.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from huggingface_hub import constants as hf_constants
+from huggingface_hub import get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import (
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
@@ -39,7 +47,11 @@ from lerobot.utils.constants import HF_LEROBOT_HOME
 
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.features import feature_mismatches
-from lerobot_amf.sources.base import Demo, DemoSource
+from lerobot_amf.sources.base import DEFAULT_MAX_BYTES_PER_ROUND, Demo, DemoSource
+from lerobot_amf.trust import check_inside
+
+# In the local copy, beside huggingface_hub's own download records: the repo id and revision it holds.
+REVISION_MARKER = ".cache/lerobot_amf/source.json"
 
 SHOWN = 4  # items of a long list an error message shows
 VIDEO_TOLERANCE_S = 1e-4  # LeRobotDataset's default tolerance between a timestamp and its video frame
@@ -79,12 +91,17 @@ class HubDatasetSource(DemoSource):
         rename_map: dict[str, str] | None = None,
         seed: int = 0,
         task_of_instruction: dict[str, str] | None = None,
+        max_bytes_per_round: int | None = DEFAULT_MAX_BYTES_PER_ROUND,
     ):
         self.repo_id = repo_id
         self.revision = revision or CODEBASE_VERSION  # LeRobot's default: the codebase-version tag
-        self.root = Path(root) if root is not None else HF_LEROBOT_HOME / repo_id
+        self.root = Path(root) if root is not None else HF_LEROBOT_HOME / f"{repo_id}@{self.revision}"
         self.seed = seed
+        self.max_bytes_per_round = max_bytes_per_round
+        self._check_revision_marker()
         self.meta = self._open_metadata()
+        self._write_revision_marker()
+        self._check_path_templates()
         self.frame_keys = [key for key in self.meta.features if key not in DEFAULT_FEATURES]
         self.rename_map = self._checked_rename_map(dict(rename_map or {}))
         self.episodes_of_task, self.instruction_of_episode = self._index(task_of_instruction)
@@ -118,6 +135,36 @@ class HubDatasetSource(DemoSource):
             if offline:
                 raise self._not_cached("incomplete meta/") from e
             raise
+
+    def _check_revision_marker(self) -> None:
+        """A local copy that says it holds another repo or revision is not read as this one."""
+        marker = self.root / REVISION_MARKER
+        try:
+            held = json.loads(marker.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        if not isinstance(held, dict) or (held.get("repo_id"), held.get("revision")) != (self.repo_id, self.revision):
+            held_label = f"{held.get('repo_id')}@{held.get('revision')}" if isinstance(held, dict) else repr(held)
+            raise AMFInputError(
+                f"{self.root} holds dataset {held_label} ({REVISION_MARKER}), not {self.label}: point "
+                f"amf.source_root at a folder of its own for this revision (or leave it unset: one per revision)."
+            )
+
+    def _write_revision_marker(self) -> None:
+        marker = self.root / REVISION_MARKER
+        if not marker.exists():
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(json.dumps({"repo_id": self.repo_id, "revision": self.revision}) + "\n")
+            except OSError:  # a read-only copy: it cannot be mistaken for another revision by us, then
+                pass
+
+    def _check_path_templates(self) -> None:
+        """``data_path`` / ``video_path`` of ``meta/info.json`` make paths inside the local copy."""
+        for key in ("data_path", "video_path"):
+            template = self.meta.info.get(key)
+            if template is not None:
+                check_inside(self.root, template, f"Dataset {self.label}'s meta/info.json {key}")
 
     def _checked_rename_map(self, rename_map: dict[str, str]) -> dict[str, str]:
         unknown = [key for key in rename_map if key not in self.frame_keys]
@@ -209,16 +256,17 @@ class HubDatasetSource(DemoSource):
         self.validate_pool([task])
         return [e for e in self.order(task) if self.demo_id(e) not in exclude]
 
+    def _too_few(self, task: str, left: list[int], k: int) -> AMFInputError:
+        return AMFInputError(f"Dataset {self.label} has {len(left)} episode(s) of task {task!r} left "
+                             f"(of {len(self.episodes_of_task[task])}); {k} were asked for.")
+
     def remaining(self, task: str, exclude: set[str]) -> int:
         return len(self._left(task, exclude))
 
     def pull(self, task: str, k: int, exclude: set[str]) -> list[Demo]:
         left = self._left(task, exclude)
         if k > len(left):
-            raise AMFInputError(
-                f"Dataset {self.label} has {len(left)} episode(s) of task {task!r} left "
-                f"(of {len(self.episodes_of_task[task])}); {k} were asked for."
-            )
+            raise self._too_few(task, left, k)
         chosen = left[:k]
         if not chosen:
             return []
@@ -240,7 +288,37 @@ class HubDatasetSource(DemoSource):
         """The repo files holding an episode (the ones ``LeRobotDataset(episodes=...)`` downloads)."""
         files = [self.meta.get_data_file_path(episode)]
         files += [self.meta.get_video_file_path(episode, key) for key in self.meta.video_keys]
-        return [Path(f).as_posix() for f in files]
+        where = f"Dataset {self.label}: the file of episode {episode}"
+        return [check_inside(self.root, Path(f).as_posix(), where).relative_to(self.root).as_posix() for f in files]
+
+    def check_round(self, wanted: dict[str, int], exclude: set[str]) -> None:
+        """Before any pull of the round: every task has the episodes, and the files they need that
+        are not cached (sized by HEAD requests, nothing downloaded) fit ``max_bytes_per_round``."""
+        chosen = []
+        for task, k in wanted.items():
+            left = self._left(task, exclude)
+            if k > len(left):
+                raise self._too_few(task, left, k)
+            chosen += left[:k]
+        missing = sorted({f for e in chosen for f in self.files_of(e) if not (self.root / f).is_file()})
+        if not missing or self.max_bytes_per_round is None:
+            return
+        if hf_constants.HF_HUB_OFFLINE:
+            raise self._not_cached(f"missing {len(missing)} file(s) of the chosen episodes: {shorten(missing, 60)}")
+        sizes = {f: self._remote_size(f) for f in missing}
+        total = sum(sizes.values())
+        if total > self.max_bytes_per_round:
+            largest = sorted(sizes, key=sizes.get, reverse=True)
+            raise AMFInputError(
+                f"This round's demos of {self.label} would download {total / 1e9:.3f} GB ({len(missing)} file(s), "
+                f"largest {shorten(largest, 60)}), over amf.source_max_bytes_per_round={self.max_bytes_per_round}: "
+                f"nothing was downloaded; raise the cap to go on (the round's selection is kept for --resume=true)."
+            )
+
+    def _remote_size(self, file: str) -> int:
+        url = hf_hub_url(self.repo_id, file, repo_type="dataset", revision=self.meta.revision)
+        size = get_hf_file_metadata(url).size
+        return int(size) if size is not None else 0
 
     def _fetch(self, episodes: list[int]) -> dict[str, int]:
         """Download the files holding these episodes that are not cached; return them -> bytes.
@@ -289,7 +367,8 @@ class HubDatasetSource(DemoSource):
     def _decode(self, episode: int, key: str, timestamps: np.ndarray, backend: str) -> np.ndarray:
         """An episode's video frames at its timestamps, in one pass (many episodes share an MP4)."""
         start = self.meta.episodes[episode][f"videos/{key}/from_timestamp"]
-        path = self.root / self.meta.get_video_file_path(episode, key)
+        path = check_inside(self.root, Path(self.meta.get_video_file_path(episode, key)).as_posix(),
+                            f"Dataset {self.label}: the video of episode {episode}")
         frames = decode_video_frames(path, [start + float(t) for t in timestamps], VIDEO_TOLERANCE_S, backend)
         return (frames * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # from (T, C, H, W) in [0, 1]
 
@@ -319,4 +398,5 @@ def make_hub_source(amf_cfg, seed: int, task_of_instruction: dict[str, str] | No
         rename_map=getattr(amf_cfg, "source_rename_map", None),
         seed=seed,
         task_of_instruction=task_of_instruction,
+        max_bytes_per_round=getattr(amf_cfg, "source_max_bytes_per_round", DEFAULT_MAX_BYTES_PER_ROUND),
     )

@@ -204,6 +204,7 @@ def check_policy_path() -> None:
             raise AMFInputError(f"--policy.path={path}: the directory has no config.json (not a LeRobot checkpoint; "
                                 "point at its pretrained_model/ folder).")
         return
+    from huggingface_hub import constants, try_to_load_from_cache
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
@@ -211,6 +212,15 @@ def check_policy_path() -> None:
     except HFValidationError:
         raise AMFInputError(f"--policy.path={path}: no checkpoint there: not a directory with config.json, "
                             "and not a Hub repo id (namespace/name).") from None
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(str(path), "config.json"), str):
+        raise AMFInputError(missing_policy_path(path, "offline, and not in the Hub cache"))
+
+
+def missing_policy_path(path: str, why: str) -> str:
+    """The line for a ``--policy.path`` shaped like a repo id that is no folder here: LeRobot reads
+    it as a Hub repo, so a relative local path seen from another folder would end as a Hub error."""
+    return (f"--policy.path={path}: no folder {path!r} here (seen from {Path.cwd()}), and no Hub repo {path} "
+            f"({' '.join(why.split())}): give the checkpoint folder's path, or an existing repo id.")
 
 
 @contextlib.contextmanager

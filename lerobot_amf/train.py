@@ -29,7 +29,7 @@ from lerobot.utils.constants import CHECKPOINTS_DIR, LAST_CHECKPOINT_LINK
 from lerobot.utils.utils import init_logging
 from rich.console import Console
 
-from lerobot_amf.configs import AMFTrainPipelineConfig, memoise_help_sources
+from lerobot_amf.configs import AMFTrainPipelineConfig, memoise_help_sources, missing_policy_path
 from lerobot_amf.atomic import atomic_dir, new_dir_atomic, symlink_atomic
 from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, repair_demo_dataset, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
@@ -444,6 +444,11 @@ def main() -> None:
         fail(explain_config_error(err))
     except argparse.ArgumentError as err:  # e.g. both --policy.path and --policy.type
         fail(str(err))
+    except FileNotFoundError as err:  # LeRobot read a --policy.path that is no folder here as a repo id
+        policy_path = parser.get_path_arg("policy")
+        if policy_path is None or Path(policy_path).expanduser().exists():
+            raise
+        fail(missing_policy_path(policy_path, f"the Hub has none: {err}"))
 
 
 def fail(message: str) -> None:

@@ -19,8 +19,8 @@ from lerobot_amf.errors import AMFInputError
 from lerobot_amf.sources import hub as hub_module
 from lerobot_amf.sources.hub import HubDatasetSource, make_hub_source, video_backend
 from lerobot_amf.trust import UntrustedFileError
-from hub_server import LocalHub
-from libero_fixtures import CAMERAS, LIBERO_TASKS, build_libero_dataset, episode_frame
+from benchmarks.local_hub import LocalHub
+from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset, episode_frame
 
 REPO = "lerobot/libero"
 TASKS = LIBERO_TASKS[:3]  # episode e is of task e % 3; 2 episodes per data / video file
@@ -359,6 +359,7 @@ def test_hostile_path_templates_in_info_json_are_refused_before_any_read(hub, tm
             HubDatasetSource("someone/hostile", root=tmp_path / "copy")
     assert f"meta/info.json {key} {template!r} is not a relative path inside copy/: refused" in str(err.value)
     assert all(f.startswith("meta/") for f in served.downloads())  # no episode file was fetched
+    assert not (tmp_path / "copy" / hub_module.REVISION_MARKER).exists()  # and nothing written into the copy
 
 
 def test_a_round_over_the_byte_cap_stops_before_downloading_and_names_the_cap(hub, tmp_path):
@@ -370,11 +371,11 @@ def test_a_round_over_the_byte_cap_stops_before_downloading_and_names_the_cap(hu
     with pytest.raises(AMFInputError) as err:
         src.check_round(wanted, set())
     line = str(err.value)
-    assert "\n" not in line and f"({len(files)} file(s)" in line
+    assert "\n" not in line and f"in {len(files)} file(s)" in line
     assert "over amf.source_max_bytes_per_round=1000: nothing was downloaded" in line
     assert hub.downloads() == before and not any((src.root / f).exists() for f in files)
     sizes = sum((hub.repos[REPO] / f).stat().st_size for f in files)  # what HEAD said, exactly
-    assert f"would download {sizes / 1e9:.3f} GB" in line
+    assert f"would download {sizes:,} bytes" in line
     roomy = source(tmp_path, max_bytes_per_round=sizes)
     roomy.check_round(wanted, set())  # exactly at the cap: allowed
     assert sum(d.info["bytes_fetched"] for task, k in wanted.items() for d in roomy.pull(task, k, set())) == sizes

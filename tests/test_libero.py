@@ -60,7 +60,7 @@ def test_shared_instructions_name_the_10_task_suites_task_first():
 
 
 def test_fixture_task_strings_are_catalogue_instructions():
-    from libero_fixtures import LIBERO_TASKS
+    from benchmarks.libero_dataset import LIBERO_TASKS
 
     task_of = CATALOG.vocabulary(CATALOG.all_tasks()).task_of_instruction
     assert [CATALOG.instruction(task_of[s]) for s in LIBERO_TASKS] == LIBERO_TASKS

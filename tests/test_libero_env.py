@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from libero_fixtures import build_libero_dataset
+from benchmarks.libero_dataset import build_libero_dataset
 from lerobot_amf.envs.libero import (
     LiberoCatalog,
     apply_lerobot_fixes,

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from huggingface_hub import constants as hf_constants
 from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
-from hub_server import LocalHub
-from libero_fixtures import build_libero_dataset
+from benchmarks.local_hub import LocalHub
+from benchmarks.libero_dataset import build_libero_dataset
 from lerobot_amf.envs.libero import LiberoCatalog
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread", "libero_rendering")]

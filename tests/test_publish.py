@@ -464,12 +464,12 @@ def test_a_refused_push_is_not_retried(tiny_run, make_hub):
 
 # ------------------------------------------------------------------ loading a pushed run back
 def test_a_pushed_routed_run_evaluates_from_the_hub_by_repo_id_and_folder(tiny_run, tmp_path, monkeypatch, capsys):
-    """The files a push uploads, served as a model repo over HTTP (``hub_server.LocalHub``):
+    """The files a push uploads, served as a model repo over HTTP (``benchmarks.local_hub.LocalHub``):
     ``lerobot-amf-eval --policy.path=<repo>/routed_model`` downloads only that folder and routes
     every task to its partition; ``--policy.path=<repo>`` is the plain model at the root."""
     from huggingface_hub import constants
 
-    from hub_server import LocalHub
+    from benchmarks.local_hub import LocalHub
     from lerobot_amf import eval_cli
 
     run = tmp_path / "run"

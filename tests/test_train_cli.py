@@ -74,8 +74,12 @@ def test_a_recipe_with_an_unknown_key_or_a_wrong_type_is_one_line(lerobot_home, 
 
 def test_a_missing_checkpoint_is_one_line(lerobot_home, tmp_path, monkeypatch, capsys):
     args = [a for a in TINY_ARGS if not a.startswith("--policy.")]
+    monkeypatch.chdir(tmp_path)  # a two-part local path that is no folder from here is said to be neither
     for path, needle in [("/nonexistent/ckpt", "not a directory with config.json, and not a Hub repo id"),
-                         (str(tmp_path), "has no config.json")]:
+                         (str(tmp_path), "has no config.json"),
+                         ("base/pretrained_model", f"no folder 'base/pretrained_model' here (seen from {tmp_path}), "
+                                                   "and no Hub repo base/pretrained_model (offline, and not in the "
+                                                   "Hub cache)")]:
         code, err = run_cli_here([*args, f"--policy.path={path}", f"--output_dir={tmp_path / 'out'}"],
                                  lerobot_home, monkeypatch, capsys)
         last = err.strip().splitlines()[-1]

@@ -100,8 +100,8 @@ class HubDatasetSource(DemoSource):
         self.max_bytes_per_round = max_bytes_per_round
         self._check_revision_marker()
         self.meta = self._open_metadata()
-        self._write_revision_marker()
         self._check_path_templates()
+        self._write_revision_marker()  # a copy refused above is left as it was
         self.frame_keys = [key for key in self.meta.features if key not in DEFAULT_FEATURES]
         self.rename_map = self._checked_rename_map(dict(rename_map or {}))
         self.episodes_of_task, self.instruction_of_episode = self._index(task_of_instruction)
@@ -310,7 +310,8 @@ class HubDatasetSource(DemoSource):
         if total > self.max_bytes_per_round:
             largest = sorted(sizes, key=sizes.get, reverse=True)
             raise AMFInputError(
-                f"This round's demos of {self.label} would download {total / 1e9:.3f} GB ({len(missing)} file(s), "
+                f"This round's demos of {self.label} would download {total:,} bytes ({total / 1e9:.2f} GB in "
+                f"{len(missing)} file(s), "
                 f"largest {shorten(largest, 60)}), over amf.source_max_bytes_per_round={self.max_bytes_per_round}: "
                 f"nothing was downloaded; raise the cap to go on (the round's selection is kept for --resume=true)."
             )

@@ -1,4 +1,4 @@
-"""LIBERO-shaped LeRobot datasets (v3.0) the tests build on disk.
+"""LIBERO-shaped LeRobot datasets (v3.0) the tests and benchmarks build on disk.
 
 The schema of ``lerobot/libero``: two cameras (``observation.images.image`` and
 ``observation.images.image2``, stored as MP4), an 8-dim ``observation.state``, a 7-dim

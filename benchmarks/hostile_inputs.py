@@ -465,6 +465,23 @@ def show(results: dict) -> None:
         print(f"  {flag} {r['name']:<36} exit {r['exit_code']}  {r['line'][:150]}")
 
 
+def markdown(results: dict) -> str:
+    """The docs' tables: per kind (the README's), then every case with its line."""
+    kinds: dict[str, list[dict]] = {}
+    for r in results["cases"]:
+        kinds.setdefault(r["kind"], []).append(r)
+    rows = ["| input | tried | refused cleanly (one line, exit 2) | executed | wrote something |",
+            "| --- | --- | --- | --- | --- |"]
+    for kind, cases in [*kinds.items(), ("total", results["cases"])]:
+        rows.append(f"| {kind} | {len(cases)} | {sum(c['refused_cleanly'] for c in cases)} | "
+                    f"{sum(c['executed'] for c in cases)} | {sum(c['written'] for c in cases)} |")
+    rows += ["", "| case | what | exit | the line printed |", "| --- | --- | --- | --- |"]
+    for r in results["cases"]:
+        line, what = (text.replace("|", "\\|") for text in (r["line"], r["what"]))
+        rows.append(f"| `{r['name']}` | {what} | {r['exit_code']} | {line} |")
+    return "\n".join(rows)
+
+
 # ---------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.hostile_inputs", description=__doc__.split("\n\n")[0])
@@ -472,6 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--scratch", type=Path, default=SCRATCH)
     parser.add_argument("--show", action="store_true", help="print the table of the results file")
+    parser.add_argument("--markdown", action="store_true", help="print the docs' markdown tables of the results file")
     parser.add_argument("--dry-run", action="store_true")
     return parser
 
@@ -485,8 +503,9 @@ def main(argv=None) -> None:
         if unknown:
             raise SystemExit(f"unknown case(s) {unknown}; known: {', '.join(c.name for c in CASES)}")
         cases = [c for c in CASES if c.name in wanted]
-    if args.show:
-        show(json.loads(args.results.read_text()))
+    if args.show or args.markdown:
+        results = json.loads(args.results.read_text())
+        print(markdown(results)) if args.markdown else show(results)
         return
     if args.dry_run:
         dry_run("hostile_inputs", {"cases": [f"{c.name} ({c.kind}): {c.what}" for c in cases],

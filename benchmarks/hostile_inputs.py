@@ -433,19 +433,22 @@ def run_case(case: Case, scratch: Scratch) -> dict:
     return result
 
 
+ENTRY_POINTS = {"lerobot_amf.train": "lerobot-amf-train", "lerobot_amf.eval_cli": "lerobot-amf-eval"}
+
+
 def shown_text(text: str, scratch: Path) -> str:
     """A line or path with this machine's folders named by role (results name no local path)."""
-    for path, name in ((scratch, "<scratch>"), (ROOT, "<repo>"), (Path(sys.executable).parent, "<venv>/bin")):
+    for path, name in ((scratch, "<scratch>"), (ROOT, "<repo>")):
         text = text.replace(str(path), name)
     return text
 
 
 def shown(command: list[str], scratch: Path) -> str:
-    words = [shown_text(w, scratch) for w in command]
-    if words[:2] == ["<venv>/bin/" + Path(sys.executable).name, "-m"]:
-        names = {"lerobot_amf.train": "lerobot-amf-train", "lerobot_amf.eval_cli": "lerobot-amf-eval"}
-        words = [names.get(words[2], f"python -m {words[2]}"), *words[3:]]
-    return " ".join(shlex.quote(w) for w in words)
+    """The command as a user types it: the CLIs by their entry points, ``python`` for the rest."""
+    words = command
+    if words[:2] == [sys.executable, "-m"]:
+        words = [*ENTRY_POINTS.get(words[2], f"python -m {words[2]}").split(), *words[3:]]
+    return " ".join(shlex.quote(shown_text(w, scratch)) for w in words)
 
 
 def summarize(results: list[dict]) -> dict:

@@ -135,3 +135,19 @@ def test_short_commands_run_as_printed_on_a_headless_machine(cmd, tmp_path):
         assert proc.returncode == 2 and len(lines) == 1 and "best" in lines[0], proc.stderr[-2000:]
     else:
         assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_hostile_input_tables_quote_the_committed_results():
+    """The README's and docs' tables are the benchmark's own rendering of its committed results."""
+    import json
+
+    from benchmarks import hostile_inputs
+
+    results = json.loads(hostile_inputs.RESULTS.read_text())
+    tables = hostile_inputs.markdown(results)
+    by_kind = tables.split("\n\n")[0]
+    assert by_kind in README.read_text()
+    assert tables in (ROOT / "docs" / "untrusted-input.md").read_text()
+    summary = results["summary"]
+    assert f"| total | {summary['tried']} | {summary['refused_cleanly']} | {summary['executed']} | " \
+           f"{summary['written']} |" in by_kind

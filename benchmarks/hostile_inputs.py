@@ -175,14 +175,13 @@ def tiny(out: Path, *args: str) -> list[str]:
     return train(*TINY_ARGS, *args, f"--output_dir={out}")
 
 
-def fresh(out_name: str = "run"):
-    """A case that starts a new run in its folder: the run directory must not appear."""
-    def wrap(make_args: Callable[[Path], list[str]]):
-        def prepare(s: Scratch, folder: Path) -> Attempt:
-            out = folder / out_name
-            return Attempt(make_args(out), [out])
-        return prepare
-    return wrap
+def bad_flags(name: str, *flags: str, what: str | None = None) -> Case:
+    """A bad value on the tiny run's command line (``what``: the flags, unless said otherwise):
+    the new run directory must not appear."""
+    def prepare(s: Scratch, folder: Path) -> Attempt:
+        out = folder / "run"
+        return Attempt(tiny(out, *flags), [out])
+    return Case(name, "bad input", what or " ".join(flags), prepare)
 
 
 def resume_with(*args: str):
@@ -311,30 +310,22 @@ def _push(*args: str, env: dict | None = None):
 
 CASES = [
     # --- bad values, as a new user types them
-    Case("unknown_strategy", "bad input", "--amf.strategy=bogus", fresh()(lambda o: tiny(o, "--amf.strategy=bogus"))),
-    Case("zero_rounds", "bad input", "--amf.rounds=0", fresh()(lambda o: tiny(o, "--amf.rounds=0"))),
-    Case("word_for_a_number", "bad input", "--amf.rounds=two", fresh()(lambda o: tiny(o, "--amf.rounds=two"))),
-    Case("negative_seed", "bad input", "--seed=-1", fresh()(lambda o: tiny(o, "--seed=-1"))),
-    Case("negative_eval_seed", "bad input", "--amf.eval_seed=-1", fresh()(lambda o: tiny(o, "--amf.eval_seed=-1"))),
-    Case("negative_action_noise", "bad input", "--amf.action_noise=-0.1",
-         fresh()(lambda o: tiny(o, "--amf.action_noise=-0.1"))),
-    Case("replay_fraction_of_one", "bad input", "--amf.replay_fraction=1.0",
-         fresh()(lambda o: tiny(o, "--amf.isolation=shared_replay", "--amf.replay_fraction=1.0"))),
-    Case("zero_byte_cap", "bad input", "--amf.source_max_bytes_per_round=0",
-         fresh()(lambda o: tiny(o, "--amf.source_max_bytes_per_round=0"))),
-    Case("unknown_flag", "bad input", "--amf.bogus=1", fresh()(lambda o: tiny(o, "--amf.bogus=1"))),
-    Case("unknown_task", "bad input", "--env.task=reach-v3,not-a-task-v3",
-         fresh()(lambda o: tiny(o, "--env.task=reach-v3,not-a-task-v3"))),
-    Case("budget_over_the_rounds", "bad input", "--amf.budget=100 with 2 rounds of 2 demos",
-         fresh()(lambda o: tiny(o, "--amf.budget=100"))),
-    Case("target_weight_outside_the_pool", "bad input", '--amf.target_weights={"window-open-v3": 1}',
-         fresh()(lambda o: tiny(o, '--amf.target_weights={"window-open-v3": 1}'))),
-    Case("frozen_base_with_demo_stats", "bad input", "--amf.isolation=lora --amf.normalization=demos",
-         fresh()(lambda o: tiny(o, "--amf.isolation=lora", "--amf.normalization=demos"))),
-    Case("hub_source_without_repo", "bad input", "--amf.source=hub without --amf.source_repo_id",
-         fresh()(lambda o: tiny(o, "--amf.source=hub"))),
-    Case("push_without_repo", "bad input", "--amf.push_to_hub=true without --amf.repo_id",
-         fresh()(lambda o: tiny(o, "--amf.push_to_hub=true"))),
+    bad_flags("unknown_strategy", "--amf.strategy=bogus"),
+    bad_flags("zero_rounds", "--amf.rounds=0"),
+    bad_flags("word_for_a_number", "--amf.rounds=two"),
+    bad_flags("negative_seed", "--seed=-1"),
+    bad_flags("negative_eval_seed", "--amf.eval_seed=-1"),
+    bad_flags("negative_action_noise", "--amf.action_noise=-0.1"),
+    bad_flags("replay_fraction_of_one", "--amf.isolation=shared_replay", "--amf.replay_fraction=1.0",
+              what="--amf.replay_fraction=1.0"),
+    bad_flags("zero_byte_cap", "--amf.source_max_bytes_per_round=0"),
+    bad_flags("unknown_flag", "--amf.bogus=1"),
+    bad_flags("unknown_task", "--env.task=reach-v3,not-a-task-v3"),
+    bad_flags("budget_over_the_rounds", "--amf.budget=100", what="--amf.budget=100 with 2 rounds of 2 demos"),
+    bad_flags("target_weight_outside_the_pool", '--amf.target_weights={"window-open-v3": 1}'),
+    bad_flags("frozen_base_with_demo_stats", "--amf.isolation=lora", "--amf.normalization=demos"),
+    bad_flags("hub_source_without_repo", "--amf.source=hub", what="--amf.source=hub without --amf.source_repo_id"),
+    bad_flags("push_without_repo", "--amf.push_to_hub=true", what="--amf.push_to_hub=true without --amf.repo_id"),
     Case("missing_partition_map", "bad input", "--amf.partitions=<a JSON file that does not exist>",
          _partition_map_missing),
     Case("output_dir_is_a_file", "bad input", "--output_dir=<an existing file>", _output_dir_is_a_file),

@@ -1,5 +1,6 @@
 """Loss-gradient embeddings (docs/method.md, "Kernel: loss-gradient embeddings"): closed form vs autograd on real tiny LeRobot policies
-(diffusion, ACT) and on flow-matching stand-ins; the seeded JL projection."""
+(diffusion, ACT) and on flow-matching stand-ins for pi0 / pi05 (the real SmolVLA's is in
+test_smolvla.py); the seeded JL projection."""
 
 from __future__ import annotations
 
@@ -296,7 +297,7 @@ def test_last_layer_kind_is_mean_head_input():
     assert diff.embed(diffusion_batch()).shape == (3, 16)
 
 
-# ---- flow matching (stand-ins: no real SmolVLA / pi0 / pi05 can be built offline) ------------
+# ---- flow matching: stand-ins for pi0 / pi05 (they cannot be built offline; SmolVLA can) ------
 class _TinyExpert(nn.Module):
     """A small action expert with LeRobot's flow-matching forward/sample_actions convention."""
 
@@ -374,27 +375,19 @@ def _images(batch):
     return [img * 2 - 1], [torch.ones(img.shape[0], dtype=torch.bool)]
 
 
-class _SmolVLAStandIn(nn.Module):
-    name = "smolvla"
+class _Pi0StandIn(nn.Module):
+    name = "pi0"
 
     def __init__(self):
         super().__init__()
         self.config = _StandInConfig()
         self.model = _TinyExpert(self.config, with_state=True)
 
-    def prepare_images(self, batch):
+    def _preprocess_images(self, batch):
         return _images(batch)
 
     def prepare_state(self, batch):
         return _pad(batch[STATE], self.config.max_state_dim)
-
-
-class _Pi0StandIn(_SmolVLAStandIn):
-    name = "pi0"
-    prepare_images = None  # pi0 has _preprocess_images instead
-
-    def _preprocess_images(self, batch):
-        return _images(batch)
 
 
 class _Pi05StandIn(nn.Module):
@@ -409,7 +402,8 @@ class _Pi05StandIn(nn.Module):
         return _images(batch)
 
 
-STAND_INS = {"smolvla": _SmolVLAStandIn, "pi0": _Pi0StandIn, "pi05": _Pi05StandIn}
+# SmolVLA itself is tested for real (tests/test_smolvla.py); pi0 / pi05 cannot be built offline.
+STAND_INS = {"pi0": _Pi0StandIn, "pi05": _Pi05StandIn}
 
 
 def flow_batch(b=3, seed=4):
@@ -427,16 +421,13 @@ def flow_batch(b=3, seed=4):
 
 def flow_inputs(policy, batch):
     """The model inputs as each family's policy builds them (written out independently)."""
-    if policy.name == "smolvla":
-        imgs, im = policy.prepare_images(batch)
-    else:
-        imgs, im = policy._preprocess_images(batch)
+    imgs, im = policy._preprocess_images(batch)
     inputs = (imgs, im, batch[TOKENS], batch[TOKEN_MASK])
     return inputs if policy.name == "pi05" else (*inputs, policy.prepare_state(batch))
 
 
 @pytest.mark.parametrize("target", ["expert", "self"])
-@pytest.mark.parametrize("family", ["smolvla", "pi0", "pi05"])
+@pytest.mark.parametrize("family", ["pi0", "pi05"])
 def test_flow_closed_form_matches_autograd(family, target):
     torch.manual_seed(0)
     policy = STAND_INS[family]()

@@ -29,12 +29,11 @@ action = noise = x, x_t = x); ``target_steps=k`` runs k Euler steps the same way
 configured number of steps, KV cache). Padded action dims of a* are set to 0, as the training
 data's are.
 
-What is and is not tested (no network here; SmolVLA needs its VLM from the Hub, pi0/pi05 need
-the patched ``transformers`` that LeRobot's pi extras install, and both are GB-sized): the tests
-drive this exact code path — input preparation for each of the three families, draws,
-one-step pseudo-target, per-sample gradient of ``action_out_proj`` — on small stand-in policies
-that copy the three families' interfaces and LeRobot's loss convention, and compare with
-autograd. The real SmolVLA / pi0 / pi05 modules have not been run through it.
+What is and is not tested: the real SmolVLA (LeRobot's ``SmolVLAPolicy``, tiny and with random
+weights, built offline by ``benchmarks/tiny_smolvla.py``) against autograd, for both targets
+(``tests/test_smolvla.py``); pi0 / pi05 need the patched ``transformers`` that LeRobot's pi extras
+install and GB-sized models from the Hub, so their input preparation is tested on small
+stand-ins that copy their interfaces and LeRobot's loss convention (``tests/test_embeddings.py``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,10 @@ loop take it as is) around a pretrained policy whose base weights stay frozen, w
 
 Routing: ``select_action`` reads the observation's task strings (LeRobot's ``task`` key, the
 language instruction or the task name), maps them to a partition and activates it. A batch
-must route to one partition (LeRobot's evaluation runs one task per vector env).
+must route to one partition (LeRobot's evaluation runs one task per vector env). Task strings
+are compared as ``routing_key`` makes them (whitespace trimmed and collapsed): a policy's own
+pre-processor may have changed them before the router sees them (LeRobot 0.4.4's SmolVLA one
+appends ``"\n"`` to every task); any other difference is refused with one line.
 
 Saved layout (``save`` / ``load_routed_policy``)::
 
@@ -79,6 +82,13 @@ class HeadCopies(nn.Module):
         return self.running(*args, **kwargs)
 
 
+def routing_key(task: str) -> str:
+    """A task string as routing compares it: leading / trailing whitespace dropped, inner runs of
+    whitespace one space. LeRobot 0.4.4's SmolVLA pre-processor (``processor_smolvla.py``, its
+    newline step) appends ``"\n"`` to the task before the policy, and so the router, sees it."""
+    return " ".join(str(task).split())
+
+
 class RoutedPolicy(PreTrainedPolicy):
     """A frozen pretrained policy + per-partition adapters (or head copies), routed by task."""
 
@@ -93,6 +103,7 @@ class RoutedPolicy(PreTrainedPolicy):
             raise AMFInputError(f"Unknown isolation mode {mode!r} for routing. Allowed: {', '.join(ROUTED_MODES)}.")
         self.partitions, self.mode = partitions, mode
         self.task_of_instruction = dict(task_of_instruction)
+        self._task_of_key = {routing_key(k): v for k, v in self.task_of_instruction.items()}
         self._check_routable()
         self.base_ref = {"pretrained_path": str(policy.config.pretrained_path), "type": policy.config.type}
         names = partitions.names
@@ -141,7 +152,7 @@ class RoutedPolicy(PreTrainedPolicy):
         """The policy as it acts for ``task`` (a pool task or its instruction): that task's
         partition active inside the block, the previously active one restored after."""
         previous = self._active
-        self.activate(self.partitions.of(self.task_of_instruction.get(task, task)))
+        self.activate(self.partitions.of(self.task_of(task)))
         try:
             yield self.policy
         finally:
@@ -175,6 +186,11 @@ class RoutedPolicy(PreTrainedPolicy):
         for task in self.task_of_instruction.values():
             self.partitions.of(task)
 
+    def task_of(self, task: str) -> str:
+        """The pool task a task string names (an instruction or the task name), after ``routing_key``."""
+        key = routing_key(task)
+        return self._task_of_key.get(key, key)
+
     def route(self, batch: dict) -> str:
         """The partition of the batch's task(s); all observations must share one."""
         tasks = batch.get("task")
@@ -183,7 +199,7 @@ class RoutedPolicy(PreTrainedPolicy):
         tasks = [tasks] if isinstance(tasks, str) else list(tasks)
         found = set()
         for t in tasks:
-            task = self.task_of_instruction.get(t, t)
+            task = self.task_of(t)
             try:
                 found.add(self.partitions.of(task))
             except AMFInputError:

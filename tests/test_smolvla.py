@@ -1,0 +1,217 @@
+"""A real LeRobot SmolVLA (tiny, random weights, built offline by ``benchmarks/tiny_smolvla.py``)
+through what lerobot-amf does with it: the flow family's loss-gradient embedding against
+autograd, per-partition LoRA with routing by the task strings exactly as SmolVLA's own
+pre-processor delivers them (it appends a newline), and a routed save / load."""
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from lerobot.policies.factory import make_pre_post_processors
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
+
+from benchmarks.tiny_smolvla import tiny_smolvla_config
+from lerobot_amf.families import make_embedder
+from lerobot_amf.families.flow import FlowEmbedder
+from lerobot_amf.isolation import RoutedPolicy, load_routed_policy
+from lerobot_amf.isolation.partitions import Partitions
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+IMAGES = ("observation.images.image", "observation.images.image2")
+INSTRUCTIONS = {"open the middle drawer of the cabinet": "libero_goal/0",
+                "put the bowl on the stove": "libero_goal/1",
+                "pick up the alphabet soup and place it in the basket": "libero_object/0"}
+SUITES = Partitions({"libero_goal": ["libero_goal/0", "libero_goal/1"], "libero_object": ["libero_object/0"]},
+                    "per_suite")
+STATS = {OBS_STATE: {"mean": torch.zeros(8), "std": torch.ones(8)},
+         ACTION: {"mean": torch.zeros(7), "std": torch.ones(7)}}
+
+
+@pytest.fixture(scope="module")
+def smolvla(tmp_path_factory):
+    """(policy, pre-processor, post-processor) of a tiny real SmolVLA on LIBERO's features, loaded
+    from its checkpoint folder (as every base of a routed policy is)."""
+    root = tmp_path_factory.mktemp("smolvla")
+    cfg = tiny_smolvla_config(root / "tiny_smolvlm")
+    torch.manual_seed(0)
+    pre, post = make_pre_post_processors(cfg, dataset_stats=STATS)
+    base = root / "base"
+    for part in (SmolVLAPolicy(cfg), pre, post):
+        part.save_pretrained(base)
+    policy = SmolVLAPolicy.from_pretrained(base)
+    policy.config.pretrained_path = base
+    policy.eval()
+    return policy, *make_pre_post_processors(policy.config, pretrained_path=str(base))
+
+
+def observation(instruction: str, b: int = 1, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    obs = {key: torch.rand(b, 3, 64, 64, generator=g) for key in IMAGES}
+    return {**obs, OBS_STATE: torch.randn(b, 8, generator=g), "task": [instruction] * b}
+
+
+def training_batch(pre, instructions: list[str], seed: int = 1) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    b = len(instructions)
+    raw = {**{key: torch.rand(b, 3, 64, 64, generator=g) for key in IMAGES}, OBS_STATE: torch.randn(b, 8, generator=g),
+           ACTION: torch.randn(b, 4, 7, generator=g), "task": list(instructions)}
+    return pre(raw)
+
+
+# ---- the embedding ----------------------------------------------------------------------------
+@pytest.mark.parametrize("target", ["expert", "self"])
+def test_flow_embedding_of_the_real_smolvla_matches_autograd(smolvla, target):
+    policy, pre, _ = smolvla
+    emb = make_embedder(policy, dim=4096, seed=2, n_draws=3)
+    assert isinstance(emb, FlowEmbedder) and emb.family == "smolvla"
+    layer = policy.model.action_out_proj
+    a_dim = 7
+    assert emb.raw_dim == a_dim * layer.in_features + a_dim
+    batch = training_batch(pre, list(INSTRUCTIONS)[:2])
+    phi = emb.embed(batch, target=target)
+    assert phi.shape == (2, emb.raw_dim)
+    for i in range(2):
+        state = {k: v[i : i + 1] if isinstance(v, (torch.Tensor, list)) else v for k, v in batch.items()}
+        a_star = (F.pad(state[ACTION], (0, policy.config.max_action_dim - a_dim)) if target == "expert"
+                  else emb.pseudo_target(state).detach())
+        images, img_masks = policy.prepare_images(state)
+        inputs = (images, img_masks, state[OBS_LANGUAGE_TOKENS], state[OBS_LANGUAGE_ATTENTION_MASK],
+                  policy.prepare_state(state))
+        policy.zero_grad()
+        losses = [0.5 * policy.model(*inputs, a_star, noise=emb.noise[k : k + 1],
+                                     time=emb.times[k : k + 1])[..., :a_dim].mean()
+                  for k in range(emb.n_draws)]
+        torch.stack(losses).mean().backward()
+        ref = torch.cat([layer.weight.grad[:a_dim].flatten(), layer.bias.grad[:a_dim]])
+        assert ref.norm() > 0 and layer.weight.grad[a_dim:].abs().max() == 0  # padded dims: outside the loss
+        err = (phi[i] - ref).norm() / ref.norm()
+        assert err < 1e-4, (i, float(err))
+    policy.zero_grad()
+
+
+# ---- LoRA per partition and routing -----------------------------------------------------------
+def routed(policy) -> RoutedPolicy:
+    """Per-suite LoRA adapters over a fresh copy of the base (peft wraps the policy it is given)."""
+    base = SmolVLAPolicy.from_pretrained(policy.config.pretrained_path)
+    base.config.pretrained_path = policy.config.pretrained_path
+    torch.manual_seed(3)
+    return RoutedPolicy(base, SUITES, "lora", INSTRUCTIONS)
+
+
+def test_the_pre_processor_appends_a_newline_and_routing_still_finds_the_task(smolvla):
+    """LeRobot 0.4.4's SmolVLA pre-processor delivers 'open the middle drawer of the cabinet\\n':
+    routing compares task strings with the whitespace normalised, and refuses a real mismatch."""
+    policy, pre, _ = smolvla
+    router = routed(policy)
+    for instruction, task in INSTRUCTIONS.items():
+        batch = pre(observation(instruction))
+        assert batch["task"] == [instruction + "\n"]  # what the router receives
+        router.reset()
+        router.select_action(batch)
+        assert router.active == SUITES.of(task)
+    with pytest.raises(ValueError, match="Cannot route task 'open the top drawer of the cabinet\\\\n'"):
+        router.select_action(pre(observation("open the top drawer of the cabinet")))
+
+
+def test_training_one_suites_adapter_leaves_the_other_and_the_base_bit_identical(smolvla):
+    policy, pre, _ = smolvla
+    router = routed(policy)
+    before = {k: v.detach().clone() for k, v in router.model.named_parameters()}
+    router.activate("libero_goal")
+    router.train()
+    optimizer = torch.optim.AdamW(router.get_optim_params(), lr=1e-2)
+    for step in range(2):
+        loss, _ = router.forward(training_batch(pre, list(INSTRUCTIONS)[:2], seed=step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    router.eval()
+    changed = {k for k, v in router.model.named_parameters() if not torch.equal(v, before[k])}
+    assert changed and all(".libero_goal." in k and "lora_" in k for k in changed), sorted(changed)[:5]
+
+
+def test_a_saved_routed_smolvla_loads_and_acts_exactly_as_saved(smolvla, tmp_path):
+    policy, pre, post = smolvla
+    router = routed(policy)
+    with torch.no_grad():  # make the two adapters differ from each other and from the base
+        for name, p in router.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.05 if ".libero_goal." in name else -0.05)
+    router.save(tmp_path / "routed_model", pre, post)
+    loaded, pre2, _ = load_routed_policy(tmp_path / "routed_model")
+
+    def chunk(model, processor, instruction):
+        model.reset()
+        torch.manual_seed(11)
+        return model.predict_action_chunk(processor(observation(instruction)))
+
+    for instruction in INSTRUCTIONS:
+        assert torch.equal(chunk(router, pre, instruction), chunk(loaded, pre2, instruction))
+    goal, obj = (chunk(loaded, pre2, i) for i in ("open the middle drawer of the cabinet",
+                                                   "pick up the alphabet soup and place it in the basket"))
+    torch.manual_seed(11)
+    assert not torch.equal(goal, obj)
+
+
+# ---- the headline path: lerobot-amf-train on LIBERO with per-suite LoRA ------------------------
+E2E_TASKS = "libero_spatial/0,libero_goal/0"  # one task of each of two suites
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("libero_rendering")
+def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluates(smolvla, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """The SmolVLA recipe's path on a LIBERO-shaped ``lerobot/libero`` served by the local Hub:
+    amf selects with the flow family's kernel, demos are pulled, one LoRA adapter per suite is
+    trained, and the routed policy and the merged single model are evaluated in the LIBERO
+    simulator, each task routed to its suite's adapter through SmolVLA's own pre-processor (which
+    appends a newline to the task); then ``lerobot-amf-eval`` of the routed output."""
+    import json
+    import sys
+
+    from huggingface_hub import constants as hf_constants
+
+    from benchmarks.libero_dataset import build_libero_dataset
+    from benchmarks.local_hub import LocalHub
+    from lerobot_amf import eval_cli, train
+    from lerobot_amf.envs.libero import LiberoCatalog
+
+    catalog = LiberoCatalog()
+    pool = catalog.parse_pool(E2E_TASKS)
+    instructions = [catalog.instruction(t) for t in pool]
+    repo = build_libero_dataset(tmp_path / "hub", instructions, episodes_per_task=3, frames_per_episode=6,
+                                image_size=32, episodes_per_file=2)
+    base = smolvla[0].config.pretrained_path
+    out = tmp_path / "run"
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    monkeypatch.setattr(sys, "argv", [
+        "lerobot-amf-train", f"--policy.path={base}", "--policy.device=cpu", "--policy.push_to_hub=false",
+        "--env.type=libero", f"--env.task={','.join(pool)}", "--env.episode_length=3",
+        "--amf.source=hub", "--amf.source_repo_id=lerobot/libero", f"--amf.source_root={tmp_path / 'cache'}",
+        "--amf.strategy=amf", "--amf.selection.fallback_rollouts=1", "--amf.isolation=lora",
+        "--amf.partitions=per_suite", "--amf.export=merge", "--amf.normalization=source",
+        "--amf.rounds=2", "--amf.demos_per_round=1", "--amf.steps_per_round=2", "--amf.eval_episodes=1",
+        "--amf.eval_batch_size=1", "--batch_size=4", "--num_workers=0", "--seed=1", f"--output_dir={out}"])
+    with LocalHub({"lerobot/libero": repo}):
+        train.main()
+    report = json.loads((out / "amf_report.json").read_text())
+    assert report["complete"] and report["model"]["mode"] == "lora" and "per_suite" in report["model"]["isolation"]
+    assert report["model"]["partitions"] == {"libero_spatial": [pool[0]], "libero_goal": [pool[1]]}
+    first, second = report["rounds"]
+    assert "cold start" in first["reason"]  # no demos in hand: amf starts as uniform
+    kernel = second["details"]["kernel"]  # then the flow family's kernel over the real SmolVLA
+    assert second["reason"].startswith("amf:") and kernel["family"] == "smolvla", second["reason"]
+    for rnd in report["rounds"]:
+        assert rnd["eval"]["variant"] == "per-partition" and set(rnd["eval"]["per_task"]) == set(pool)
+        assert set(rnd["eval_single_model"]["per_task"]) == set(pool)  # the merged export, evaluated too
+    routed_dir = out / "checkpoints" / "last" / "routed_model"
+    monkeypatch.setattr(sys, "argv", [
+        "lerobot-amf-eval", f"--policy.path={routed_dir}", "--policy.device=cpu", "--env.type=libero",
+        f"--env.task={pool[1]}", "--env.episode_length=3", "--amf.eval_episodes=1", "--amf.eval_batch_size=1",
+        f"--output_dir={tmp_path / 'eval'}"])
+    eval_cli.main()
+    evaluated = json.loads((tmp_path / "eval" / eval_cli.REPORT_FILENAME).read_text())
+    assert evaluated["eval"]["routed_to_partition"] == {pool[1]: "libero_goal"}
+    assert evaluated["model"]["variant"] == "per-partition"

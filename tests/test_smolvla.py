@@ -3,6 +3,7 @@ through what lerobot-amf does with it: the flow family's loss-gradient embedding
 autograd, per-partition LoRA with routing by the task strings exactly as SmolVLA's own
 pre-processor delivers them (it appends a newline), and a routed save / load."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -90,6 +91,51 @@ def test_flow_embedding_of_the_real_smolvla_matches_autograd(smolvla, target):
     policy.zero_grad()
 
 
+def test_the_likelihood_surrogate_is_minus_smolvlas_own_flow_matching_loss_with_common_draws(smolvla):
+    """The importance weights' log π(a | s) for the flow heads: LeRobot's own per-element loss at
+    the same seeded (noise, time) draws for every call, real action dims, padded steps masked."""
+    from lerobot_amf.families import family_of
+
+    policy, pre, _ = smolvla
+    family = family_of(policy)
+    batch = training_batch(pre, list(INSTRUCTIONS))
+    batch["action_is_pad"] = torch.tensor([[False] * 4, [False, False, True, True], [False] * 4])
+    ll = family.loglik(policy, batch, 3, 5)
+    assert ll.shape == (3,) and torch.equal(ll, family.loglik(policy, batch, 3, 5))  # common random numbers
+    assert not torch.equal(ll, family.loglik(policy, batch, 3, 6))
+    gen = torch.Generator().manual_seed(5)
+    times = np.random.default_rng(5).beta(1.5, 1.0, size=3) * 0.999 + 0.001  # SmolVLA's time law
+    images, img_masks = policy.prepare_images(batch)
+    inputs = (images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK],
+              policy.prepare_state(batch))
+    actions = F.pad(batch[ACTION], (0, policy.config.max_action_dim - 7))
+    own = []
+    with torch.no_grad():
+        for k in range(3):
+            noise = torch.randn(actions.shape[1:], generator=gen).expand_as(actions)
+            losses = policy.model(*inputs, actions, noise=noise, time=torch.full((3,), float(times[k])))
+            own.append(losses[..., :7].mean(-1))  # (B, chunk)
+    own = torch.stack(own).mean(0)
+    expected = -torch.stack([own[0].mean(), own[1, :2].mean(), own[2].mean()])
+    torch.testing.assert_close(ll, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_distillation_teacher_is_smolvlas_own_sampled_chunk(smolvla):
+    from lerobot_amf.isolation.export import teacher_of
+
+    policy, pre, _ = smolvla
+    batch = training_batch(pre, list(INSTRUCTIONS)[:2])
+    torch.manual_seed(9)
+    with torch.no_grad():
+        chunk = teacher_of(policy)(policy, batch)
+    torch.manual_seed(9)
+    with torch.no_grad():
+        images, img_masks = policy.prepare_images(batch)
+        own = policy.model.sample_actions(images, img_masks, batch[OBS_LANGUAGE_TOKENS],
+                                          batch[OBS_LANGUAGE_ATTENTION_MASK], policy.prepare_state(batch))
+    assert chunk.shape == (2, 4, 7) and torch.equal(chunk, own[..., :7])
+
+
 # ---- LoRA per partition and routing -----------------------------------------------------------
 def routed(policy) -> RoutedPolicy:
     """Per-suite LoRA adapters over a fresh copy of the base (peft wraps the policy it is given)."""
@@ -163,8 +209,9 @@ E2E_TASKS = "libero_spatial/0,libero_goal/0"  # one task of each of two suites
 def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluates(smolvla, tmp_path, monkeypatch,
                                                                                    capsys):
     """The SmolVLA recipe's path on a LIBERO-shaped ``lerobot/libero`` served by the local Hub:
-    amf selects with the flow family's kernel, demos are pulled, one LoRA adapter per suite is
-    trained, and the routed policy and the merged single model are evaluated in the LIBERO
+    amf selects with the flow family's kernel and likelihood surrogate, demos are pulled, one LoRA
+    adapter per suite is trained, and the routed policy and the distilled single model (merge,
+    then imitation of the routed teacher) are evaluated in the LIBERO
     simulator, each task routed to its suite's adapter through SmolVLA's own pre-processor (which
     appends a newline to the task); then ``lerobot-amf-eval`` of the routed output."""
     import json
@@ -191,7 +238,7 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
         "--env.type=libero", f"--env.task={','.join(pool)}", "--env.episode_length=3",
         "--amf.source=hub", "--amf.source_repo_id=lerobot/libero", f"--amf.source_root={tmp_path / 'cache'}",
         "--amf.strategy=amf", "--amf.selection.fallback_rollouts=1", "--amf.isolation=lora",
-        "--amf.partitions=per_suite", "--amf.export=merge", "--amf.normalization=source",
+        "--amf.partitions=per_suite", "--amf.export=distill", "--amf.export_steps=2", "--amf.normalization=source",
         "--amf.rounds=2", "--amf.demos_per_round=1", "--amf.steps_per_round=2", "--amf.eval_episodes=1",
         "--amf.eval_batch_size=1", "--batch_size=4", "--num_workers=0", "--seed=1", f"--output_dir={out}"])
     with LocalHub({"lerobot/libero": repo}):
@@ -203,9 +250,11 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
     assert "cold start" in first["reason"]  # no demos in hand: amf starts as uniform
     kernel = second["details"]["kernel"]  # then the flow family's kernel over the real SmolVLA
     assert second["reason"].startswith("amf:") and kernel["family"] == "smolvla", second["reason"]
+    assert set(second["details"]["ess"]) == set(pool)  # importance weights from the flow surrogate
     for rnd in report["rounds"]:
         assert rnd["eval"]["variant"] == "per-partition" and set(rnd["eval"]["per_task"]) == set(pool)
-        assert set(rnd["eval_single_model"]["per_task"]) == set(pool)  # the merged export, evaluated too
+        assert set(rnd["eval_single_model"]["per_task"]) == set(pool)  # the distilled export, evaluated too
+    assert report["model"]["export"] == "distill"
     routed_dir = out / "checkpoints" / "last" / "routed_model"
     monkeypatch.setattr(sys, "argv", [
         "lerobot-amf-eval", f"--policy.path={routed_dir}", "--policy.device=cpu", "--env.type=libero",

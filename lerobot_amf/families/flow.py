@@ -1,7 +1,8 @@
 """Flow-matching action experts: LeRobot ``SmolVLAPolicy``, ``PI0Policy`` and ``PI05Policy``.
 Their loss-gradient embedding and head module; LoRA targets are LeRobot's own defaults for
-these policies. No likelihood surrogate (the amf strategy lets each demo inform its own task
-only) and no distillation teacher yet (``--amf.export=merge``).
+these policies. The likelihood surrogate for the importance weights is minus the flow-matching
+loss with common random numbers (``flow_matching_loglik``); the distillation teacher is the
+policy's own sampled action chunk (``sampled_action_chunk``).
 
 Embedding. Layer: ``policy.model.action_out_proj`` (``nn.Linear(expert_width, max_action_dim)``)
 applied at the ``chunk_size`` action positions (the only one offered).  LeRobot's convention (``VLAFlowMatching.forward``,
@@ -52,7 +53,7 @@ from lerobot_amf.families.base import PolicyFamily, register_family
 
 Tensor = torch.Tensor
 
-__all__ = ["FLOW_TYPES", "FlowEmbedder", "FlowFamily"]
+__all__ = ["FLOW_TYPES", "FlowEmbedder", "FlowFamily", "flow_matching_loglik", "sampled_action_chunk"]
 
 
 # ---- per-family plumbing -------------------------------------------------------------------
@@ -227,9 +228,53 @@ class FlowEmbedder(Embedder):
         }
 
 
+def _real_action_dim(policy) -> int:
+    return min(int(policy.config.output_features[ACTION].shape[0]), int(policy.config.max_action_dim))
+
+
+def flow_matching_loglik(policy: nn.Module, batch: dict[str, Tensor], n_draws: int, seed: int) -> Tensor:
+    """Per-sample surrogate log π(a | s): minus the flow-matching loss of the batch's action chunks
+    (LeRobot's loss, over the real action dims, ``action_is_pad`` steps masked out), averaged over
+    ``n_draws`` (noise chunk, time) draws that are the same for every call with the same seed
+    (common random numbers, so task-to-task differences are not noise). One draw is one noise
+    chunk and one time, from the policy's own training time law, shared by the whole batch."""
+    policy = unwrap_policy(policy)
+    spec = FLOW_TYPES[policy.name]
+    gen = torch.Generator().manual_seed(seed)
+    alpha, beta, scale, offset = spec.time_distribution(policy.config)
+    times = np.random.default_rng(seed).beta(alpha, beta, size=n_draws) * scale + offset
+    a_dim, max_dim = _real_action_dim(policy), int(policy.config.max_action_dim)
+    with eval_mode(policy), torch.no_grad():
+        inputs = spec.inputs(policy, batch)
+        actions = F.pad(batch[ACTION].float(), (0, max_dim - batch[ACTION].shape[-1]))
+        total = torch.zeros(actions.shape[0])
+        for k in range(n_draws):
+            noise = torch.randn(actions.shape[1:], generator=gen).expand_as(actions).to(actions.device)
+            time = torch.full((actions.shape[0],), float(times[k]), dtype=torch.float32, device=actions.device)
+            err = policy.model.forward(*inputs, actions, noise=noise, time=time)[..., :a_dim].float().mean(-1)
+            if "action_is_pad" in batch:
+                keep = (~batch["action_is_pad"]).float()
+                err = (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
+            else:
+                err = err.mean(-1)
+            total += err.cpu()
+    return -total / n_draws
+
+
+def sampled_action_chunk(policy: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """The policy's own action chunk (normalised, real action dims) from its sampler, for the
+    observations of a preprocessed batch (the distillation teacher)."""
+    policy = unwrap_policy(policy)
+    inputs = FLOW_TYPES[policy.name].inputs(policy, batch)
+    return policy.model.sample_actions(*inputs)[..., : _real_action_dim(policy)]
+
+
 @register_family
 class FlowFamily(PolicyFamily):
     types = tuple(FLOW_TYPES)
     embedder_class = FlowEmbedder
     lora_targets = None  # LeRobot's own defaults (the expert's q/v projections and action projections)
     head_module = "model.action_out_proj"
+
+    loglik = staticmethod(flow_matching_loglik)
+    teacher_action_chunk = staticmethod(sampled_action_chunk)

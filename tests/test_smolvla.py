@@ -250,7 +250,8 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
     assert "cold start" in first["reason"]  # no demos in hand: amf starts as uniform
     kernel = second["details"]["kernel"]  # then the flow family's kernel over the real SmolVLA
     assert second["reason"].startswith("amf:") and kernel["family"] == "smolvla", second["reason"]
-    assert set(second["details"]["ess"]) == set(pool)  # importance weights from the flow surrogate
+    assert second["details"]["importance"] == "likelihood surrogate, common random numbers"  # the flow one
+    assert set(second["details"]["ess"]) == set(pool)
     for rnd in report["rounds"]:
         assert rnd["eval"]["variant"] == "per-partition" and set(rnd["eval"]["per_task"]) == set(pool)
         assert set(rnd["eval_single_model"]["per_task"]) == set(pool)  # the distilled export, evaluated too

@@ -281,3 +281,64 @@ def test_dropping_the_lightest_target_frames_changes_no_pick(setup):
     embedded = pruned.details["embedded_frames"]
     assert embedded["target_mass_floor"] == 1e-3
     assert sum(embedded["per_task"].values()) < sum(full.details["embedded_frames"]["per_task"].values())
+
+
+# ---- the options a pilot decides (docs/method.md, "amf_eval, and the options a pilot decides") ----
+def test_amf_eval_is_amf_on_target_weights_directed_at_what_fails(setup):
+    import dataclasses
+
+    # the latest evaluation: reach 9/10, drawer-close 1/10
+    success = {"reach-v3": {"successes": 9, "episodes": 10}, "drawer-close-v3": {"successes": 1, "episodes": 10}}
+    ctx = dataclasses.replace(context(setup, with_d=True), success=success)
+    sel = make_strategy("amf_eval", AMFSelectionConfig()).select(ctx, 2)
+    failure = {"reach-v3": 2 / 12, "drawer-close-v3": 10 / 12}  # Beta posterior means
+    directed = {t: f / sum(failure.values()) for t, f in failure.items()}
+    assert sel.details["failure_rate"] == {t: round(f, 4) for t, f in failure.items()}
+    assert sel.details["directed_target_weights"] == {t: round(w, 4) for t, w in directed.items()}
+    plain = make_strategy("amf", AMFSelectionConfig()).select(
+        dataclasses.replace(context(setup, with_d=True), target_weights=directed), 2)
+    assert sel.tasks == plain.tasks and sel.scores == plain.scores  # the same amf, other target weights
+    assert sel.reason.startswith("amf_eval: target weights mu(c) x estimated failure rate")
+    # without an evaluation (no simulator) it is amf
+    blind = make_strategy("amf_eval", AMFSelectionConfig()).select(context(setup, with_d=True), 2)
+    amf = make_strategy("amf", AMFSelectionConfig()).select(context(setup, with_d=True), 2)
+    assert blind.tasks == amf.tasks and blind.scores == amf.scores and "no evaluation" in blind.reason
+
+
+def test_conditioning_on_pretraining_demos_lowers_the_covered_tasks_variance(setup):
+    """The pretraining demos (2 of each task here) observed by the posterior: every task's target
+    variance before a pick is lower than with the fine-tuning demos only."""
+    only_d = make_strategy("amf", AMFSelectionConfig()).select(context(setup, with_d=True), 1)
+    with_pre = make_strategy("amf", AMFSelectionConfig(condition_on_pretraining=True)).select(
+        context(setup, with_d=True), 1)
+    assert with_pre.details["posterior_observes"] == "fine-tuning and pretraining demos"
+    assert only_d.details["posterior_observes"] == "fine-tuning demos"
+    for task in POOL:
+        before_only_d = only_d.details["variance_before_after"][task][0]
+        before_with_pre = with_pre.details["variance_before_after"][task][0]
+        assert before_with_pre < before_only_d, task
+
+
+@pytest.mark.slow
+def test_rollout_roles_by_rollout_keep_each_candidate_off_its_own_targets(setup, monkeypatch):
+    """rollout_roles=rollouts: the even rollouts are targets, the odd ones candidates, whole."""
+    strategy = AMFStrategy(AMFSelectionConfig(ess_threshold=1e9, fallback_rollouts=4, states_per_demo=4,
+                                              rollout_roles="rollouts"))
+    seen = {}
+    original = AMFStrategy._targets_and_candidates
+
+    def spy(self, ctx, states, phi, roles, rollout_phi):
+        targets, candidates = original(self, ctx, states, phi, roles, rollout_phi)
+        seen.update(rollouts=rollout_phi, targets=targets, candidates=candidates)
+        return targets, candidates
+
+    monkeypatch.setattr(AMFStrategy, "_targets_and_candidates", spy)
+    sel = strategy.select(context(setup, with_d=False), 2)
+    assert sel.details["rollout_roles"] == "rollouts"
+    for task in POOL:
+        rollouts = seen["rollouts"][task]
+        assert len(rollouts) == 4
+        assert torch.equal(seen["targets"][task][0], torch.cat([rollouts[0], rollouts[2]]))
+        assert [c.phi.shape[0] for c in seen["candidates"][task]] == [rollouts[1].shape[0], rollouts[3].shape[0]]
+        assert torch.equal(seen["candidates"][task][0].phi, rollouts[1])
+        assert [c.probability for c in seen["candidates"][task]] == [0.5, 0.5]

@@ -39,6 +39,9 @@ from lerobot_amf.isolation import RoutedPolicy, load_routed_policy
         (["--amf.n_partitions=0"], "amf.n_partitions=0: must be at least 1"),
         (["--amf.partitions={\"../up\": [\"reach-v3\", \"drawer-close-v3\"]}", "--amf.isolation=lora"],
          "not a plain name"),
+        (["--amf.selection.rollout_roles=mixed"], "Unknown amf.selection.rollout_roles='mixed'. Allowed: frames, rollouts"),
+        (["--amf.selection.rollout_roles=rollouts", "--amf.selection.fallback_rollouts=1"],
+         "needs amf.selection.fallback_rollouts >= 2"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_home, tmp_path, monkeypatch, capsys):

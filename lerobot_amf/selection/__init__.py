@@ -16,7 +16,8 @@ BASELINES: dict[str, type[Strategy]] = {
 }
 
 
-STRATEGY_NAMES = (*BASELINES, "amf")
+MODEL_BASED = ("amf", "amf_eval")  # need --amf.selection and the policy; amf_eval: amf aimed at what fails
+STRATEGY_NAMES = (*BASELINES, *MODEL_BASED)
 
 
 def make_strategy(name: str, selection_cfg=None) -> Strategy:
@@ -24,12 +25,12 @@ def make_strategy(name: str, selection_cfg=None) -> Strategy:
     (``--amf.selection``, an ``AMFSelectionConfig``); required for amf, unused by the baselines."""
     if name in BASELINES:
         return BASELINES[name]()
-    if name == "amf":
+    if name in MODEL_BASED:
         if selection_cfg is None:
-            raise ValueError("amf.strategy=amf needs its settings: pass the AMFSelectionConfig (--amf.selection).")
-        from lerobot_amf.selection.amf import AMFStrategy  # model code, only when amf is chosen
+            raise ValueError(f"amf.strategy={name} needs its settings: pass the AMFSelectionConfig (--amf.selection).")
+        from lerobot_amf.selection.amf import AMFEvalStrategy, AMFStrategy  # model code, only when chosen
 
-        return AMFStrategy(selection_cfg)
+        return (AMFStrategy if name == "amf" else AMFEvalStrategy)(selection_cfg)
     raise ValueError(f"Unknown amf.strategy={name!r}. Allowed: {', '.join(STRATEGY_NAMES)}.")
 
 

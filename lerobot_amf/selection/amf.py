@@ -52,7 +52,7 @@ from lerobot_amf.embeddings.kinds import DEFAULT_TARGET
 from lerobot_amf.families import family_of, kernel_embedder
 from lerobot_amf.isolation.routing import acting_policy, serving
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
-from lerobot_amf.selection.baselines import UniformStrategy
+from lerobot_amf.selection.baselines import UniformStrategy, failure_rate
 from lerobot_amf.selection.config import AMFSelectionConfig
 from lerobot_amf.selection.gp import (
     CandidateDemo,
@@ -286,7 +286,9 @@ class AMFStrategy(Strategy):
         else:
             sigma2 = cfg.noise
         posterior = WeightSpacePosterior(embedder.dim, sigma2=sigma2, kappa=kappa)
-        d_rows = torch.as_tensor(states.in_d[states.demo_of_frame])
+        # The demos the posterior has seen: the fine-tuning demos D, and with
+        # condition_on_pretraining the generalist's pretraining demos too (where they are known).
+        d_rows = torch.as_tensor(states.in_d[states.demo_of_frame] | cfg.condition_on_pretraining)
         if bool(d_rows.any()):
             frame_demo = torch.as_tensor(states.demo_of_frame)
             per_frame_scale = (torch.as_tensor(states.demo_length) / torch.as_tensor(states.frames_per_demo)).double()
@@ -308,6 +310,9 @@ class AMFStrategy(Strategy):
             "importance_share": _importance_share(weights, states.demo_task, pool),
             "n_demos_in_hand": n_demos,
             "n_demos_in_d": int(states.in_d.sum()),
+            "posterior_observes": "fine-tuning and pretraining demos" if cfg.condition_on_pretraining
+                                  else "fine-tuning demos",
+            "rollout_roles": cfg.rollout_roles,
             "candidate_demos": {t: len(c) for t, c in candidates.items()},
             # frames embedded under each task (of the sampled frames), and the target-weight share dropped
             "embedded_frames": {"sampled": int(len(states.demo_of_frame)), "per_task": embedded,
@@ -342,20 +347,27 @@ class AMFStrategy(Strategy):
     def _targets_and_candidates(self, ctx: SelectionContext, states: DemoStates, phi: dict, roles: dict,
                                 rollout_phi: dict) -> tuple[dict, dict]:
         """Per task: its target states (φ, weights) and its candidate demos (φ of their candidate
-        states, frames each stands for, probability), from ``demo_roles``. Rollout tasks: the
-        rollouts play both roles, frames alternating."""
+        states, frames each stands for, probability), from ``demo_roles``. Rollout tasks
+        (``rollout_roles``): every rollout plays both roles, frames alternating ("frames"), or
+        whole rollouts alternate between targets and candidates ("rollouts"), so no candidate
+        comes from the rollout of its own targets."""
         targets, candidates = {}, {}
         for task in ctx.pool:
             mu = ctx.target_weights[task]
             if task in rollout_phi:
                 per_rollout = rollout_phi[task]  # list of (k, d) per rollout episode
-                roles_of = [split_target_candidate(r.shape[0]) for r in per_rollout]
+                if self.cfg.rollout_roles == "rollouts" and len(per_rollout) >= 2:
+                    # even rollouts: all their frames are targets; odd ones: all candidates
+                    roles_of = [np.full(r.shape[0], i % 2 == 1) for i, r in enumerate(per_rollout)]
+                else:
+                    roles_of = [split_target_candidate(r.shape[0]) for r in per_rollout]
                 tgt = torch.cat([r[~role] for r, role in zip(per_rollout, roles_of, strict=True)])
                 targets[task] = (tgt, torch.full((tgt.shape[0],), mu / tgt.shape[0], dtype=torch.float64))
                 per_frame = float(np.mean(states.demo_length))  # a rollout stands for a demo of mean length
+                with_candidates = [(r, role) for r, role in zip(per_rollout, roles_of, strict=True) if role.any()]
                 candidates[task] = [CandidateDemo(r[role], torch.full((int(role.sum()),), per_frame / role.sum(),
-                                                                     dtype=torch.float64), 1.0 / len(per_rollout))
-                                    for r, role in zip(per_rollout, roles_of, strict=True) if role.any()]
+                                                                     dtype=torch.float64), 1.0 / len(with_candidates))
+                                    for r, role in with_candidates]
                 continue
             role = roles[task]
             targets[task] = (phi[task][role.target_rows], role.target_weights)
@@ -412,6 +424,35 @@ class AMFStrategy(Strategy):
             embed_self = lambda part: embedder.embed(part, target="self")  # noqa: E731
             out[task] = list(_map_chunks(embed_self, batch, self.cfg.chunk_size, None).split(k))
         return dict(_gather(list(out.items()), ctx.accelerator))
+
+
+class AMFEvalStrategy(AMFStrategy):
+    """amf with its target weights directed at what fails (docs/method.md, "amf_eval").
+
+    Where an evaluation of the run's model exists, the target weights become
+    μ'(c) ∝ μ(c) · f(c), with f(c) the Beta-posterior mean failure rate of the latest evaluation
+    (uniform prior; ``baselines.failure_rate``, as ``lowest_success`` uses): the information gain
+    is then spent on the target states of tasks that fail. Without an evaluation (no simulator)
+    it is amf.
+    """
+
+    name = "amf_eval"
+
+    def select(self, ctx: SelectionContext, n: int) -> Selection:
+        if ctx.success is None:
+            chosen = super().select(ctx, n)
+            return dataclasses.replace(chosen, reason=f"amf_eval (no evaluation: amf's own target weights): "
+                                                      f"{chosen.reason}")
+        failure = {t: failure_rate(ctx.success.get(t)) for t in ctx.pool}
+        raw = {t: ctx.target_weights[t] * failure[t] for t in ctx.pool}
+        total = sum(raw.values())
+        directed = {t: w / total for t, w in raw.items()} if total > 0 else dict(ctx.target_weights)
+        chosen = super().select(dataclasses.replace(ctx, target_weights=directed), n)
+        return dataclasses.replace(
+            chosen, details={**chosen.details, "failure_rate": {t: round(f, 4) for t, f in failure.items()},
+                             "directed_target_weights": {t: round(w, 4) for t, w in directed.items()}},
+            reason=f"amf_eval: target weights mu(c) x estimated failure rate (Beta posterior on the latest "
+                   f"evaluation); {chosen.reason}")
 
 
 def _importance_share(weights: torch.Tensor, demo_task: list[str], pool: list[str]) -> dict:

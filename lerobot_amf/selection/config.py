@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS, KINDS
 from lerobot_amf.errors import AMFInputError
 
+ROLLOUT_ROLES = ("frames", "rollouts")
+
 
 @dataclass
 class AMFSelectionConfig:
@@ -51,6 +53,14 @@ class AMFSelectionConfig:
     loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate
     ess_threshold: float = 1.5  # below: the task's states come from policy rollouts
     fallback_rollouts: int = 4
+    # Rollout-fallback tasks: frames (every rollout's frames alternate between target and candidate
+    # states) | rollouts (whole rollouts are targets or candidates, so no candidate is from the
+    # rollout of its own targets; needs >= 2 fallback_rollouts).
+    rollout_roles: str = "frames"
+    # Condition the GP on the generalist's pretraining demos too (where they are known: the
+    # embedded pretraining record or --amf.replay_*), so covered tasks start at the posterior
+    # after pretraining instead of their prior; false: on the fine-tuning demos only.
+    condition_on_pretraining: bool = False
     rollout_seed: int = 2_000_000
     chunk_size: int = 256  # states embedded per forward pass
 
@@ -58,6 +68,12 @@ class AMFSelectionConfig:
         """One-line errors for values outside their ranges (before anything is written)."""
         if self.kernel not in KINDS:
             raise AMFInputError(f"Unknown amf.selection.kernel={self.kernel!r}. Allowed: {', '.join(KINDS)}.")
+        if self.rollout_roles not in ROLLOUT_ROLES:
+            raise AMFInputError(f"Unknown amf.selection.rollout_roles={self.rollout_roles!r}. "
+                                f"Allowed: {', '.join(ROLLOUT_ROLES)}.")
+        if self.rollout_roles == "rollouts" and self.fallback_rollouts < 2:
+            raise AMFInputError(f"amf.selection.rollout_roles=rollouts needs amf.selection.fallback_rollouts >= 2 "
+                                f"(got {self.fallback_rollouts}): one rollout cannot be both.")
         for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "pseudo_target_steps",
                      "fallback_rollouts", "chunk_size"):
             if getattr(self, name) < 1:

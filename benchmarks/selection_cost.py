@@ -88,7 +88,7 @@ def bench_embedding(policy, batch_size=256, repeats=5):
             times[name].append(time.perf_counter() - s)
     rate = {name: batch_size / np.median(t) for name, t in times.items()}
     target = DEFAULT_TARGET[sel.kernel]  # expert: the batch's own action chunk; self: the policy's sample
-    return {"batch_size": batch_size, "kernel": sel.kernel, "kernel_layers": sel.kernel_layers, "target": target,
+    return {"batch_size": batch_size, "kernel": sel.kernel, "kernel_layers": emb.n_layers, "target": target,
             "n_draws": sel.n_draws, "pseudo_target": emb.record().get("pseudo_target") if target == "self" else None,
             "unet_passes_per_state": {"training": 1, "inference": int(policy.diffusion.num_inference_steps),
                                       "embedding": target_passes + sel.n_draws},

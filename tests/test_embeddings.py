@@ -21,7 +21,7 @@ from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from conftest import ACTION, ENV, STATE, diffusion_batch, features
 from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS
 from lerobot_amf.embeddings.projection import RandomProjection
-from lerobot_amf.families import kernel_embedder, make_embedder
+from lerobot_amf.families import family_of, kernel_embedder, make_embedder
 from lerobot_amf.families.act import ACTEmbedder
 from lerobot_amf.families.diffusion import DiffusionEmbedder
 from lerobot_amf.families.flow import FlowEmbedder
@@ -144,7 +144,8 @@ def test_diffusion_expert_target_is_the_batch_action_and_the_kinds_default():
 def test_an_embedder_built_by_hand_is_the_kernel_amf_selects_with():
     # one kernel for selection and for clustered partitions; make_embedder's defaults are the strategy's
     sel = AMFSelectionConfig()
-    assert (DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS) == (sel.embedding_dim, sel.n_draws, sel.kernel_layers)
+    assert (DEFAULT_DIM, DEFAULT_DRAWS, None) == (sel.embedding_dim, sel.n_draws, sel.kernel_layers)
+    assert family_of("diffusion").kernel_layers == DEFAULT_LAYERS  # unset: the family's measured default
     policy = tiny_diffusion("DDIM", "epsilon")
     amf = kernel_embedder(policy, sel)
     by_hand = make_embedder(policy, target_steps=sel.pseudo_target_steps)

@@ -64,7 +64,7 @@ def training_batch(pre, instructions: list[str], seed: int = 1) -> dict:
 @pytest.mark.parametrize("target", ["expert", "self"])
 def test_flow_embedding_of_the_real_smolvla_matches_autograd(smolvla, target):
     policy, pre, _ = smolvla
-    emb = make_embedder(policy, dim=4096, seed=2, n_draws=3)
+    emb = make_embedder(policy, dim=4096, seed=2, n_draws=3, layers=1)
     assert isinstance(emb, FlowEmbedder) and emb.family == "smolvla"
     layer = policy.model.action_out_proj
     a_dim = 7
@@ -134,6 +134,43 @@ def test_the_distillation_teacher_is_smolvlas_own_sampled_chunk(smolvla):
         own = policy.model.sample_actions(images, img_masks, batch[OBS_LANGUAGE_TOKENS],
                                           batch[OBS_LANGUAGE_ATTENTION_MASK], policy.prepare_state(batch))
     assert chunk.shape == (2, 4, 7) and torch.equal(chunk, own[..., :7])
+
+
+def test_the_two_layer_flow_kernel_is_the_expert_mlp_and_output_gradients_of_each_state(smolvla):
+    """kernel_layers=2: the last action-expert layer's ``mlp.down_proj`` and ``action_out_proj``,
+    each state's gradient equal to autograd's (through SmolVLA's in-place residual adds). Unset,
+    the flow family's measured default is the output projection alone."""
+    policy, pre, _ = smolvla
+    assert make_embedder(policy).n_layers == 1
+    emb = make_embedder(policy, dim=64, seed=2, n_draws=2, layers=2)
+    down = policy.model.vlm_with_expert.lm_expert.layers[-1].mlp.down_proj
+    out = policy.model.action_out_proj
+    assert emb.layers() == [down, out] and emb.record()["layers"][0].endswith("lm_expert.layers.1.mlp.down_proj")
+    a_dim = 7
+    assert emb.raw_dim == down.weight.numel() + (0 if down.bias is None else down.bias.numel()) + a_dim * (out.in_features + 1)
+    batch = training_batch(pre, list(INSTRUCTIONS)[:2])
+    raw = emb.raw(batch, target="expert")
+    params = [down.weight, *([down.bias] if down.bias is not None else []), out.weight, out.bias]
+    trainable = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        for i in range(2):
+            state = {k: v[i : i + 1] if isinstance(v, (torch.Tensor, list)) else v for k, v in batch.items()}
+            images, img_masks = policy.prepare_images(state)
+            inputs = (images, img_masks, state[OBS_LANGUAGE_TOKENS], state[OBS_LANGUAGE_ATTENTION_MASK],
+                      policy.prepare_state(state))
+            actions = F.pad(state[ACTION], (0, policy.config.max_action_dim - a_dim))
+            loss = torch.stack([0.5 * policy.model(*inputs, actions, noise=emb.noise[k : k + 1],
+                                                   time=emb.times[k : k + 1])[..., :a_dim].mean()
+                                for k in range(emb.n_draws)]).mean()
+            grads = torch.autograd.grad(loss, params)
+            ref = torch.cat([*(g.flatten() for g in grads[:-2]), grads[-2][:a_dim].flatten(), grads[-1][:a_dim]])
+            err = (raw[i] - ref).norm() / ref.norm()
+            assert err < 1e-4, (i, float(err))
+    finally:
+        for p, flag in zip(params, trainable):
+            p.requires_grad_(flag)
 
 
 # ---- LoRA per partition and routing -----------------------------------------------------------

@@ -118,7 +118,9 @@ def capture_io(layers: list[nn.Module], differentiable: bool = False) -> Iterato
     """Forward hooks storing each layer's (last call's) input[0] (detached) and output.
 
     ``differentiable``: each output is kept in the graph (made a leaf that requires grad when
-    nothing upstream does), so the loss can be differentiated w.r.t. it.
+    nothing upstream does), so the loss can be differentiated w.r.t. it; the module then passes
+    on a copy of it, so that an in-place operation downstream (SmolVLA's expert adds its residual
+    into the MLP's output in place) changes neither that leaf nor what it is the gradient of.
     """
     stores: list[dict] = [{} for _ in layers]
 
@@ -129,8 +131,9 @@ def capture_io(layers: list[nn.Module], differentiable: bool = False) -> Iterato
                 if not output.requires_grad:
                     output.requires_grad_(True)
                 store["output"] = output
-            else:
-                store["output"] = output.detach()
+                return output.clone()
+            store["output"] = output.detach()
+            return None
 
         return hook
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from lerobot_amf.embeddings.base import Embedder, unwrap_policy
-from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS
+from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS
 from lerobot_amf.families import act, diffusion, flow  # noqa: F401  (each registers its family)
 from lerobot_amf.families.base import PolicyFamily, register_family, registered_families
 
@@ -51,7 +51,7 @@ def make_embedder(
     dim: int = DEFAULT_DIM,
     seed: int = 0,
     n_draws: int = DEFAULT_DRAWS,
-    layers: int = DEFAULT_LAYERS,
+    layers: int | None = None,
     **family_kwargs,
 ) -> Embedder:
     """The loss-gradient embedder of ``policy``'s family (a peft wrapper is looked through).
@@ -61,12 +61,14 @@ def make_embedder(
     "self_gradient" (always the policy's own sample) or "last_layer" (features-only ablation).
     dim: projected dimension (identity when the raw gradient is no larger). seed: projection
     seed; the (noise, timestep) draws use seed + DRAW_SEED_OFFSET. n_draws: draws averaged per
-    state. layers: weight layers of the action head differentiated, counted from the output.
+    state. layers: weight layers of the action head differentiated, counted from the output
+    (None: the family's ``kernel_layers``, chosen by measurement).
     family_kwargs go to the family's embedder (diffusion/flow: ``target_steps`` of the
     pseudo-target; act: ``pseudo_noise``).
     """
-    return family_of(policy).embedder(unwrap_policy(policy), kind=kind, dim=dim, seed=seed, n_draws=n_draws,
-                                      layers=layers, **family_kwargs)
+    family = family_of(policy)
+    return family.embedder(unwrap_policy(policy), kind=kind, dim=dim, seed=seed, n_draws=n_draws,
+                           layers=family.kernel_layers if layers is None else layers, **family_kwargs)
 
 
 def kernel_embedder(policy: nn.Module, sel) -> Embedder:

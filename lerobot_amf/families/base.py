@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lerobot_amf.embeddings.base import Embedder
+from lerobot_amf.embeddings.kinds import DEFAULT_LAYERS
 
 Tensor = torch.Tensor
 
@@ -32,6 +33,8 @@ class PolicyFamily:
     lora_targets: peft target-module regex for ``--amf.isolation=lora`` when the user passes no
         ``--peft.target_modules``; None = LeRobot's own default for the policy.
     head_module: dotted name of the module copied per partition for ``--amf.isolation=head``.
+    kernel_layers: the weight layers the amf kernel differentiates when
+        ``--amf.selection.kernel_layers`` is not set (counted from the output; chosen by measurement).
     loglik(policy, batch, n_draws, seed) -> (B,) float32 CPU: a per-sample log-likelihood
         surrogate of the batch's action chunks, for the importance weights (docs/method.md,
         "Importance weights and effective sample size"); None when the family has none.
@@ -43,6 +46,7 @@ class PolicyFamily:
     embedder_class: ClassVar[type[Embedder]]
     lora_targets: ClassVar[str | None] = None
     head_module: ClassVar[str]
+    kernel_layers: ClassVar[int] = DEFAULT_LAYERS
     loglik: Callable[..., Tensor] | None = None
     teacher_action_chunk: Callable[..., Tensor] | None = None
 

@@ -4,9 +4,12 @@ these policies. The likelihood surrogate for the importance weights is minus the
 loss with common random numbers (``flow_matching_loglik``); the distillation teacher is the
 policy's own sampled action chunk (``sampled_action_chunk``).
 
-Embedding. Layer: ``policy.model.action_out_proj`` (``nn.Linear(expert_width, max_action_dim)``)
-applied at the ``chunk_size`` action positions (the only one offered).  LeRobot's convention (``VLAFlowMatching.forward``,
-``PI0Pytorch.forward``, ``PI05Pytorch.forward`` in lerobot 0.4.4):
+Embedding. Layers (``action_head_layers``, counted from the output): ``policy.model.action_out_proj``
+(``nn.Linear(expert_width, max_action_dim)``) applied at the ``chunk_size`` action positions, then
+the action expert's layers' MLP output projections (``mlp.down_proj``), last layer first; by
+default (``FlowFamily.kernel_layers``, measured) the output projection alone. LeRobot's
+convention (``VLAFlowMatching.forward``, ``PI0Pytorch.forward``, ``PI05Pytorch.forward`` in lerobot
+0.4.4):
 
     x_t = t·noise + (1 − t)·action,   u_t = noise − action,   v_t = action_out_proj(expert(x_t, t)),
     losses = mse(u_t, v_t)  (B, chunk, max_action_dim), truncated to the real action dims.
@@ -91,23 +94,47 @@ def _config_time(cfg) -> tuple[float, float, float, float]:
     )
 
 
+def _expert_layers_at(*path: str) -> Callable[[Any], list]:
+    """The action expert's transformer layers, found at ``policy.<path>`` (none where absent)."""
+    def layers(policy) -> list:
+        module = policy
+        for name in path:
+            module = getattr(module, name, None)
+            if module is None:
+                return []
+        return list(module)
+    return layers
+
+
 @dataclass(frozen=True)
 class FlowPlumbing:
-    """How one flow policy type builds its model inputs and draws its training times."""
+    """How one flow policy type builds its model inputs, draws its training times and where its
+    action expert's layers are."""
 
     inputs: Callable[[Any, dict], tuple]  # model inputs before (actions, noise, time)
     time_distribution: Callable[[Any], tuple[float, float, float, float]]  # alpha, beta, scale, offset
+    expert_layers: Callable[[Any], list]  # the action expert's transformer layers, in forward order
 
 
 FLOW_TYPES: dict[str, FlowPlumbing] = {
-    "smolvla": FlowPlumbing(_smolvla_inputs, _fixed_time),
-    "pi0": FlowPlumbing(_pi0_inputs, _config_time),
-    "pi05": FlowPlumbing(_pi05_inputs, _config_time),
+    "smolvla": FlowPlumbing(_smolvla_inputs, _fixed_time, _expert_layers_at("model", "vlm_with_expert", "lm_expert",
+                                                                            "layers")),
+    "pi0": FlowPlumbing(_pi0_inputs, _config_time, _expert_layers_at("model", "paligemma_with_expert", "gemma_expert",
+                                                                     "model", "layers")),
+    "pi05": FlowPlumbing(_pi05_inputs, _config_time, _expert_layers_at("model", "paligemma_with_expert",
+                                                                       "gemma_expert", "model", "layers")),
 }
 
 
-def action_out_proj_layers(policy: nn.Module) -> list[nn.Module]:
-    return [running_module(policy.model.action_out_proj)]
+def action_head_layers(policy: nn.Module) -> list[nn.Module]:
+    """The flow head's weight layers in forward order: each action-expert layer's MLP output
+    projection (``mlp.down_proj``; the expert runs on the action tokens), then ``action_out_proj``.
+    ``--amf.selection.kernel_layers=k`` takes the last k: 1 = the output projection alone."""
+    spec = FLOW_TYPES.get(getattr(policy, "name", None))
+    expert = spec.expert_layers(policy) if spec is not None else []
+    downs = [running_module(layer.mlp.down_proj) for layer in expert
+             if isinstance(getattr(getattr(layer, "mlp", None), "down_proj", None), nn.Module)]
+    return [*downs, running_module(policy.model.action_out_proj)]
 
 
 def _repeat(x, k: int):
@@ -164,7 +191,7 @@ class FlowEmbedder(Embedder):
     def model(self) -> nn.Module:
         return self.policy.model
 
-    head_layers = staticmethod(action_out_proj_layers)
+    head_layers = staticmethod(action_head_layers)
 
     @property
     def grad_rows(self) -> int:
@@ -275,6 +302,10 @@ class FlowFamily(PolicyFamily):
     embedder_class = FlowEmbedder
     lora_targets = None  # LeRobot's own defaults (the expert's q/v projections and action projections)
     head_module = "model.action_out_proj"
+    # The output projection alone: on the tiny SmolVLA the last expert layer's MLP projection
+    # added no participation ratio (3.21 -> 3.22) for 37x the raw coordinates
+    # (benchmarks/results/flow_kernel_rank.json); --amf.selection.kernel_layers=2 takes it.
+    kernel_layers = 1
 
     loglik = staticmethod(flow_matching_loglik)
     teacher_action_chunk = staticmethod(sampled_action_chunk)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, DEFAULT_LAYERS, KINDS
+from lerobot_amf.embeddings.kinds import DEFAULT_DIM, DEFAULT_DRAWS, KINDS
 from lerobot_amf.errors import AMFInputError
 
 ROLLOUT_ROLES = ("frames", "rollouts")
@@ -20,10 +20,11 @@ class AMFSelectionConfig:
     # policy's own sample everywhere (self-consistency; the earlier kernel, for ablations);
     # last_layer: the last layer's input features.
     kernel: str = "gradient"
-    # Weight layers of the action head the gradient is taken over, counted from the output
-    # (diffusion: 2 = the UNet's final 5-tap conv and its 1x1 output conv; ACT and flow heads
-    # offer their output layer only).
-    kernel_layers: int = DEFAULT_LAYERS
+    # Weight layers of the action head the gradient is taken over, counted from the output; unset:
+    # the family's measured default (diffusion 2 = the UNet's final 5-tap conv and its 1x1 output
+    # conv; flow heads 1 = action_out_proj, 2 adds the last action-expert layer's MLP output
+    # projection; ACT offers its output layer only).
+    kernel_layers: int | None = None
     embedding_dim: int = DEFAULT_DIM  # random projection target (Johnson-Lindenstrauss), seed below
     projection_seed: int = 0
     # (noise, timestep) draws averaged per state in the kernel (diffusion / flow heads), and in
@@ -76,7 +77,7 @@ class AMFSelectionConfig:
                                 f"(got {self.fallback_rollouts}): one rollout cannot be both.")
         for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "pseudo_target_steps",
                      "fallback_rollouts", "chunk_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AMFInputError(f"amf.selection.{name}={getattr(self, name)}: must be at least 1.")
         if self.states_per_demo < 2:
             raise AMFInputError(f"amf.selection.states_per_demo={self.states_per_demo}: must be at least 2 "

@@ -104,6 +104,16 @@ def split_target_candidate(n: int) -> np.ndarray:
 
 
 @dataclasses.dataclass
+class Weighting:
+    """Every demo's importance weight per task (n_demos, tasks; columns sum to 1), their summary
+    (ESS per task), and how they were made (the selection record's ``importance``)."""
+
+    weights: torch.Tensor
+    summary: object
+    label: str
+
+
+@dataclasses.dataclass
 class TaskRoles:
     """Which sampled frames a task's scores read: its target states with their weights
     μ(c)·w_i(c)/frames, its candidate demos (candidate rows, frames each stands for, probability
@@ -214,15 +224,51 @@ class AMFStrategy(Strategy):
 
     # ---------------------------------------------------------------- selection
     def select(self, ctx: SelectionContext, n: int) -> Selection:
+        """One round in named steps (docs/method.md, "One round, step by step"): the states in hand, their
+        importance weights, the rollout fallback, each task's roles and embeddings, targets and
+        candidates, the posterior, the greedy batch, the record."""
         cfg = self.cfg
         states = self.demo_states(ctx)
         if states is None:  # no demo in hand to estimate any task's states from
             return _uniform_cold_start(ctx, n, "no demos in hand yet")
-        family = family_of(acting_policy(ctx.policy))
         embedder = kernel_embedder(acting_policy(ctx.policy), cfg)
-        vocab = ctx.vocabulary.one_hot
-        instructions = ctx.vocabulary.instructions
-        pool = ctx.pool
+        weighting = self.importance(ctx, states)
+        low_ess = weighting.summary.collapsed(cfg.ess_threshold)
+        collapsed = [t for j, t in enumerate(ctx.pool) if bool(low_ess[j]) or t not in states.demo_task]
+        rollout_phi = self.rollout_states(ctx, collapsed, embedder) if collapsed else {}
+        roles = demo_roles(states, weighting.weights, ctx.pool, ctx.target_weights, cfg.target_mass_floor)
+        phi, embedded = self.embed_roles(ctx, states, roles, rollout_phi, embedder)
+        targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
+        if not candidates:
+            return _uniform_cold_start(ctx, n, "no task can be scored yet")
+        # The cold start, per task (docs/method.md, "Cold start"): a target task nothing in hand can
+        # score (no demo of its own, no likelihood to borrow other tasks' demos, no simulator to roll
+        # out in) gets one demo first; amf scores the rest of the batch.
+        unscored = [t for t in ctx.pool if t not in candidates and ctx.target_weights.get(t, 0) > 0
+                    and ctx.can_take(t)][:n]
+        phi_targets = torch.cat([t[0] for t in targets.values()])
+        target_w = torch.cat([t[1] for t in targets.values()])
+        target_task = [task for task, t in targets.items() for _ in range(t[0].shape[0])]
+        posterior, noise = self.posterior(states, phi, phi_targets, targets, candidates, embedder.dim)
+        allowed = {t: c for t, c in ctx.capacity.items() if c is not None}
+        result = greedy_batch(posterior, candidates, (phi_targets, target_w), n - len(unscored), allowed=allowed,
+                              target_groups=target_task)
+        if len(unscored) + len(result.picks) < n:
+            raise ValueError("The demo source has no demos left for the tasks amf would pick.")
+        details = self.record(ctx, states, weighting, embedder, candidates, embedded, rollout_phi, unscored, noise,
+                              result)
+        return Selection(unscored + result.picks, scores={t: round(v, 6) for t, v in details["first_scores"].items()},
+                         details={k: v for k, v in details.items() if k != "first_scores"},
+                         reason=self.reason(unscored, details["first_scores"], noise, rollout_phi))
+
+    # ---------------------------------------------------------------- the round's steps
+    def importance(self, ctx: SelectionContext, states: DemoStates) -> "Weighting":
+        """Every demo's importance weight under every task (docs/method.md, "Importance weights and
+        effective sample size"): from the family's likelihood surrogate of every sampled frame
+        under every task, or, without one (or for a task-blind policy), each demo for its own task."""
+        cfg, pool = self.cfg, ctx.pool
+        family = family_of(acting_policy(ctx.policy))
+        vocab, instructions = ctx.vocabulary.one_hot, ctx.vocabulary.instructions
         has_likelihood = family.loglik is not None and cfg.importance_weights
         loglik = []
         for task in pool if has_likelihood else ():  # every frame under every task: the weights need all
@@ -250,14 +296,19 @@ class AMFStrategy(Strategy):
             of_own_task = torch.zeros(n_demos, len(pool), dtype=torch.float64)
             of_own_task[torch.arange(n_demos), torch.as_tensor(demo_task_idx)] = 1.0
             weights = of_own_task / of_own_task.sum(0).clamp(min=1.0)
-        importance = summarize_importance(weights, pool)
-        low_ess = importance.collapsed(cfg.ess_threshold)
-        collapsed = [t for j, t in enumerate(pool) if bool(low_ess[j]) or t not in states.demo_task]
-        rollout_phi = self.rollout_states(ctx, collapsed, embedder) if collapsed else {}
+        label = ("own task only (the policy does not see the task: same likelihood for every task)"
+                 if task_blind else "likelihood surrogate, common random numbers" if has_likelihood
+                 else "own task only")
+        return Weighting(weights, summarize_importance(weights, pool), label)
 
-        roles = demo_roles(states, weights, pool, ctx.target_weights, cfg.target_mass_floor)
+    def embed_roles(self, ctx: SelectionContext, states: DemoStates, roles: dict, rollout_phi: dict,
+                    embedder) -> tuple[dict, dict]:
+        """φ of the sampled frames under each task, only where that task's scores read them (NaN
+        elsewhere), with the task's partition active; and how many frames each task embedded."""
+        cfg = self.cfg
+        vocab, instructions = ctx.vocabulary.one_hot, ctx.vocabulary.instructions
         phi, embedded = {}, {}
-        for task in pool:  # a frame is embedded under a task only where that task's scores read it
+        for task in ctx.pool:  # a frame is embedded under a task only where that task's scores read it
             rows = roles[task].rows_to_embed if task not in rollout_phi else roles[task].own_rows
             embedded[task] = len(rows)
             if not len(rows):  # a task with no demo in hand, scored on its rollouts only
@@ -267,17 +318,14 @@ class AMFStrategy(Strategy):
                 conditioned = condition_on_task(take_rows(states.batch, rows), task, vocab, instructions.get(task))
                 phi[task] = _scatter_rows(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
                                           rows, len(states.demo_of_frame))
-        targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
-        if not candidates:
-            return _uniform_cold_start(ctx, n, "no task can be scored yet")
-        # The cold start, per task (docs/method.md, "Cold start"): a target task nothing in hand can
-        # score (no demo of its own, no likelihood to borrow other tasks' demos, no simulator to roll
-        # out in) gets one demo first; amf scores the rest of the batch.
-        unscored = [t for t in pool if t not in candidates and ctx.target_weights.get(t, 0) > 0
-                    and ctx.can_take(t)][:n]
-        phi_targets = torch.cat([t[0] for t in targets.values()])
-        target_w = torch.cat([t[1] for t in targets.values()])
-        target_task = [task for task, t in targets.items() for _ in range(t[0].shape[0])]
+        return phi, embedded
+
+    def posterior(self, states: DemoStates, phi: dict, phi_targets: torch.Tensor, targets: dict, candidates: dict,
+                  dim: int) -> tuple[WeightSpacePosterior, dict]:
+        """The GP posterior after the demos it has seen, with the kernel scale κ and the noise σ²
+        (calibrated: one fantasised demo removes at most ``max_variance_removed`` of its task's
+        prior target variance); returns it and its noise record."""
+        cfg = self.cfg
         kappa = kernel_scale(phi_targets)
         removed = None
         if cfg.noise is None:
@@ -285,7 +333,7 @@ class AMFStrategy(Strategy):
                                               kappa, cfg.max_variance_removed)
         else:
             sigma2 = cfg.noise
-        posterior = WeightSpacePosterior(embedder.dim, sigma2=sigma2, kappa=kappa)
+        posterior = WeightSpacePosterior(dim, sigma2=sigma2, kappa=kappa)
         # The demos the posterior has seen: the fine-tuning demos D, and with
         # condition_on_pretraining the generalist's pretraining demos too (where they are known).
         d_rows = torch.as_tensor(states.in_d[states.demo_of_frame] | cfg.condition_on_pretraining)
@@ -295,20 +343,22 @@ class AMFStrategy(Strategy):
             # each frame embedded under the task its demo was recorded for
             phi_recorded_task = torch.stack([phi[states.demo_task[i]][r] for r, i in enumerate(states.demo_of_frame)])
             posterior.observe(phi_recorded_task[d_rows], per_frame_scale[frame_demo][d_rows])
-        allowed = {t: c for t, c in ctx.capacity.items() if c is not None}
-        result = greedy_batch(posterior, candidates, (phi_targets, target_w), n - len(unscored), allowed=allowed,
-                              target_groups=target_task)
-        if len(unscored) + len(result.picks) < n:
-            raise ValueError("The demo source has no demos left for the tasks amf would pick.")
-        first = result.step_scores[0] if result.step_scores else {}
-        details = {
+        return posterior, {"kappa": kappa, "sigma2": sigma2, "removed": removed}
+
+    def record(self, ctx: SelectionContext, states: DemoStates, weighting: "Weighting", embedder, candidates: dict,
+               embedded: dict, rollout_phi: dict, unscored: list, noise: dict, result) -> dict:
+        """The selection record (docs/method.md, "What a selection records"), with the first pick's
+        scores under ``first_scores``."""
+        cfg = self.cfg
+        return {
+            "first_scores": result.step_scores[0] if result.step_scores else {},
             "cold_start_tasks": unscored,  # picked first, one demo each, unscored
             "step_scores": result.step_scores,
             "variance_before_after": result.first_step_variance,
             "pick_variance": result.pick_variance,
-            "ess": {t: round(ess, 3) for t, ess in importance.as_dict().items()},
-            "importance_share": _importance_share(weights, states.demo_task, pool),
-            "n_demos_in_hand": n_demos,
+            "ess": {t: round(ess, 3) for t, ess in weighting.summary.as_dict().items()},
+            "importance_share": _importance_share(weighting.weights, states.demo_task, ctx.pool),
+            "n_demos_in_hand": len(states.demo_task),
             "n_demos_in_d": int(states.in_d.sum()),
             "posterior_observes": "fine-tuning and pretraining demos" if cfg.condition_on_pretraining
                                   else "fine-tuning demos",
@@ -318,13 +368,11 @@ class AMFStrategy(Strategy):
             "embedded_frames": {"sampled": int(len(states.demo_of_frame)), "per_task": embedded,
                                 "target_mass_floor": cfg.target_mass_floor},
             "rollout_fallback": sorted(rollout_phi),
-            "importance": ("own task only (the policy does not see the task: same likelihood for every task)"
-                           if task_blind else "likelihood surrogate, common random numbers" if has_likelihood
-                           else "own task only"),
-            "kappa": kappa,
-            "noise": {"sigma2": sigma2, "calibrated": cfg.noise is None,
+            "importance": weighting.label,
+            "kappa": noise["kappa"],
+            "noise": {"sigma2": noise["sigma2"], "calibrated": cfg.noise is None,
                       "max_variance_removed": cfg.max_variance_removed if cfg.noise is None else None,
-                      "prior_variance_removed": removed},
+                      "prior_variance_removed": noise["removed"]},
             "kernel": embedder.record(),
             "kernel_targets": {
                 "demo_frames": {"states": int(len(states.demo_of_frame)), "target": DEFAULT_TARGET[cfg.kernel]},
@@ -333,16 +381,16 @@ class AMFStrategy(Strategy):
             "total_gain": result.total_gain,
             "processes": _num_processes(ctx.accelerator),
         }
-        fallback = f"; rollout states for {', '.join(sorted(rollout_phi))} (ESS < {cfg.ess_threshold} or no demos)" \
+
+    def reason(self, unscored: list, first: dict, noise: dict, rollout_phi: dict) -> str:
+        """The selection's one line."""
+        fallback = f"; rollout states for {', '.join(sorted(rollout_phi))} (ESS < {self.cfg.ess_threshold} or no demos)" \
             if rollout_phi else ""
         cold = f"one demo first for {', '.join(unscored)} (nothing in hand scores it: cold start); " if unscored else ""
         best = max(first, key=first.get) if first else None
         scored = f"first pick {best} (gain {first[best]:.4f} nats); " if best else ""
-        return Selection(
-            unscored + result.picks, scores={t: round(v, 6) for t, v in first.items()}, details=details,
-            reason=f"amf: expected information gain of one demo on target states; {cold}{scored}"
-                   f"noise {sigma2:.4g}{' (calibrated)' if removed else ''}{fallback}",
-        )
+        return (f"amf: expected information gain of one demo on target states; {cold}{scored}"
+                f"noise {noise['sigma2']:.4g}{' (calibrated)' if noise['removed'] else ''}{fallback}")
 
     def _targets_and_candidates(self, ctx: SelectionContext, states: DemoStates, phi: dict, roles: dict,
                                 rollout_phi: dict) -> tuple[dict, dict]:

@@ -47,6 +47,7 @@ from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_cac
 from lerobot_amf.report import REPORT_FILENAME, print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import Selection, SelectionContext, Strategy, make_strategy
 from lerobot_amf.sources import DemoSource, make_source
+from lerobot_amf.tracking import RoundLogger, start_tracking
 
 console = Console(stderr=True)
 
@@ -160,6 +161,7 @@ class Run:
     pretrain_demo_ids: frozenset[str]  # their ids: never pulled again for fine-tuning
     demos: DatasetRef  # the run's dataset of fine-tuning demos
     start_round: int
+    tracking: RoundLogger | None = None  # W&B (--wandb.enable=true), main process only
 
     @property
     def output_dir(self) -> Path:
@@ -248,6 +250,8 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
                 pretrain_counts=pretrain_counts,
                 eval_protocol=eval_protocol(cfg.amf, cfg.env, policy.config),
             )
+    if run.main:  # the run directory exists now: W&B writes under it (and finds its run there on resume)
+        run.tracking = start_tracking(cfg)
     if run.main:  # a stop while demos were being written: back to exactly what the ledger records
         repaired = repair_demo_dataset(run.demos.root, ledger.state().episodes, run.demos.repo_id)
         if repaired.changed:
@@ -257,6 +261,8 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
         console.rule("Evaluating the pretrained policy")
         result = cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, plan.pool)
         ledger.append("eval", round=-1, variant="pretrained", **result)
+        if run.tracking is not None:
+            run.tracking.log_pretrained({"pretrained": {**result, "variant": "pretrained"}})
     isolation.prepare(accelerator)
     return run
 
@@ -372,6 +378,8 @@ def run_round(run: Run, r: int) -> None:
         run.ledger.append("round_end", round=r, demos_per_task={t: state.counts.get(t, 0) for t in run.plan.pool},
                           checkpoint=str(saved))
         report = write_report(run.output_dir)
+        if run.tracking is not None:
+            run.tracking.log_round(report, r, run.output_dir, ckpt)
         if r < len(run.plan.rounds) - 1:
             print_round_table(report, Console())
     accelerator.wait_for_everyone()
@@ -392,6 +400,8 @@ def finish_run(run: Run) -> dict | None:
                   f"selections_per_round.png | {run.isolation.outputs(last)}")
         if run.cfg.amf.push_to_hub:
             push(run, out)
+        if run.tracking is not None:
+            run.tracking.finish()
     run.accelerator.wait_for_everyone()
     return report
 

@@ -302,3 +302,22 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
     evaluated = json.loads((tmp_path / "eval" / eval_cli.REPORT_FILENAME).read_text())
     assert evaluated["eval"]["routed_to_partition"] == {pool[1]: "libero_goal"}
     assert evaluated["model"]["variant"] == "per-partition"
+    # the distilled single model is a plain LeRobot SmolVLA checkpoint
+    monkeypatch.setattr(sys, "argv", [
+        "lerobot-amf-eval", f"--policy.path={out / 'checkpoints' / 'last' / 'pretrained_model'}",
+        "--policy.device=cpu", "--env.type=libero", f"--env.task={pool[0]}", "--env.episode_length=3",
+        "--amf.eval_episodes=1", "--amf.eval_batch_size=1", f"--output_dir={tmp_path / 'eval_plain'}"])
+    eval_cli.main()
+    plain = json.loads((tmp_path / "eval_plain" / eval_cli.REPORT_FILENAME).read_text())
+    assert plain["model"]["variant"] == "single model" and plain["model"]["type"] == "smolvla"
+    # what a push of the run uploads: both models, the card, and no path of this machine
+    from lerobot_amf.publish import upload_plan
+
+    plan = {f.path_in_repo: f for f in upload_plan(out, "someone/smolvla-libero-amf")}
+    assert {"README.md", "config.json", "model.safetensors", "routed_model/routing.json"} <= set(plan)
+    assert any(p.startswith("routed_model/adapters/libero_goal/") for p in plan)
+    card = plan["README.md"].data().decode()
+    assert "per-partition adapters" in card and "libero_goal" in card and "smolvla" in card
+    for name, f in plan.items():
+        if name.endswith((".json", ".jsonl", ".md")):
+            assert str(tmp_path) not in f.data().decode(), name

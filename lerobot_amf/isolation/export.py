@@ -54,7 +54,11 @@ def merge(routed: RoutedPolicy, partitions: list[str]):
         prefix = routed.head_module + "."
         state = {k: v for k, v in policy.state_dict().items() if not k.startswith(prefix)}
         state.update({prefix + k: v for k, v in merged_head.items()})
-    plain = type(policy)(copy.deepcopy(policy.config))
+    config = copy.deepcopy(policy.config)
+    # LeRobot's wrap_with_peft marks the shared config use_peft=True; the export holds whole
+    # weights, and a config saying PEFT makes LeRobot look for adapter files when it loads it.
+    config.use_peft = False
+    plain = type(policy)(config)
     plain.load_state_dict(state, strict=True)
     return plain.to(next(policy.parameters()).device)
 

@@ -321,8 +321,9 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     LeRobot 0.4.4's ``__getitem__`` re-reads the whole column of every delta-timestamp key for
     each item (``_query_hf_dataset``: ``hf_dataset[key][rows]``; the cost is given once, at
     ``WindowColumns``), which was the main cost of an amf selection. Same windows and padding
-    (LeRobot's own ``_get_query_indices``). Datasets with videos or image transforms take the
-    plain path.
+    (LeRobot's own ``_get_query_indices``). Numeric columns are read whole (cheap); image columns
+    only at the rows the windows of ``positions`` need, so memory grows with the frames sampled,
+    not with the dataset. Datasets with videos or image transforms take the plain path.
     """
     positions = [int(i) for i in positions]
     if ds.meta.video_keys or ds.image_transforms is not None:
@@ -332,19 +333,40 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     rows = hf[positions]
     items = [dict(zip(rows, values)) for values in zip(*rows.values())]
     delta = ds.delta_indices or {}
-    columns = {key: _whole_column(ds, key) for key in delta if key not in ds.meta.video_keys}
     to_rel = ds._absolute_to_relative_idx
+    queries = [ds._get_query_indices(int(item["index"]), int(item["episode_index"])) if delta else ({}, {})
+               for item in items]
+
+    def rel(idx):
+        return list(idx) if to_rel is None else [to_rel[i] for i in idx]
+
+    images = [key for key in delta if ds.features[key]["dtype"] == "image"]
+    columns = {key: _whole_column(ds, key) for key in delta if key not in ds.meta.video_keys and key not in images}
+    for key in images:  # only the rows some window reads, each once
+        needed = sorted({r for query, _ in queries for r in rel(query[key])})
+        position = {r: i for i, r in enumerate(needed)}
+        values = torch.stack(hf[key][needed]) if needed else None
+        columns[key] = _RowsOf(values, position)
     with_subtask = "subtask_index" in ds.features and ds.meta.subtasks is not None
-    for item in items:
+    for item, (query, padding) in zip(items, queries):
         if delta:
-            query, padding = ds._get_query_indices(int(item["index"]), int(item["episode_index"]))
             item.update(padding)
             for key, idx in query.items():
-                item[key] = columns[key][idx if to_rel is None else [to_rel[i] for i in idx]]
+                item[key] = columns[key][rel(idx)]
         item["task"] = ds.meta.tasks.iloc[int(item["task_index"])].name
         if with_subtask:
             item["subtask"] = ds.meta.subtasks.iloc[int(item["subtask_index"])].name
     return items
+
+
+class _RowsOf:
+    """Some rows of a column, indexed by their row numbers in the dataset."""
+
+    def __init__(self, values: torch.Tensor | None, position: dict[int, int]):
+        self.values, self.position = values, position
+
+    def __getitem__(self, rows: list[int]) -> torch.Tensor:
+        return self.values[[self.position[r] for r in rows]]
 
 
 def _whole_column(ds: LeRobotDataset, key: str) -> torch.Tensor:

@@ -279,3 +279,41 @@ def test_missing_recorded_demos_and_wrong_lengths_are_input_errors(tmp_path):
         repair_demo_dataset(root, [*episodes, {**episodes[1], "episode_index": 2}], "local/test")
     with pytest.raises(AMFInputError, match="episode 1 has 11 frames, the ledger records 99"):
         repair_demo_dataset(root, [episodes[0], {**episodes[1], "length": 99}], "local/test")
+
+
+def test_read_frames_reads_only_the_image_rows_its_windows_need(tmp_path, monkeypatch):
+    """Camera frames (stored as images) with a two-frame history: the items equal LeRobot's own
+    ``__getitem__``, and the image column is read at the windows' rows only, never whole (memory
+    grows with the frames sampled, not with the dataset)."""
+    from datasets.arrow_dataset import Column
+
+    from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
+
+    root = build_libero_dataset(tmp_path / "libero", LIBERO_TASKS[:2], episodes_per_task=3, frames_per_episode=10,
+                                video=False)
+    delta = {CAMERAS[0]: [-0.1, 0.0], "observation.state": [-0.1, 0.0], "action": [0.0, 0.1, 0.2]}
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
+    positions = [0, 13, 27, 59]
+    slow = [ds[i] for i in positions]
+    rows_read = []
+    original = Column.__getitem__
+
+    def recording(self, key):  # what the image column is asked for (read-only; answers unchanged)
+        if self.column_name == CAMERAS[0]:
+            rows_read.append(len(key) if isinstance(key, (list, range)) else 1)
+        return original(self, key)
+
+    monkeypatch.setattr(Column, "__getitem__", recording)
+    fast = read_frames(ds, positions)
+    monkeypatch.undo()
+    for a, b in zip(fast, slow, strict=True):
+        assert set(a) == set(b)
+        for key in b:
+            if isinstance(b[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+    assert fast[0][CAMERAS[0]].shape == (2, 3, 16, 16) and fast[0][f"{CAMERAS[0]}_is_pad"].tolist() == [True, False]
+    # the camera read once, at the rows of the windows only: 4 frames + the 3 histories that are
+    # not padding (frame 0's is), of 60 frames
+    assert rows_read == [7] and len(ds) == 60

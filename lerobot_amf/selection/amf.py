@@ -171,12 +171,21 @@ def take_rows(batch: dict, rows: np.ndarray) -> dict:
             for k, v in batch.items()}
 
 
-def _scatter_rows(values: torch.Tensor, rows: np.ndarray, n: int) -> torch.Tensor:
-    """(n, ...) with ``values`` at ``rows`` and NaN elsewhere (a frame no score reads stays NaN, so
-    reading one by mistake shows in every score)."""
-    out = torch.full((n, *values.shape[1:]), float("nan"), dtype=values.dtype)
-    out[torch.as_tensor(rows, dtype=torch.long)] = values
-    return out
+class EmbeddedRows:
+    """φ of the sampled frames one task embedded (its scores read no other frame), indexed by frame
+    number: memory grows with the frames a task embeds, not with every sampled frame times every
+    task. Reading a frame the task did not embed raises (it would be a bug in the roles)."""
+
+    def __init__(self, values: torch.Tensor, rows: np.ndarray, n: int):
+        self.values = values
+        self.position = np.full(n, -1, dtype=np.int64)
+        self.position[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows))
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        position = self.position[np.asarray(rows, dtype=np.int64)]
+        if (position < 0).any():
+            raise IndexError("a frame this task did not embed was read")
+        return self.values[torch.as_tensor(position)]
 
 
 class AMFStrategy(Strategy):
@@ -303,8 +312,8 @@ class AMFStrategy(Strategy):
 
     def embed_roles(self, ctx: SelectionContext, states: DemoStates, roles: dict, rollout_phi: dict,
                     embedder) -> tuple[dict, dict]:
-        """φ of the sampled frames under each task, only where that task's scores read them (NaN
-        elsewhere), with the task's partition active; and how many frames each task embedded."""
+        """φ of the sampled frames under each task, only where that task's scores read them
+        (``EmbeddedRows``), with the task's partition active; and how many frames each task embedded."""
         cfg = self.cfg
         vocab, instructions = ctx.vocabulary.one_hot, ctx.vocabulary.instructions
         phi, embedded = {}, {}
@@ -312,12 +321,12 @@ class AMFStrategy(Strategy):
             rows = roles[task].rows_to_embed if task not in rollout_phi else roles[task].own_rows
             embedded[task] = len(rows)
             if not len(rows):  # a task with no demo in hand, scored on its rollouts only
-                phi[task] = torch.full((len(states.demo_of_frame), embedder.dim), float("nan"), dtype=torch.float64)
+                phi[task] = EmbeddedRows(torch.zeros((0, embedder.dim)), rows, len(states.demo_of_frame))
                 continue
             with serving(ctx.policy, task):
                 conditioned = condition_on_task(take_rows(states.batch, rows), task, vocab, instructions.get(task))
-                phi[task] = _scatter_rows(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
-                                          rows, len(states.demo_of_frame))
+                phi[task] = EmbeddedRows(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
+                                         rows, len(states.demo_of_frame))
         return phi, embedded
 
     def posterior(self, states: DemoStates, phi: dict, phi_targets: torch.Tensor, targets: dict, candidates: dict,

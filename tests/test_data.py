@@ -81,6 +81,18 @@ def test_episode_stats_are_those_of_the_selected_episodes_only(tmp_path):
     assert not np.allclose(full["observation.state"]["mean"], stats["observation.state"]["mean"])
 
 
+def assert_same_items(fast: list[dict], slow: list[dict]) -> None:
+    """Items equal key for key, tensors bit for bit."""
+    assert len(fast) == len(slow)
+    for a, b in zip(fast, slow):
+        assert set(a) == set(b)
+        for key in b:
+            if isinstance(b[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:
+                assert a[key] == b[key], key
+
+
 def test_read_frames_equals_getitem_with_history_and_padding(tmp_path):
     root, _, _ = _build(tmp_path)
     delta = {"observation.state": [-0.1, 0.0], "observation.environment_state": [-0.1, 0.0],
@@ -92,13 +104,7 @@ def test_read_frames_equals_getitem_with_history_and_padding(tmp_path):
     fast, slow = read_frames(ds, positions), [ds[i] for i in positions]
     assert fast[0]["observation.state_is_pad"].tolist() == [True, False]
     assert fast[2]["action_is_pad"].any()
-    for a, b in zip(fast, slow):
-        assert set(a) == set(b)
-        for key in b:
-            if isinstance(b[key], torch.Tensor):
-                assert torch.equal(a[key], b[key]), key
-            else:
-                assert a[key] == b[key], key
+    assert_same_items(fast, slow)
 
 
 @pytest.mark.parametrize("episodes", [None, [1, 3]])
@@ -306,13 +312,7 @@ def test_read_frames_reads_only_the_image_rows_its_windows_need(tmp_path, monkey
     monkeypatch.setattr(Column, "__getitem__", recording)
     fast = read_frames(ds, positions)
     monkeypatch.undo()
-    for a, b in zip(fast, slow, strict=True):
-        assert set(a) == set(b)
-        for key in b:
-            if isinstance(b[key], torch.Tensor):
-                assert torch.equal(a[key], b[key]), key
-            else:
-                assert a[key] == b[key], key
+    assert_same_items(fast, slow)
     assert fast[0][CAMERAS[0]].shape == (2, 3, 16, 16) and fast[0][f"{CAMERAS[0]}_is_pad"].tolist() == [True, False]
     # the camera read once, at the rows of the windows only: 4 frames + the 3 histories that are
     # not padding (frame 0's is), of 60 frames

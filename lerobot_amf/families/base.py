@@ -22,7 +22,16 @@ from lerobot_amf.embeddings.kinds import DEFAULT_LAYERS
 
 Tensor = torch.Tensor
 
-__all__ = ["PolicyFamily", "register_family", "registered_families"]
+__all__ = ["PolicyFamily", "mean_over_real_steps", "register_family", "registered_families"]
+
+
+def mean_over_real_steps(err: Tensor, batch: dict[str, Tensor]) -> Tensor:
+    """(B, T) per-step errors of action chunks -> (B,): the mean over the steps that are not
+    padding (LeRobot's ``action_is_pad``), as the likelihood surrogates average a chunk's loss."""
+    if "action_is_pad" not in batch:
+        return err.mean(-1)
+    keep = (~batch["action_is_pad"]).float()
+    return (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
 
 
 class PolicyFamily:

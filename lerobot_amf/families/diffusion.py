@@ -61,7 +61,7 @@ from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import nn
 
 from lerobot_amf.embeddings.base import Embedder, eval_mode, unwrap_policy, weight_layers
-from lerobot_amf.families.base import PolicyFamily, register_family
+from lerobot_amf.families.base import PolicyFamily, mean_over_real_steps, register_family
 
 Tensor = torch.Tensor
 
@@ -252,12 +252,7 @@ def denoising_loglik(policy: nn.Module, batch: dict[str, Tensor], n_draws: int, 
             ts = torch.full((actions.shape[0],), t, dtype=torch.long, device=actions.device)
             pred = denoise(policy, actions, eps, ts, cond)
             err = ((pred - denoising_target(policy, actions, eps)) ** 2).mean(dim=-1)
-            if "action_is_pad" in batch:
-                keep = (~batch["action_is_pad"]).float()
-                err = (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
-            else:
-                err = err.mean(-1)
-            total += err.cpu()
+            total += mean_over_real_steps(err, batch).cpu()
     return -total / n_draws
 
 

@@ -52,7 +52,7 @@ from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LAN
 from torch import nn
 
 from lerobot_amf.embeddings.base import Embedder, capture_io, eval_mode, running_module, unwrap_policy
-from lerobot_amf.families.base import PolicyFamily, register_family
+from lerobot_amf.families.base import PolicyFamily, mean_over_real_steps, register_family
 
 Tensor = torch.Tensor
 
@@ -279,12 +279,7 @@ def flow_matching_loglik(policy: nn.Module, batch: dict[str, Tensor], n_draws: i
             noise = torch.randn(actions.shape[1:], generator=gen).expand_as(actions).to(actions.device)
             time = torch.full((actions.shape[0],), float(times[k]), dtype=torch.float32, device=actions.device)
             err = policy.model.forward(*inputs, actions, noise=noise, time=time)[..., :a_dim].float().mean(-1)
-            if "action_is_pad" in batch:
-                keep = (~batch["action_is_pad"]).float()
-                err = (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
-            else:
-                err = err.mean(-1)
-            total += err.cpu()
+            total += mean_over_real_steps(err, batch).cpu()
     return -total / n_draws
 
 

@@ -45,8 +45,8 @@ import numpy as np
 
 from benchmarks.common import (RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, measured_at_commit, pyplot, read_json,
                                write_json)
-from benchmarks.sample_efficiency import (COVERED_DEMOS, PILOT_NAME, UNDER_COVERED_DEMOS, Study, portable,
-                                          pretrained_only_args, run_or_resume)
+from benchmarks.sample_efficiency import COVERED_DEMOS, PILOT_NAME, UNDER_COVERED_DEMOS
+from benchmarks.study_runner import Study, portable, pretrained_only_args, run_or_resume
 
 NAME = "hard_pilot"
 RUNS = RUNS_DIR / NAME

@@ -33,27 +33,26 @@ thread count it ran with; a seed's cells should all use the same one (``--thread
 
 ``--smoke`` runs the same mechanics on a tiny policy, 2 tasks, 1 seed, 2 rounds (minutes); it
 needs ``--results-dir`` so that its numbers never land among the committed results.
+
+This module holds the study's definition (plan, settings, seeds, strategies, flags), its pilot and
+its CLI; running cells is ``study_runner``'s, the summary ``study_summary``'s, the statistics
+``study_stats``'s, shared with the studies after this one.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import math
 import os
 import shlex
-import shutil
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.common import (RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, cli_env, dry_run, last_lines, ledger_events,
-                               pyplot, read_json, run_cli, write_json)
+from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, read_json, write_json
+from benchmarks.study_runner import (Cell, Study, cells_to_run, merge_flags, portable, pretrained_only_args,
+                                     refresh_cells, run_or_resume, run_study)
+from benchmarks.study_summary import write_summary
 
 RESULTS = RESULTS_DIR
 RUNS = RUNS_DIR / "sample_efficiency"
@@ -109,94 +108,88 @@ SMOKE_DEMOS = (2, 1, 2)  # covered, under-covered, balanced
 
 
 # ----------------------------------------------------------------------------------------------
-# Statistics: small pure functions (tests/test_benchmark_sample_efficiency.py).
+# The study: its settings, its plan and its headline.
 
 
-def budget_share(selected: list[str], tasks) -> float | None:
-    """Share of the picks in ``selected`` that went to ``tasks`` (None when nothing was picked)."""
-    return sum(t in set(tasks) for t in selected) / len(selected) if selected else None
+class SampleEfficiencyStudy(Study):
+    """This study on the runner's ``Study``: settings ``skewed`` and ``balanced``, the plan's seeds."""
+
+    name, title = SUMMARY_NAME, "Sample-efficiency study"
+    strategies, isolations, comparisons, plan_seeds = STRATEGIES, ISOLATIONS, COMPARISONS, SEEDS
+    isolation_comparisons = (("lora", "shared_replay"),)
+
+    def allocation(self, setting: str) -> dict[str, int]:
+        covered, under, balanced = SMOKE_DEMOS if self.smoke else (COVERED_DEMOS, UNDER_COVERED_DEMOS, BALANCED_DEMOS)
+        if setting == "balanced":
+            return {t: balanced for t in self.pool}
+        return {**{t: covered for t in self.covered}, **{t: under for t in self.under_covered}}
+
+    def under_covered_in(self, setting: str) -> list[str]:
+        return list(self.under_covered) if setting == "skewed" else []
+
+    def base_args(self) -> list[str]:
+        return merge_flags([f"--config_path={RECIPE.as_posix()}"], STUDY_ARGS, SMOKE_ARGS if self.smoke else [])
+
+    def planned_cells(self) -> list[Cell]:
+        return planned_cells(self.planned_seeds())
+
+    def headline(self, settings: dict, partial: bool) -> dict:
+        return headline(settings, partial)
 
 
-def sign_test_p(diffs) -> float:
-    """Two-sided exact sign test of "median difference = 0" (zero differences dropped)."""
-    nonzero = [d for d in diffs if d != 0]
-    n, k = len(nonzero), sum(d > 0 for d in nonzero)
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
+def planned_cells(seeds) -> list[Cell]:
+    """Every cell of the plan, seed-major (the first seeds finish every setting first)."""
+    cells = []
+    for i, seed in enumerate(seeds):
+        for setting, isolation, strategies, n_seeds in PLAN:
+            if i < n_seeds:
+                cells += [Cell(setting, seed, s, isolation) for s in strategies]
+    return cells
 
 
-def pooled_rate(per_task: dict) -> float:
-    """Success pooled over tasks: successes / episodes ({task: {successes, episodes}})."""
-    from lerobot_amf.evaluation import pooled
+def headline(settings: dict, partial: bool) -> dict:
+    """The study's numbers: the skewed single-model pair first, then LoRA, rebalancing, balanced."""
+    def group(setting, isolation):
+        return settings.get(setting, {}).get("isolations", {}).get(isolation, {})
 
-    return pooled(per_task, list(per_task))["success_rate"]
+    def paired(setting, isolation, key):
+        entry = group(setting, isolation).get("paired", {}).get(key)
+        return None if entry is None else {k: entry[k] for k in ("mean", "ci95", "sign_test_p", "seeds")}
 
-
-def paired_bootstrap_ci(pairs: list[tuple[dict, dict]], n_boot: int = 10_000, seed: int = 0,
-                        level: float = 0.95) -> list[float]:
-    """Interval of the mean over seeds of (pooled success of a - of b), two-stage bootstrap.
-
-    ``pairs``: one (a_per_task, b_per_task) per seed, each {task: {successes, episodes}}. Stage 1
-    resamples seeds with replacement; stage 2 resamples each task's episodes with replacement
-    within each drawn seed and arm (binomial on the observed rate).
-    """
-    tasks = sorted(pairs[0][0])
-    arrays = []
-    for arm in (0, 1):
-        s = np.array([[p[arm][t]["successes"] for t in tasks] for p in pairs], dtype=float)
-        n = np.array([[p[arm][t]["episodes"] for t in tasks] for p in pairs], dtype=float)
-        arrays.append((s, n))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(pairs), size=(n_boot, len(pairs)))
-    diff = 0.0
-    for sign, (s, n) in zip((1.0, -1.0), arrays):
-        draws = rng.binomial(n[idx].astype(np.int64), s[idx] / n[idx])  # (boot, seeds, tasks)
-        diff = diff + sign * draws.sum(axis=2) / n[idx].sum(axis=2)
-    boot = diff.mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return [float(np.percentile(boot, tail)), float(np.percentile(boot, 100 - tail))]
-
-
-def paired_difference(pairs: dict[int, tuple[dict, dict]], n_boot: int = 10_000) -> dict:
-    """a - b in pooled final success, per seed, with its bootstrap interval and sign test."""
-    seeds = sorted(pairs)
-    diffs = {s: pooled_rate(pairs[s][0]) - pooled_rate(pairs[s][1]) for s in seeds}
+    main = group("skewed", "shared_replay").get("strategies", {})
+    seeds = {}
+    for setting, body in settings.items():
+        seeds[setting] = sorted({s for g in body["isolations"].values() for st in g["strategies"].values()
+                                 for s in st["seeds"]})
+    final = {}
+    if main:
+        first = next(iter(main.values()))["pretrained_success"]
+        final["pretrained"] = {"mean_over_seeds": first["mean_over_seeds"], **_rate_ci(first["pooled"])}
+    for name, st in main.items():
+        final[name] = {"mean_over_seeds": st["final_success"]["mean_over_seeds"],
+                       **_rate_ci(st["final_success"]["pooled"]), "seeds": len(st["seeds"])}
+    hold = group("skewed", "shared_replay").get("amf_demos_to_hold_uniform_final")
     return {
-        "mean": float(np.mean(list(diffs.values()))),
-        "ci95": paired_bootstrap_ci([pairs[s] for s in seeds], n_boot=n_boot),
-        "sign_test_p": sign_test_p(list(diffs.values())),
         "seeds": seeds,
-        "per_seed": {str(s): d for s, d in diffs.items()},
+        "under_covered_share": {name: st["under_covered_share"]["overall"] for name, st in main.items()
+                                if "under_covered_share" in st},
+        "final_success": final,
+        "paired_amf_minus_uniform": {iso: paired("skewed", iso, "amf_minus_uniform") for iso in ISOLATIONS},
+        "amf_share_of_budget_to_hold_uniform_final": None if hold is None else {
+            "median": hold["share_of_budget_median"], "range": hold["share_of_budget_range"],
+            "seeds_reached": hold["seeds_reached"], "seeds": len(hold["seeds"])},
+        "amf_minus_rebalancing": paired("skewed", "shared_replay", "amf_minus_rebalancing"),
+        "balanced_amf_minus_uniform": paired("balanced", "shared_replay", "amf_minus_uniform"),
+        "partial": partial,
     }
 
 
-def pooled_wilson(per_task_list: list[dict]) -> dict:
-    """Successes and episodes pooled over every task of every run, with its Wilson 95% interval."""
-    from lerobot_amf.evaluation import summarise
-
-    s = sum(v["successes"] for per_task in per_task_list for v in per_task.values())
-    n = sum(v["episodes"] for per_task in per_task_list for v in per_task.values())
-    return summarise(s, n)
+def _rate_ci(entry: dict) -> dict:
+    return {"pooled": entry["success_rate"], "ci95": entry["ci95"], "episodes": entry["episodes"]}
 
 
-def mean_curve(curves: list[list[float]]) -> dict:
-    """Mean over seeds at each point and its band (mean +- 1 standard error over seeds)."""
-    arr = np.array(curves, dtype=float)
-    mean = arr.mean(axis=0)
-    se = arr.std(axis=0, ddof=1) / np.sqrt(len(arr)) if len(arr) > 1 else np.zeros_like(mean)
-    return {"mean": mean.tolist(), "lo": (mean - se).tolist(), "hi": (mean + se).tolist(), "n_seeds": len(arr)}
-
-
-def first_reach(xs, ys, target: float) -> float | None:
-    """Smallest x where the piecewise-linear curve through (xs, ys) reaches ``target`` (None: never)."""
-    if ys[0] >= target:
-        return float(xs[0])
-    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
-        if y1 >= target:
-            return float(x0 + (target - y0) / (y1 - y0) * (x1 - x0))
-    return None
+# ----------------------------------------------------------------------------------------------
+# The pilot: which tasks does a generalist learn with ~10 demos each?
 
 
 def choose_tasks(rates: dict[str, float], threshold: float, n_covered: int, n_under: int) -> dict:
@@ -223,563 +216,11 @@ def choose_tasks(rates: dict[str, float], threshold: float, n_covered: int, n_un
     return {"covered": covered, "under_covered": under, "why": rule}
 
 
-# ----------------------------------------------------------------------------------------------
-# The study: settings, cells, runs.
-
-
-@dataclasses.dataclass(frozen=True)
-class Study:
-    covered: tuple[str, ...]
-    under_covered: tuple[str, ...]
-    seeds: tuple[int, ...]
-    results_dir: Path
-    runs_dir: Path
-    smoke: bool = False
-    threads: int | None = None  # torch threads per run (None: torch's default, every core)
-
-    @property
-    def pool(self) -> list[str]:
-        return [*self.covered, *self.under_covered]
-
-    def allocation(self, setting: str) -> dict[str, int]:
-        covered, under, balanced = SMOKE_DEMOS if self.smoke else (COVERED_DEMOS, UNDER_COVERED_DEMOS, BALANCED_DEMOS)
-        if setting == "balanced":
-            return {t: balanced for t in self.pool}
-        return {**{t: covered for t in self.covered}, **{t: under for t in self.under_covered}}
-
-    def base_args(self) -> list[str]:
-        return merge_flags([f"--config_path={RECIPE.as_posix()}"], STUDY_ARGS, SMOKE_ARGS if self.smoke else [])
-
-    @property
-    def cells_dir(self) -> Path:
-        return self.results_dir / SUMMARY_NAME
-
-    def env(self) -> dict:
-        """One LeRobot home for the whole study: the seeds' generalists are cached there."""
-        threads = {} if self.threads is None else {"OMP_NUM_THREADS": str(self.threads),
-                                                   "MKL_NUM_THREADS": str(self.threads)}
-        return cli_env(self.runs_dir / "lerobot_home", **threads)
-
-    def planned_seeds(self) -> tuple[int, ...]:
-        """The seeds the summary counts as planned: the whole study's, whatever runs now."""
-        return self.seeds if self.smoke else tuple(sorted({*SEEDS, *self.seeds}))
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    setting: str
-    seed: int
-    strategy: str
-    isolation: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.setting}__seed{self.seed}__{self.strategy}__{self.isolation}"
-
-    def args(self, study: Study) -> list[str]:
-        """The CLI flags of this cell (without --output_dir)."""
-        return merge_flags(study.base_args(), [f"--env.task={','.join(study.pool)}",
-                           f"--amf.pretrain.demos_per_task={json.dumps(study.allocation(self.setting))}",
-                           f"--seed={self.seed}"], ISOLATIONS[self.isolation], STRATEGIES[self.strategy])
-
-
-def merge_flags(*groups: list[str]) -> list[str]:
-    """CLI flags, a later ``--key=value`` replacing an earlier one of the same key in its place."""
-    flags: dict[str, str] = {}
-    for group in groups:
-        for flag in group:
-            flags[flag.split("=", 1)[0]] = flag
-    return list(flags.values())
-
-
-def planned_cells(seeds) -> list[Cell]:
-    """Every cell of the plan, seed-major (the first seeds finish every setting first)."""
-    cells = []
-    for i, seed in enumerate(seeds):
-        for setting, isolation, strategies, n_seeds in PLAN:
-            if i < n_seeds:
-                cells += [Cell(setting, seed, s, isolation) for s in strategies]
-    return cells
-
-
-def portable(obj, study: Study):
-    """``obj`` with this machine's paths replaced: the runs folder by its name in the repository
-    (or ``<runs-dir>``), the repository root by ``.`` — results are committed, paths are not."""
-    runs = study.runs_dir.relative_to(ROOT).as_posix() if study.runs_dir.is_relative_to(ROOT) else "<runs-dir>"
-    text = json.dumps(obj)
-    for path, label in ((study.runs_dir, runs), (ROOT, ".")):
-        text = text.replace(json.dumps(str(path))[1:-1], label)
-    return json.loads(text)
-
-
-def run_or_resume(args: list[str], run_dir: Path, env: dict, log: Path | None = None) -> tuple[int, str]:
-    """Run (or resume) the CLI in ``run_dir``; its progress shows through, or goes to ``log``
-    (appended) when several runs share the terminal. (exit code, its last line: its error if it said one)."""
-    events = ledger_events(run_dir)
-    if "run_end" in events:
-        return 0, ""
-    if events:
-        args = [*args, "--resume=true"]
-    elif run_dir.exists():  # stopped before its ledger began: nothing to keep
-        shutil.rmtree(run_dir)
-    args = [*args, f"--output_dir={run_dir}"]
-    print(f"[study] {shlex.join(args)}", flush=True)
-    code, lines = run_cli(args, env, log)
-    errors = [ln for ln in lines if ln.startswith("lerobot-amf-train: error:")]
-    return code, (errors or lines or [""])[-1]
-
-
-def selection_seconds(run_dir: Path) -> dict[int, float]:
-    """Per round, the wall time from the ledger record before the selection to the selection
-    record: what choosing the round's tasks cost (in a resumed round it includes the restart)."""
-    from lerobot_amf.ledger import Ledger
-
-    out, previous = {}, None
-    for rec in Ledger(run_dir).records():
-        if rec["event"] == "selection" and previous is not None:
-            out[rec["round"]] = round(rec["time"] - previous, 2)
-        previous = rec["time"]
-    return out
-
-
-def amf_diagnostics(details: dict) -> dict:
-    """What amf's selection record says about its importance weights and noise, per task: the
-    effective sample size, the share of a task's weight on its own demos (low = the policy does
-    not tell that task from the others), σ², whether rollouts replaced the demos, and how many
-    (task, frame) pairs were embedded of the sampled frames x tasks (absent: every pair, before the
-    target-mass floor)."""
-    share = details.get("importance_share") or {}
-    embedded = details.get("embedded_frames")
-    return {"ess": details["ess"], "own_importance_share": {t: row.get(t, 0.0) for t, row in share.items()},
-            "sigma2": (details.get("noise") or {}).get("sigma2"), "rollout_fallback": details.get("rollout_fallback"),
-            "embedded_pairs": None if embedded is None else
-            [sum(embedded["per_task"].values()), embedded["sampled"] * len(embedded["per_task"])]}
-
-
-def refresh_cells(study: Study) -> int:
-    """Rewrite every complete cell file from its run directory (where it still exists) with the
-    current ``compact_result``: a field added to the cell files reaches cells that ran before."""
-    n = 0
-    for path in sorted(study.cells_dir.glob("*.json")):
-        old = read_json(path)
-        run_dir = study.runs_dir / old["cell"]
-        if old["status"] != "complete" or not (run_dir / "amf_report.json").exists():
-            continue
-        cell = Cell(old["setting"], old["seed"], old["strategy"], old["isolation"])
-        new = result_of_run(cell, study, run_dir, old["wall_seconds_measured"])
-        new.update({k: old[k] for k in ("torch_threads", "cpus") if k in old})
-        write_json(path, portable(new, study))
-        n += 1
-    return n
-
-
-def result_of_run(cell: Cell, study: Study, run_dir: Path, wall_seconds: float) -> dict:
-    """The compact result of a finished run, from its report and its ledger."""
-    return compact_result(cell, study, json.loads((run_dir / "amf_report.json").read_text()), wall_seconds,
-                          selection_seconds(run_dir))
-
-
-def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float,
-                   selection_s: dict[int, float] | None = None) -> dict:
-    """What the summary needs from a finished run (the run directory keeps everything else)."""
-    selection_s = selection_s or {}
-    rounds = [{
-        "round": r["round"],
-        "selected": r["selected"],
-        "scores": r["scores"],
-        "reason": r["reason"],
-        "demos_per_task": r["demos_per_task"],
-        "demos_total": r["demos_total"],
-        "per_task": {t: {k: v[k] for k in ("successes", "episodes")} for t, v in r["eval"]["per_task"].items()},
-        "eval_variant": r["eval"]["variant"],
-        "train_seconds": (r["train"] or {}).get("seconds"),
-        "selection_seconds": selection_s.get(r["round"]),
-        **({"amf": amf_diagnostics(r["details"])} if "ess" in (r.get("details") or {}) else {}),
-    } for r in report["rounds"]]
-    return {
-        "cell": cell.name, "status": "complete", **dataclasses.asdict(cell),
-        "setting_spec": {"pool": study.pool, "under_covered": list(study.under_covered) if cell.setting == "skewed"
-                         else [], "pretrain_demos_per_task": study.allocation(cell.setting)},
-        "cli_args": cell.args(study),
-        "report": {k: report[k] for k in ("model", "eval_protocol", "strategy", "seed", "budget", "pool")},
-        "pretrained": {t: {k: v[k] for k in ("successes", "episodes")}
-                       for t, v in report["pretrained"]["per_task"].items()},
-        "rounds": rounds,
-        "wall_seconds_measured": round(wall_seconds, 1),
-        "torch_threads": study.threads, "cpus": os.cpu_count(),
-    }
-
-
-def run_cell(cell: Cell, study: Study, quiet: bool = False) -> dict:
-    """Run or resume one cell; write its result file (complete or failed). ``quiet``: the run's
-    output goes to ``<runs>/<cell>.log`` instead of the terminal (the run directory itself must
-    not exist before the run makes it)."""
-    run_dir = study.runs_dir / cell.name
-    timer = run_dir / "study_wall_seconds.json"  # wall time summed over the invocations of this cell
-    start = time.perf_counter()
-    try:
-        code, last_line = run_or_resume(cell.args(study), run_dir, study.env(),
-                                        log_path(cell, study) if quiet else None)
-    finally:
-        total = (read_json(timer) or 0.0) + time.perf_counter() - start
-        if run_dir.exists():
-            write_json(timer, total)
-    path = study.cells_dir / f"{cell.name}.json"
-    if code != 0:
-        result = {"cell": cell.name, "status": "failed", **dataclasses.asdict(cell), "exit_code": code,
-                  "error": last_line, "cli_args": cell.args(study)}
-    else:
-        result = result_of_run(cell, study, run_dir, total)
-    write_json(path, portable(result, study))
-    return result
-
-
-def check_same_args(cell: Cell, study: Study, done: dict) -> None:
-    """A finished cell must have been run with the flags the study would use now."""
-    if done["cli_args"] != cell.args(study):
-        sys.exit(f"sample_efficiency: {cell.name} was run with other flags ({' '.join(done['cli_args'])}); "
-                 f"move {study.cells_dir / (cell.name + '.json')} aside or run with the same settings.")
-
-
-def log_path(cell: Cell, study: Study) -> Path:
-    return study.runs_dir / f"{cell.name}.log"
-
-
-def seed_queues(cells: list[Cell]) -> list[list[Cell]]:
-    """The cells grouped by seed, in order: a seed's cells share its generalist, so they run one
-    after the other, while different seeds may run side by side."""
-    queues: dict[int, list[Cell]] = {}
-    for cell in cells:
-        queues.setdefault(cell.seed, []).append(cell)
-    return list(queues.values())
-
-
-def cells_to_run(study: Study, cells: list[Cell]) -> list[Cell]:
-    """The cells without a complete result file (a complete one must have the flags run now)."""
-    todo = []
-    for cell in cells:
-        done = read_json(study.cells_dir / f"{cell.name}.json")
-        if done and done["status"] == "complete":
-            check_same_args(cell, study, done)
-        else:
-            todo.append(cell)
-    return todo
-
-
-def run_study(study: Study, cells: list[Cell], max_cells: int | None, jobs: int = 1) -> None:
-    start = time.perf_counter()
-    todo = cells_to_run(study, cells)
-    print(f"[study] {len(cells) - len(todo)} of {len(cells)} selected cells done, {len(todo)} to run"
-          + (f", {jobs} seeds at a time" if jobs > 1 else ""), flush=True)
-    lock, started, running = threading.Lock(), [0], {}
-
-    def work(queue: list[Cell]) -> None:
-        for cell in queue:
-            with lock:
-                if max_cells is not None and started[0] >= max_cells:
-                    return
-                started[0] += 1
-                running[cell.name] = log_path(cell, study)
-                print(f"[study] cell {started[0]}/{len(todo)}: {cell.name} | elapsed "
-                      f"{(time.perf_counter() - start) / 60:.1f} min", flush=True)
-            result = run_cell(cell, study, quiet=jobs > 1)
-            with lock:
-                running.pop(cell.name, None)
-                print(f"[study] {cell.name}: {result['status']}"
-                      + (f" (exit {result['exit_code']}: {result['error']})" if result["status"] == "failed"
-                         else ""), flush=True)
-                write_summary(study)
-
-    if jobs == 1:
-        for queue in seed_queues(todo):
-            work(queue)
-    else:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(work, queue) for queue in seed_queues(todo)]
-            next_beat = time.perf_counter() + 120
-            while not all(f.done() for f in futures):
-                time.sleep(1)
-                if time.perf_counter() >= next_beat:
-                    next_beat += 120
-                    with lock:
-                        for name, log in running.items():
-                            tail = last_lines(log.read_bytes()[-2048:]) if log.exists() else []
-                            print(f"[study] {name}: {(tail or ['starting'])[-1][:160]}", flush=True)
-            for f in futures:
-                f.result()
-    print(f"[study] ran {started[0]} cell(s) in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# The summary and its figures, from whatever cell files exist.
-
-
-def final_per_task(cell: dict) -> dict:
-    return cell["rounds"][-1]["per_task"]
-
-
-def curve(cell: dict) -> tuple[list[int], list[float]]:
-    """(demos spent, pooled success over the pool): the pretrained policy, then each round."""
-    return [0] + [r["demos_total"] for r in cell["rounds"]], \
-        [pooled_rate(cell["pretrained"])] + [pooled_rate(r["per_task"]) for r in cell["rounds"]]
-
-
-def strategy_summary(cells: dict[int, dict]) -> dict:
-    """One strategy in one (setting, isolation): shares, curve, final success."""
-    seeds = sorted(cells)
-    under = cells[seeds[0]]["setting_spec"]["under_covered"]
-    out: dict = {"seeds": seeds}
-    if under:
-        per_seed = {s: [budget_share(r["selected"], under) for r in cells[s]["rounds"]] for s in seeds}
-        overall = {s: budget_share([t for r in cells[s]["rounds"] for t in r["selected"]], under) for s in seeds}
-        out["under_covered_share"] = {
-            "per_round": np.mean([per_seed[s] for s in seeds], axis=0).tolist(),
-            "overall": float(np.mean(list(overall.values()))),
-            "per_seed": {str(s): overall[s] for s in seeds},
-        }
-    xs = curve(cells[seeds[0]])[0]
-    out["curve"] = {"demos": xs, **mean_curve([curve(cells[s])[1] for s in seeds]),
-                    "band": "mean +- 1 standard error over seeds"}
-    finals = {s: pooled_rate(final_per_task(cells[s])) for s in seeds}
-    out["final_success"] = {"mean_over_seeds": float(np.mean(list(finals.values()))),
-                            "pooled": pooled_wilson([final_per_task(cells[s]) for s in seeds]),
-                            "per_seed": {str(s): finals[s] for s in seeds}}
-    out["pretrained_success"] = {"mean_over_seeds": float(np.mean([pooled_rate(cells[s]["pretrained"]) for s in seeds])),
-                                 "pooled": pooled_wilson([cells[s]["pretrained"] for s in seeds])}
-    ratios = [r["selection_seconds"] / r["train_seconds"] for s in seeds for r in cells[s]["rounds"]
-              if r.get("selection_seconds") is not None and r.get("train_seconds")]
-    diag = [(t, share) for s in seeds for r in cells[s]["rounds"] if "amf" in r
-            for t, share in r["amf"]["own_importance_share"].items()]
-    if diag:  # how much of each task's importance weight stays on its own demos (mean over rounds, seeds)
-        groups = {"under_covered": [x for t, x in diag if t in under], "other": [x for t, x in diag if t not in under]}
-        out["own_importance_share"] = {k: float(np.mean(v)) if v else None for k, v in groups.items()}
-    if ratios:  # cells run side by side share the machine: read the ratio, not the seconds
-        out["selection_over_train"] = {"median": float(np.median(ratios)), "max": float(np.max(ratios)),
-                                       "rounds": len(ratios)}
-    return out
-
-
-def demos_ratio(amf: dict[int, dict], uniform: dict[int, dict]) -> dict | None:
-    """Demos amf needs to reach uniform's final success (mean curves over their common seeds), / budget."""
-    seeds = sorted(set(amf) & set(uniform))
-    if not seeds:
-        return None
-    xs = curve(uniform[seeds[0]])[0]
-    target = mean_curve([curve(uniform[s])[1] for s in seeds])["mean"][-1]
-    amf_mean = mean_curve([curve(amf[s])[1] for s in seeds])["mean"]
-    reached = first_reach(xs, amf_mean, target)
-    return {"ratio": None if reached is None else reached / xs[-1], "demos_amf": reached, "demos_uniform": xs[-1],
-            "uniform_final_mean": target, "amf_curve_mean": amf_mean, "demos": xs, "seeds": seeds}
-
-
-def load_cells(cells_dir: Path) -> tuple[list[dict], list[dict]]:
-    complete, failed = [], []
-    for path in sorted(cells_dir.glob("*.json")):
-        rec = json.loads(path.read_text())
-        (complete if rec["status"] == "complete" else failed).append(rec)
-    return complete, failed
-
-
-def summarise_study(complete: list[dict], failed: list[dict], planned: list[Cell], n_boot: int = 10_000) -> dict:
-    by_group: dict[tuple[str, str], dict[str, dict[int, dict]]] = {}
-    for rec in complete:
-        by_group.setdefault((rec["setting"], rec["isolation"]), {}).setdefault(rec["strategy"], {})[rec["seed"]] = rec
-    done = {rec["cell"] for rec in complete}
-    settings: dict = {}
-    for (setting, isolation), strategies in sorted(by_group.items()):
-        group: dict = {"strategies": {name: strategy_summary(cells) for name, cells in sorted(strategies.items())},
-                       "paired": {}}
-        for a, b in COMPARISONS:
-            seeds = sorted(set(strategies.get(a, {})) & set(strategies.get(b, {})))
-            if seeds:
-                group["paired"][f"{a}_minus_{b}"] = paired_difference(
-                    {s: (final_per_task(strategies[a][s]), final_per_task(strategies[b][s])) for s in seeds}, n_boot)
-        group["demos_ratio_to_match_uniform"] = demos_ratio(strategies.get("amf", {}), strategies.get("uniform", {}))
-        spec = next(iter(next(iter(strategies.values())).values()))["setting_spec"]
-        settings.setdefault(setting, {"spec": spec, "isolations": {}})["isolations"][isolation] = group
-    for setting, body in settings.items():  # paired means: every cell of a seed starts from one generalist
-        generalists: dict[str, set] = {}
-        for rec in complete:
-            if rec["setting"] == setting:
-                generalists.setdefault(str(rec["seed"]), set()).add(rec["report"]["model"]["pretrained_path"])
-        body["generalist_per_seed"] = {seed: sorted(paths) for seed, paths in sorted(generalists.items())}
-        body["one_generalist_per_seed"] = all(len(paths) == 1 for paths in generalists.values())
-    missing = [c.name for c in planned if c.name not in done]
-    any_cell = complete[0] if complete else None
-    summary = {
-        "benchmark": "sample_efficiency",
-        "partial": bool(missing),
-        "cells_planned": len(planned),
-        "cells_done": len([c for c in planned if c.name in done]),
-        "missing_cells": missing,
-        "failed_cells": [{"cell": f["cell"], "exit_code": f["exit_code"], "error": f["error"]} for f in failed],
-        "protocol": None if any_cell is None else {
-            "eval": any_cell["report"]["eval_protocol"], "budget": any_cell["report"]["budget"],
-            "recipe": RECIPE.as_posix(), "final_success": "pooled over every task of the pool, last round",
-            "paired": "per seed a - b on the same generalist and evaluation seeds; bootstrap 95%: seeds, "
-                      "then episodes within each task; two-sided exact sign test"},
-        "settings": settings,
-    }
-    summary["headline"] = headline(settings, summary["partial"])
-    return summary
-
-
-def headline(settings: dict, partial: bool) -> dict:
-    def group(setting, isolation):
-        return settings.get(setting, {}).get("isolations", {}).get(isolation, {})
-
-    def paired(setting, isolation, key):
-        entry = group(setting, isolation).get("paired", {}).get(key)
-        return None if entry is None else {k: entry[k] for k in ("mean", "ci95", "sign_test_p", "seeds")}
-
-    main = group("skewed", "shared_replay").get("strategies", {})
-    seeds = {}
-    for setting, body in settings.items():
-        seeds[setting] = sorted({s for g in body["isolations"].values() for st in g["strategies"].values()
-                                 for s in st["seeds"]})
-    final = {}
-    if main:
-        first = next(iter(main.values()))["pretrained_success"]
-        final["pretrained"] = {"mean_over_seeds": first["mean_over_seeds"], **_rate_ci(first["pooled"])}
-    for name, st in main.items():
-        final[name] = {"mean_over_seeds": st["final_success"]["mean_over_seeds"],
-                       **_rate_ci(st["final_success"]["pooled"]), "seeds": len(st["seeds"])}
-    ratio = group("skewed", "shared_replay").get("demos_ratio_to_match_uniform")
-    return {
-        "seeds": seeds,
-        "under_covered_share": {name: st["under_covered_share"]["overall"] for name, st in main.items()
-                                if "under_covered_share" in st},
-        "final_success": final,
-        "paired_amf_minus_uniform": {iso: paired("skewed", iso, "amf_minus_uniform") for iso in ISOLATIONS},
-        "demos_ratio_to_match_uniform": None if ratio is None else ratio["ratio"],
-        "amf_minus_rebalancing": paired("skewed", "shared_replay", "amf_minus_rebalancing"),
-        "balanced_amf_minus_uniform": paired("balanced", "shared_replay", "amf_minus_uniform"),
-        "partial": partial,
-    }
-
-
-def markdown_summary(summary: dict) -> str:
-    """The summary as the tables docs/results.md quotes: one per (setting, isolation), every number
-    read from ``summary``; the heading says PARTIAL and which cells are missing."""
-    def pct(x):
-        return "—" if x is None else f"{100 * x:.1f}"
-
-    def rate(entry):
-        return f"{pct(entry['success_rate'])} [{pct(entry['ci95'][0])}, {pct(entry['ci95'][1])}]"
-
-    status = (f"PARTIAL: {summary['cells_done']} of {summary['cells_planned']} planned cells done"
-              if summary["partial"] else f"complete: all {summary['cells_planned']} planned cells")
-    lines = [(f"Sample-efficiency study ({status}). Success in %, pooled over the pool's tasks and the seeds "
-             "(Wilson 95%); paired = per seed minus uniform on the same generalist and evaluation seeds "
-             "(mean, bootstrap 95% over seeds then episodes, sign-test p)."), ""]
-    for setting, body in summary["settings"].items():
-        for isolation, group in body["isolations"].items():
-            lines += [f"**{setting}, {isolation}**", "",
-                      ("| strategy | seeds | budget on under-covered tasks | pretrained | after 16 demos "
-                      "| paired minus uniform | selection ÷ fine-tuning (median) |"),
-                      "| --- | --- | --- | --- | --- | --- | --- |"]
-            for name, st in group["strategies"].items():
-                share = (st.get("under_covered_share") or {}).get("overall")
-                paired = group["paired"].get(f"{name}_minus_uniform")
-                diff = "—" if paired is None else (f"{pct(paired['mean'])} pp [{pct(paired['ci95'][0])}, "
-                                                    f"{pct(paired['ci95'][1])}], p = {paired['sign_test_p']:.2f}")
-                ratio = (st.get("selection_over_train") or {}).get("median")
-                lines.append(f"| {name} | {len(st['seeds'])} | {'—' if share is None else f'{100 * share:.0f} %'} "
-                             f"| {rate(st['pretrained_success']['pooled'])} | {rate(st['final_success']['pooled'])} "
-                             f"| {diff} | {'—' if ratio is None else f'{ratio:.3f}'} |")
-            match = group.get("demos_ratio_to_match_uniform")
-            if match is not None:
-                lines += ["", "amf reaches uniform's final success (mean over seeds) after "
-                          + ("— (not within the budget)" if match["demos_amf"] is None
-                             else f"{match['demos_amf']:.1f} of {match['demos_uniform']} demos "
-                                  f"(ratio {match['ratio']:.2f})") + "."]
-            lines.append("")
-    return "\n".join(lines)
-
-
-def _rate_ci(entry: dict) -> dict:
-    return {"pooled": entry["success_rate"], "ci95": entry["ci95"], "episodes": entry["episodes"]}
-
-
-def plot_summary(summary: dict, out_dir: Path) -> list[Path]:
-    """Three PNGs from the cells that exist; titles say PARTIAL until every planned cell is done."""
-    plt = pyplot()
-    tag = " (PARTIAL)" if summary["partial"] else ""
-    colour = {name: f"C{i}" for i, name in enumerate(STRATEGIES)}
-    groups = [(s, i, g) for s, body in summary["settings"].items() for i, g in body["isolations"].items()]
-    skewed = [(i, g) for s, i, g in groups if s == "skewed"]
-    rows = [(f"{s}, {i}\n{k}", p) for s, i, g in groups for k, p in g["paired"].items()]
-    paths = []
-
-    def save(fig, title: str, name: str) -> None:
-        fig.suptitle(title + tag, fontsize=10)
-        fig.tight_layout()
-        paths.append(out_dir / f"{SUMMARY_NAME}_{name}.png")
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
-
-    if groups:
-        fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 4), sharey=True, squeeze=False)
-        for ax, (setting, iso, g) in zip(axes[0], groups):
-            for name, st in g["strategies"].items():
-                c = st["curve"]
-                ax.plot(c["demos"], c["mean"], marker="o", color=colour[name], label=f"{name} (n={c['n_seeds']})")
-                ax.fill_between(c["demos"], c["lo"], c["hi"], color=colour[name], alpha=0.15)
-            ax.set_title(f"{setting}, {iso}", fontsize=9)
-            ax.set_xlabel("fine-tuning demos spent")
-            ax.legend(fontsize=6)
-        axes[0][0].set_ylabel("success, pooled over the pool\n(mean over seeds, band +- 1 s.e.)")
-        save(fig, "Success vs demos", "success_vs_demos")
-    if skewed:
-        fig, axes = plt.subplots(1, len(skewed), figsize=(4.8 * len(skewed), 3.8), sharey=True, squeeze=False)
-        for ax, (iso, g) in zip(axes[0], skewed):
-            shares = {n: st["under_covered_share"] for n, st in g["strategies"].items() if "under_covered_share" in st}
-            width = 0.8 / max(1, len(shares))
-            for j, (name, share) in enumerate(shares.items()):
-                rounds = np.arange(1, len(share["per_round"]) + 1)
-                ax.bar(rounds + (j - (len(shares) - 1) / 2) * width, share["per_round"], width=width,
-                       color=colour[name], label=f"{name} ({share['overall']:.2f} overall)")
-                ax.set_xticks(rounds)
-            ax.axhline(0.5, color="k", lw=0.8, ls=":")
-            ax.set_title(f"skewed, {iso}", fontsize=9)
-            ax.set_xlabel("round")
-            ax.set_ylim(0, 1.05)
-            ax.legend(fontsize=6)
-        axes[0][0].set_ylabel("share of the round's demos\non under-covered tasks (mean over seeds)")
-        save(fig, "Budget spent on under-covered tasks", "under_covered_share")
-    if rows:
-        fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.2))
-        for y, (label, p) in enumerate(rows):
-            ax.scatter(list(p["per_seed"].values()), [y] * len(p["per_seed"]), s=14, color="#3b75af", zorder=4)
-            ax.errorbar(p["mean"], y, xerr=[[p["mean"] - p["ci95"][0]], [p["ci95"][1] - p["mean"]]], fmt="D",
-                        color="k", capsize=3, ms=4)
-        ax.axvline(0, color="k", lw=0.8, ls=":")
-        ax.set_yticks(range(len(rows)))
-        ax.set_yticklabels([r[0] for r in rows], fontsize=6)
-        ax.invert_yaxis()
-        ax.set_xlabel("final success difference (dots: seeds; diamond: mean, bootstrap 95%)")
-        save(fig, "Paired differences per seed", "paired")
-    return paths
-
-
-def write_summary(study: Study) -> dict:
-    complete, failed = load_cells(study.cells_dir)
-    summary = summarise_study(complete, failed, planned_cells(study.planned_seeds()))
-    write_json(study.results_dir / f"{SUMMARY_NAME}.json", summary)
-    (study.results_dir / f"{SUMMARY_NAME}.md").write_text(markdown_summary(summary))
-    plot_summary(summary, study.results_dir)
-    return summary
-
-
-# ----------------------------------------------------------------------------------------------
-# The pilot: which tasks does a generalist learn with ~10 demos each?
-
-
-def pilot_demos(study: Study) -> int:
+def pilot_demos(study: SampleEfficiencyStudy) -> int:
     return SMOKE_DEMOS[0] if study.smoke else PILOT_DEMOS
 
 
-def pilot_args(study: Study, tasks: list[str], steps: int | None) -> tuple[list[str], int]:
+def pilot_args(study: SampleEfficiencyStudy, tasks: list[str], steps: int | None) -> tuple[list[str], int]:
     """The pilot's CLI flags (without --output_dir) and its pretraining steps."""
     n_demos, n_covered, n_under = pilot_demos(study), len(study.covered), len(study.under_covered)
     if steps is None:  # the study's pretraining steps per pretraining demo, on the pilot's demos
@@ -789,18 +230,7 @@ def pilot_args(study: Study, tasks: list[str], steps: int | None) -> tuple[list[
     return pretrained_only_args(study.base_args(), tasks, {t: n_demos for t in tasks}, steps, PILOT_SEED), steps
 
 
-def pretrained_only_args(base: list[str], tasks: list[str], allocation: dict[str, int], steps: int,
-                         seed: int) -> list[str]:
-    """CLI flags (``base`` first) of a run whose only work is a generalist pretrained on
-    ``allocation`` and its evaluation on ``tasks``: the CLI has no "pretrain only" mode, so one round of one
-    demo with no fine-tuning steps, of which only the pretrained evaluation is read."""
-    return merge_flags(base, [
-        f"--env.task={','.join(tasks)}", f"--amf.pretrain.demos_per_task={json.dumps(allocation)}",
-        f"--amf.pretrain.steps={steps}", f"--seed={seed}", "--amf.strategy=uniform", "--amf.isolation=shared",
-        "--amf.rounds=1", "--amf.demos_per_round=1", "--amf.steps_per_round=0"])
-
-
-def run_pilot(study: Study, tasks: list[str], steps: int | None, threshold: float) -> dict:
+def run_pilot(study: SampleEfficiencyStudy, tasks: list[str], steps: int | None, threshold: float) -> dict:
     """Pretrain one balanced generalist on ``tasks`` and read its per-task success.
 
     The CLI has no "pretrain only" mode, so the pilot is a run of one round of one demo with no
@@ -885,8 +315,8 @@ def main(argv=None) -> None:
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, not {args.jobs}")
     threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
-    study = Study(tuple(covered or ()), tuple(under or ()), seeds, results_dir, runs_dir, smoke=args.smoke,
-                  threads=threads)
+    study = SampleEfficiencyStudy(tuple(covered or ()), tuple(under or ()), seeds, results_dir, runs_dir,
+                                  smoke=args.smoke, threads=threads)
     if args.pilot:
         tasks = args.pilot_tasks or ([*SMOKE_TASKS[0], *SMOKE_TASKS[1]] if args.smoke else list(PILOT_TASKS))
         if args.dry_run:
@@ -914,7 +344,7 @@ def main(argv=None) -> None:
     print(json.dumps(summary["headline"], indent=2), flush=True)
 
 
-def dry_run_study(study: Study, cells: list[Cell], args) -> None:
+def dry_run_study(study: SampleEfficiencyStudy, cells: list[Cell], args) -> None:
     """What ``main`` would run and write: each selected cell (done, or its CLI flags), the files."""
     todo = set(cells_to_run(study, cells))
     now = len(todo) if args.max_cells is None else min(len(todo), args.max_cells)

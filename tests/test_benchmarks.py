@@ -16,7 +16,8 @@ import pytest
 import benchmarks
 from benchmarks import common
 
-HELPERS = {"common", "local_hub", "libero_dataset", "tiny_smolvla"}  # modules of benchmarks/ that are not benchmarks
+HELPERS = {"common", "local_hub", "libero_dataset", "tiny_smolvla", "study_stats", "study_runner",
+           "study_summary"}  # modules of benchmarks/ that are not benchmarks
 MODULES = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
 BENCHMARKS = [name for name in MODULES if name not in HELPERS]
 SOURCES = sorted(Path(benchmarks.__file__).parent.glob("*.py"))

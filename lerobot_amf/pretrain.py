@@ -147,7 +147,7 @@ def _pretrain(cfg, allocation, key_material, final: Path, accelerator, source) -
             logging.warning(f"Discarding {work}: an earlier pretraining was stopped before it finished.")
         shutil.rmtree(work, ignore_errors=True)
         logging.info(f"Pretraining: pulling demos {allocation} from {source.name}")
-        source.check_round({task: k for task, k in allocation.items() if k}, set())
+        source.check_round({task: k for task, k in allocation.items() if k}, set(), pretraining=True)
         demos = [demo for task, k in allocation.items() if k for demo in source.pull(task, k, set())]
         write_demos("local/amf_pretrain_demos", work / "demos", source.fps, source.features(), demos)
         demo_ids = [demo.demo_id for demo in demos]

@@ -59,7 +59,7 @@ class DemoSource(abc.ABC):
     @abc.abstractmethod
     def fps(self) -> int: ...
 
-    def check_round(self, wanted: dict[str, int], exclude: set[str]) -> None:
+    def check_round(self, wanted: dict[str, int], exclude: set[str], pretraining: bool = False) -> None:
         """One-line ``AMFInputError`` if the pulls of a round (task -> demos) cannot all be made,
         raised before the first of them, so a refused round has fetched nothing. Nothing to check
         for a source that makes its demos."""

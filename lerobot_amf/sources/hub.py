@@ -291,9 +291,10 @@ class HubDatasetSource(DemoSource):
         where = f"Dataset {self.label}: the file of episode {episode}"
         return [check_inside(self.root, Path(f).as_posix(), where).relative_to(self.root).as_posix() for f in files]
 
-    def check_round(self, wanted: dict[str, int], exclude: set[str]) -> None:
-        """Before any pull of the round: every task has the episodes, and the files they need that
-        are not cached (sized by HEAD requests, nothing downloaded) fit ``max_bytes_per_round``."""
+    def check_round(self, wanted: dict[str, int], exclude: set[str], pretraining: bool = False) -> None:
+        """Before any pull of the round (or of the pretraining demos): every task has the episodes,
+        and the files they need that are not cached (sized by HEAD requests, nothing downloaded)
+        fit ``max_bytes_per_round``."""
         chosen = []
         for task, k in wanted.items():
             left = self._left(task, exclude)
@@ -309,11 +310,13 @@ class HubDatasetSource(DemoSource):
         total = sum(sizes.values())
         if total > self.max_bytes_per_round:
             largest = sorted(sizes, key=sizes.get, reverse=True)
+            whose, kept = (("The pretraining demos", "") if pretraining else
+                           ("This round's demos", " (the round's selection is kept for --resume=true)"))
             raise AMFInputError(
-                f"This round's demos of {self.label} would download {total:,} bytes ({total / 1e9:.2f} GB in "
+                f"{whose} of {self.label} would download {total:,} bytes ({total / 1e9:.2f} GB in "
                 f"{len(missing)} file(s), "
                 f"largest {shorten(largest, 60)}), over amf.source_max_bytes_per_round={self.max_bytes_per_round}: "
-                f"nothing was downloaded; raise the cap to go on (the round's selection is kept for --resume=true)."
+                f"nothing was downloaded; raise the cap to go on{kept}."
             )
 
     def _remote_size(self, file: str) -> int:

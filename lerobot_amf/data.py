@@ -344,9 +344,7 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     columns = {key: _whole_column(ds, key) for key in delta if key not in ds.meta.video_keys and key not in images}
     for key in images:  # only the rows some window reads, each once
         needed = sorted({r for query, _ in queries for r in rel(query[key])})
-        position = {r: i for i, r in enumerate(needed)}
-        values = torch.stack(hf[key][needed]) if needed else None
-        columns[key] = _RowsOf(values, position)
+        columns[key] = RowSubset(torch.stack(hf[key][needed]) if needed else torch.zeros(0), needed, len(hf))
     with_subtask = "subtask_index" in ds.features and ds.meta.subtasks is not None
     for item, (query, padding) in zip(items, queries):
         if delta:
@@ -359,14 +357,21 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     return items
 
 
-class _RowsOf:
-    """Some rows of a column, indexed by their row numbers in the dataset."""
+class RowSubset:
+    """Values held for some rows only, indexed by row number: memory grows with the rows held, not
+    with all of them (an image column's needed rows; the frames one task embedded). Reading a
+    row that is not held raises."""
 
-    def __init__(self, values: torch.Tensor | None, position: dict[int, int]):
-        self.values, self.position = values, position
+    def __init__(self, values: torch.Tensor, rows, n: int):
+        self.values = values
+        self.position = np.full(n, -1, dtype=np.int64)
+        self.position[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows))
 
-    def __getitem__(self, rows: list[int]) -> torch.Tensor:
-        return self.values[[self.position[r] for r in rows]]
+    def __getitem__(self, rows) -> torch.Tensor:
+        position = self.position[np.asarray(rows, dtype=np.int64)]
+        if (position < 0).any():
+            raise IndexError("a row that is not held was read")
+        return self.values[torch.as_tensor(position)]
 
 
 def _whole_column(ds: LeRobotDataset, key: str) -> torch.Tensor:

@@ -188,13 +188,16 @@ def without_local_paths(value, run_dirs: tuple[Path, ...]):
 
     ``run_dirs``: the run directory as it is now and as its ledger recorded it (it may have moved).
     """
+    return _hidden(value, *_roots(run_dirs))
+
+
+def _hidden(value, runs: tuple[Path, ...], known: tuple[tuple[Path, str], ...]):
     if isinstance(value, dict):
-        return {k: without_local_paths(v, run_dirs) for k, v in value.items()}
+        return {k: _hidden(v, runs, known) for k, v in value.items()}
     if isinstance(value, list):
-        return [without_local_paths(v, run_dirs) for v in value]
+        return [_hidden(v, runs, known) for v in value]
     if not isinstance(value, str) or "/" not in value:
         return value
-    runs, known = _roots(tuple(Path(d) for d in run_dirs))
     whole = Path(value)
     if whole.is_absolute() and "\n" not in value:
         for root in runs:  # inside the run: relative to it
@@ -207,7 +210,6 @@ def without_local_paths(value, run_dirs: tuple[Path, ...]):
     return value
 
 
-@functools.lru_cache(maxsize=8)
 def _roots(run_dirs: tuple[Path, ...]) -> tuple[tuple[Path, ...], tuple[tuple[Path, str], ...]]:
     """(the run's directories, as named and resolved; the caches, temp and home folders with the
     names they get), longest first so that a path gets the most specific name."""
@@ -229,12 +231,12 @@ def _pushed_bytes(path: Path, run_dirs: tuple[Path, ...], record: dict | None = 
     if path.suffix not in TEXT_SUFFIXES:
         return None
     text = path.read_text()
+    roots = _roots(run_dirs)  # once per file, not per line
     if path.suffix == ".jsonl":
-        lines = [json.dumps(without_local_paths(json.loads(line), run_dirs)) for line in text.splitlines() if line]
+        lines = [json.dumps(_hidden(json.loads(line), *roots)) for line in text.splitlines() if line]
         new = "\n".join(lines) + "\n"
     else:
-        new = json.dumps(without_local_paths(record if record is not None else json.loads(text), run_dirs),
-                         indent=2) + "\n"
+        new = json.dumps(_hidden(record if record is not None else json.loads(text), *roots), indent=2) + "\n"
     return None if new == text else new.encode()
 
 

@@ -47,7 +47,7 @@ from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 from lerobot.utils.constants import OBS_ENV_STATE
 
-from lerobot_amf.data import read_frames
+from lerobot_amf.data import RowSubset, read_frames
 from lerobot_amf.embeddings.kinds import DEFAULT_TARGET
 from lerobot_amf.families import family_of, kernel_embedder
 from lerobot_amf.isolation.routing import acting_policy, serving
@@ -171,23 +171,6 @@ def take_rows(batch: dict, rows: np.ndarray) -> dict:
             for k, v in batch.items()}
 
 
-class EmbeddedRows:
-    """φ of the sampled frames one task embedded (its scores read no other frame), indexed by frame
-    number: memory grows with the frames a task embeds, not with every sampled frame times every
-    task. Reading a frame the task did not embed raises (it would be a bug in the roles)."""
-
-    def __init__(self, values: torch.Tensor, rows: np.ndarray, n: int):
-        self.values = values
-        self.position = np.full(n, -1, dtype=np.int64)
-        self.position[np.asarray(rows, dtype=np.int64)] = np.arange(len(rows))
-
-    def __getitem__(self, rows) -> torch.Tensor:
-        position = self.position[np.asarray(rows, dtype=np.int64)]
-        if (position < 0).any():
-            raise IndexError("a frame this task did not embed was read")
-        return self.values[torch.as_tensor(position)]
-
-
 class AMFStrategy(Strategy):
     name = "amf"
 
@@ -264,11 +247,11 @@ class AMFStrategy(Strategy):
                               target_groups=target_task)
         if len(unscored) + len(result.picks) < n:
             raise ValueError("The demo source has no demos left for the tasks amf would pick.")
+        first = result.step_scores[0] if result.step_scores else {}  # the first pick's scores
         details = self.record(ctx, states, weighting, embedder, candidates, embedded, rollout_phi, unscored, noise,
                               result)
-        return Selection(unscored + result.picks, scores={t: round(v, 6) for t, v in details["first_scores"].items()},
-                         details={k: v for k, v in details.items() if k != "first_scores"},
-                         reason=self.reason(unscored, details["first_scores"], noise, rollout_phi))
+        return Selection(unscored + result.picks, scores={t: round(v, 6) for t, v in first.items()}, details=details,
+                         reason=self.reason(unscored, first, noise, rollout_phi))
 
     # ---------------------------------------------------------------- the round's steps
     def importance(self, ctx: SelectionContext, states: DemoStates) -> "Weighting":
@@ -313,7 +296,8 @@ class AMFStrategy(Strategy):
     def embed_roles(self, ctx: SelectionContext, states: DemoStates, roles: dict, rollout_phi: dict,
                     embedder) -> tuple[dict, dict]:
         """φ of the sampled frames under each task, only where that task's scores read them
-        (``EmbeddedRows``), with the task's partition active; and how many frames each task embedded."""
+        (``data.RowSubset``: a task holds the frames it embedded only), with the task's partition
+        active; and how many frames each task embedded."""
         cfg = self.cfg
         vocab, instructions = ctx.vocabulary.one_hot, ctx.vocabulary.instructions
         phi, embedded = {}, {}
@@ -321,11 +305,11 @@ class AMFStrategy(Strategy):
             rows = roles[task].rows_to_embed if task not in rollout_phi else roles[task].own_rows
             embedded[task] = len(rows)
             if not len(rows):  # a task with no demo in hand, scored on its rollouts only
-                phi[task] = EmbeddedRows(torch.zeros((0, embedder.dim)), rows, len(states.demo_of_frame))
+                phi[task] = RowSubset(torch.zeros((0, embedder.dim)), rows, len(states.demo_of_frame))
                 continue
             with serving(ctx.policy, task):
                 conditioned = condition_on_task(take_rows(states.batch, rows), task, vocab, instructions.get(task))
-                phi[task] = EmbeddedRows(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
+                phi[task] = RowSubset(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
                                          rows, len(states.demo_of_frame))
         return phi, embedded
 
@@ -356,11 +340,9 @@ class AMFStrategy(Strategy):
 
     def record(self, ctx: SelectionContext, states: DemoStates, weighting: "Weighting", embedder, candidates: dict,
                embedded: dict, rollout_phi: dict, unscored: list, noise: dict, result) -> dict:
-        """The selection record (docs/method.md, "What a selection records"), with the first pick's
-        scores under ``first_scores``."""
+        """The selection record (docs/method.md, "What a selection records")."""
         cfg = self.cfg
         return {
-            "first_scores": result.step_scores[0] if result.step_scores else {},
             "cold_start_tasks": unscored,  # picked first, one demo each, unscored
             "step_scores": result.step_scores,
             "variance_before_after": result.first_step_variance,

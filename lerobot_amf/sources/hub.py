@@ -263,11 +263,15 @@ class HubDatasetSource(DemoSource):
     def remaining(self, task: str, exclude: set[str]) -> int:
         return len(self._left(task, exclude))
 
-    def pull(self, task: str, k: int, exclude: set[str]) -> list[Demo]:
+    def _chosen(self, task: str, k: int, exclude: set[str]) -> list[int]:
+        """The next ``k`` episodes of ``task`` not in ``exclude``, or one line saying how many are left."""
         left = self._left(task, exclude)
         if k > len(left):
             raise self._too_few(task, left, k)
-        chosen = left[:k]
+        return left[:k]
+
+    def pull(self, task: str, k: int, exclude: set[str]) -> list[Demo]:
+        chosen = self._chosen(task, k, exclude)
         if not chosen:
             return []
         fetched = self._fetch(chosen)
@@ -295,17 +299,10 @@ class HubDatasetSource(DemoSource):
         """Before any pull of the round (or of the pretraining demos): every task has the episodes,
         and the files they need that are not cached (sized by HEAD requests, nothing downloaded)
         fit ``max_bytes_per_round``."""
-        chosen = []
-        for task, k in wanted.items():
-            left = self._left(task, exclude)
-            if k > len(left):
-                raise self._too_few(task, left, k)
-            chosen += left[:k]
-        missing = sorted({f for e in chosen for f in self.files_of(e) if not (self.root / f).is_file()})
+        chosen = [e for task, k in wanted.items() for e in self._chosen(task, k, exclude)]
+        missing = self._missing_files(chosen)
         if not missing or self.max_bytes_per_round is None:
             return
-        if hf_constants.HF_HUB_OFFLINE:
-            raise self._not_cached(f"missing {len(missing)} file(s) of the chosen episodes: {shorten(missing, 60)}")
         sizes = {f: self._remote_size(f) for f in missing}
         total = sum(sizes.values())
         if total > self.max_bytes_per_round:
@@ -324,6 +321,14 @@ class HubDatasetSource(DemoSource):
         size = get_hf_file_metadata(url).size
         return int(size) if size is not None else 0
 
+    def _missing_files(self, episodes: list[int]) -> list[str]:
+        """The files holding these episodes that are not in the local copy, sorted; offline, one
+        line saying so when there are any."""
+        missing = sorted({f for e in episodes for f in self.files_of(e) if not (self.root / f).is_file()})
+        if missing and hf_constants.HF_HUB_OFFLINE:
+            raise self._not_cached(f"missing {len(missing)} file(s) of the chosen episodes: {shorten(missing, 60)}")
+        return missing
+
     def _fetch(self, episodes: list[int]) -> dict[str, int]:
         """Download the files holding these episodes that are not cached; return them -> bytes.
 
@@ -333,10 +338,7 @@ class HubDatasetSource(DemoSource):
         FileNotFoundError, while a cache holding data files none of which has a requested episode
         raises ValueError ("corresponds to no data"): the second pull would fail.
         """
-        needed = sorted({f for e in episodes for f in self.files_of(e)})
-        missing = [f for f in needed if not (self.root / f).is_file()]
-        if missing and hf_constants.HF_HUB_OFFLINE:
-            raise self._not_cached(f"missing {len(missing)} file(s) of the chosen episodes: {shorten(missing, 60)}")
+        missing = self._missing_files(episodes)
         if missing:
             self.meta.pull_from_repo(allow_patterns=missing)
         fetched = {f: (self.root / f).stat().st_size for f in missing}

@@ -344,21 +344,21 @@ def main(argv=None) -> None:
     print(json.dumps(summary["headline"], indent=2), flush=True)
 
 
-def dry_run_study(study: SampleEfficiencyStudy, cells: list[Cell], args) -> None:
+def dry_run_study(study: Study, cells: list[Cell], args, name: str = SUMMARY_NAME) -> None:
     """What ``main`` would run and write: each selected cell (done, or its CLI flags), the files."""
     todo = set(cells_to_run(study, cells))
     now = len(todo) if args.max_cells is None else min(len(todo), args.max_cells)
-    dry_run("sample_efficiency", {
+    dry_run(name, {
         "covered": ", ".join(study.covered) or "-", "under-covered": ", ".join(study.under_covered) or "-",
         "seeds": " ".join(map(str, study.seeds)),
-        "refresh": "the complete cell files from their runs" if args.refresh else "no",
+        "refresh": "the complete cell files from their runs" if getattr(args, "refresh", False) else "no",
         f"cells ({len(cells) - len(todo)} of {len(cells)} selected done, {now} to run now, "
         f"{args.jobs} seed(s) at a time, torch threads {study.threads or 'default'})": [
             f"{c.name}: " + (shlex.join([*c.args(study), f"--output_dir={study.runs_dir / c.name}"]) if c in todo
                              else "done") for c in cells],
         "run directories": study.runs_dir,
         "cell files": study.cells_dir,
-        "summary": [study.results_dir / f"{SUMMARY_NAME}{suffix}" for suffix in
+        "summary": [study.results_dir / f"{name}{suffix}" for suffix in
                     (".json", ".md", "_success_vs_demos.png", "_under_covered_share.png", "_paired.png")],
     })
 

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
-from benchmarks.common import RECIPE, ROOT, cli_env, last_lines, ledger_events, read_json, run_cli, write_json
+from benchmarks.common import (RECIPE, ROOT, cli_env, last_lines, ledger_events, measured_at_commit, read_json, run_cli,
+                               write_json)
 from benchmarks.study_summary import write_summary
 
 
@@ -192,6 +193,7 @@ def refresh_cells(study: Study) -> int:
         cell = Cell(old["setting"], old["seed"], old["strategy"], old["isolation"])
         new = result_of_run(cell, study, run_dir, old["wall_seconds_measured"])
         new.update({k: old[k] for k in ("torch_threads", "cpus") if k in old})
+        new["measured_at_commit"] = old.get("measured_at_commit")  # the run's code, not the refresh's
         write_json(path, portable(new, study))
         n += 1
     return n
@@ -231,6 +233,7 @@ def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float,
         "rounds": rounds,
         "wall_seconds_measured": round(wall_seconds, 1),
         "torch_threads": study.threads, "cpus": os.cpu_count(),
+        "measured_at_commit": measured_at_commit(),  # the code the cell ran (a study runs from a pinned worktree)
     }
 
 
@@ -251,7 +254,7 @@ def run_cell(cell: Cell, study: Study, quiet: bool = False) -> dict:
     path = study.cells_dir / f"{cell.name}.json"
     if code != 0:
         result = {"cell": cell.name, "status": "failed", **dataclasses.asdict(cell), "exit_code": code,
-                  "error": last_line, "cli_args": cell.args(study)}
+                  "error": last_line, "cli_args": cell.args(study), "measured_at_commit": measured_at_commit()}
     else:
         result = result_of_run(cell, study, run_dir, total)
     write_json(path, portable(result, study))

@@ -118,6 +118,13 @@ def reach_and_stay(xs, ys, target: float) -> float | None:
     return float(x0 + (target - y0) / (y1 - y0) * (x1 - x0))
 
 
+def area_under_curve(xs, ys) -> float:
+    """Mean height of the piecewise-linear curve through (xs, ys) over [xs[0], xs[-1]]: success
+    averaged over the budget, so a strategy that gets there early scores higher."""
+    area = sum((x1 - x0) * (y0 + y1) / 2 for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:]))
+    return float(area / (xs[-1] - xs[0])) if xs[-1] > xs[0] else float(ys[0])
+
+
 def median_and_range(values) -> dict:
     """Median and range of ``values``, where None stands for "beyond every number" (not reached):
     the median is None when the middle falls on one, and so is the top of the range."""

@@ -13,8 +13,10 @@ import json
 from pathlib import Path
 
 from benchmarks.common import RECIPE, pyplot, write_json
-from benchmarks.study_stats import (budget_share, mean_curve, median_and_range, paired_difference, pooled_rate,
-                                    pooled_wilson, reach_and_stay)
+from benchmarks.study_stats import (area_under_curve, budget_share, mean_curve, median_and_range, paired_difference,
+                                    pooled_rate, pooled_wilson, reach_and_stay)
+
+WEAK = 0.6  # a task is weak at selection time when the evaluation before the round is below this
 
 
 def final_per_task(cell: dict) -> dict:
@@ -25,6 +27,19 @@ def curve(cell: dict) -> tuple[list[int], list[float]]:
     """(demos spent, pooled success over the pool): the pretrained policy, then each round."""
     return [0] + [r["demos_total"] for r in cell["rounds"]], \
         [pooled_rate(cell["pretrained"])] + [pooled_rate(r["per_task"]) for r in cell["rounds"]]
+
+
+def weak_at_selection(cell: dict, threshold: float = WEAK) -> list[list[str]]:
+    """Per round, the tasks below ``threshold`` in the evaluation the round's selection came after
+    (the pretrained one for the first round): what "weak" meant when the demos were chosen."""
+    before = [cell["pretrained"], *(r["per_task"] for r in cell["rounds"][:-1])]
+    return [[t for t, v in per_task.items() if v["successes"] < threshold * v["episodes"]] for per_task in before]
+
+
+def weak_share(cell: dict, threshold: float = WEAK) -> float | None:
+    """Share of the cell's picks that went to tasks weak at the time they were picked."""
+    picks = [t in weak for r, weak in zip(cell["rounds"], weak_at_selection(cell, threshold)) for t in r["selected"]]
+    return sum(picks) / len(picks) if picks else None
 
 
 def strategy_summary(cells: dict[int, dict]) -> dict:
@@ -42,6 +57,15 @@ def strategy_summary(cells: dict[int, dict]) -> dict:
             "overall": float(np.mean(list(overall.values()))),
             "per_seed": {str(s): overall[s] for s in seeds},
         }
+    shares = {s: weak_share(cells[s]) for s in seeds}
+    out["weak_share"] = {"overall": float(np.mean([v for v in shares.values() if v is not None])),
+                         "per_seed": {str(s): v for s, v in shares.items()},
+                         "rule": f"share of the picks that went to tasks below {WEAK} in the evaluation the "
+                                 "selection came after"}
+    aucs = {s: area_under_curve(*curve(cells[s])) for s in seeds}
+    out["area_under_curve"] = {"mean_over_seeds": float(np.mean(list(aucs.values()))),
+                               "per_seed": {str(s): v for s, v in aucs.items()},
+                               "rule": "pooled success averaged over the budget (trapezoid, pretrained to final)"}
     xs = curve(cells[seeds[0]])[0]
     out["curve"] = {"demos": xs, **mean_curve([curve(cells[s])[1] for s in seeds]),
                     "band": "mean +- 1 standard error over seeds"}
@@ -65,7 +89,7 @@ def strategy_summary(cells: dict[int, dict]) -> dict:
 
 
 def demos_to_hold_uniform(amf: dict[int, dict], uniform: dict[int, dict]) -> dict | None:
-    """Per seed both ran: the demos after which amf's curve (linear between evaluations) reaches that
+    """Per seed both ran: the demos after which amf's (or another strategy's) curve (linear between evaluations) reaches that
     seed's uniform final success and stays at or above it to the end, as a share of uniform's budget
     (None: not by the end of the budget); their median and range over the seeds (None: beyond the
     budget) and how many seeds reached it."""
@@ -122,6 +146,9 @@ def summarise_study(complete: list[dict], failed: list[dict], planned: list, stu
                 group["paired"][f"{a}_minus_{b}"] = paired
         group["amf_demos_to_hold_uniform_final"] = demos_to_hold_uniform(strategies.get("amf", {}),
                                                                          strategies.get("uniform", {}))
+        group["demos_to_hold_uniform_final"] = {
+            name: held for name, cells in sorted(strategies.items()) if name != "uniform"
+            and (held := demos_to_hold_uniform(cells, strategies.get("uniform", {}))) is not None}
         spec = next(iter(next(iter(strategies.values())).values()))["setting_spec"]
         settings.setdefault(setting, {"spec": spec, "isolations": {}})["isolations"][isolation] = group
     for setting, body in settings.items():  # paired means: every cell of a seed starts from one generalist

@@ -82,6 +82,9 @@ class AMFConfig:
     eval_episodes: int = 10
     eval_batch_size: int = 10
     eval_seed: int = 1_000_000
+    # Episodes per task of the last round's evaluation (unset: eval_episodes): a tighter final
+    # interval without paying for it every round; the seeds start at eval_seed as every round's do.
+    final_eval_episodes: int | None = None
     # Normalisation stats: the pretrained checkpoint's | those of the demos trained on (refitted each
     # round) | the hub source's whole dataset (its meta/stats.json, fixed for the run: for a base
     # pretrained on another robot, e.g. lerobot/smolvla_base on LIBERO, as lerobot-train does).
@@ -112,6 +115,11 @@ class AMFConfig:
     selection: AMFSelectionConfig = field(default_factory=AMFSelectionConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
+    def episodes_in_round(self, r: int, n_rounds: int) -> int:
+        """Evaluation episodes per task after round ``r`` of ``n_rounds`` (the last may have more)."""
+        last = r == n_rounds - 1 and self.final_eval_episodes is not None
+        return self.final_eval_episodes if last else self.eval_episodes
+
     def total_budget(self) -> int:
         return self.budget if self.budget is not None else self.rounds * self.demos_per_round
 
@@ -134,6 +142,9 @@ class AMFConfig:
             )
         if self.eval_episodes < 1 or self.eval_batch_size < 1:
             raise AMFInputError("amf.eval_episodes and amf.eval_batch_size must be at least 1.")
+        if self.final_eval_episodes is not None and self.final_eval_episodes < 1:
+            raise AMFInputError(f"amf.final_eval_episodes={self.final_eval_episodes}: must be at least 1 "
+                                "(or unset: amf.eval_episodes).")
         _check_choice("amf.export", self.export, EXPORTS)
         if not 0.0 <= self.replay_fraction < 1.0:
             raise AMFInputError(f"amf.replay_fraction={self.replay_fraction}: must be in [0, 1).")

@@ -59,6 +59,9 @@ def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
     protocol = {
         "episodes_per_task": amf_cfg.eval_episodes,
         "seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + amf_cfg.eval_episodes - 1} (same for every task and round)",
+        **({"final_episodes_per_task": amf_cfg.final_eval_episodes,
+            "final_seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + amf_cfg.final_eval_episodes - 1} (last round)"}
+           if amf_cfg.final_eval_episodes is not None else {}),
         "max_steps": getattr(env_cfg, "episode_length", None),
         "env": env_cfg.type,
         "success": "environment's success flag at any step",
@@ -69,6 +72,12 @@ def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
     if sizes:
         protocol["images_resized_to"] = {key: list(size) for key, size in sizes.items()}
     return protocol
+
+
+def episodes_label(protocol: dict) -> str:
+    """"20" or "20 (50 in the last round)": the episodes per task an evaluation protocol ran."""
+    final = protocol.get("final_episodes_per_task")
+    return f"{protocol['episodes_per_task']}" + (f" ({final} in the last round)" if final is not None else "")
 
 
 @dataclasses.dataclass
@@ -112,16 +121,18 @@ def task_vec_env(env_cfg, task: str, n_envs: int):
         close_envs(envs)
 
 
-def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg) -> dict:
-    """Success per task, per suite and pooled over the given tasks, of ``policy``."""
+def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg, episodes: int | None = None) -> dict:
+    """Success per task, per suite and pooled over the given tasks, of ``policy``, over ``episodes``
+    per task (default ``amf_cfg.eval_episodes``) from seed ``amf_cfg.eval_seed``."""
     env_pre, env_post = env_processors(env_cfg, policy.config)
+    episodes = amf_cfg.eval_episodes if episodes is None else episodes
     per_task = {}
     for task in tasks:
-        n_envs = min(amf_cfg.eval_batch_size, amf_cfg.eval_episodes)
+        n_envs = min(amf_cfg.eval_batch_size, episodes)
         with task_vec_env(env_cfg, task, n_envs) as vec, torch.no_grad():
             info = eval_policy(
                 vec, policy, env_pre, env_post, preprocessor, postprocessor,
-                n_episodes=amf_cfg.eval_episodes, start_seed=amf_cfg.eval_seed,
+                n_episodes=episodes, start_seed=amf_cfg.eval_seed,
             )
         successes = int(sum(bool(ep["success"]) for ep in info["per_episode"]))
         per_task[task] = summarise(successes, len(info["per_episode"]))

@@ -54,7 +54,7 @@ from lerobot.utils.constants import CHECKPOINTS_DIR, PRETRAINED_MODEL_DIR
 
 from lerobot_amf.configs import ROUTED_MODES
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.evaluation import PER_PARTITION, format_success, pooled
+from lerobot_amf.evaluation import PER_PARTITION, episodes_label, format_success, pooled
 from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.isolation.routing import ROUTED_DIR
 from lerobot_amf.ledger import LEDGER_FILENAME, Ledger
@@ -358,7 +358,7 @@ def card_context(run: RunView, repo_id: str | None):
         ("Pretraining demos", "unknown" if pre_counts is None else str(sum(pre_counts.values()))),
         ("Seed", str(report["seed"])),
         ("Demo source", report["source"]["name"]),
-        ("Evaluation", f"{proto['episodes_per_task']} episodes per task, env {proto['env']}"),
+        ("Evaluation", f"{episodes_label(proto)} episodes per task, env {proto['env']}"),
         ("Checkpoint", f"round {last['round'] + 1}'s (`checkpoints/{run.checkpoint.name}`)" if last else "none"),
     ]
     context = {
@@ -497,7 +497,7 @@ def _final_lines(report: dict) -> list[str]:
 def _caveat(report: dict, routed: bool) -> str:
     proto = report["eval_protocol"]
     routing = ", or without the task label the router picks the adapter by" if routed else ""
-    return (f"These numbers come from {proto['episodes_per_task']} simulated episodes per task in "
+    return (f"These numbers come from {episodes_label(proto)} simulated episodes per task in "
             f"`{proto['env']}` after one fine-tuning run with one seed ({report['seed']}); they do not show how the "
             "policy does on a real robot, on initial states, tasks or instructions outside this protocol, across "
             f"training seeds{routing}, and a difference that stays inside the Wilson 95% intervals is not evidence "

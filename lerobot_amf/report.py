@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lerobot_amf.atomic import atomic_path, write_json_atomic
-from lerobot_amf.evaluation import format_success, pooled
+from lerobot_amf.evaluation import episodes_label, format_success, pooled
 from lerobot_amf.evaluation import PER_PARTITION as ROUTED
 from lerobot_amf.evaluation import SINGLE_MODEL as SINGLE
 from lerobot_amf.ledger import Ledger
@@ -137,7 +137,7 @@ def what_the_numbers_are(report: dict) -> str:
     return (
         f"model: {model['isolation']} | strategy: {report['strategy']} | seed: {report['seed']} | "
         f"demos per task: pretraining {pre if pre is not None else 'unknown'}, "
-        f"fine-tuning {report['demos_per_task']['fine_tuning']} | eval: {proto['episodes_per_task']} episodes/task, "
+        f"fine-tuning {report['demos_per_task']['fine_tuning']} | eval: {episodes_label(proto)} episodes/task, "
         f"seeds {proto['seeds']}, max {proto['max_steps']} steps, {proto['interval']} intervals"
     )
 
@@ -212,7 +212,7 @@ def write_plots(report: dict, output_dir: Path) -> None:
         points.append((0, report["pretrained"]))
     points += [(r["demos_total"], r["eval"]) for r in report["rounds"] if r["eval"]]
     title_suffix = f"{report['model']['isolation']}, strategy={report['strategy']}, " \
-                   f"{report['eval_protocol']['episodes_per_task']} eval episodes/task"
+                   f"{episodes_label(report['eval_protocol'])} eval episodes/task"
     if points:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         xs = [p[0] for p in points]

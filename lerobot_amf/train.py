@@ -373,7 +373,9 @@ def run_round(run: Run, r: int) -> None:
         run.ledger.append("train", round=r, metrics=metrics)
         set_seed(round_seed(cfg.seed, r, "eval"))  # the policy's sampling noise during rollouts
         with phase("evaluating"):
-            for variant, result in isolation.evaluate(accelerator, run.preprocessor, run.postprocessor, cfg.env):
+            episodes = cfg.amf.episodes_in_round(r, len(run.plan.rounds))
+            for variant, result in isolation.evaluate(accelerator, run.preprocessor, run.postprocessor, cfg.env,
+                                                      episodes):
                 run.ledger.append("eval", round=r, variant=variant, **result)
         run.ledger.append("round_end", round=r, demos_per_task={t: state.counts.get(t, 0) for t in run.plan.pool},
                           checkpoint=str(saved))

@@ -61,9 +61,10 @@ AMF_ARGS = ["--amf.strategy=amf", "--amf.selection.chunk_size=8"]
 
 @pytest.fixture(scope="session")
 def tiny_amf_run(tmp_path_factory, lerobot_home, tiny_run) -> Path:
-    """The tiny run with amf on one process, from the generalist ``tiny_run`` cached."""
+    """The tiny run with amf on one process, from the generalist ``tiny_run`` cached; its last round
+    is evaluated on more episodes than the others (``--amf.final_eval_episodes``)."""
     out = tmp_path_factory.mktemp("runs") / "tiny_amf"
-    run_cli([*TINY_ARGS, *AMF_ARGS, f"--output_dir={out}"], lerobot_home)
+    run_cli([*TINY_ARGS, *AMF_ARGS, "--amf.final_eval_episodes=3", f"--output_dir={out}"], lerobot_home)
     return out
 
 

@@ -2,6 +2,7 @@
 Metaworld."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -342,3 +343,26 @@ def test_rollout_roles_by_rollout_keep_each_candidate_off_its_own_targets(setup,
         assert [c.phi.shape[0] for c in seen["candidates"][task]] == [rollouts[1].shape[0], rollouts[3].shape[0]]
         assert torch.equal(seen["candidates"][task][0].phi, rollouts[1])
         assert [c.probability for c in seen["candidates"][task]] == [0.5, 0.5]
+
+
+def test_without_a_simulator_selection_rolls_out_nothing_and_reads_no_evaluation(setup, monkeypatch):
+    """simulator=false (the real-robot case): a collapsed task gets no rollouts, and amf_eval reads no
+    evaluation, even where the context carries an env and one."""
+    from lerobot_amf.selection.amf import AMFStrategy as Strategy
+
+    def no_rollouts(self, ctx, tasks, embedder):
+        assert ctx.env_cfg is None, "a rollout was asked for with simulator=false"
+        return {}
+
+    monkeypatch.setattr(Strategy, "rollout_states", no_rollouts)
+    blind = AMFSelectionConfig(ess_threshold=1e9, fallback_rollouts=2, states_per_demo=4, simulator=False)
+    success = {"reach-v3": {"successes": 9, "episodes": 10}, "drawer-close-v3": {"successes": 1, "episodes": 10}}
+    ctx = dataclasses.replace(context(setup, with_d=True), success=success)
+    sel = make_strategy("amf_eval", blind).select(ctx, 2)
+    assert sel.details["rollout_fallback"] == [] and sel.details["simulator"] is False
+    assert "failure_rate" not in sel.details and "no evaluation" in sel.reason
+    assert "no simulator: no rollouts, no evaluation" in sel.reason
+    # and it is amf on a context that has neither (a fresh one: the same round's random numbers)
+    plain = make_strategy("amf", dataclasses.replace(blind, simulator=True)).select(
+        dataclasses.replace(context(setup, with_d=True), env_cfg=None), 2)
+    assert sel.tasks == plain.tasks and sel.scores == plain.scores

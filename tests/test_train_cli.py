@@ -37,6 +37,7 @@ from lerobot_amf.isolation import RoutedPolicy, load_routed_policy
         (["--amf.eval_seed=-1"], "amf.eval_seed=-1: must be >= 0"),
         (["--seed=-1"], "--seed=-1: must be >= 0"),
         (["--amf.n_partitions=0"], "amf.n_partitions=0: must be at least 1"),
+        (["--amf.final_eval_episodes=0"], "amf.final_eval_episodes=0: must be at least 1"),
         (["--amf.partitions={\"../up\": [\"reach-v3\", \"drawer-close-v3\"]}", "--amf.isolation=lora"],
          "not a plain name"),
         (["--amf.selection.rollout_roles=mixed"], "Unknown amf.selection.rollout_roles='mixed'. Allowed: frames, rollouts"),
@@ -258,6 +259,19 @@ def test_amf_strategy_runs_in_the_loop_and_reports_why(tiny_amf_run):
         assert r["details"]["processes"] == 1
     # the second round knows the first round's demos: D is not empty any more
     assert report["rounds"][1]["details"]["n_demos_in_d"] == 2
+
+
+@pytest.mark.slow
+def test_the_last_round_is_evaluated_on_the_final_episodes(tiny_amf_run):
+    report = json.loads((tiny_amf_run / "amf_report.json").read_text())
+    first, last = report["rounds"]
+    assert {v["episodes"] for v in first["eval"]["per_task"].values()} == {2}
+    assert {v["episodes"] for v in last["eval"]["per_task"].values()} == {3}
+    assert {v["episodes"] for v in report["pretrained"]["per_task"].values()} == {2}
+    assert report["eval_protocol"]["final_episodes_per_task"] == 3
+    from lerobot_amf.report import what_the_numbers_are
+
+    assert "eval: 2 (3 in the last round) episodes/task" in what_the_numbers_are(report)
 
 
 @pytest.mark.slow

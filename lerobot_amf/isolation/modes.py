@@ -79,8 +79,8 @@ class Isolation(abc.ABC):
         """Write ``checkpoints/round_XX`` (LeRobot layout); the path the run record points at."""
 
     @abc.abstractmethod
-    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg) -> list[tuple[str, dict]]:
-        """[(variant, per-task result)]: "single model" and/or "per-partition"."""
+    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg, episodes: int) -> list[tuple[str, dict]]:
+        """[(variant, per-task result)]: "single model" and/or "per-partition", ``episodes`` per task."""
 
     @abc.abstractmethod
     def outputs(self, last: Path) -> str:
@@ -136,9 +136,10 @@ class SharedWeights(Isolation):
                         preprocessor=preprocessor, postprocessor=postprocessor)
         return ckpt / PRETRAINED_MODEL_DIR
 
-    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg) -> list[tuple[str, dict]]:
+    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg, episodes):
         policy = accelerator.unwrap_model(self.module)
-        return [(SINGLE, evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, self.plan.pool, self.cfg.amf))]
+        return [(SINGLE, evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, self.plan.pool, self.cfg.amf,
+                                        episodes))]
 
     def outputs(self, last: Path) -> str:
         return f"final checkpoint: {last / PRETRAINED_MODEL_DIR}"
@@ -244,12 +245,12 @@ class PartitionedWeights(Isolation):
                             preprocessor=preprocessor, postprocessor=postprocessor)
         return routed_dir
 
-    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg) -> list[tuple[str, dict]]:
+    def evaluate(self, accelerator, preprocessor, postprocessor, env_cfg, episodes):
         results = [(ROUTED, evaluate_tasks(self.routed_policy, preprocessor, postprocessor, env_cfg,
-                                           self.plan.pool, self.cfg.amf))]
+                                           self.plan.pool, self.cfg.amf, episodes))]
         if self.single is not None:
             results.append((SINGLE, evaluate_tasks(self.single, preprocessor, postprocessor, env_cfg,
-                                                   self.plan.pool, self.cfg.amf)))
+                                                   self.plan.pool, self.cfg.amf, episodes)))
         return results
 
     def outputs(self, last: Path) -> str:

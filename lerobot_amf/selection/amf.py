@@ -219,7 +219,7 @@ class AMFStrategy(Strategy):
         """One round in named steps (docs/method.md, "One round, step by step"): the states in hand, their
         importance weights, the rollout fallback, each task's roles and embeddings, targets and
         candidates, the posterior, the greedy batch, the record."""
-        cfg = self.cfg
+        cfg, ctx = self.cfg, self.seen(ctx)
         states = self.demo_states(ctx)
         if states is None:  # no demo in hand to estimate any task's states from
             return _uniform_cold_start(ctx, n, "no demos in hand yet")
@@ -254,6 +254,11 @@ class AMFStrategy(Strategy):
                          reason=self.reason(unscored, first, noise, rollout_phi))
 
     # ---------------------------------------------------------------- the round's steps
+    def seen(self, ctx: SelectionContext) -> SelectionContext:
+        """The context as selection may read it: with ``simulator=false`` (the real-robot case) no
+        env to roll out in and no evaluation of the run's model."""
+        return ctx if self.cfg.simulator else dataclasses.replace(ctx, env_cfg=None, success=None)
+
     def importance(self, ctx: SelectionContext, states: DemoStates) -> "Weighting":
         """Every demo's importance weight under every task (docs/method.md, "Importance weights and
         effective sample size"): from the family's likelihood surrogate of every sampled frame
@@ -354,6 +359,7 @@ class AMFStrategy(Strategy):
             "posterior_observes": "fine-tuning and pretraining demos" if cfg.condition_on_pretraining
                                   else "fine-tuning demos",
             "rollout_roles": cfg.rollout_roles,
+            "simulator": cfg.simulator,
             "candidate_demos": {t: len(c) for t, c in candidates.items()},
             # frames embedded under each task (of the sampled frames), and the target-weight share dropped
             "embedded_frames": {"sampled": int(len(states.demo_of_frame)), "per_task": embedded,
@@ -380,7 +386,8 @@ class AMFStrategy(Strategy):
         cold = f"one demo first for {', '.join(unscored)} (nothing in hand scores it: cold start); " if unscored else ""
         best = max(first, key=first.get) if first else None
         scored = f"first pick {best} (gain {first[best]:.4f} nats); " if best else ""
-        return (f"amf: expected information gain of one demo on target states; {cold}{scored}"
+        blind = "" if self.cfg.simulator else " (no simulator: no rollouts, no evaluation)"
+        return (f"amf{blind}: expected information gain of one demo on target states; {cold}{scored}"
                 f"noise {noise['sigma2']:.4g}{' (calibrated)' if noise['removed'] else ''}{fallback}")
 
     def _targets_and_candidates(self, ctx: SelectionContext, states: DemoStates, phi: dict, roles: dict,
@@ -478,6 +485,7 @@ class AMFEvalStrategy(AMFStrategy):
     name = "amf_eval"
 
     def select(self, ctx: SelectionContext, n: int) -> Selection:
+        ctx = self.seen(ctx)
         if ctx.success is None:
             chosen = super().select(ctx, n)
             return dataclasses.replace(chosen, reason=f"amf_eval (no evaluation: amf's own target weights): "

@@ -62,6 +62,9 @@ class AMFSelectionConfig:
     # embedded pretraining record or --amf.replay_*), so covered tasks start at the posterior
     # after pretraining instead of their prior; false: on the fine-tuning demos only.
     condition_on_pretraining: bool = False
+    # false: selection reads nothing from a simulator (the real-robot case): no rollout fallback
+    # and no evaluation of the run's model (amf_eval is then amf); the loop still evaluates, to report.
+    simulator: bool = True
     rollout_seed: int = 2_000_000
     chunk_size: int = 256  # states embedded per forward pass
 

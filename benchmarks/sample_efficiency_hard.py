@@ -1,0 +1,269 @@
+"""Where choosing tasks matters: the preregistered hard-skew study (issue "AMF where the choice matters").
+
+The setting is the hard pilot's confirmation generalist ``C`` (``benchmarks/results/hard_pilot.json``),
+fixed before any strategy cell ran and checked by ``setting()`` every time this module runs:
+
+* the 12 Metaworld v3 tasks that 10 demos teach; 9 under-covered (1 pretraining demo each: the
+  tasks one demo left weak or strong in the pilot's generalists A and B), 3 covered (10 each);
+* each seed pretrains its own generalist on that allocation, with the pilot's pretraining steps,
+  shared by every strategy and isolation mode of the seed (the CLI caches it by config + seed);
+* budget 24 demos = 4 rounds x 6 (2 per task), ``shared_replay`` (single model, half of each batch
+  from the pretraining demos); 20 evaluation episodes per task after each round, 50 after the
+  last, on fixed evaluation seeds;
+* strategies on all 10 seeds: uniform, random, rebalancing (privileged: knows the pretraining
+  counts), lowest_success, amf, amf_eval; on seeds 1-5: amf without a simulator (``amf_no_sim``: no
+  rollouts and no evaluation inside selection, the real-robot case), and per-task ``lora`` for
+  uniform, amf and lowest_success.
+
+The criteria and what the pilot measured against them are recorded in the summary's ``setting``;
+where the pilot did not meet one (no task was "covered but weak"), the summary says so and names
+the closest tasks with their measured success. Nothing here may change once a strategy cell has
+run: ``setting()`` refuses a pilot that no longer gives the recorded setting, and the runner refuses a
+finished cell whose flags differ from the plan's.
+
+    python -m benchmarks.sample_efficiency_hard --dry-run                 # the plan, nothing run
+    python -m benchmarks.sample_efficiency_hard --strategies uniform lowest_success --max-cells 2
+    python -m benchmarks.sample_efficiency_hard --jobs 2                  # two seeds side by side
+    python -m benchmarks.sample_efficiency_hard --summary-only
+
+Run it from a pinned worktree (``git worktree add <dir> <commit>``) with ``--results-dir`` pointing at
+the main checkout's ``benchmarks/results``: every cell records the commit it ran at. Cells are
+resumable one by one and the summary says ``partial`` until every planned cell is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, read_json
+from benchmarks.study_runner import Cell, Study, merge_flags, run_study
+from benchmarks.study_summary import write_summary
+
+NAME = "sample_efficiency_hard"
+RUNS = RUNS_DIR / NAME
+SETTING = "hard"
+SEEDS = tuple(range(1, 11))
+FEW_SEEDS = 5  # amf_no_sim and the lora rows
+STUDY_ARGS = ["--amf.rounds=4", "--amf.demos_per_round=6", "--amf.eval_episodes=20", "--amf.final_eval_episodes=50",
+              "--amf.eval_batch_size=10"]
+STRATEGIES = {
+    "uniform": ["--amf.strategy=uniform"],
+    "random": ["--amf.strategy=random"],
+    "rebalancing": ["--amf.strategy=rebalancing"],  # privileged: knows the pretraining counts
+    "lowest_success": ["--amf.strategy=lowest_success"],
+    "amf": ["--amf.strategy=amf"],
+    "amf_eval": ["--amf.strategy=amf_eval"],
+    "amf_no_sim": ["--amf.strategy=amf", "--amf.selection.simulator=false"],
+}
+ISOLATIONS = {
+    "shared_replay": ["--amf.isolation=shared_replay", "--amf.replay_fraction=0.5"],
+    "lora": ["--amf.isolation=lora", "--amf.partitions=per_task", "--amf.export=none"],
+}
+# (isolation, strategies, seeds): the strategies that need no amf default run first within a seed.
+PLAN = (
+    ("shared_replay", ("uniform", "lowest_success", "random", "rebalancing", "amf", "amf_eval"), SEEDS),
+    ("shared_replay", ("amf_no_sim",), SEEDS[:FEW_SEEDS]),
+    ("lora", ("uniform", "lowest_success", "amf"), SEEDS[:FEW_SEEDS]),
+)
+COMPARISONS = (("amf", "uniform"), ("amf", "lowest_success"), ("amf_eval", "lowest_success"),
+               ("amf_no_sim", "uniform"), ("amf", "rebalancing"), ("lowest_success", "uniform"),
+               ("amf_eval", "uniform"), ("random", "uniform"), ("rebalancing", "uniform"))
+# The goals (issue), each on a paired difference in percentage points: (comparison, its rule).
+GOALS = {
+    "amf_minus_uniform": "mean >= +8 pp, 95% interval excludes 0, sign test p < 0.05, >= 10 seeds",
+    "amf_demos_ratio_to_match_uniform": "per-seed median <= 0.5",
+    "amf_eval_minus_lowest_success": "95% interval's lower bound >= -2 pp",
+    "amf_no_sim_minus_uniform": "mean >= +5 pp",
+    "amf_minus_rebalancing": "mean >= -2 pp",
+}
+
+
+def setting(results_dir: Path) -> dict:
+    """The hard setting as the pilot fixed it, and the criteria it met, re-read from the pilot's files
+    and checked: a pilot that is partial, or whose confirmation no longer reads off the same way, stops here."""
+    from benchmarks import hard_pilot
+
+    pilot = read_json(results_dir / f"{hard_pilot.NAME}.json")
+    cell = read_json(results_dir / hard_pilot.NAME / "C.json")
+    if pilot is None or pilot["partial"] or cell is None or not cell.get("complete"):
+        sys.exit(f"{NAME}: the hard pilot is not complete ({results_dir / (hard_pilot.NAME + '.json')}): "
+                 "run python -m benchmarks.hard_pilot first")
+    confirmation = pilot["confirmation"]
+    measured = hard_pilot.read_off(cell)
+    if cell["demos_per_task"] != confirmation["demos_per_task"] or measured["met"] != confirmation["met"]:
+        sys.exit(f"{NAME}: hard_pilot/C.json does not give the setting recorded in hard_pilot.json")
+    flag = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in cell["cli_args"]}
+    return {
+        "tasks": list(cell["demos_per_task"]),
+        "pretrain_demos_per_task": cell["demos_per_task"],
+        "pretrain_steps": int(flag["--amf.pretrain.steps"]),
+        "pilot_success": measured["success"],
+        "pilot_generalist": "hard_pilot C (seed 0; the study's seeds 1-10 pretrain their own on the same allocation)",
+        "criteria": {
+            "teachable_with_10_demos": f">= {hard_pilot.TEACHABLE} (balanced pilot): {len(cell['demos_per_task'])} "
+                                       f"tasks, need >= {hard_pilot.NEED_TASKS}",
+            "under_covered_weak": f"1 demo, success <= {hard_pilot.UNDER_WEAK}, need >= {hard_pilot.NEED_UNDER_WEAK}",
+            "covered_weak": f"10 demos, success <= {hard_pilot.COVERED_WEAK}, need >= {hard_pilot.NEED_COVERED_WEAK}",
+            "under_covered_strong": f"1 demo, success >= {hard_pilot.UNDER_STRONG} (added where any)",
+        },
+        "met": {"tasks": len(cell["demos_per_task"]) >= hard_pilot.NEED_TASKS, **measured["met"]},
+        "under_covered_weak": measured["under_covered_weak"],
+        "under_covered_strong": measured["under_covered_strong"],
+        "covered_weak": measured["covered_weak"],
+        "closest_covered_weak": None if measured["met"]["covered_weak"] else {
+            t: measured["success"][t] for t in measured["closest_covered_weak"]},
+        "pilot_commit": cell.get("measured_at_commit"),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class HardStudy(Study):
+    """The hard setting on the runner's ``Study``: one setting (``spec``, from ``setting()``), the plan above."""
+
+    spec: dict = dataclasses.field(default_factory=dict)
+    name, title = NAME, "Hard-skew study"
+    strategies, isolations, comparisons, plan_seeds = STRATEGIES, ISOLATIONS, COMPARISONS, SEEDS
+    isolation_comparisons = (("lora", "shared_replay"),)
+
+    @property
+    def pool(self) -> list[str]:
+        return list(self.spec["tasks"])  # the pilot's order (the policy's task one-hot follows it)
+
+    def allocation(self, setting: str) -> dict[str, int]:
+        return dict(self.spec["pretrain_demos_per_task"])
+
+    def base_args(self) -> list[str]:
+        return merge_flags([f"--config_path={RECIPE.as_posix()}"], STUDY_ARGS,
+                           [f"--amf.pretrain.steps={self.spec['pretrain_steps']}"])
+
+    def planned_cells(self) -> list[Cell]:
+        return planned_cells(self.planned_seeds())
+
+    def headline(self, settings: dict, partial: bool) -> dict:
+        return headline(settings, self.spec, partial)
+
+
+def make_study(results_dir: Path, runs_dir: Path, seeds=SEEDS, threads: int | None = None) -> HardStudy:
+    spec = setting(results_dir)
+    under = tuple(t for t, n in spec["pretrain_demos_per_task"].items() if n == min(spec["pretrain_demos_per_task"].values()))
+    covered = tuple(t for t in spec["tasks"] if t not in under)
+    return HardStudy(covered, under, tuple(seeds), results_dir, runs_dir, threads=threads, spec=spec)
+
+
+def planned_cells(seeds) -> list[Cell]:
+    """Seed-major: each seed's cells in the plan's order (its generalist is pretrained once)."""
+    return [Cell(SETTING, seed, strategy, isolation) for seed in seeds for isolation, strategies, plan_seeds in PLAN
+            if seed in plan_seeds for strategy in strategies]
+
+
+def headline(settings: dict, spec: dict, partial: bool) -> dict:
+    """The numbers the study is about (issue: "What must be shown"), each goal with whether it is met
+    (None while partial or where a side has not run)."""
+    body = settings.get(SETTING, {}).get("isolations", {})
+    main = body.get("shared_replay", {})
+    strategies = main.get("strategies", {})
+
+    def paired(key, group=main):
+        entry = group.get("paired", {}).get(key)
+        return None if entry is None else {k: entry[k] for k in ("mean", "ci95", "sign_test_p", "seeds", "per_seed")
+                                           if k in entry}
+
+    final, seeds = {}, {}
+    if strategies:
+        first = next(iter(strategies.values()))["pretrained_success"]["pooled"]
+        final["pretrained"] = {k: first[k] for k in ("success_rate", "ci95", "episodes")}
+    for name, st in strategies.items():
+        pooled = st["final_success"]["pooled"]
+        final[name] = {k: pooled[k] for k in ("success_rate", "ci95", "episodes")}
+        seeds[name] = st["seeds"]
+    hold = {name: {"median": h["share_of_budget_median"], "range": h["share_of_budget_range"],
+                   "seeds_reached": h["seeds_reached"], "seeds": len(h["seeds"])}
+            for name, h in main.get("demos_to_hold_uniform_final", {}).items()}
+    pairs = {key: paired(key) for key in ("amf_minus_uniform", "amf_minus_lowest_success",
+                                          "amf_eval_minus_lowest_success", "amf_no_sim_minus_uniform",
+                                          "amf_minus_rebalancing", "lowest_success_minus_uniform")}
+    lora = body.get("lora", {})
+    return {
+        "seeds": seeds,
+        "setting": spec,
+        "weak_share": {name: st["weak_share"]["overall"] for name, st in strategies.items()},
+        "final_success": final,
+        "paired": pairs,
+        "paired_lora": {key: paired(key, lora) for key in ("amf_minus_uniform", "amf_minus_lowest_success")},
+        "demos_ratio_to_match_uniform": hold,
+        "area_under_curve": {name: st["area_under_curve"]["mean_over_seeds"] for name, st in strategies.items()},
+        "goals": goals(pairs, hold, partial),
+        "partial": partial,
+    }
+
+
+def goals(pairs: dict, hold: dict, partial: bool) -> dict:
+    """Each goal's rule and whether it is met: None until the study is complete (no verdict on a part)."""
+    def pp(entry, key="mean"):
+        return None if entry is None else (100 * entry[key] if key == "mean" else [100 * x for x in entry[key]])
+
+    checks = {}
+    if not partial:
+        d = pairs["amf_minus_uniform"]
+        checks = {
+            "amf_minus_uniform": d is not None and pp(d) >= 8 and pp(d, "ci95")[0] > 0 and d["sign_test_p"] < 0.05
+                                 and len(d["seeds"]) >= 10,
+            "amf_demos_ratio_to_match_uniform": "amf" in hold and hold["amf"]["median"] is not None
+                                                and hold["amf"]["median"] <= 0.5,
+            "amf_eval_minus_lowest_success": pairs["amf_eval_minus_lowest_success"] is not None
+                                             and pp(pairs["amf_eval_minus_lowest_success"], "ci95")[0] >= -2,
+            "amf_no_sim_minus_uniform": pairs["amf_no_sim_minus_uniform"] is not None
+                                        and pp(pairs["amf_no_sim_minus_uniform"]) >= 5,
+            "amf_minus_rebalancing": pairs["amf_minus_rebalancing"] is not None
+                                     and pp(pairs["amf_minus_rebalancing"]) >= -2,
+        }
+    return {key: {"rule": rule, "met": checks.get(key)} for key, rule in GOALS.items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.sample_efficiency_hard", description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help=f"default: {list(SEEDS)}")
+    p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
+    p.add_argument("--isolations", nargs="+", choices=list(ISOLATIONS), default=list(ISOLATIONS))
+    p.add_argument("--max-cells", type=int, default=None, help="run at most this many cells now")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run side by side (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per run (default: cpus // jobs when --jobs > 1, else torch's default)")
+    p.add_argument("--summary-only", action="store_true", help="rebuild the summary and figures only")
+    p.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS_DIR.relative_to(ROOT)}")
+    p.add_argument("--runs-dir", type=Path, default=None, help=f"default: {RUNS.relative_to(ROOT)}")
+    p.add_argument("--dry-run", action="store_true", help="print the cells it would run and the files; run nothing")
+    return p
+
+
+def main(argv=None) -> None:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, not {args.jobs}")
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
+    study = make_study((args.results_dir or RESULTS_DIR).resolve(), (args.runs_dir or RUNS).resolve(),
+                       tuple(args.seeds or SEEDS), threads)
+    cells = [] if args.summary_only else [c for c in planned_cells(study.seeds) if c.strategy in args.strategies
+                                          and c.isolation in args.isolations]
+    if args.dry_run:
+        from benchmarks.sample_efficiency import dry_run_study
+
+        return dry_run_study(study, cells, args, NAME)
+    if not args.summary_only:
+        run_study(study, cells, args.max_cells, args.jobs)
+    summary = write_summary(study)
+    print(json.dumps({k: summary["headline"][k] for k in ("final_success", "weak_share", "partial")}, indent=2),
+          flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("[study] stopped; run the same command again to resume (finished cells are kept)")

@@ -127,13 +127,14 @@ def routed_checkpoint(path: str) -> Path | None:
     return Path(snapshot_download(repo_id, allow_patterns=[f"{folder}/*"])) / folder
 
 
-def load_policy(cfg: AMFEvalPipelineConfig) -> LoadedPolicy:
-    """The policy at ``--policy.path`` with its processors, on ``--policy.device``."""
+def load_policy(cfg) -> LoadedPolicy:
+    """The policy at ``--policy.path`` with its processors, on ``--policy.device`` (``cfg``: the eval or
+    plan CLI's config; without an env, the checkpoint's own features)."""
     from lerobot.policies.factory import make_policy, make_pre_post_processors
     from lerobot.utils.utils import get_safe_torch_device
 
     if not cfg.policy_path:
-        raise AMFInputError("lerobot-amf-eval needs --policy.path: a LeRobot checkpoint (folder or Hub repo) or a "
+        raise AMFInputError("--policy.path is needed: a LeRobot checkpoint (folder or Hub repo) or a "
                             "routed_model/ folder (or <repo id>/routed_model).")
     routed_dir = routed_checkpoint(cfg.policy_path)
     if routed_dir is not None:
@@ -157,7 +158,12 @@ def load_policy(cfg: AMFEvalPipelineConfig) -> LoadedPolicy:
         return LoadedPolicy(policy, pre, post, info)
     cfg.policy = PreTrainedConfig.from_pretrained(cfg.policy_path, cli_overrides=cfg.policy_overrides)
     cfg.policy.pretrained_path = cfg.policy_path
-    policy = make_policy(cfg.policy, env_cfg=cfg.env, rename_map=cfg.rename_map)
+    if cfg.env is None:  # no env to take features from (lerobot-amf-plan for a real robot): the checkpoint's own
+        from lerobot.policies.factory import get_policy_class
+
+        policy = get_policy_class(cfg.policy.type).from_pretrained(cfg.policy_path, config=cfg.policy)
+    else:
+        policy = make_policy(cfg.policy, env_cfg=cfg.env, rename_map=cfg.rename_map)
     policy.eval()
     pre, post = make_pre_post_processors(
         policy_cfg=cfg.policy, pretrained_path=cfg.policy_path,

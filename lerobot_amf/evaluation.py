@@ -55,13 +55,14 @@ def format_success(entry: dict | None, counts: bool = False) -> str:
 
 
 def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
-    """What an evaluation ran; with ``policy_cfg``, also the cameras resized to the policy's size."""
+    """What an evaluation ran (``amf_cfg``: the train, eval or plan CLI's ``--amf`` section); with
+    ``policy_cfg``, also the cameras resized to the policy's size."""
     protocol = {
         "episodes_per_task": amf_cfg.eval_episodes,
         "seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + amf_cfg.eval_episodes - 1} (same for every task and round)",
-        **({"final_episodes_per_task": amf_cfg.final_eval_episodes,
-            "final_seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + amf_cfg.final_eval_episodes - 1} (last round)"}
-           if amf_cfg.final_eval_episodes is not None else {}),
+        **({"final_episodes_per_task": final,
+            "final_seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + final - 1} (last round)"}
+           if (final := getattr(amf_cfg, "final_eval_episodes", None)) is not None else {}),
         "max_steps": getattr(env_cfg, "episode_length", None),
         "env": env_cfg.type,
         "success": "environment's success flag at any step",

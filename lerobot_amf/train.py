@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 import draccus
-import numpy as np
 from lerobot.configs import parser
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.factory import make_policy, make_pre_post_processors
@@ -45,7 +44,8 @@ from lerobot_amf.publish import PushError, base_origin, check_push_ready, push_r
 from lerobot_amf.phases import phase
 from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_cached_eval, read_pretrain_record, write_cached_eval
 from lerobot_amf.report import REPORT_FILENAME, print_final_comparison, print_round_table, write_report
-from lerobot_amf.selection import Selection, SelectionContext, Strategy, make_strategy
+from lerobot_amf.selection import Selection, Strategy, make_strategy
+from lerobot_amf.selection.base import normalised_target_weights, round_context
 from lerobot_amf.sources import DemoSource, make_source
 from lerobot_amf.tracking import RoundLogger, start_tracking
 
@@ -72,15 +72,7 @@ def plan_run(cfg: AMFTrainPipelineConfig, source: DemoSource, catalog: TaskCatal
         raise AMFInputError(f"Tasks with the same instruction cannot share a pool: {'; '.join(map(' = '.join, twins))}. "
                             "Keep one of each.")
     source.validate_pool(pool)
-    weights = amf.target_weights or {t: 1.0 for t in pool}
-    unknown = [t for t in weights if t not in pool]
-    if unknown:
-        raise AMFInputError(f"amf.target_weights names task(s) outside the pool: {', '.join(unknown)}. Pool: {', '.join(pool)}.")
-    bad = {t: w for t, w in weights.items() if not (isinstance(w, (int, float)) and np.isfinite(w) and w >= 0)}
-    if bad or sum(weights.values()) <= 0:
-        raise AMFInputError(f"amf.target_weights={weights}: weights must be finite, >= 0, with a positive sum.")
-    total = sum(weights.values())
-    weights = {t: weights.get(t, 0.0) / total for t in pool}
+    weights = normalised_target_weights(amf.target_weights, pool)
     budget = amf.total_budget()
     if budget > amf.rounds * amf.demos_per_round:
         raise AMFInputError(
@@ -301,11 +293,11 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
     the choice is deterministic, so all agree)."""
     plan = run.plan
     with phase("selecting"), run.isolation.selection_policy(run.accelerator) as selection_policy:
-        ctx = SelectionContext(
-            round_index=r, pool=plan.pool, target_weights=plan.target_weights,
+        ctx = round_context(
+            round_index=r, seed=run.cfg.seed, pool=plan.pool, target_weights=plan.target_weights,
             counts={t: state.counts.get(t, 0) for t in plan.pool},
             capacity={t: run.source.remaining(t, run.taken(state)) for t in plan.pool},
-            rng=np.random.default_rng([run.cfg.seed or 0, r]), pretrain_counts=run.pretrain_counts,
+            pretrain_counts=run.pretrain_counts,
             success=state.latest_success(),
             policy=selection_policy, preprocessor=run.preprocessor,
             postprocessor=run.postprocessor, env_cfg=run.cfg.env, accelerator=run.accelerator,

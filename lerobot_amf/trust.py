@@ -67,6 +67,15 @@ def check_inside(folder: Path, relative: object, what: str) -> Path:
     return path
 
 
+def check_path_templates(info: dict, root: Path, label: str) -> None:
+    """A dataset's ``meta/info.json`` ``data_path`` / ``video_path`` make paths inside its copy ``root``:
+    checked before any episode file is read."""
+    for key in ("data_path", "video_path"):
+        template = info.get(key)
+        if template is not None:
+            check_inside(root, template, f"Dataset {label}'s meta/info.json {key}")
+
+
 def check_processor_step(step: dict) -> None:
     """Refuse a processor-file step that names anything but a processor step, or a state file
     outside its folder; import nothing it names unless it is inside a trusted package."""

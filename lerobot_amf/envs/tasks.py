@@ -106,6 +106,40 @@ class TaskCatalog(abc.ABC):
                               {v: k for k, v in instructions.items() if k in pool_set})
 
 
+class RecordedTasks(TaskCatalog):
+    """The tasks of recorded demos, named by their instruction strings: the catalogue of a robot with
+    no simulator and no env type (``lerobot-amf-plan`` on a language-conditioned policy). There is
+    nothing to roll out in, so ``env_for`` refuses."""
+
+    env_type = "recorded"
+
+    def __init__(self, instructions: Sequence[str]):
+        self.tasks = list(dict.fromkeys(instructions))
+
+    def all_tasks(self) -> list[str]:
+        return list(self.tasks)
+
+    def parse_pool(self, spec: str | Sequence[str]) -> list[str]:
+        pool = split_task_list(spec)
+        unknown = [t for t in pool if t not in self.tasks]
+        if not pool or unknown:
+            raise AMFInputError(f"Task(s) {', '.join(map(repr, unknown)) or '(none)'} are not among the recorded "
+                                f"demos' tasks: {', '.join(map(repr, self.tasks))}.")
+        return pool
+
+    def instruction(self, task: str) -> str:
+        return task
+
+    def suite_of(self, task: str) -> str:
+        return "recorded"
+
+    def env_for(self, env_cfg, task: str):
+        raise AMFInputError("Recorded tasks have no simulator to build an env for.")
+
+    def default_pool(self, env_cfg) -> list[str]:
+        return self.all_tasks()
+
+
 def split_task_list(spec: str | Sequence[str]) -> list[str]:
     """Comma-separated string or list -> names stripped of spaces, order kept, repeats dropped."""
     names = [t.strip() for t in spec.split(",")] if isinstance(spec, str) else [str(t).strip() for t in spec]

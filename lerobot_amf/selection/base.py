@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lerobot_amf.envs.tasks import TaskVocabulary
+from lerobot_amf.errors import AMFInputError
 
 
 @dataclass
@@ -51,6 +52,27 @@ class Selection:
     scores: dict[str, float] = field(default_factory=dict)  # per-task score used for the choice
     details: dict[str, Any] = field(default_factory=dict)  # strategy-specific diagnostics
     reason: str = ""  # one line: how the picks were made
+
+
+def round_context(*, round_index: int, seed: int | None, **fields) -> SelectionContext:
+    """The context of round ``round_index``'s choice, its random numbers seeded by (seed, round) alone:
+    the loop and ``lerobot-amf-plan`` build it here, so the same state gives the same picks."""
+    return SelectionContext(round_index=round_index, rng=np.random.default_rng([seed or 0, round_index]), **fields)
+
+
+def normalised_target_weights(given: dict[str, float] | None, pool: list[str]) -> dict[str, float]:
+    """μ(c) over ``pool`` from ``--amf.target_weights`` (default uniform; tasks a map leaves out weigh
+    0), summing to 1; a task outside the pool or a bad weight is one line."""
+    weights = given or {t: 1.0 for t in pool}
+    unknown = [t for t in weights if t not in pool]
+    if unknown:
+        raise AMFInputError(f"amf.target_weights names task(s) outside the pool: {', '.join(unknown)}. "
+                            f"Pool: {', '.join(pool)}.")
+    bad = {t: w for t, w in weights.items() if not (isinstance(w, (int, float)) and np.isfinite(w) and w >= 0)}
+    if bad or sum(weights.values()) <= 0:
+        raise AMFInputError(f"amf.target_weights={weights}: weights must be finite, >= 0, with a positive sum.")
+    total = sum(weights.values())
+    return {t: weights.get(t, 0.0) / total for t in pool}
 
 
 class Strategy(abc.ABC):

@@ -48,7 +48,7 @@ from lerobot.utils.constants import HF_LEROBOT_HOME
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.features import feature_mismatches
 from lerobot_amf.sources.base import DEFAULT_MAX_BYTES_PER_ROUND, Demo, DemoSource
-from lerobot_amf.trust import check_inside
+from lerobot_amf.trust import check_inside, check_path_templates
 
 # In the local copy, beside huggingface_hub's own download records: the repo id and revision it holds.
 REVISION_MARKER = ".cache/lerobot_amf/source.json"
@@ -161,10 +161,7 @@ class HubDatasetSource(DemoSource):
 
     def _check_path_templates(self) -> None:
         """``data_path`` / ``video_path`` of ``meta/info.json`` make paths inside the local copy."""
-        for key in ("data_path", "video_path"):
-            template = self.meta.info.get(key)
-            if template is not None:
-                check_inside(self.root, template, f"Dataset {self.label}'s meta/info.json {key}")
+        check_path_templates(self.meta.info, self.root, self.label)
 
     def _checked_rename_map(self, rename_map: dict[str, str]) -> dict[str, str]:
         unknown = [key for key in rename_map if key not in self.frame_keys]

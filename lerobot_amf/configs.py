@@ -61,7 +61,8 @@ class AMFConfig:
     demos_per_round: int = 4
     # Total demos to pull over the run (default: rounds * demos_per_round).
     budget: int | None = None
-    # Demo source: metaworld_expert (scripted Metaworld experts) | hub (a LeRobot dataset, per task).
+    # Demo source: metaworld_expert (scripted Metaworld experts) | hub (a LeRobot dataset, per task) |
+    # request (recorded by people with lerobot-record: one collection request per round, then --resume=true).
     source: str = "metaworld_expert"
     # hub: the LeRobot dataset to pull episodes from (e.g. lerobot/libero), its revision, a local
     # copy (root) and a feature rename map {dataset key: run key}.
@@ -72,6 +73,13 @@ class AMFConfig:
     # hub: the most bytes one round (or the pretraining pull) may download; a round that would pass
     # it stops before downloading anything, with its selection kept for --resume=true.
     source_max_bytes_per_round: int = DEFAULT_MAX_BYTES_PER_ROUND
+    # request: the intake dataset is --amf.source_root (default <output_dir>/intake) with repo id
+    # --amf.source_repo_id; episodes shorter than request_min_frames are not used; accept_partial
+    # takes a partly filled request instead of waiting; request_record_args: your lerobot-record
+    # robot / teleoperator flags, put into each request's commands.
+    request_min_frames: int = 10
+    accept_partial: bool = False
+    request_record_args: str | None = None
     # Gaussian noise (std) added to the scripted expert's actions.
     action_noise: float = 0.1
     # Optional cap on demos the source may give per task (None: unlimited seeded variations).
@@ -142,6 +150,8 @@ class AMFConfig:
             )
         if self.eval_episodes < 1 or self.eval_batch_size < 1:
             raise AMFInputError("amf.eval_episodes and amf.eval_batch_size must be at least 1.")
+        if self.request_min_frames < 1:
+            raise AMFInputError(f"amf.request_min_frames={self.request_min_frames}: must be at least 1.")
         if self.final_eval_episodes is not None and self.final_eval_episodes < 1:
             raise AMFInputError(f"amf.final_eval_episodes={self.final_eval_episodes}: must be at least 1 "
                                 "(or unset: amf.eval_episodes).")

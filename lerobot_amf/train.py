@@ -46,7 +46,7 @@ from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_cac
 from lerobot_amf.report import REPORT_FILENAME, print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import Selection, Strategy, make_strategy
 from lerobot_amf.selection.base import normalised_target_weights, round_context
-from lerobot_amf.sources import DemoSource, make_source
+from lerobot_amf.sources import DemoSource, WaitingForDemos, make_source
 from lerobot_amf.tracking import RoundLogger, start_tracking
 
 console = Console(stderr=True)
@@ -182,7 +182,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
         set_seed(cfg.seed, accelerator=accelerator)
     output_dir = Path(cfg.output_dir)
     catalog = task_catalog(cfg.env)
-    source = make_source(cfg.amf, cfg.env, seed=cfg.seed or 0, catalog=catalog)
+    source = make_source(cfg.amf, cfg.env, seed=cfg.seed or 0, catalog=catalog, output_dir=output_dir)
     plan = plan_run(cfg, source, catalog)
     strategy = make_strategy(cfg.amf.strategy, cfg.amf.selection)
     if cfg.amf.push_to_hub:  # no token / offline / a bad repo id fail now, not after hours of rounds
@@ -313,12 +313,13 @@ def pull_and_record(run: Run, r: int, tasks: list[str], state: LedgerState) -> N
     ledger line is the commit point, so a stop anywhere neither loses nor repeats a demo)."""
     new_demos = []
     with phase("pulling"):
-        run.source.check_round(dict(Counter(tasks)), run.taken(state))
-        for task, k in Counter(tasks).items():
+        pulls = run.source.check_round(dict(Counter(tasks)), run.taken(state))
+        for task, k in pulls.items():
             with console.status(f"Pulling {k} demo(s) of {task} from {run.source.name}"):
                 new_demos += run.source.pull(task, k, run.taken(state))
+    note = run.source.round_record()
     write_demos(run.demos.repo_id, run.demos.root, run.source.fps, run.source.features(), new_demos,
-                record=lambda records: run.ledger.append("demos_pulled", round=r, demos=records))
+                record=lambda records: run.ledger.append("demos_pulled", round=r, demos=records, **note))
 
 
 def run_round(run: Run, r: int) -> None:
@@ -336,7 +337,9 @@ def run_round(run: Run, r: int) -> None:
                               details=selection.details, reason=selection.reason)
             console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")
         if r not in state.pulled_rounds:
-            pull_and_record(run, r, selection.tasks if selection is not None else recorded["tasks"], state)
+            tasks = selection.tasks if selection is not None else recorded["tasks"]
+            run.source.announce(r, tasks, run.output_dir)  # a collection request, for a source filled by people
+            pull_and_record(run, r, tasks, state)
     accelerator.wait_for_everyone()
 
     state = run.ledger.state()
@@ -416,8 +419,13 @@ def push(run: Run, out: Console) -> None:
 def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
     with contextlib.ExitStack() as held:
         run = setup_run(cfg, accelerator, held)
-        for r in range(run.start_round, len(run.plan.rounds)):
-            run_round(run, r)
+        try:
+            for r in range(run.start_round, len(run.plan.rounds)):
+                run_round(run, r)
+        except WaitingForDemos:  # a source filled by people: the run goes on with --resume=true
+            if run.tracking is not None:
+                run.tracking.finish()
+            raise
         return finish_run(run)
 
 
@@ -442,6 +450,9 @@ def main() -> None:
     memoise_help_sources()
     try:
         amf_train()
+    except WaitingForDemos as waiting:
+        print(f"lerobot-amf-train: {' '.join(str(waiting).split())}", file=sys.stderr)
+        sys.exit(0)
     except (AMFInputError, FileExistsError) as err:
         fail(str(err))
     except draccus.utils.ParsingError as err:  # a recipe or flag with an unknown key or a wrong type

@@ -21,6 +21,11 @@ from lerobot_amf.errors import AMFInputError
 DEFAULT_MAX_BYTES_PER_ROUND = 20 * 10**9
 
 
+class WaitingForDemos(Exception):
+    """A source filled by people does not hold the round's demos yet: the run stops (exit 0) with this
+    one line, and ``--resume=true`` continues it."""
+
+
 @dataclass
 class Demo:
     demo_id: str  # stable, unique within the source
@@ -59,10 +64,20 @@ class DemoSource(abc.ABC):
     @abc.abstractmethod
     def fps(self) -> int: ...
 
-    def check_round(self, wanted: dict[str, int], exclude: set[str], pretraining: bool = False) -> None:
-        """One-line ``AMFInputError`` if the pulls of a round (task -> demos) cannot all be made,
-        raised before the first of them, so a refused round has fetched nothing. Nothing to check
-        for a source that makes its demos."""
+    def check_round(self, wanted: dict[str, int], exclude: set[str], pretraining: bool = False) -> dict[str, int]:
+        """The pulls to make for a round (task -> demos): ``wanted``, or a one-line ``AMFInputError`` if
+        they cannot all be made, raised before the first of them, so a refused round has fetched
+        nothing. Nothing to check for a source that makes its demos. (A source filled by people may
+        take fewer, or raise ``WaitingForDemos``.)"""
+        return dict(wanted)
+
+    def announce(self, round_index: int, tasks: list[str], output_dir) -> None:
+        """Once a round's tasks are chosen: tell whoever fills this source (a collection request).
+        Nothing to tell a source that makes or downloads its demos."""
+
+    def round_record(self) -> dict:
+        """What the round's ``demos_pulled`` ledger record adds about the last ``check_round``."""
+        return {}
 
     def describe(self) -> dict:
         """The run record's "source" entry: what the demos came from."""

@@ -82,6 +82,7 @@ def video_backend() -> str:
 
 class HubDatasetSource(DemoSource):
     name = "hub"
+    mark_revision = True  # write REVISION_MARKER into the local copy (not into someone's own folder)
 
     def __init__(
         self,
@@ -101,7 +102,8 @@ class HubDatasetSource(DemoSource):
         self._check_revision_marker()
         self.meta = self._open_metadata()
         self._check_path_templates()
-        self._write_revision_marker()  # a copy refused above is left as it was
+        if self.mark_revision:
+            self._write_revision_marker()  # a copy refused above is left as it was
         self.frame_keys = [key for key in self.meta.features if key not in DEFAULT_FEATURES]
         self.rename_map = self._checked_rename_map(dict(rename_map or {}))
         self.episodes_of_task, self.instruction_of_episode = self._index(task_of_instruction)
@@ -292,14 +294,14 @@ class HubDatasetSource(DemoSource):
         where = f"Dataset {self.label}: the file of episode {episode}"
         return [check_inside(self.root, Path(f).as_posix(), where).relative_to(self.root).as_posix() for f in files]
 
-    def check_round(self, wanted: dict[str, int], exclude: set[str], pretraining: bool = False) -> None:
+    def check_round(self, wanted: dict[str, int], exclude: set[str], pretraining: bool = False) -> dict[str, int]:
         """Before any pull of the round (or of the pretraining demos): every task has the episodes,
         and the files they need that are not cached (sized by HEAD requests, nothing downloaded)
         fit ``max_bytes_per_round``."""
         chosen = [e for task, k in wanted.items() for e in self._chosen(task, k, exclude)]
         missing = self._missing_files(chosen)
         if not missing or self.max_bytes_per_round is None:
-            return
+            return dict(wanted)
         sizes = {f: self._remote_size(f) for f in missing}
         total = sum(sizes.values())
         if total > self.max_bytes_per_round:
@@ -312,6 +314,7 @@ class HubDatasetSource(DemoSource):
                 f"largest {shorten(largest, 60)}), over amf.source_max_bytes_per_round={self.max_bytes_per_round}: "
                 f"nothing was downloaded; raise the cap to go on{kept}."
             )
+        return dict(wanted)
 
     def _remote_size(self, file: str) -> int:
         url = hf_hub_url(self.repo_id, file, repo_type="dataset", revision=self.meta.revision)

@@ -3,8 +3,9 @@
 Only the network is replaced: huggingface_hub (and so LeRobot's own downloads) runs unchanged and
 its requests for https://huggingface.co are sent to this server through huggingface_hub's
 transport hook (``configure_http_backend``). The server answers the routes downloads use:
-refs (``list_repo_refs``), repo info with its file list (``snapshot_download``) and file
-HEAD/GET under ``resolve/`` (``hf_hub_download``); everything else is a 404. Every request is
+refs (``list_repo_refs``), repo info with its file list and the recursive file tree
+(``snapshot_download``) and file HEAD/GET under ``resolve/`` (``hf_hub_download``); everything
+else is a 404. Every request is
 recorded, so tests can count which files were fetched and how many bytes were sent.
 """
 
@@ -29,6 +30,7 @@ REPO = r"(?P<repo>[^/]+/[^/]+)"
 ROUTES = {  # dataset repos (``/datasets/...``, ``/api/datasets/...``) and model repos
     "refs": re.compile(rf"^/api/(?:datasets|models)/{REPO}/refs$"),
     "info": re.compile(rf"^/api/(?:datasets|models)/{REPO}/revision/(?P<rev>[^/]+)$"),
+    "tree": re.compile(rf"^/api/(?:datasets|models)/{REPO}/tree/(?P<rev>[^/]+)$"),
     "file": re.compile(rf"^/(?:datasets/)?{REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)$"),
 }
 
@@ -114,6 +116,11 @@ class LocalHub:
         if route == "info":
             siblings = [{"rfilename": name} for name in self.files(repo_id)]
             body = {"id": repo_id, "sha": sha, "private": False, "siblings": siblings}
+            return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+        if route == "tree":  # every file (recursive=True), as list_repo_tree reads it
+            folder = self.repos[repo_id]
+            body = [{"type": "file", "path": name, "size": (folder / name).stat().st_size,
+                     "oid": hashlib.sha1((folder / name).read_bytes()).hexdigest()} for name in self.files(repo_id)]
             return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
         name = unquote(match["file"])
         if name not in self.files(repo_id):

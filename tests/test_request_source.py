@@ -135,3 +135,44 @@ def test_three_rounds_filled_by_people_across_restarts(tmp_path, lerobot_home, t
     assert all(d.startswith(f"intake/{INTAKE_REPO}/") for d in consumed)
     assert LeRobotDatasetMetadata("x", root=run / "demos").total_episodes == len(consumed)
     assert len(json.loads((run / "amf_report.json").read_text())["rounds"]) == 3
+
+
+def test_an_intake_on_the_hub_is_read_as_pushed_at_each_start(tmp_path, monkeypatch):
+    """The team records with --dataset.push_to_hub=true; every start of the run copies the repo as it
+    is then into <output_dir>/intake (only the network is replaced: huggingface_hub's own downloads)."""
+    import shutil
+
+    from huggingface_hub import constants as hf_constants
+
+    from benchmarks.local_hub import LocalHub
+    from lerobot_amf.envs.tasks import task_catalog
+    from lerobot_amf.sources import WaitingForDemos
+    from lerobot_amf.sources.request import RequestSource
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+    vocabulary = task_catalog("mw_state").vocabulary(["reach-v3", "drawer-close-v3"]).task_of_instruction
+    pushed, used = tmp_path / "pushed", set()  # what the team's lerobot-record has pushed so far
+    pushed.mkdir()
+
+    def start():  # a new process of the run: a new source
+        src = RequestSource("team/intake", tmp_path / "run" / "intake", vocabulary, 5, False, None, from_hub=True)
+        src.validate_pool(["reach-v3", "drawer-close-v3"])
+        return src
+
+    with LocalHub({"team/intake": pushed}):
+        first = start()
+        request = first.announce(0, ["reach-v3", "reach-v3"], tmp_path / "run")
+        assert "--dataset.push_to_hub=true" in json.loads(request.read_text())["tasks"][0]["command"]
+        with pytest.raises(WaitingForDemos, match="team/intake: nothing recorded yet"):
+            first.check_round({"reach-v3": 2}, set())
+        shutil.rmtree(pushed)
+        record_session(pushed, instruction("reach-v3"), expert_demos("reach-v3", 1, used))
+        with pytest.raises(WaitingForDemos, match="reach-v3 1/2"):
+            start().check_round({"reach-v3": 2}, set())
+        record_session(pushed, instruction("reach-v3"), expert_demos("reach-v3", 1, used))
+        later = start()
+        assert later.check_round({"reach-v3": 2}, set()) == {"reach-v3": 2}
+        demos = later.pull("reach-v3", 2, set())
+    assert [d.info["episode_index"] for d in demos] == [0, 1]
+    assert len({d.demo_id for d in demos}) == 2 and all(d.demo_id.startswith("intake/team/intake/") for d in demos)

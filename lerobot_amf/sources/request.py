@@ -19,7 +19,10 @@ takes them into the run's demo dataset, and goes on.
 * A partly filled request waits for the rest; ``--amf.accept_partial=true`` takes what is there and
   the round's ledger record keeps the shortfall.
 * The intake is read as the hub source reads a local copy (path templates checked, frames decoded by
-  LeRobot); it is the team's own folder, so nothing is written into it.
+  LeRobot); it is the team's own folder, so nothing is written into it. An intake on the Hub
+  (``--amf.source_repo_id`` without ``--amf.source_root``: the team records with
+  ``--dataset.push_to_hub=true``) is downloaded into ``<output_dir>/intake`` once per start, so each
+  resume sees what was pushed since.
 """
 
 from __future__ import annotations
@@ -94,8 +97,9 @@ class RequestSource(DemoSource):
     name = "request"
 
     def __init__(self, repo_id: str, root: Path, task_of_instruction: dict[str, str], min_frames: int,
-                 accept_partial: bool, record_args: str | None):
-        self.repo_id, self.root = repo_id, Path(root)
+                 accept_partial: bool, record_args: str | None, from_hub: bool = False):
+        self.repo_id, self.root, self.from_hub = repo_id, Path(root), from_hub
+        self._refreshed = False
         self.task_of_instruction = task_of_instruction  # every catalogue task's instruction -> task
         self.instruction_of = {t: i for i, t in task_of_instruction.items()}
         self.min_frames, self.accept_partial = min_frames, accept_partial
@@ -108,12 +112,27 @@ class RequestSource(DemoSource):
     # --- the intake ----------------------------------------------------------------------------------
     def intake(self) -> IntakeReader | None:
         """The intake dataset as it is now (None: nothing recorded yet); features checked once known."""
+        if self.from_hub and not self._refreshed:
+            self._refresh_from_hub()
         if self._reader is None and (self.root / "meta" / "info.json").is_file():
             pool_instructions = {self.instruction_of[t]: t for t in self.pool}
             self._reader = IntakeReader(self.repo_id, self.root, pool_instructions, self.min_frames)
             if self._policy_cfg is not None:
                 self._reader.check_features(self._policy_cfg)
         return self._reader
+
+    def _refresh_from_hub(self) -> None:
+        """Bring the local copy up to what the Hub repo holds now (nothing pushed yet: nothing to read)."""
+        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        self._refreshed = True
+        if constants.HF_HUB_OFFLINE:
+            return  # the copy as it is (HF_HUB_OFFLINE=1 forbids asking the Hub for more)
+        try:
+            snapshot_download(self.repo_id, repo_type="dataset", local_dir=self.root)
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            return
 
     # --- DemoSource ----------------------------------------------------------------------------------
     def tasks(self) -> list[str]:
@@ -139,7 +158,7 @@ class RequestSource(DemoSource):
             self._reader.check_features(policy_config)
 
     def describe(self) -> dict:
-        return {"name": self.name, "repo_id": self.repo_id, "root": str(self.root)}
+        return {"name": self.name, "repo_id": self.repo_id, "root": str(self.root), "from_hub": self.from_hub}
 
     def pull(self, task: str, k: int, exclude: set[str]):
         return self._require().pull(task, k, exclude)
@@ -161,14 +180,15 @@ class RequestSource(DemoSource):
         wanted = dict(Counter(tasks))
         first = self.intake() is None
         commands = {}
+        where = ["--dataset.push_to_hub=true"] if self.from_hub else [f"--dataset.root={self.root}",
+                                                                      "--dataset.push_to_hub=false"]
         for i, (task, k) in enumerate(wanted.items()):
             resume = [] if first and i == 0 else ["--resume=true"]
             commands[task] = (f"lerobot-record {self.record_args} " + shlex.join([
-                f"--dataset.repo_id={self.repo_id}", f"--dataset.root={self.root}",
-                f"--dataset.single_task={self.instruction_of[task]}", f"--dataset.num_episodes={k}",
-                "--dataset.push_to_hub=false", *resume]))
+                f"--dataset.repo_id={self.repo_id}", f"--dataset.single_task={self.instruction_of[task]}",
+                f"--dataset.num_episodes={k}", *where, *resume]))
         request = {"format": "lerobot_amf.request/1", "round": round_index + 1,
-                   "intake": {"repo_id": self.repo_id, "root": str(self.root)},
+                   "intake": {"repo_id": self.repo_id, "root": str(self.root), "from_hub": self.from_hub},
                    "min_frames": self.min_frames,
                    "tasks": [{"task": t, "instruction": self.instruction_of[t], "demos": k, "command": commands[t]}
                              for t, k in wanted.items()],
@@ -176,8 +196,10 @@ class RequestSource(DemoSource):
         path = request_path(output_dir, round_index)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
+            into = f"the Hub dataset `{self.repo_id}` (pushed)" if self.from_hub else \
+                f"the intake dataset `{self.root}` (repo id `{self.repo_id}`)"
             lines = [f"# Collection request, round {round_index + 1}", "",
-                     f"Record into the intake dataset `{self.root}` (repo id `{self.repo_id}`), one session per task; "
+                     f"Record into {into}, one session per task; "
                      f"episodes shorter than {self.min_frames} frames are not used.", "",
                      "| task | instruction (`--dataset.single_task`) | demos |", "| --- | --- | --- |",
                      *(f"| {t['task']} | {t['instruction']} | {t['demos']} |" for t in request["tasks"]), "",
@@ -199,7 +221,7 @@ class RequestSource(DemoSource):
         for a wrong label; wait (``WaitingForDemos``) while the request is not filled, unless
         ``accept_partial`` and something is there. The demos to take per task."""
         reader = self.intake()
-        waiting = f"Waiting for demos in the intake dataset {self.root}"
+        waiting = f"Waiting for demos in the intake dataset {self.repo_id if self.from_hub else self.root}"
         if reader is None:
             raise WaitingForDemos(f"{waiting}: nothing recorded yet; wanted {_counts(wanted)}. {self._then()}")
         fresh = [e for e in sorted(reader.label_of) if reader.demo_id(e) not in exclude]
@@ -244,7 +266,10 @@ def _counts(per_task: dict[str, int]) -> str:
 
 
 def make_request_source(amf_cfg, output_dir: Path, task_of_instruction: dict[str, str]) -> RequestSource:
+    """The intake: ``--amf.source_root`` (a local folder), else the Hub repo ``--amf.source_repo_id``
+    (copied into ``<output_dir>/intake``), else the local folder ``<output_dir>/intake``."""
+    from_hub = bool(amf_cfg.source_repo_id) and not amf_cfg.source_root
     root = Path(amf_cfg.source_root) if amf_cfg.source_root else Path(output_dir) / DEFAULT_INTAKE_DIR
     repo_id = amf_cfg.source_repo_id or f"local/{Path(output_dir).name}_intake"
     return RequestSource(repo_id, root, task_of_instruction, amf_cfg.request_min_frames, amf_cfg.accept_partial,
-                         amf_cfg.request_record_args)
+                         amf_cfg.request_record_args, from_hub=from_hub)

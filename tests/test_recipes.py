@@ -100,6 +100,8 @@ def test_metaworld_default_recipe(monkeypatch, tmp_path):
     assert partitions.groups == {"all": pool}
     assert isinstance(cfg.policy, DiffusionConfig) and cfg.policy.push_to_hub is False
     assert (cfg.amf.strategy, cfg.amf.source) == ("rebalancing", "metaworld_expert")
+    # concentrating the budget must not make the single model forget (benchmarks/results/forgetting.json)
+    assert (cfg.amf.isolation, cfg.amf.replay_fraction) == ("shared_replay", 0.5)
 
 
 def test_a_recipe_with_an_unknown_key_is_one_line_and_exit_2(monkeypatch, tmp_path, capsys):

@@ -36,8 +36,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import (RESULTS_DIR, ROOT, RUNS_DIR, cli_env, dry_run, measured_at_commit, pyplot, read_json,
-                               write_json)
+from benchmarks.common import (RESULTS_DIR, ROOT, RUNS_DIR, add_output_args, cli_env, dry_run, measured_at_commit,
+                               pyplot, read_json, write_json)
 from benchmarks.study_runner import pretrained_only_args, run_or_resume
 
 NAME = "amf_options_pilot"
@@ -150,10 +150,8 @@ def main(argv=None) -> None:
     from benchmarks.sample_efficiency_hard import setting
 
     p = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}", description=__doc__.splitlines()[0])
-    p.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS_DIR.relative_to(ROOT)}")
-    p.add_argument("--runs-dir", type=Path, default=None, help=f"default: {RUNS.relative_to(ROOT)}")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    p.add_argument("--dry-run", action="store_true", help="print what it would run and write; run nothing")
+    add_output_args(p, RUNS)
     args = p.parse_args(argv)
     results, runs = (args.results_dir or RESULTS_DIR).resolve(), (args.runs_dir or RUNS).resolve()
     spec = setting(RESULTS_DIR)

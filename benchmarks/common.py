@@ -152,6 +152,13 @@ def pyplot():
 
 
 # ---------------------------------------------------------------- dry runs
+def add_output_args(parser, runs: Path) -> None:
+    """``--results-dir``, ``--runs-dir`` (default ``runs``) and ``--dry-run``: every study's last flags."""
+    parser.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS_DIR.relative_to(ROOT)}")
+    parser.add_argument("--runs-dir", type=Path, default=None, help=f"default: {runs.relative_to(ROOT)}")
+    parser.add_argument("--dry-run", action="store_true", help="print what it would run and write; run nothing")
+
+
 def dry_run(benchmark: str, plan: dict) -> None:
     """Print what a benchmark would run and write (``plan``: label -> value or list of values)."""
     print(f"[{benchmark}] dry run: nothing is run or written", flush=True)

@@ -43,8 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import (RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, measured_at_commit, pyplot, read_json,
-                               write_json)
+from benchmarks.common import (RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, add_output_args, dry_run, measured_at_commit,
+                               pyplot, read_json, write_json)
 from benchmarks.sample_efficiency import COVERED_DEMOS, PILOT_NAME, UNDER_COVERED_DEMOS
 from benchmarks.study_runner import Study, portable, pretrained_only_args, run_or_resume
 
@@ -194,9 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.hard_pilot", description=__doc__.splitlines()[0])
     p.add_argument("--jobs", type=int, default=1, help="allocations run side by side (default 1)")
     p.add_argument("--summary-only", action="store_true", help="rebuild hard_pilot.json from the cell files")
-    p.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS_DIR.relative_to(ROOT)}")
-    p.add_argument("--runs-dir", type=Path, default=None, help=f"default: {RUNS.relative_to(ROOT)}")
-    p.add_argument("--dry-run", action="store_true", help="print what it would run and write; run nothing")
+    add_output_args(p, RUNS)
     return p
 
 

@@ -47,11 +47,10 @@ import os
 import shlex
 import sys
 import time
-from pathlib import Path
 
-from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, read_json, write_json
-from benchmarks.study_runner import (Cell, Study, cells_to_run, merge_flags, portable, pretrained_only_args,
-                                     refresh_cells, run_or_resume, run_study)
+from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, add_output_args, dry_run, read_json, write_json
+from benchmarks.study_runner import (Cell, Study, add_cell_args, cells_to_run, merge_flags, portable,
+                                     pretrained_only_args, refresh_cells, run_or_resume, run_study)
 from benchmarks.study_summary import write_summary
 
 RESULTS = RESULTS_DIR
@@ -280,19 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
     p.add_argument("--isolations", nargs="+", choices=list(ISOLATIONS), default=list(ISOLATIONS))
-    p.add_argument("--max-cells", type=int, default=None, help="run at most this many cells now")
-    p.add_argument("--jobs", type=int, default=1, help="seeds run side by side (default 1)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per run (default: cpus // jobs when --jobs > 1, else torch's default)")
-    p.add_argument("--summary-only", action="store_true", help="rebuild the summary and figures only")
+    add_cell_args(p)
     p.add_argument("--refresh", action="store_true",
                    help="first rewrite the complete cell files from their run directories (new fields)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 tasks, 1 seed (needs --results-dir)")
-    p.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS.relative_to(ROOT)}")
-    p.add_argument("--runs-dir", type=Path, default=None,
-                   help=f"default: {RUNS.relative_to(ROOT)} (with --smoke: <results-dir>/runs)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the cells it would run (or the pilot) and the files it would write; run nothing")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 tasks, 1 seed (with --smoke, --runs-dir "
+                   "defaults to <results-dir>/runs; needs --results-dir)")
+    add_output_args(p, RUNS)
     return p
 
 

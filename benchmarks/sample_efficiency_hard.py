@@ -40,8 +40,8 @@ import os
 import sys
 from pathlib import Path
 
-from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, read_json
-from benchmarks.study_runner import Cell, Study, merge_flags, run_study
+from benchmarks.common import RECIPE, RESULTS_DIR, RUNS_DIR, add_output_args, read_json
+from benchmarks.study_runner import Cell, Study, add_cell_args, merge_flags, run_study
 from benchmarks.study_summary import write_summary
 
 NAME = "sample_efficiency_hard"
@@ -230,14 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", nargs="+", type=int, default=None, help=f"default: {list(SEEDS)}")
     p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
     p.add_argument("--isolations", nargs="+", choices=list(ISOLATIONS), default=list(ISOLATIONS))
-    p.add_argument("--max-cells", type=int, default=None, help="run at most this many cells now")
-    p.add_argument("--jobs", type=int, default=1, help="seeds run side by side (default 1)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per run (default: cpus // jobs when --jobs > 1, else torch's default)")
-    p.add_argument("--summary-only", action="store_true", help="rebuild the summary and figures only")
-    p.add_argument("--results-dir", type=Path, default=None, help=f"default: {RESULTS_DIR.relative_to(ROOT)}")
-    p.add_argument("--runs-dir", type=Path, default=None, help=f"default: {RUNS.relative_to(ROOT)}")
-    p.add_argument("--dry-run", action="store_true", help="print the cells it would run and the files; run nothing")
+    add_cell_args(p)
+    add_output_args(p, RUNS)
     return p
 
 

@@ -107,6 +107,15 @@ class Cell:
                            study.strategies[self.strategy])
 
 
+def add_cell_args(parser) -> None:
+    """How many cells run now, side by side, on how many threads, or only the summary."""
+    parser.add_argument("--max-cells", type=int, default=None, help="run at most this many cells now")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run side by side (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (default: cpus // jobs when --jobs > 1, else torch's default)")
+    parser.add_argument("--summary-only", action="store_true", help="rebuild the summary and figures only")
+
+
 def merge_flags(*groups: list[str]) -> list[str]:
     """CLI flags, a later ``--key=value`` replacing an earlier one of the same key in its place."""
     flags: dict[str, str] = {}

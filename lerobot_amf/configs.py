@@ -294,3 +294,19 @@ def memoise_help_sources() -> None:
         return
     cached = functools.lru_cache(maxsize=None)(inspect.getsource)
     docstring.inspect = types.SimpleNamespace(getsource=cached, getmro=inspect.getmro)
+
+
+def cli_main(prog: str, entry) -> None:
+    """A CLI's start (LeRobot's logging and plugins, ``memoise_help_sources``) and its answer to bad
+    input: ``entry()`` raising ``AMFInputError`` is one line ``<prog>: error: ...``, exit 2, nothing written."""
+    from lerobot.utils.import_utils import register_third_party_plugins
+    from lerobot.utils.utils import init_logging
+
+    init_logging()
+    register_third_party_plugins()
+    memoise_help_sources()
+    try:
+        entry()
+    except AMFInputError as err:
+        print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        sys.exit(2)

@@ -21,7 +21,6 @@ eval entries; the same table is printed.
 import datetime as dt
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,14 +57,9 @@ class AMFEvalConfig:
                                 "both must be at least 1.")
 
 
-@dataclass
-class AMFEvalPipelineConfig:
-    env: envs.EnvConfig
-    amf: AMFEvalConfig = field(default_factory=AMFEvalConfig)
-    # Filled from --policy.path (and --policy.* overrides), as lerobot-eval does.
-    policy: PreTrainedConfig | None = None
-    output_dir: Path | None = None
-    rename_map: dict[str, str] = field(default_factory=dict)
+class PolicyFromPath:
+    """A CLI config whose ``policy`` is read from ``--policy.path`` (and ``--policy.*`` overrides), as
+    ``lerobot-eval`` reads it: ``policy_path`` and ``policy_overrides`` after parsing."""
 
     def __post_init__(self) -> None:
         self.policy_path = parser.get_path_arg("policy")
@@ -74,6 +68,15 @@ class AMFEvalPipelineConfig:
     @classmethod
     def __get_path_fields__(cls) -> list[str]:
         return ["policy"]
+
+
+@dataclass
+class AMFEvalPipelineConfig(PolicyFromPath):
+    env: envs.EnvConfig
+    amf: AMFEvalConfig = field(default_factory=AMFEvalConfig)
+    policy: PreTrainedConfig | None = None  # filled from --policy.path
+    output_dir: Path | None = None
+    rename_map: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -134,7 +137,7 @@ def load_policy(cfg) -> LoadedPolicy:
     from lerobot.utils.utils import get_safe_torch_device
 
     if not cfg.policy_path:
-        raise AMFInputError("--policy.path is needed: a LeRobot checkpoint (folder or Hub repo) or a "
+        raise AMFInputError("This command needs --policy.path: a LeRobot checkpoint (folder or Hub repo) or a "
                             "routed_model/ folder (or <repo id>/routed_model).")
     routed_dir = routed_checkpoint(cfg.policy_path)
     if routed_dir is not None:
@@ -263,19 +266,9 @@ def amf_eval(cfg: AMFEvalPipelineConfig) -> dict:
 
 
 def main() -> None:
-    from lerobot.utils.import_utils import register_third_party_plugins
-    from lerobot.utils.utils import init_logging
+    from lerobot_amf.configs import cli_main
 
-    from lerobot_amf.configs import memoise_help_sources
-
-    init_logging()
-    register_third_party_plugins()
-    memoise_help_sources()
-    try:
-        amf_eval()
-    except AMFInputError as err:
-        print(f"lerobot-amf-eval: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    cli_main("lerobot-amf-eval", amf_eval)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ its policies) or, for a language-conditioned policy, by the instruction strings 
 
 
 import datetime as dt
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lerobot_amf.errors import AMFInputError
+from lerobot_amf.eval_cli import PolicyFromPath
 from lerobot_amf.selection.config import AMFSelectionConfig
 
 PLAN_FILENAME, PLOT_FILENAME = "amf_plan.json", "amf_plan.png"
@@ -71,7 +71,7 @@ class AMFPlanConfig:
 
 
 @dataclass
-class AMFPlanPipelineConfig:
+class AMFPlanPipelineConfig(PolicyFromPath):
     env: envs.EnvConfig | None = None  # a simulator: rollouts and evaluation (none: a real robot)
     dataset: DatasetConfig | None = None  # the demos in hand (repo id, and root for a local folder)
     amf: AMFPlanConfig = field(default_factory=AMFPlanConfig)
@@ -79,14 +79,6 @@ class AMFPlanPipelineConfig:
     output_dir: Path | None = None
     seed: int = 1000  # lerobot-train's default: a run's seed gives its plan
     rename_map: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.policy_path = parser.get_path_arg("policy")
-        self.policy_overrides = parser.get_cli_overrides("policy")
-
-    @classmethod
-    def __get_path_fields__(cls) -> list[str]:
-        return ["policy"]
 
 
 def demos_in_hand(cfg: AMFPlanPipelineConfig):
@@ -281,19 +273,9 @@ def amf_plan(cfg: AMFPlanPipelineConfig) -> dict:
 
 
 def main() -> None:
-    from lerobot.utils.import_utils import register_third_party_plugins
-    from lerobot.utils.utils import init_logging
+    from lerobot_amf.configs import cli_main
 
-    from lerobot_amf.configs import memoise_help_sources
-
-    init_logging()
-    register_third_party_plugins()
-    memoise_help_sources()
-    try:
-        amf_plan()
-    except AMFInputError as err:
-        print(f"lerobot-amf-plan: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    cli_main("lerobot-amf-plan", amf_plan)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ import draccus
 from lerobot.configs import parser
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.policies.factory import make_policy, make_pre_post_processors
-from lerobot.utils.import_utils import register_third_party_plugins
 from lerobot.utils.random_utils import set_seed
 from lerobot.utils.constants import CHECKPOINTS_DIR, LAST_CHECKPOINT_LINK
-from lerobot.utils.utils import init_logging
+
 from rich.console import Console
 
-from lerobot_amf.configs import AMFTrainPipelineConfig, memoise_help_sources, missing_policy_path
+from lerobot_amf.configs import AMFTrainPipelineConfig, missing_policy_path, cli_main
 from lerobot_amf.atomic import atomic_dir, new_dir_atomic, symlink_atomic
 from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, repair_demo_dataset, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
@@ -445,31 +444,28 @@ def cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, pool) -> di
 
 
 def main() -> None:
-    init_logging()
-    register_third_party_plugins()
-    memoise_help_sources()
+    cli_main("lerobot-amf-train", train_entry)
+
+
+def train_entry() -> None:
+    """``amf_train`` with its other failures on input as one-line errors (``AMFInputError``), and a source
+    filled by people that waits for them: its one line, exit 0."""
     try:
         amf_train()
     except WaitingForDemos as waiting:
         print(f"lerobot-amf-train: {' '.join(str(waiting).split())}", file=sys.stderr)
         sys.exit(0)
-    except (AMFInputError, FileExistsError) as err:
-        fail(str(err))
+    except FileExistsError as err:
+        raise AMFInputError(str(err)) from None
     except draccus.utils.ParsingError as err:  # a recipe or flag with an unknown key or a wrong type
-        fail(explain_config_error(err))
+        raise AMFInputError(explain_config_error(err)) from None
     except argparse.ArgumentError as err:  # e.g. both --policy.path and --policy.type
-        fail(str(err))
+        raise AMFInputError(str(err)) from None
     except FileNotFoundError as err:  # LeRobot read a --policy.path that is no folder here as a repo id
         policy_path = parser.get_path_arg("policy")
         if policy_path is None or Path(policy_path).expanduser().exists():
             raise
-        fail(missing_policy_path(policy_path, f"the Hub has none: {err}"))
-
-
-def fail(message: str) -> None:
-    """The CLI's answer to bad input: one line, exit code 2, nothing written."""
-    print(f"lerobot-amf-train: error: {' '.join(message.split())}", file=sys.stderr)
-    sys.exit(2)
+        raise AMFInputError(missing_policy_path(policy_path, f"the Hub has none: {err}")) from None
 
 
 def explain_config_error(err: Exception) -> str:

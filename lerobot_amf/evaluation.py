@@ -57,6 +57,9 @@ def format_success(entry: dict | None, counts: bool = False) -> str:
 def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
     """What an evaluation ran (``amf_cfg``: the train, eval or plan CLI's ``--amf`` section); with
     ``policy_cfg``, also the cameras resized to the policy's size."""
+    if not task_catalog(env_cfg).simulator:  # a real robot's recorded tasks: nothing is evaluated
+        return {"episodes_per_task": 0, "seeds": "-", "max_steps": None, "env": env_cfg.type,
+                "success": "not evaluated (no simulator)", "interval": "-", **task_catalog(env_cfg).protocol(env_cfg)}
     protocol = {
         "episodes_per_task": amf_cfg.eval_episodes,
         "seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + amf_cfg.eval_episodes - 1} (same for every task and round)",

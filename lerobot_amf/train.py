@@ -21,7 +21,7 @@ from pathlib import Path
 import draccus
 from lerobot.configs import parser
 from lerobot.configs.policies import PreTrainedConfig
-from lerobot.policies.factory import make_policy, make_pre_post_processors
+from lerobot.policies.factory import get_policy_class, make_policy, make_pre_post_processors
 from lerobot.utils.random_utils import set_seed
 from lerobot.utils.constants import CHECKPOINTS_DIR, LAST_CHECKPOINT_LINK
 
@@ -162,6 +162,11 @@ class Run:
     def main(self) -> bool:
         return self.accelerator.is_main_process
 
+    @property
+    def simulated(self) -> bool:
+        """A simulator to evaluate and roll out in (not ``--env.type=recorded``)."""
+        return task_catalog(self.cfg.env).simulator
+
     def taken(self, state: LedgerState) -> set[str]:
         """Demo ids no pull may give again: the run's fine-tuning demos and the generalist's pretraining ones."""
         return state.demo_ids | self.pretrain_demo_ids
@@ -210,8 +215,11 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
     if cfg.resume:
         check_same_run(ledger, plan, strategy.name, cfg, source)
     start_round = ledger.state().rounds_done
-    policy = make_policy(cfg.policy, env_cfg=cfg.env)
-    check_policy_fits_env(policy.config, cfg.env)
+    if catalog.simulator:
+        policy = make_policy(cfg.policy, env_cfg=cfg.env)
+        check_policy_fits_env(policy.config, cfg.env)
+    else:  # no env to take features from: the checkpoint's own (its demos are checked against them)
+        policy = get_policy_class(cfg.policy.type).from_pretrained(cfg.policy.pretrained_path, config=cfg.policy)
     source.check_features(policy.config)  # a Hub dataset's frames are what the policy trains on
     preprocessor, postprocessor = make_processors(cfg, policy, source.stats() if cfg.amf.normalization == "source"
                                                   else None)
@@ -248,7 +256,9 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
         if repaired.changed:
             console.print(f"Resuming after a stop, the demo dataset was repaired ({repaired}).")
     accelerator.wait_for_everyone()
-    if run.main and not any(r["round"] == -1 for r in ledger.records("eval")):
+    if run.main and not catalog.simulator:
+        console.print(f"--env.type={cfg.env.type}: no simulator, so nothing is evaluated; selection reads the demos only.")
+    elif run.main and not any(r["round"] == -1 for r in ledger.records("eval")):
         console.rule("Evaluating the pretrained policy")
         result = cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, plan.pool)
         ledger.append("eval", round=-1, variant="pretrained", **result)
@@ -299,7 +309,8 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
             pretrain_counts=run.pretrain_counts,
             success=state.latest_success(),
             policy=selection_policy, preprocessor=run.preprocessor,
-            postprocessor=run.postprocessor, env_cfg=run.cfg.env, accelerator=run.accelerator,
+            postprocessor=run.postprocessor, env_cfg=run.cfg.env if run.simulated else None,
+            accelerator=run.accelerator,
             demo_dataset=run.demos if state.episodes else None,
             pretrain_dataset=run.pretrain_demos,
             vocabulary=plan.vocabulary,
@@ -366,10 +377,11 @@ def run_round(run: Run, r: int) -> None:
         symlink_atomic(ckpt.parent / LAST_CHECKPOINT_LINK, ckpt.name)
         run.ledger.append("train", round=r, metrics=metrics)
         set_seed(round_seed(cfg.seed, r, "eval"))  # the policy's sampling noise during rollouts
-        with phase("evaluating"):
+        with phase("evaluating") if run.simulated else contextlib.nullcontext():
             episodes = cfg.amf.episodes_in_round(r, len(run.plan.rounds))
-            for variant, result in isolation.evaluate(accelerator, run.preprocessor, run.postprocessor, cfg.env,
-                                                      episodes):
+            results = isolation.evaluate(accelerator, run.preprocessor, run.postprocessor, cfg.env, episodes) \
+                if run.simulated else []
+            for variant, result in results:
                 run.ledger.append("eval", round=r, variant=variant, **result)
         run.ledger.append("round_end", round=r, demos_per_task={t: state.counts.get(t, 0) for t in run.plan.pool},
                           checkpoint=str(saved))

@@ -176,3 +176,34 @@ def test_an_intake_on_the_hub_is_read_as_pushed_at_each_start(tmp_path, monkeypa
         demos = later.pull("reach-v3", 2, set())
     assert [d.info["episode_index"] for d in demos] == [0, 1]
     assert len({d.demo_id for d in demos}) == 2 and all(d.demo_id.startswith("intake/team/intake/") for d in demos)
+
+
+@pytest.mark.slow
+def test_a_robot_with_no_simulator_runs_the_loop_on_recorded_tasks(tmp_path, lerobot_home, tiny_run):
+    """--env.type=recorded: the pool is the instruction strings, nothing is evaluated or rolled out, amf
+    selects from the demos in hand, and the report, tables and plots say there is no evaluation."""
+    start = next(r for r in ledger(tiny_run) if r["event"] == "run_start")
+    run, intake, used = tmp_path / "run", tmp_path / "intake", set()
+    tasks = {instruction(t): t for t in ("reach-v3", "drawer-close-v3")}
+    args = [f"--policy.path={start['model']['pretrained_path']}", "--policy.device=cpu", "--env.type=recorded",
+            f"--env.task={','.join(tasks)}", "--amf.rounds=2", "--amf.demos_per_round=2", "--amf.steps_per_round=6",
+            "--batch_size=8", "--num_workers=0", "--amf.strategy=amf", "--amf.selection.chunk_size=8",
+            "--amf.source=request", f"--amf.source_root={intake}", "--amf.request_min_frames=5",
+            "--dataset.repo_id=local/robot_demos", f"--output_dir={run}"]
+    for r in (1, 2):
+        proc = run_cli(args if r == 1 else [*args, "--resume=true"], lerobot_home)
+        assert "Waiting for demos" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+        for t in request(run, r)["tasks"]:
+            assert t["instruction"] == t["task"] and t["task"] in tasks  # the pool is the instructions
+            record_session(intake, t["instruction"], expert_demos(tasks[t["task"]], t["demos"], used))
+    done = run_cli([*args, "--resume=true"], lerobot_home)
+    records = ledger(run)
+    assert records[-1]["event"] == "run_end", done.stderr[-2000:]
+    assert not [r for r in records if r["event"] == "eval"]  # nothing evaluated, not even the pretrained policy
+    selections = [r for r in records if r["event"] == "selection"]
+    assert len(selections) == 2 and all(s["reason"].startswith("amf") for s in selections)
+    assert all(s["details"]["rollout_fallback"] == [] for s in selections)
+    report = json.loads((run / "amf_report.json").read_text())
+    assert report["eval_protocol"]["success"] == "not evaluated (no simulator)"
+    assert [r["demos_total"] for r in report["rounds"]] == [2, 4]
+    assert "no simulator" in done.stdout + done.stderr

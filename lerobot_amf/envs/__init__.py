@@ -7,3 +7,4 @@ from lerobot_amf.envs.metaworld_state import (  # noqa: F401
     MetaworldStateEnvConfig,
     parse_task_list,
 )
+from lerobot_amf.envs.recorded import RecordedEnvConfig  # noqa: F401

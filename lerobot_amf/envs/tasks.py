@@ -46,6 +46,7 @@ class TaskCatalog(abc.ABC):
     """An env type's tasks: names, pool parsing, instructions, suites, one-task env configs."""
 
     env_type: str
+    simulator = True  # False: nothing to roll out or evaluate in (tasks recorded on a real robot)
 
     @abc.abstractmethod
     def all_tasks(self) -> list[str]:
@@ -107,24 +108,26 @@ class TaskCatalog(abc.ABC):
 
 
 class RecordedTasks(TaskCatalog):
-    """The tasks of recorded demos, named by their instruction strings: the catalogue of a robot with
-    no simulator and no env type (``lerobot-amf-plan`` on a language-conditioned policy). There is
-    nothing to roll out in, so ``env_for`` refuses."""
+    """Tasks named by their instruction strings, with no simulator: a real robot's (``--env.type=recorded``,
+    ``--env.task`` the instructions, comma-separated), or those of recorded demos (``lerobot-amf-plan``
+    on a language-conditioned policy, ``instructions`` the dataset's). Nothing can be rolled out in it,
+    so ``env_for`` refuses."""
 
     env_type = "recorded"
+    simulator = False
 
-    def __init__(self, instructions: Sequence[str]):
-        self.tasks = list(dict.fromkeys(instructions))
+    def __init__(self, instructions: Sequence[str] | None = None):
+        self.tasks = None if instructions is None else list(dict.fromkeys(instructions))
 
     def all_tasks(self) -> list[str]:
-        return list(self.tasks)
+        return list(self.tasks or [])
 
     def parse_pool(self, spec: str | Sequence[str]) -> list[str]:
         pool = split_task_list(spec)
-        unknown = [t for t in pool if t not in self.tasks]
+        unknown = [t for t in pool if self.tasks is not None and t not in self.tasks]
         if not pool or unknown:
             raise AMFInputError(f"Task(s) {', '.join(map(repr, unknown)) or '(none)'} are not among the recorded "
-                                f"demos' tasks: {', '.join(map(repr, self.tasks))}.")
+                                f"tasks: {', '.join(map(repr, self.tasks or [])) or '(none given)'}.")
         return pool
 
     def instruction(self, task: str) -> str:
@@ -137,7 +140,16 @@ class RecordedTasks(TaskCatalog):
         raise AMFInputError("Recorded tasks have no simulator to build an env for.")
 
     def default_pool(self, env_cfg) -> list[str]:
-        return self.all_tasks()
+        return split_task_list(env_cfg.task) if env_cfg is not None and self.tasks is None else self.all_tasks()
+
+    def policy_features(self, env_cfg) -> dict:
+        return {}  # no env: the policy's own features are what its demos must fit
+
+    def protocol(self, env_cfg) -> dict:
+        return {"evaluated": "nothing (no simulator)"}
+
+    def vocabulary(self, pool: list[str]) -> TaskVocabulary:
+        return TaskVocabulary(None, {t: t for t in pool}, {t: t for t in pool})
 
 
 def split_task_list(spec: str | Sequence[str]) -> list[str]:

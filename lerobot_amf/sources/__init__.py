@@ -25,7 +25,8 @@ def make_source(amf_cfg, env_cfg, seed: int, catalog, role: str = "finetune", ou
         if role == "finetune":
             from lerobot_amf.sources.request import make_request_source
 
-            return make_request_source(amf_cfg, output_dir, catalog.vocabulary(catalog.all_tasks()).task_of_instruction)
+            tasks = catalog.all_tasks() or catalog.run_pool(getattr(amf_cfg, "tasks", None), env_cfg)  # recorded: the pool
+            return make_request_source(amf_cfg, output_dir, catalog.vocabulary(tasks).task_of_instruction)
         if env_cfg.type != "mw_state":
             raise AMFInputError("amf.source=request starts from a generalist: give --policy.path (the embedded "
                                 "default pretrains one only in the Metaworld env).")

@@ -36,9 +36,13 @@ def weak_at_selection(cell: dict, threshold: float = WEAK) -> list[list[str]]:
     return [[t for t, v in per_task.items() if v["successes"] < threshold * v["episodes"]] for per_task in before]
 
 
-def weak_share(cell: dict, threshold: float = WEAK) -> float | None:
-    """Share of the cell's picks that went to tasks weak at the time they were picked."""
-    picks = [t in weak for r, weak in zip(cell["rounds"], weak_at_selection(cell, threshold)) for t in r["selected"]]
+def weak_share(cell: dict, threshold: float = WEAK, per_round: bool = False):
+    """Share of the cell's picks that went to tasks weak at the time they were picked (``per_round``:
+    one share per round)."""
+    rounds = [[t in weak for t in r["selected"]] for r, weak in zip(cell["rounds"], weak_at_selection(cell, threshold))]
+    if per_round:
+        return [sum(r) / len(r) if r else None for r in rounds]
+    picks = [p for r in rounds for p in r]
     return sum(picks) / len(picks) if picks else None
 
 
@@ -59,6 +63,7 @@ def strategy_summary(cells: dict[int, dict]) -> dict:
         }
     shares = {s: weak_share(cells[s]) for s in seeds}
     out["weak_share"] = {"overall": float(np.mean([v for v in shares.values() if v is not None])),
+                         "per_round": np.mean([weak_share(cells[s], per_round=True) for s in seeds], axis=0).tolist(),
                          "per_seed": {str(s): v for s, v in shares.items()},
                          "rule": f"share of the picks that went to tasks below {WEAK} in the evaluation the "
                                  "selection came after"}
@@ -252,7 +257,7 @@ def markdown_summary(summary: dict, title: str) -> str:
 
 
 def plot_summary(summary: dict, out_dir: Path, prefix: str, strategies) -> list[Path]:
-    """Three PNGs ``<prefix>_*.png`` from the cells that exist, a colour per strategy in the order of
+    """PNGs ``<prefix>_*.png`` (curves, budget shares, paired differences) from the cells that exist, a colour per strategy in the order of
     ``strategies``; titles say PARTIAL until every planned cell is done."""
     import numpy as np
 
@@ -301,6 +306,23 @@ def plot_summary(summary: dict, out_dir: Path, prefix: str, strategies) -> list[
             ax.legend(fontsize=6)
         axes[0][0].set_ylabel("share of the round's demos\non under-covered tasks (mean over seeds)")
         save(fig, "Budget spent on under-covered tasks", "under_covered_share")
+    weak = [(s, i, g) for s, i, g in groups if any("weak_share" in st for st in g["strategies"].values())]
+    if weak:
+        fig, axes = plt.subplots(1, len(weak), figsize=(4.8 * len(weak), 3.8), sharey=True, squeeze=False)
+        for ax, (setting, iso, g) in zip(axes[0], weak):
+            shares = {n: st["weak_share"] for n, st in g["strategies"].items() if "weak_share" in st}
+            width = 0.8 / max(1, len(shares))
+            for j, (name, share) in enumerate(shares.items()):
+                rounds = np.arange(1, len(share["per_round"]) + 1)
+                ax.bar(rounds + (j - (len(shares) - 1) / 2) * width, share["per_round"], width=width,
+                       color=colour[name], label=f"{name} ({share['overall']:.2f} overall)")
+                ax.set_xticks(rounds)
+            ax.set_title(f"{setting}, {iso}", fontsize=9)
+            ax.set_xlabel("round")
+            ax.set_ylim(0, 1.05)
+            ax.legend(fontsize=6)
+        axes[0][0].set_ylabel("share of the round's demos on tasks\nbelow 0.6 when chosen (mean over seeds)")
+        save(fig, "Budget spent on tasks that were failing", "weak_share")
     if rows:
         fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.2))
         for y, (label, p) in enumerate(rows):

@@ -68,6 +68,42 @@ def tiny_amf_run(tmp_path_factory, lerobot_home, tiny_run) -> Path:
     return out
 
 
+# A push goes to a Hub stand-in on 127.0.0.1 (tests/fake_hub.py) with a recognisable fake token, so
+# that any copy of it anywhere is found.
+TOKEN = "hf_FAKEtokenFORtestsXq7ZkWv3Pn9Lr2Ty5Bs8"
+
+
+@pytest.fixture
+def make_hub(monkeypatch, tmp_path):
+    """Start a FakeHub and point huggingface_hub at it, as ``HF_ENDPOINT=<its url> HF_HUB_OFFLINE=0
+    HF_HOME=<empty dir> HF_TOKEN=<fake>`` would when huggingface_hub is imported."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import reset_sessions
+
+    started = []
+    hf_home = tmp_path / "hf_home"
+
+    def start(**failures):
+        from fake_hub import FakeHub
+
+        hub = FakeHub(**failures).__enter__()
+        started.append(hub)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
+        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
+        monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        reset_sessions()  # sessions made under HF_HUB_OFFLINE=1 refuse every request
+        return hub
+
+    start.hf_home = hf_home
+    yield start
+    for hub in started:
+        hub.__exit__(None, None, None)
+    reset_sessions()
+
+
 # ---- tiny LeRobot policy inputs shared by the embedding, family and isolation tests ----------
 STATE, ENV, ACTION = "observation.state", "observation.environment_state", "action"
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard
 
+from conftest import TOKEN
 from fake_hub import FakeHub
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.publish import (NO_TOKEN, TEXT_SUFFIXES, PushError, _pushed_bytes, base_origin, main, push_run,
@@ -24,37 +25,6 @@ from lerobot_amf.report import change_kind, write_report
 pytestmark = pytest.mark.slow  # the tiny run (tiny_run), a wheel build, an evaluation in Metaworld
 
 REPO = "someone/amf-tiny"
-# Recognisable, so that any copy of it anywhere is found.
-TOKEN = "hf_FAKEtokenFORtestsXq7ZkWv3Pn9Lr2Ty5Bs8"
-
-
-@pytest.fixture
-def make_hub(monkeypatch, tmp_path):
-    """Start a FakeHub and point huggingface_hub at it, as ``HF_ENDPOINT=<its url> HF_HUB_OFFLINE=0
-    HF_HOME=<empty dir> HF_TOKEN=<fake>`` would when huggingface_hub is imported."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import reset_sessions
-
-    started = []
-    hf_home = tmp_path / "hf_home"
-
-    def start(**failures) -> FakeHub:
-        hub = FakeHub(**failures).__enter__()
-        started.append(hub)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
-        monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
-        monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-        monkeypatch.setenv("HF_TOKEN", TOKEN)
-        reset_sessions()  # sessions made under HF_HUB_OFFLINE=1 refuse every request
-        return hub
-
-    start.hf_home = hf_home
-    yield start
-    for hub in started:
-        hub.__exit__(None, None, None)
-    reset_sessions()
 
 
 def tree_digest(root: Path) -> dict:

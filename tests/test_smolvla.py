@@ -244,13 +244,14 @@ E2E_TASKS = "libero_spatial/0,libero_goal/0"  # one task of each of two suites
 @pytest.mark.slow
 @pytest.mark.usefixtures("libero_rendering")
 def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluates(smolvla, tmp_path, monkeypatch,
-                                                                                   capsys):
+                                                                                   capsys, make_hub):
     """The SmolVLA recipe's path on a LIBERO-shaped ``lerobot/libero`` served by the local Hub:
     amf selects with the flow family's kernel and likelihood surrogate, demos are pulled, one LoRA
     adapter per suite is trained, and the routed policy and the distilled single model (merge,
     then imitation of the routed teacher) are evaluated in the LIBERO
     simulator, each task routed to its suite's adapter through SmolVLA's own pre-processor (which
-    appends a newline to the task); then ``lerobot-amf-eval`` of the routed output."""
+    appends a newline to the task); then ``lerobot-amf-eval`` of both outputs, and the push of the run
+    through ``huggingface_hub.HfApi`` to a Hub stand-in."""
     import json
     import sys
 
@@ -310,14 +311,18 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
     eval_cli.main()
     plain = json.loads((tmp_path / "eval_plain" / eval_cli.REPORT_FILENAME).read_text())
     assert plain["model"]["variant"] == "single model" and plain["model"]["type"] == "smolvla"
-    # what a push of the run uploads: both models, the card, and no path of this machine
-    from lerobot_amf.publish import upload_plan
+    # the push: one commit of both models and the card, through huggingface_hub's own HfApi, no local path
+    from lerobot_amf.publish import push_run, upload_plan
 
-    plan = {f.path_in_repo: f for f in upload_plan(out, "someone/smolvla-libero-amf")}
-    assert {"README.md", "config.json", "model.safetensors", "routed_model/routing.json"} <= set(plan)
-    assert any(p.startswith("routed_model/adapters/libero_goal/") for p in plan)
-    card = plan["README.md"].data().decode()
+    hub = make_hub()
+    result = push_run(out, "someone/smolvla-libero-amf", backoff_s=0)
+    pushed = hub.commits[0]["files"]
+    assert len(hub.commits) == 1 and sorted(pushed) == result["files"] == \
+        [f.path_in_repo for f in upload_plan(out, "someone/smolvla-libero-amf")]
+    assert {"README.md", "config.json", "model.safetensors", "routed_model/routing.json"} <= set(pushed)
+    assert any(p.startswith("routed_model/adapters/libero_goal/") for p in pushed)
+    card = pushed["README.md"].decode()
     assert "per-partition adapters" in card and "libero_goal" in card and "smolvla" in card
-    for name, f in plan.items():
+    for name, data in pushed.items():
         if name.endswith((".json", ".jsonl", ".md")):
-            assert str(tmp_path) not in f.data().decode(), name
+            assert str(tmp_path) not in data.decode(), name

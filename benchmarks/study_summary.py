@@ -157,12 +157,17 @@ def summarise_study(complete: list[dict], failed: list[dict], planned: list, stu
         spec = next(iter(next(iter(strategies.values())).values()))["setting_spec"]
         settings.setdefault(setting, {"spec": spec, "isolations": {}})["isolations"][isolation] = group
     for setting, body in settings.items():  # paired means: every cell of a seed starts from one generalist
+        # one cache entry (its name is the hash of the pretraining config and seed, wherever the runs
+        # folder was) and one pretrained evaluation, success for success, across the seed's cells
         generalists: dict[str, set] = {}
+        pretrained: dict[str, set] = {}
         for rec in complete:
             if rec["setting"] == setting:
-                generalists.setdefault(str(rec["seed"]), set()).add(rec["report"]["model"]["pretrained_path"])
-        body["generalist_per_seed"] = {seed: sorted(paths) for seed, paths in sorted(generalists.items())}
-        body["one_generalist_per_seed"] = all(len(paths) == 1 for paths in generalists.values())
+                generalists.setdefault(str(rec["seed"]), set()).add(Path(rec["report"]["model"]["pretrained_path"]).name)
+                pretrained.setdefault(str(rec["seed"]), set()).add(json.dumps(rec["pretrained"], sort_keys=True))
+        body["generalist_per_seed"] = {seed: sorted(names) for seed, names in sorted(generalists.items())}
+        body["one_generalist_per_seed"] = all(len(names) == 1 for names in generalists.values()) and \
+            all(len(evals) == 1 for evals in pretrained.values())
         body["paired_isolations"] = paired_isolations({i: by_group[(s, i)] for s, i in by_group if s == setting},
                                                       study.isolation_comparisons, n_boot)
     missing = [c.name for c in planned if c.name not in done]

@@ -59,9 +59,10 @@ class AMFSelectionConfig:
     # rollout of its own targets; needs >= 2 fallback_rollouts).
     rollout_roles: str = "frames"
     # Condition the GP on the generalist's pretraining demos too (where they are known: the
-    # embedded pretraining record or --amf.replay_*), so covered tasks start at the posterior
-    # after pretraining instead of their prior; false: on the fine-tuning demos only.
-    condition_on_pretraining: bool = False
+    # embedded pretraining record), so covered tasks start at the posterior after pretraining
+    # instead of their prior; false: on the fine-tuning demos only (what the 38-cell study ran).
+    # On since benchmarks/results/amf_options_pilot.json chose it (rule fixed before it ran).
+    condition_on_pretraining: bool = True
     # false: selection reads nothing from a simulator (the real-robot case): no rollout fallback
     # and no evaluation of the run's model (amf_eval is then amf); the loop still evaluates, to report.
     simulator: bool = True

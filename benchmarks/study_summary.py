@@ -294,40 +294,34 @@ def plot_summary(summary: dict, out_dir: Path, prefix: str, strategies) -> list[
             ax.legend(fontsize=6)
         axes[0][0].set_ylabel("success, pooled over the pool\n(mean over seeds, band +- 1 s.e.)")
         save(fig, "Success vs demos", "success_vs_demos")
-    if skewed:
-        fig, axes = plt.subplots(1, len(skewed), figsize=(4.8 * len(skewed), 3.8), sharey=True, squeeze=False)
-        for ax, (setting, iso, g) in zip(axes[0], skewed):
-            shares = {n: st["under_covered_share"] for n, st in g["strategies"].items() if "under_covered_share" in st}
+    def share_bars(groups_with, key: str, ylabel: str, title: str, figure: str, half_line: bool) -> None:
+        """One panel per (setting, isolation): per round, each strategy's mean share of the demos ``key``."""
+        fig, axes = plt.subplots(1, len(groups_with), figsize=(4.8 * len(groups_with), 3.8), sharey=True,
+                                 squeeze=False)
+        for ax, (setting, iso, g) in zip(axes[0], groups_with):
+            shares = {n: st[key] for n, st in g["strategies"].items() if key in st}
             width = 0.8 / max(1, len(shares))
             for j, (name, share) in enumerate(shares.items()):
                 rounds = np.arange(1, len(share["per_round"]) + 1)
                 ax.bar(rounds + (j - (len(shares) - 1) / 2) * width, share["per_round"], width=width,
                        color=colour[name], label=f"{name} ({share['overall']:.2f} overall)")
                 ax.set_xticks(rounds)
-            ax.axhline(0.5, color="k", lw=0.8, ls=":")
+            if half_line:
+                ax.axhline(0.5, color="k", lw=0.8, ls=":")
             ax.set_title(f"{setting}, {iso}", fontsize=9)
             ax.set_xlabel("round")
             ax.set_ylim(0, 1.05)
             ax.legend(fontsize=6)
-        axes[0][0].set_ylabel("share of the round's demos\non under-covered tasks (mean over seeds)")
-        save(fig, "Budget spent on under-covered tasks", "under_covered_share")
+        axes[0][0].set_ylabel(ylabel)
+        save(fig, title, figure)
+
+    if skewed:
+        share_bars(skewed, "under_covered_share", "share of the round's demos\non under-covered tasks (mean over seeds)",
+                   "Budget spent on under-covered tasks", "under_covered_share", half_line=True)
     weak = [(s, i, g) for s, i, g in groups if any("weak_share" in st for st in g["strategies"].values())]
     if weak:
-        fig, axes = plt.subplots(1, len(weak), figsize=(4.8 * len(weak), 3.8), sharey=True, squeeze=False)
-        for ax, (setting, iso, g) in zip(axes[0], weak):
-            shares = {n: st["weak_share"] for n, st in g["strategies"].items() if "weak_share" in st}
-            width = 0.8 / max(1, len(shares))
-            for j, (name, share) in enumerate(shares.items()):
-                rounds = np.arange(1, len(share["per_round"]) + 1)
-                ax.bar(rounds + (j - (len(shares) - 1) / 2) * width, share["per_round"], width=width,
-                       color=colour[name], label=f"{name} ({share['overall']:.2f} overall)")
-                ax.set_xticks(rounds)
-            ax.set_title(f"{setting}, {iso}", fontsize=9)
-            ax.set_xlabel("round")
-            ax.set_ylim(0, 1.05)
-            ax.legend(fontsize=6)
-        axes[0][0].set_ylabel("share of the round's demos on tasks\nbelow 0.6 when chosen (mean over seeds)")
-        save(fig, "Budget spent on tasks that were failing", "weak_share")
+        share_bars(weak, "weak_share", "share of the round's demos on tasks\nbelow 0.6 when chosen (mean over seeds)",
+                   "Budget spent on tasks that were failing", "weak_share", half_line=False)
     if rows:
         fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.2))
         for y, (label, p) in enumerate(rows):

@@ -57,9 +57,10 @@ def format_success(entry: dict | None, counts: bool = False) -> str:
 def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
     """What an evaluation ran (``amf_cfg``: the train, eval or plan CLI's ``--amf`` section); with
     ``policy_cfg``, also the cameras resized to the policy's size."""
-    if not task_catalog(env_cfg).simulator:  # a real robot's recorded tasks: nothing is evaluated
+    catalog = task_catalog(env_cfg)
+    if not catalog.simulator:  # a real robot's recorded tasks: nothing is evaluated
         return {"episodes_per_task": 0, "seeds": "-", "max_steps": None, "env": env_cfg.type,
-                "success": "not evaluated (no simulator)", "interval": "-", **task_catalog(env_cfg).protocol(env_cfg)}
+                "success": "not evaluated (no simulator)", "interval": "-", **catalog.protocol(env_cfg)}
     protocol = {
         "episodes_per_task": amf_cfg.eval_episodes,
         "seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + amf_cfg.eval_episodes - 1} (same for every task and round)",
@@ -70,9 +71,9 @@ def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
         "env": env_cfg.type,
         "success": "environment's success flag at any step",
         "interval": "Wilson 95%",
-        **task_catalog(env_cfg).protocol(env_cfg),
+        **catalog.protocol(env_cfg),
     }
-    sizes = resized_images(task_catalog(env_cfg).policy_features(env_cfg), policy_cfg) if policy_cfg else {}
+    sizes = resized_images(catalog.policy_features(env_cfg), policy_cfg) if policy_cfg else {}
     if sizes:
         protocol["images_resized_to"] = {key: list(size) for key, size in sizes.items()}
     return protocol

@@ -101,7 +101,7 @@ class HubDatasetSource(DemoSource):
         self.max_bytes_per_round = max_bytes_per_round
         self._check_revision_marker()
         self.meta = self._open_metadata()
-        self._check_path_templates()
+        check_path_templates(self.meta.info, self.root, self.label)  # before any episode file is read
         if self.mark_revision:
             self._write_revision_marker()  # a copy refused above is left as it was
         self.frame_keys = [key for key in self.meta.features if key not in DEFAULT_FEATURES]
@@ -160,10 +160,6 @@ class HubDatasetSource(DemoSource):
                 marker.write_text(json.dumps({"repo_id": self.repo_id, "revision": self.revision}) + "\n")
             except OSError:  # a read-only copy: it cannot be mistaken for another revision by us, then
                 pass
-
-    def _check_path_templates(self) -> None:
-        """``data_path`` / ``video_path`` of ``meta/info.json`` make paths inside the local copy."""
-        check_path_templates(self.meta.info, self.root, self.label)
 
     def _checked_rename_map(self, rename_map: dict[str, str]) -> dict[str, str]:
         unknown = [key for key in rename_map if key not in self.frame_keys]

@@ -322,14 +322,18 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     each item (``_query_hf_dataset``: ``hf_dataset[key][rows]``; the cost is given once, at
     ``WindowColumns``), which was the main cost of an amf selection. Same windows and padding
     (LeRobot's own ``_get_query_indices``). Numeric columns are read whole (cheap); image columns
-    only at the rows the windows of ``positions`` need, so memory grows with the frames sampled,
-    not with the dataset. Datasets with videos or image transforms take the plain path.
+    only at the rows the windows of ``positions`` need, and videos decoded once per episode and
+    camera at exactly the timestamps those windows need (``_decode_windows``), so memory grows
+    with the frames sampled, not with the dataset. Datasets with image transforms take the plain
+    path.
     """
     positions = [int(i) for i in positions]
-    if ds.meta.video_keys or ds.image_transforms is not None:
+    if ds.image_transforms is not None:
         return [ds[i] for i in positions]
     ds._ensure_hf_dataset_loaded()
     hf = ds.hf_dataset
+    if not positions:
+        return []
     rows = hf[positions]
     items = [dict(zip(rows, values)) for values in zip(*rows.values())]
     delta = ds.delta_indices or {}
@@ -340,8 +344,9 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     def rel(idx):
         return list(idx) if to_rel is None else [to_rel[i] for i in idx]
 
+    videos = set(ds.meta.video_keys)
     images = [key for key in delta if ds.features[key]["dtype"] == "image"]
-    columns = {key: _whole_column(ds, key) for key in delta if key not in ds.meta.video_keys and key not in images}
+    columns = {key: _whole_column(ds, key) for key in delta if key not in videos and key not in images}
     for key in images:  # only the rows some window reads, each once
         needed = sorted({r for query, _ in queries for r in rel(query[key])})
         columns[key] = RowSubset(torch.stack(hf[key][needed]) if needed else torch.zeros(0), needed, len(hf))
@@ -350,11 +355,46 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
         if delta:
             item.update(padding)
             for key, idx in query.items():
-                item[key] = columns[key][rel(idx)]
+                if key not in videos:
+                    item[key] = columns[key][rel(idx)]
         item["task"] = ds.meta.tasks.iloc[int(item["task_index"])].name
         if with_subtask:
             item["subtask"] = ds.meta.subtasks.iloc[int(item["subtask_index"])].name
+    if videos:
+        _decode_windows(ds, items, [query for query, _ in queries], rel)
     return items
+
+
+def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], rel) -> None:
+    """Put each item's camera frames in place, as ``__getitem__`` would (``_get_query_timestamps``
+    + ``_query_videos``: the window's timestamps, shifted to the episode's place in its file), but
+    with one ``decode_video_frames`` call per episode and camera for all the items' timestamps
+    (each decoded once) instead of one per item and camera, which opens and seeks the file again
+    every time."""
+    from lerobot.datasets.video_utils import decode_video_frames
+
+    timestamps = _whole_column(ds, "timestamp")
+    wanted: dict[tuple[int, str], list[list[float]]] = {}
+    for item, query in zip(items, queries):
+        ep = int(item["episode_index"])
+        for key in ds.meta.video_keys:
+            ts = timestamps[rel(query[key])].tolist() if key in query else [float(item["timestamp"])]
+            shift = ds.meta.episodes[ep][f"videos/{key}/from_timestamp"]
+            wanted.setdefault((ep, key), []).append([shift + t for t in ts])
+    decoded = {}
+    for (ep, key), windows in wanted.items():
+        unique = sorted({t for window in windows for t in window})
+        frames = decode_video_frames(ds.root / ds.meta.get_video_file_path(ep, key), unique, ds.tolerance_s,
+                                     ds.video_backend)
+        decoded[ep, key] = (dict(zip(unique, range(len(unique)))), frames.reshape(len(unique), *frames.shape[-3:]))
+    for item, query in zip(items, queries):
+        ep = int(item["episode_index"])
+        for key in ds.meta.video_keys:
+            where, frames = decoded[ep, key]
+            shift = ds.meta.episodes[ep][f"videos/{key}/from_timestamp"]
+            ts = timestamps[rel(query[key])].tolist() if key in query else [float(item["timestamp"])]
+            window = frames[[where[shift + t] for t in ts]]
+            item[key] = window.squeeze(0) if len(ts) == 1 else window
 
 
 class RowSubset:

@@ -261,8 +261,8 @@ def test_a_task_embeds_only_the_frames_its_scores_read():
     weights = torch.tensor([[1 / (1 + light), light / (1 + light)], [light / (1 + light), 1 / (1 + light)]],
                            dtype=torch.float64)
     demo_of_frame = np.repeat([0, 1], 4)
-    states = DemoStates({}, demo_of_frame, np.tile([False, True], 4), ["A", "B"], np.array([40, 40]),
-                        np.array([4, 4]), np.array([False, True]))
+    states = DemoStates([], np.zeros(8, dtype=int), np.arange(8), None, demo_of_frame, np.tile([False, True], 4),
+                        ["A", "B"], np.array([40, 40]), np.array([4, 4]), np.array([False, True]))
     roles = demo_roles(states, weights, ["A", "B"], {"A": 0.5, "B": 0.5}, mass_floor=1e-3)
     for task, own in (("A", [0, 1, 2, 3]), ("B", [4, 5, 6, 7])):
         assert list(roles[task].rows_to_embed) == own
@@ -367,3 +367,29 @@ def test_without_a_simulator_selection_rolls_out_nothing_and_reads_no_evaluation
     plain = make_strategy("amf", dataclasses.replace(blind, simulator=True)).select(
         dataclasses.replace(context(setup, with_d=True), env_cfg=None), 2)
     assert sel.tasks == plain.tasks and sel.scores == plain.scores
+
+
+def test_selection_reads_its_frames_a_chunk_at_a_time_and_holds_none(setup, monkeypatch):
+    """Memory grows with the chunk, not with the frames sampled: the states in hand keep row
+    numbers only, every read is at most ``chunk_size`` frames, the likelihood pass reads each
+    sampled frame once, and the picks are those of one big chunk."""
+    from lerobot_amf.selection.amf import DemoStates
+
+    reads, held = [], []
+    original = DemoStates.batch
+
+    def recording(self, rows):  # read-only: answers unchanged
+        reads.append(len(rows))
+        held.append(self)
+        return original(self, rows)
+
+    monkeypatch.setattr(DemoStates, "batch", recording)
+    small = AMFStrategy(AMFSelectionConfig(chunk_size=5)).select(context(setup, with_d=True, seed=3), 3)
+    small_reads, reads[:] = list(reads), []
+    big = AMFStrategy(AMFSelectionConfig(chunk_size=100_000)).select(context(setup, with_d=True, seed=3), 3)
+    sampled = small.details["embedded_frames"]["sampled"]
+    assert max(small_reads) <= 5 and len(small_reads) > sampled // 5  # the likelihood pass, then the embedding
+    assert reads[0] == sampled  # one chunk: the likelihood pass reads every sampled frame, once
+    assert sum(small_reads[:-(-sampled // 5)]) == sampled
+    assert not any(isinstance(v, (torch.Tensor, dict)) for v in vars(held[0]).values())  # no batch kept
+    assert small.tasks == big.tasks

@@ -317,3 +317,34 @@ def test_read_frames_reads_only_the_image_rows_its_windows_need(tmp_path, monkey
     # the camera read once, at the rows of the windows only: 4 frames + the 3 histories that are
     # not padding (frame 0's is), of 60 frames
     assert rows_read == [7] and len(ds) == 60
+
+
+def test_read_frames_decodes_each_episodes_video_once_and_equals_getitem(tmp_path, monkeypatch):
+    """Cameras stored as MP4 (as ``lerobot/libero`` stores them), with a two-frame history: the
+    items equal LeRobot's own ``__getitem__``, and each episode's video is decoded once per camera
+    for all the sampled frames of that episode (``__getitem__`` decodes once per frame)."""
+    import lerobot.datasets.video_utils as video_utils
+
+    from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
+    from lerobot_amf.sources.hub import video_backend
+
+    root = build_libero_dataset(tmp_path / "libero", LIBERO_TASKS[:2], episodes_per_task=2, frames_per_episode=8,
+                                episodes_per_file=2)
+    delta = {CAMERAS[0]: [-0.1, 0.0], "observation.state": [-0.1, 0.0], "action": [0.0, 0.1]}
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta, video_backend=video_backend())
+    positions = [0, 3, 7, 9, 12, 30]  # episode 0 thrice (its first frame padded), 1 twice, 3 once
+    slow = [ds[i] for i in positions]
+    calls = []
+    original = video_utils.decode_video_frames
+
+    def counting(path, timestamps, *args, **kwargs):  # read-only: answers unchanged
+        calls.append(len(timestamps))
+        return original(path, timestamps, *args, **kwargs)
+
+    monkeypatch.setattr(video_utils, "decode_video_frames", counting)
+    fast = read_frames(ds, positions)
+    monkeypatch.undo()
+    assert_same_items(fast, slow)
+    assert fast[0][CAMERAS[0]].shape == (2, 3, 16, 16) and fast[1][CAMERAS[1]].shape == (3, 16, 16)
+    # 3 episodes x 2 cameras; episode 0's first camera needs frames 0, 2, 3, 6, 7 (0's history pads with 0)
+    assert len(calls) == 6 and sorted(calls)[-1] == 5

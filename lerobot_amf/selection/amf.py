@@ -63,6 +63,7 @@ from lerobot_amf.selection.gp import (
     kernel_scale,
 )
 from lerobot_amf.selection.importance import importance_weights, summarize_importance
+from lerobot_amf.sources.hub import video_backend
 
 # Stream id mixed into the round's seed for sampling demo frames, so the frames do not share
 # random numbers with the round generator's other uses.
@@ -74,15 +75,40 @@ CANDIDATE_WEIGHT_FLOOR = 1e-3
 
 @dataclasses.dataclass
 class DemoStates:
-    """Sampled frames of the demos in hand, as one preprocessed batch."""
+    """Sampled frames of the demos in hand. The frames themselves are read on demand, a chunk at a
+    time (``chunks``): only their row numbers are held, so a selection's memory grows with the
+    chunk, not with the frames sampled (two 256x256 cameras are 1.5 MB a frame as float32)."""
 
-    batch: dict  # preprocessed, frames of all demos stacked
+    datasets: list  # LeRobotDatasets the frames come from (the pretraining demos, then D)
+    frame_dataset: np.ndarray  # (N,) index into datasets
+    frame_position: np.ndarray  # (N,) the frame's row in its dataset
+    preprocessor: object  # the policy's pre-processor, applied to each chunk as read
     demo_of_frame: np.ndarray  # (N,) index into demo_task / demo_length
     candidate: np.ndarray  # (N,) bool: a candidate state (else a target state) of its demo
     demo_task: list[str]  # task each demo was recorded for
     demo_length: np.ndarray  # frames per demo (the full episode)
     frames_per_demo: np.ndarray  # sampled frames per demo
     in_d: np.ndarray  # (n_demos,) bool: a fine-tuning demo (part of D)
+
+    def batch(self, rows) -> dict:
+        """The frames ``rows`` (sampled-frame numbers), read and pre-processed, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        items: list = [None] * len(rows)
+        for d, ds in enumerate(self.datasets):
+            mine = np.flatnonzero(self.frame_dataset[rows] == d)
+            for k, item in zip(mine, read_frames(ds, self.frame_position[rows[mine]])):
+                items[k] = item
+        return self.preprocessor(torch.utils.data.default_collate(items))
+
+    def chunks(self, rows, size: int, accelerator=None):
+        """(chunk number, its rows, its batch) for ``rows`` cut into chunks of ``size``; under
+        several processes only this process's chunks (chunk i on process i mod P) are read."""
+        rows = np.asarray(rows, dtype=np.int64)
+        rank, world = _rank(accelerator), _num_processes(accelerator)
+        for i, start in enumerate(range(0, len(rows), size)):
+            if i % world == rank:
+                part = rows[start:start + size]
+                yield i, part, self.batch(part)
 
 
 def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None, instruction: str | None) -> dict:
@@ -184,11 +210,13 @@ class AMFStrategy(Strategy):
         policy = acting_policy(ctx.policy)
         delta = resolve_delta_timestamps(policy.config, _meta_of(ctx))
         rng = np.random.default_rng([ctx.rng.integers(2**31), FRAME_SAMPLING_STREAM])
-        items, demo_of_frame, candidate, demo_task, demo_length, per_demo, in_d = [], [], [], [], [], [], []
+        datasets, frame_dataset, frame_position = [], [], []
+        demo_of_frame, candidate, demo_task, demo_length, per_demo, in_d = [], [], [], [], [], []
         for dataset_ref, is_d in ((ctx.pretrain_dataset, False), (ctx.demo_dataset, True)):
             if dataset_ref is None:
                 continue
-            ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta)
+            ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta,
+                                video_backend=video_backend())
             task_of_instruction = ctx.vocabulary.task_of_instruction
             positions = []
             for ep in range(ds.meta.total_episodes):
@@ -206,12 +234,13 @@ class AMFStrategy(Strategy):
                 demo_length.append(stop - start)
                 per_demo.append(k)
                 in_d.append(is_d)
-            items += read_frames(ds, positions)
-        if not items:
+            frame_dataset += [len(datasets)] * len(positions)
+            frame_position += positions
+            datasets.append(ds)
+        if not frame_position:
             return None
-        batch = torch.utils.data.default_collate(items)
-        batch = ctx.preprocessor(batch)
-        return DemoStates(batch, np.asarray(demo_of_frame), np.asarray(candidate, dtype=bool), demo_task,
+        return DemoStates(datasets, np.asarray(frame_dataset), np.asarray(frame_position), ctx.preprocessor,
+                          np.asarray(demo_of_frame), np.asarray(candidate, dtype=bool), demo_task,
                           np.asarray(demo_length), np.asarray(per_demo), np.asarray(in_d, dtype=bool))
 
     # ---------------------------------------------------------------- selection
@@ -267,16 +296,20 @@ class AMFStrategy(Strategy):
         family = family_of(acting_policy(ctx.policy))
         vocab, instructions = ctx.vocabulary.one_hot, ctx.vocabulary.instructions
         has_likelihood = family.loglik is not None and cfg.importance_weights
-        loglik = []
-        for task in pool if has_likelihood else ():  # every frame under every task: the weights need all
-            with serving(ctx.policy, task) as policy:
-                conditioned = condition_on_task(states.batch, task, vocab, instructions.get(task))
-                loglik.append(_map_chunks(
-                    lambda part: family.loglik(policy, part, cfg.loglik_draws, cfg.loglik_seed),
-                    conditioned, cfg.chunk_size, ctx.accelerator))
+        frame_ll = None  # (N frames, tasks): every frame under every task (the weights need all)
+        if has_likelihood:
+            def under_every_task(batch):
+                per_task = []
+                for task in pool:
+                    with serving(ctx.policy, task) as policy:
+                        conditioned = condition_on_task(batch, task, vocab, instructions.get(task))
+                        per_task.append(family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed))
+                return torch.stack(per_task, dim=1)
+
+            frame_ll = _map_read_chunks(under_every_task, states, np.arange(len(states.demo_of_frame)),
+                                        cfg.chunk_size, ctx.accelerator)
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
-        frame_ll = torch.stack(loglik, dim=1) if has_likelihood else None  # (N frames, tasks)
         # A policy that does not see the task (no language input, no one-hot: LeRobot's diffusion on
         # LIBERO) gives every task the same likelihood; weights from it would make every candidate the
         # same (and greedy ties would spend the whole budget on the first task).
@@ -305,17 +338,24 @@ class AMFStrategy(Strategy):
         active; and how many frames each task embedded."""
         cfg = self.cfg
         vocab, instructions = ctx.vocabulary.one_hot, ctx.vocabulary.instructions
+        rows_of = {task: roles[task].rows_to_embed if task not in rollout_phi else roles[task].own_rows
+                   for task in ctx.pool}  # a frame is embedded under a task only where its scores read it
+        every = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *rows_of.values()]))
+        parts: dict[str, list] = {task: [] for task in ctx.pool}
+        for i, chunk_rows, batch in states.chunks(every, cfg.chunk_size, ctx.accelerator):
+            for task in ctx.pool:  # each chunk read once, embedded under every task that reads its frames
+                take = np.flatnonzero(np.isin(chunk_rows, rows_of[task]))
+                if len(take):
+                    with serving(ctx.policy, task):
+                        conditioned = condition_on_task(take_rows(batch, take), task, vocab, instructions.get(task))
+                        parts[task].append((i, embedder.embed(conditioned).double().cpu()))
+        gathered = _gather(list(parts.items()), ctx.accelerator)
         phi, embedded = {}, {}
-        for task in ctx.pool:  # a frame is embedded under a task only where that task's scores read it
-            rows = roles[task].rows_to_embed if task not in rollout_phi else roles[task].own_rows
-            embedded[task] = len(rows)
-            if not len(rows):  # a task with no demo in hand, scored on its rollouts only
-                phi[task] = RowSubset(torch.zeros((0, embedder.dim)), rows, len(states.demo_of_frame))
-                continue
-            with serving(ctx.policy, task):
-                conditioned = condition_on_task(take_rows(states.batch, rows), task, vocab, instructions.get(task))
-                phi[task] = RowSubset(_map_chunks(embedder.embed, conditioned, cfg.chunk_size, ctx.accelerator),
-                                         rows, len(states.demo_of_frame))
+        for task in ctx.pool:
+            chunks = sorted((c for name, held in gathered if name == task for c in held), key=lambda c: c[0])
+            values = torch.cat([v for _, v in chunks]) if chunks else torch.zeros((0, embedder.dim), dtype=torch.float64)
+            phi[task] = RowSubset(values, rows_of[task], len(states.demo_of_frame))
+            embedded[task] = len(rows_of[task])
         return phi, embedded
 
     def posterior(self, states: DemoStates, phi: dict, phi_targets: torch.Tensor, targets: dict, candidates: dict,
@@ -557,4 +597,12 @@ def _map_chunks(fn, batch: dict, chunk: int, accelerator) -> torch.Tensor:
             continue
         part = {k: (v[s:s + chunk] if isinstance(v, (torch.Tensor, list)) else v) for k, v in batch.items()}
         mine.append((i, fn(part).double().cpu()))
+    return torch.cat([t for _, t in sorted(_gather(mine, accelerator), key=lambda item: item[0])])
+
+
+def _map_read_chunks(fn, states: DemoStates, rows, chunk: int, accelerator) -> torch.Tensor:
+    """fn over the frames ``rows`` of ``states``, each chunk of ``chunk`` rows read once and
+    handed to fn as a batch -> (len(rows), ...) float64 on the CPU; chunk i on process i mod P,
+    gathered in order (fn must be row-wise)."""
+    mine = [(i, fn(batch).double().cpu()) for i, _, batch in states.chunks(rows, chunk, accelerator)]
     return torch.cat([t for _, t in sorted(_gather(mine, accelerator), key=lambda item: item[0])])

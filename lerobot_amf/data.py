@@ -346,7 +346,7 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
 
     videos = set(ds.meta.video_keys)
     images = [key for key in delta if ds.features[key]["dtype"] == "image"]
-    columns = {key: _whole_column(ds, key) for key in delta if key not in videos and key not in images}
+    columns = {key: _held_column(ds, key) for key in delta if key not in videos and key not in images}
     for key in images:  # only the rows some window reads, each once
         needed = sorted({r for query, _ in queries for r in rel(query[key])})
         columns[key] = RowSubset(torch.stack(hf[key][needed]) if needed else torch.zeros(0), needed, len(hf))
@@ -373,7 +373,7 @@ def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], 
     every time."""
     from lerobot.datasets.video_utils import decode_video_frames
 
-    timestamps = _whole_column(ds, "timestamp")
+    timestamps = _held_column(ds, "timestamp")
     wanted: dict[tuple[int, str], list[list[float]]] = {}
     for item, query in zip(items, queries):
         ep = int(item["episode_index"])
@@ -422,6 +422,15 @@ def _whole_column(ds: LeRobotDataset, key: str) -> torch.Tensor:
     if ds.features[key]["dtype"] == "image":
         return torch.stack(hf[key][list(range(len(hf)))])
     return hf.with_format("torch", columns=[key])[0:len(hf)][key]
+
+
+def _held_column(ds: LeRobotDataset, key: str) -> torch.Tensor:
+    """``_whole_column(ds, key)`` of a numeric column, read once per dataset object and kept with
+    it: selection reads its frames a chunk at a time, and each chunk needs the same columns."""
+    held = ds.__dict__.setdefault("_amf_held_columns", {})
+    if key not in held:
+        held[key] = _whole_column(ds, key)
+    return held[key]
 
 
 class WindowColumns:

@@ -326,3 +326,35 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
     for name, data in pushed.items():
         if name.endswith((".json", ".jsonl", ".md")):
             assert str(tmp_path) not in data.decode(), name
+
+
+def test_frames_conditioned_on_another_instruction_carry_its_tokens_and_likelihood(smolvla, tmp_path):
+    """amf scores every demo's frames under every task. SmolVLA reads the token ids the
+    pre-processor made, not the string: frames recorded for one instruction and conditioned on
+    another must carry the other's tokens, and have the likelihood of the same frames
+    pre-processed with it (not their own)."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+
+    from benchmarks.libero_dataset import build_libero_dataset
+    from lerobot_amf.data import read_frames
+    from lerobot_amf.families import family_of
+    from lerobot_amf.selection.amf import DemoStates, condition_on_task
+
+    policy, pre, _ = smolvla
+    own, other = list(INSTRUCTIONS)[:2]
+    root = build_libero_dataset(tmp_path / "libero", [own, other], episodes_per_task=1, frames_per_episode=6,
+                                video=False)
+    delta = resolve_delta_timestamps(policy.config, LeRobotDatasetMetadata("lerobot/libero", root=root))
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
+    rows = np.arange(6)  # episode 0: recorded for ``own``
+    states = DemoStates([ds], np.zeros(6, dtype=int), rows, pre, np.zeros(6, dtype=int), rows % 2 == 1, ["own"],
+                        np.array([6]), np.array([6]), np.array([False]))
+    recorded = states.batch(rows)
+    conditioned = condition_on_task(recorded, "other", None, other, states.language_of(other))
+    direct = pre(torch.utils.data.default_collate([{**item, "task": other} for item in read_frames(ds, rows)]))
+    for key in (OBS_LANGUAGE_TOKENS, OBS_LANGUAGE_ATTENTION_MASK):
+        assert torch.equal(conditioned[key], direct[key]) and not torch.equal(conditioned[key], recorded[key])
+    loglik = family_of(policy).loglik
+    torch.testing.assert_close(loglik(policy, conditioned, 2, 0), loglik(policy, direct, 2, 0))
+    assert not torch.allclose(loglik(policy, conditioned, 2, 0), loglik(policy, recorded, 2, 0))

@@ -45,12 +45,12 @@ import numpy as np
 import torch
 from lerobot.datasets.factory import resolve_delta_timestamps
 from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
-from lerobot.utils.constants import OBS_ENV_STATE
+from lerobot.utils.constants import OBS_ENV_STATE, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
 from lerobot_amf.data import RowSubset, read_frames
 from lerobot_amf.embeddings.kinds import DEFAULT_TARGET
 from lerobot_amf.families import family_of, kernel_embedder
-from lerobot_amf.isolation.routing import acting_policy, serving
+from lerobot_amf.isolation.routing import RoutedPolicy, acting_policy, serving
 from lerobot_amf.selection.base import Selection, SelectionContext, Strategy
 from lerobot_amf.selection.baselines import UniformStrategy, failure_rate
 from lerobot_amf.selection.config import AMFSelectionConfig
@@ -89,6 +89,8 @@ class DemoStates:
     demo_length: np.ndarray  # frames per demo (the full episode)
     frames_per_demo: np.ndarray  # sampled frames per demo
     in_d: np.ndarray  # (n_demos,) bool: a fine-tuning demo (part of D)
+    # instruction -> the language inputs the pre-processor makes of it (1 row), or None
+    language: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def batch(self, rows) -> dict:
         """The frames ``rows`` (sampled-frame numbers), read and pre-processed, in that order."""
@@ -100,20 +102,46 @@ class DemoStates:
                 items[k] = item
         return self.preprocessor(torch.utils.data.default_collate(items))
 
-    def chunks(self, rows, size: int, accelerator=None):
+    def language_of(self, instruction: str) -> dict | None:
+        """The language inputs (token ids, attention mask; one row) the pre-processor makes of
+        ``instruction``, or None where the policy has no language input. A frame is conditioned on
+        another task by these, since the pre-processed frames carry the tokens of the task they
+        were recorded for (SmolVLA, pi0 and pi05 read the tokens, not the string)."""
+        if instruction not in self.language:
+            item = read_frames(self.datasets[int(self.frame_dataset[0])], [int(self.frame_position[0])])[0]
+            prepared = self.preprocessor(torch.utils.data.default_collate([{**item, "task": instruction}]))
+            held = {key: prepared[key] for key in LANGUAGE_KEYS if key in prepared}
+            self.language[instruction] = held or None
+        return self.language[instruction]
+
+    def chunks(self, rows, size: int, accelerator=None, desc: str | None = None):
         """(chunk number, its rows, its batch) for ``rows`` cut into chunks of ``size``; under
-        several processes only this process's chunks (chunk i on process i mod P) are read."""
+        several processes only this process's chunks (chunk i on process i mod P) are read. With
+        ``desc``, a progress bar (on stderr, first process only): at LIBERO's scale a pass takes
+        minutes."""
+        from tqdm import tqdm
+
         rows = np.asarray(rows, dtype=np.int64)
         rank, world = _rank(accelerator), _num_processes(accelerator)
-        for i, start in enumerate(range(0, len(rows), size)):
-            if i % world == rank:
-                part = rows[start:start + size]
-                yield i, part, self.batch(part)
+        starts = list(range(0, len(rows), size))
+        bar = tqdm(total=len(starts), desc=desc, unit="chunk", leave=False, mininterval=2.0,
+                   disable=desc is None or rank != 0 or len(starts) < 2)
+        with bar:
+            for i, start in enumerate(starts):
+                if i % world == rank:
+                    part = rows[start:start + size]
+                    yield i, part, self.batch(part)
+                bar.update(1)
 
 
-def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None, instruction: str | None) -> dict:
-    """The same states, conditioned on ``task``: the one-hot env state (Metaworld state env)
-    and the language instruction (policies with a language input)."""
+LANGUAGE_KEYS = (OBS_LANGUAGE_TOKENS, OBS_LANGUAGE_ATTENTION_MASK)
+
+
+def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None, instruction: str | None,
+                      language: dict | None = None) -> dict:
+    """The same pre-processed states, conditioned on ``task``: the one-hot env state (Metaworld
+    state env), the instruction string, and the language inputs ``language`` the pre-processor
+    made of the instruction (``DemoStates.language_of``; policies with a language input)."""
     out = dict(batch)
     if vocabulary is not None and OBS_ENV_STATE in out and out[OBS_ENV_STATE].shape[-1] == len(vocabulary):
         one_hot = torch.zeros_like(out[OBS_ENV_STATE])
@@ -121,6 +149,9 @@ def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None
         out[OBS_ENV_STATE] = one_hot
     if instruction is not None and "task" in out:
         out["task"] = [instruction] * len(out["task"])
+    if instruction is not None and language is not None:
+        n = len(next(v for v in out.values() if isinstance(v, torch.Tensor)))
+        out.update({key: value.expand(n, *value.shape[1:]) for key, value in language.items()})
     return out
 
 
@@ -296,25 +327,29 @@ class AMFStrategy(Strategy):
         family = family_of(acting_policy(ctx.policy))
         vocab, instructions = ctx.vocabulary.one_hot, ctx.vocabulary.instructions
         has_likelihood = family.loglik is not None and cfg.importance_weights
+        # A policy that does not see the task (no language input, no one-hot, no per-task partition:
+        # LeRobot's diffusion on LIBERO) gives every task the same likelihood; weights from it would
+        # make every candidate the same (and greedy ties would spend the whole budget on the first
+        # task). Known from its inputs, so its likelihood passes (one per task) are not run at all.
+        blind = has_likelihood and len(pool) > 1 and not self.sees_task(ctx, states)
         frame_ll = None  # (N frames, tasks): every frame under every task (the weights need all)
-        if has_likelihood:
+        if has_likelihood and not blind:
             def under_every_task(batch):
                 per_task = []
                 for task in pool:
                     with serving(ctx.policy, task) as policy:
-                        conditioned = condition_on_task(batch, task, vocab, instructions.get(task))
+                        conditioned = condition_on_task(batch, task, vocab, instructions.get(task),
+                                                        _language(states, instructions.get(task)))
                         per_task.append(family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed))
                 return torch.stack(per_task, dim=1)
 
             frame_ll = _map_read_chunks(under_every_task, states, np.arange(len(states.demo_of_frame)),
-                                        cfg.chunk_size, ctx.accelerator)
+                                        cfg.chunk_size, ctx.accelerator,
+                                        f"amf: likelihood of {len(states.demo_of_frame)} frames under {len(pool)} tasks")
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
-        # A policy that does not see the task (no language input, no one-hot: LeRobot's diffusion on
-        # LIBERO) gives every task the same likelihood; weights from it would make every candidate the
-        # same (and greedy ties would spend the whole budget on the first task).
-        task_blind = (has_likelihood and len(pool) > 1
-                      and torch.allclose(frame_ll, frame_ll[:, :1].expand_as(frame_ll)))
+        task_blind = blind or (has_likelihood and len(pool) > 1
+                               and torch.allclose(frame_ll, frame_ll[:, :1].expand_as(frame_ll)))
         if has_likelihood and not task_blind:
             # per-demo log-likelihood: mean over its sampled frames, scaled to the episode length
             demo_ll = torch.zeros(n_demos, len(pool), dtype=torch.float64)
@@ -331,6 +366,20 @@ class AMFStrategy(Strategy):
                  else "own task only")
         return Weighting(weights, summarize_importance(weights, pool), label)
 
+    @staticmethod
+    def sees_task(ctx: SelectionContext, states: DemoStates) -> bool:
+        """Whether conditioning a frame on another task changes what the policy reads: a per-task
+        partition (routing), the one-hot env state among its inputs, or language inputs made
+        from the instruction."""
+        if isinstance(ctx.policy, RoutedPolicy):
+            return True
+        vocab, instructions = ctx.vocabulary.one_hot, ctx.vocabulary.instructions
+        env_state = acting_policy(ctx.policy).config.input_features.get(OBS_ENV_STATE)
+        if vocab is not None and env_state is not None and env_state.shape[-1] == len(vocab):
+            return True
+        first = next((instructions[t] for t in ctx.pool if t in instructions), None)
+        return first is not None and states.language_of(first) is not None
+
     def embed_roles(self, ctx: SelectionContext, states: DemoStates, roles: dict, rollout_phi: dict,
                     embedder) -> tuple[dict, dict]:
         """φ of the sampled frames under each task, only where that task's scores read them
@@ -342,12 +391,14 @@ class AMFStrategy(Strategy):
                    for task in ctx.pool}  # a frame is embedded under a task only where its scores read it
         every = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *rows_of.values()]))
         parts: dict[str, list] = {task: [] for task in ctx.pool}
-        for i, chunk_rows, batch in states.chunks(every, cfg.chunk_size, ctx.accelerator):
+        desc = f"amf: embedding {len(every)} frames under their tasks"
+        for i, chunk_rows, batch in states.chunks(every, cfg.chunk_size, ctx.accelerator, desc):
             for task in ctx.pool:  # each chunk read once, embedded under every task that reads its frames
                 take = np.flatnonzero(np.isin(chunk_rows, rows_of[task]))
                 if len(take):
                     with serving(ctx.policy, task):
-                        conditioned = condition_on_task(take_rows(batch, take), task, vocab, instructions.get(task))
+                        conditioned = condition_on_task(take_rows(batch, take), task, vocab, instructions.get(task),
+                                                        _language(states, instructions.get(task)))
                         parts[task].append((i, embedder.embed(conditioned).double().cpu()))
         gathered = _gather(list(parts.items()), ctx.accelerator)
         phi, embedded = {}, {}
@@ -542,6 +593,10 @@ class AMFEvalStrategy(AMFStrategy):
                    f"evaluation); {chosen.reason}")
 
 
+def _language(states: DemoStates, instruction: str | None) -> dict | None:
+    return None if instruction is None else states.language_of(instruction)
+
+
 def _importance_share(weights: torch.Tensor, demo_task: list[str], pool: list[str]) -> dict:
     """task c' -> {task c: share of c''s importance weight on demos recorded for c} (where it went)."""
     out = {}
@@ -600,9 +655,9 @@ def _map_chunks(fn, batch: dict, chunk: int, accelerator) -> torch.Tensor:
     return torch.cat([t for _, t in sorted(_gather(mine, accelerator), key=lambda item: item[0])])
 
 
-def _map_read_chunks(fn, states: DemoStates, rows, chunk: int, accelerator) -> torch.Tensor:
+def _map_read_chunks(fn, states: DemoStates, rows, chunk: int, accelerator, desc: str | None = None) -> torch.Tensor:
     """fn over the frames ``rows`` of ``states``, each chunk of ``chunk`` rows read once and
     handed to fn as a batch -> (len(rows), ...) float64 on the CPU; chunk i on process i mod P,
     gathered in order (fn must be row-wise)."""
-    mine = [(i, fn(batch).double().cpu()) for i, _, batch in states.chunks(rows, chunk, accelerator)]
+    mine = [(i, fn(batch).double().cpu()) for i, _, batch in states.chunks(rows, chunk, accelerator, desc)]
     return torch.cat([t for _, t in sorted(_gather(mine, accelerator), key=lambda item: item[0])])

@@ -301,7 +301,7 @@ def main(argv=None) -> None:
         "dataset": {"tasks": len(pool()), "distinct_instructions": len(meta.tasks), "episodes": meta.total_episodes,
                     "frames": meta.total_frames, "cameras": len(meta.video_keys), "storage": "video (MP4)",
                     "image_size": IMAGE_SIZE},
-        "selection": {}, "goals": GOALS,
+        "selection": {}, "goals": GOALS, "cap_s": args.cap_s,
         "protocol": "each part in its own process, 2 torch threads, random weights, the dataset as the fine-tuning "
                     "demos in hand, every amf default; peak RSS = the process's ru_maxrss (imports and policy included)",
     }

@@ -390,22 +390,30 @@ class AMFStrategy(Strategy):
         rows_of = {task: roles[task].rows_to_embed if task not in rollout_phi else roles[task].own_rows
                    for task in ctx.pool}  # a frame is embedded under a task only where its scores read it
         every = np.unique(np.concatenate([np.zeros(0, dtype=np.int64), *rows_of.values()]))
+        # read grouped by the task each frame was recorded for: a chunk then holds few tasks' own
+        # frames, so each task's embedding call gets a full batch, not a few rows of every chunk
+        recorded = np.asarray([ctx.pool.index(t) for t in states.demo_task])[states.demo_of_frame]
+        every = every[np.lexsort((every, recorded[every]))]
+        reads = np.zeros((len(ctx.pool), len(states.demo_of_frame)), dtype=bool)  # task j embeds frame r
+        for j, task in enumerate(ctx.pool):
+            reads[j, rows_of[task]] = True
         parts: dict[str, list] = {task: [] for task in ctx.pool}
         desc = f"amf: embedding {len(every)} frames under their tasks"
         for i, chunk_rows, batch in states.chunks(every, cfg.chunk_size, ctx.accelerator, desc):
-            for task in ctx.pool:  # each chunk read once, embedded under every task that reads its frames
-                take = np.flatnonzero(np.isin(chunk_rows, rows_of[task]))
+            for j, task in enumerate(ctx.pool):  # each chunk read once, embedded under every task that reads it
+                take = np.flatnonzero(reads[j, chunk_rows])
                 if len(take):
                     with serving(ctx.policy, task):
                         conditioned = condition_on_task(take_rows(batch, take), task, vocab, instructions.get(task),
                                                         _language(states, instructions.get(task)))
-                        parts[task].append((i, embedder.embed(conditioned).double().cpu()))
+                        parts[task].append((i, chunk_rows[take], embedder.embed(conditioned).double().cpu()))
         gathered = _gather(list(parts.items()), ctx.accelerator)
         phi, embedded = {}, {}
         for task in ctx.pool:
             chunks = sorted((c for name, held in gathered if name == task for c in held), key=lambda c: c[0])
-            values = torch.cat([v for _, v in chunks]) if chunks else torch.zeros((0, embedder.dim), dtype=torch.float64)
-            phi[task] = RowSubset(values, rows_of[task], len(states.demo_of_frame))
+            values = torch.cat([v for *_, v in chunks]) if chunks else torch.zeros((0, embedder.dim), dtype=torch.float64)
+            rows = np.concatenate([r for _, r, _ in chunks]) if chunks else np.zeros(0, dtype=np.int64)
+            phi[task] = RowSubset(values, rows, len(states.demo_of_frame))
             embedded[task] = len(rows_of[task])
         return phi, embedded
 

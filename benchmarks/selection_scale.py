@@ -165,14 +165,14 @@ def child_scoring() -> dict:
     return out
 
 
-def run_child(args: list[str], timeout_s: float | None = None) -> dict:
+def run_child(args: list[str], runs: Path, timeout_s: float | None = None) -> dict:
     """A part in its own process (its peak RSS is its own); its JSON line. Past ``timeout_s`` it
     is stopped, and what it had done is read off its progress bars (``DemoStates.chunks``) and
     its peak RSS so far (``VmHWM``, polled)."""
     import re
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(THREADS)}
-    err_path = RUNS / f"child_{args[1]}.stderr"
+    err_path = runs / f"child_{args[1]}.stderr"
     err_path.parent.mkdir(parents=True, exist_ok=True)
     start, hwm = time.perf_counter(), 0
     with open(err_path, "w") as err:
@@ -308,10 +308,10 @@ def main(argv=None) -> None:
     for kind in args.policies:
         print(f"[selection_scale] selection with {kind} ...", flush=True)
         results["selection"][kind] = run_child(["--child", kind, "--dataset", str(root), "--runs-dir", str(runs)],
-                                               timeout_s=args.cap_s)
+                                               runs, timeout_s=args.cap_s)
         print(f"  {json.dumps({k: v for k, v in results['selection'][kind].items() if k != 'reason'})}", flush=True)
     print("[selection_scale] greedy scoring ...", flush=True)
-    results["scoring"] = run_child(["--child", "scoring"])
+    results["scoring"] = run_child(["--child", "scoring"], runs)
     results["verdicts"] = verdicts(results)
     write_json(results_dir / "selection_scale.json", results)
     plot(results, results_dir / "selection_scale.png")

@@ -374,27 +374,27 @@ def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], 
     from lerobot.datasets.video_utils import decode_video_frames
 
     timestamps = _held_column(ds, "timestamp")
-    wanted: dict[tuple[int, str], list[list[float]]] = {}
+    windows = []  # per item: (episode, camera, the window's timestamps in its file)
     for item, query in zip(items, queries):
         ep = int(item["episode_index"])
         for key in ds.meta.video_keys:
             ts = timestamps[rel(query[key])].tolist() if key in query else [float(item["timestamp"])]
             shift = ds.meta.episodes[ep][f"videos/{key}/from_timestamp"]
-            wanted.setdefault((ep, key), []).append([shift + t for t in ts])
+            windows.append((ep, key, [shift + t for t in ts]))
+    wanted: dict[tuple[int, str], set[float]] = {}
+    for ep, key, window in windows:
+        wanted.setdefault((ep, key), set()).update(window)
     decoded = {}
-    for (ep, key), windows in wanted.items():
-        unique = sorted({t for window in windows for t in window})
+    for (ep, key), times in wanted.items():
+        unique = sorted(times)
         frames = decode_video_frames(ds.root / ds.meta.get_video_file_path(ep, key), unique, ds.tolerance_s,
                                      ds.video_backend)
         decoded[ep, key] = (dict(zip(unique, range(len(unique)))), frames.reshape(len(unique), *frames.shape[-3:]))
-    for item, query in zip(items, queries):
-        ep = int(item["episode_index"])
-        for key in ds.meta.video_keys:
-            where, frames = decoded[ep, key]
-            shift = ds.meta.episodes[ep][f"videos/{key}/from_timestamp"]
-            ts = timestamps[rel(query[key])].tolist() if key in query else [float(item["timestamp"])]
-            window = frames[[where[shift + t] for t in ts]]
-            item[key] = window.squeeze(0) if len(ts) == 1 else window
+    cameras = len(ds.meta.video_keys)
+    for n, (ep, key, window) in enumerate(windows):
+        where, frames = decoded[ep, key]
+        picked = frames[[where[t] for t in window]]
+        items[n // cameras][key] = picked.squeeze(0) if len(window) == 1 else picked
 
 
 class RowSubset:

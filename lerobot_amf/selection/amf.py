@@ -407,10 +407,12 @@ class AMFStrategy(Strategy):
                         conditioned = condition_on_task(take_rows(batch, take), task, vocab, instructions.get(task),
                                                         _language(states, instructions.get(task)))
                         parts[task].append((i, chunk_rows[take], embedder.embed(conditioned).double().cpu()))
-        gathered = _gather(list(parts.items()), ctx.accelerator)
+        held: dict[str, list] = {task: [] for task in ctx.pool}
+        for task, own in _gather(list(parts.items()), ctx.accelerator):  # every process's chunks
+            held[task] += own
         phi, embedded = {}, {}
         for task in ctx.pool:
-            chunks = sorted((c for name, held in gathered if name == task for c in held), key=lambda c: c[0])
+            chunks = sorted(held[task], key=lambda c: c[0])
             values = torch.cat([v for *_, v in chunks]) if chunks else torch.zeros((0, embedder.dim), dtype=torch.float64)
             rows = np.concatenate([r for _, r, _ in chunks]) if chunks else np.zeros(0, dtype=np.int64)
             phi[task] = RowSubset(values, rows, len(states.demo_of_frame))
@@ -660,7 +662,7 @@ def _map_chunks(fn, batch: dict, chunk: int, accelerator) -> torch.Tensor:
             continue
         part = {k: (v[s:s + chunk] if isinstance(v, (torch.Tensor, list)) else v) for k, v in batch.items()}
         mine.append((i, fn(part).double().cpu()))
-    return torch.cat([t for _, t in sorted(_gather(mine, accelerator), key=lambda item: item[0])])
+    return _in_chunk_order(mine, accelerator)
 
 
 def _map_read_chunks(fn, states: DemoStates, rows, chunk: int, accelerator, desc: str | None = None) -> torch.Tensor:
@@ -668,4 +670,9 @@ def _map_read_chunks(fn, states: DemoStates, rows, chunk: int, accelerator, desc
     handed to fn as a batch -> (len(rows), ...) float64 on the CPU; chunk i on process i mod P,
     gathered in order (fn must be row-wise)."""
     mine = [(i, fn(batch).double().cpu()) for i, _, batch in states.chunks(rows, chunk, accelerator, desc)]
+    return _in_chunk_order(mine, accelerator)
+
+
+def _in_chunk_order(mine: list, accelerator) -> torch.Tensor:
+    """Every process's (chunk number, values), gathered and concatenated in chunk order."""
     return torch.cat([t for _, t in sorted(_gather(mine, accelerator), key=lambda item: item[0])])

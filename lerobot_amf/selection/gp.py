@@ -300,6 +300,26 @@ class WeightSpacePosterior:
             red /= self.kappa
         return red
 
+    def weighted_reductions(self, whitened_targets: Tensor, target_weights: Tensor, factors: Sequence[Tensor],
+                            score_dtype: torch.dtype = _DTYPE) -> Tensor:
+        """Σ_j w_j · (var_before − var_after)_j (len(factors),) for each update factor U.
+
+        Equal to ``(w * variance_reductions(...)).sum(1)`` but without the candidates × targets
+        product: Σ_j w_j ‖Pᵀz_j‖² = tr(Pᵀ S P) with S = Z W Zᵀ (d × d), made once. So a summary
+        for every task costs O(d² m + Σr d²) instead of O(Σr d m); at 130 tasks × 50k targets
+        that is ten times less.
+        """
+        out = torch.zeros(len(factors), dtype=_DTYPE, device=whitened_targets.device)
+        scored = [i for i, factor in enumerate(factors) if factor.shape[1] > 0]
+        if not scored:
+            return out
+        zw = (whitened_targets * torch.sqrt(target_weights).unsqueeze(0)).to(score_dtype)
+        s = zw @ zw.T  # d × d
+        for i, p in zip(scored, self.projectors([factors[i] for i in scored])):
+            p = p.to(score_dtype)
+            out[i] = float(((p @ s) * p).sum()) / self.kappa
+        return out
+
     def _rows(self, phi: ArrayLike) -> Tensor:
         rows = _as_rows(phi, self.device)
         if rows.shape[1] != self.dim:
@@ -426,22 +446,24 @@ def greedy_batch(
         z = post.whiten(phi_t)
         var_before = post.whitened_variance(z)
         gains = _expected_gains(post, z, var_before, target_w, live, demo_factors, probabilities, score_dtype)
-        fantasised = live if step == 0 else []
         best = live[0]
         for n in live[1:]:
             if gains[n] > gains[best]:
                 best = n
-        fantasised = fantasised or [best]
-        red = post.variance_reductions(z, [fantasies[n][0] for n in fantasised], score_dtype)
-        after = {n: var_before * (1.0 - reduced_fraction(var_before, red[i])) for i, n in enumerate(fantasised)}
-        if step == 0:
-            result.first_step_variance = {n: (_weighted_mean(var_before, target_w), _weighted_mean(after[n], target_w))
-                                          for n in live}
-        record = {"task": best, "all": (_weighted_mean(var_before, target_w), _weighted_mean(after[best], target_w))}
+        red = post.variance_reductions(z, [fantasies[best][0]], score_dtype)[0]
+        after = var_before * (1.0 - reduced_fraction(var_before, red))
+        mean_before = _weighted_mean(var_before, target_w)
+        if step == 0:  # every task's summary, from S = Z W Zᵀ rather than a second full product
+            summed = post.weighted_reductions(z, target_w, [fantasies[n][0] for n in live], score_dtype)
+            total = float(target_w.sum())
+            result.first_step_variance = {
+                n: (mean_before, mean_before - float(summed[i]) / total if total > 0 else 0.0)
+                for i, n in enumerate(live)}
+        record = {"task": best, "all": (mean_before, _weighted_mean(after, target_w))}
         if groups is not None:
             own = torch.as_tensor([g == best for g in groups], device=post.device)
             own_w = target_w * own
-            record["own"] = (_weighted_mean(var_before, own_w), _weighted_mean(after[best], own_w))
+            record["own"] = (_weighted_mean(var_before, own_w), _weighted_mean(after, own_w))
         result.pick_variance.append(record)
         result.picks.append(best)
         result.step_scores.append(gains)

@@ -20,8 +20,12 @@ Measured, each in its own process with 2 torch threads (the goal's 2 cores), ran
 Goals (issue "The headline path for real"): peak RSS <= 4 GB, <= 60 s per selection, < 10 s per
 pick. A goal a measurement misses is reported with the factor it misses by.
 
-    python -m benchmarks.selection_scale            # writes benchmarks/results/selection_scale.{json,png}
-    python -m benchmarks.selection_scale --dry-run  # the parts and the outputs, nothing run
+Each part records the commit it was measured at; ``--parts`` re-measures some parts and keeps the
+others' committed rows (with their own commits) in the JSON.
+
+    python -m benchmarks.selection_scale                  # writes benchmarks/results/selection_scale.{json,png}
+    python -m benchmarks.selection_scale --parts scoring  # re-measure the greedy pick only
+    python -m benchmarks.selection_scale --dry-run        # the parts and the outputs, nothing run
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS_DIR, ROOT, RUNS_DIR, add_output_args, dry_run, measured_at_commit, pyplot, write_json
+from benchmarks.common import (RESULTS_DIR, ROOT, RUNS_DIR, add_output_args, dry_run, measured_at_commit, pyplot,
+                               read_json, write_json)
 
 RUNS = RUNS_DIR / "selection_scale"
 EPISODES_PER_TASK, FRAMES_PER_EPISODE, IMAGE_SIZE, EPISODES_PER_FILE = 14, 24, 16, 20
@@ -44,6 +49,7 @@ PICKS, THREADS = 6, 2
 CAP_S = 600.0  # a selection still running after 10 goal-lengths is stopped and reported as such
 GOALS = {"peak_rss_gb": 4.0, "selection_s": 60.0, "seconds_per_pick": 10.0}
 POLICIES = ("diffusion", "smolvla")
+PARTS = (*POLICIES, "scoring")
 SCORING = {"n_tasks": 130, "n_targets": 50_000, "dim": 1024, "states_per_task": 100}
 REPO = "lerobot/libero"
 
@@ -200,6 +206,20 @@ def run_child(args: list[str], runs: Path, timeout_s: float | None = None) -> di
             "selection_s": None, "peak_rss_gb": round(hwm / 1e9, 3), "progress_when_stopped": done}
 
 
+def kept_rows(old: dict | None, parts) -> dict:
+    """The committed results minus the parts about to be re-measured. Rows written before rows
+    carried their own commit take the file's (one commit measured them all)."""
+    if old is None or set(parts) == set(PARTS):
+        return {"selection": {}}
+    commit, cap = old.pop("measured_at_commit", None), old.pop("cap_s", None)
+    selection = {kind: {"cap_s": cap, "measured_at_commit": commit, **row}
+                 for kind, row in old.get("selection", {}).items() if kind not in parts}
+    kept = {k: v for k, v in old.items() if k not in ("selection", "scoring", "verdicts")}
+    if "scoring" not in parts and "scoring" in old:
+        kept["scoring"] = {"measured_at_commit": commit, **old["scoring"]}
+    return {**kept, "selection": selection}
+
+
 def _vm_hwm(pid: int) -> int:
     """The peak RSS of process ``pid`` so far, bytes (Linux ``VmHWM``); 0 once it is gone."""
     try:
@@ -263,7 +283,9 @@ def plot(results: dict, path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.selection_scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="the parts to measure: a selection per policy, and the greedy scoring (default: all); "
+                             "the committed rows of the others are kept")
     add_output_args(parser, RUNS)
     parser.add_argument("--cap-s", type=float, default=CAP_S,
                         help=f"stop a selection after this many seconds and report how far it got (default {CAP_S:g})")
@@ -282,36 +304,43 @@ def main(argv=None) -> None:
         print(json.dumps(child_selection(args.child, args.dataset, runs)))
         return
     results_dir = args.results_dir or RESULTS_DIR
+    policies = [p for p in POLICIES if p in args.parts]
     if args.dry_run:
         dry_run("selection_scale", {
             "dataset": f"{len(pool())} LIBERO tasks x {EPISODES_PER_TASK} episodes x {FRAMES_PER_EPISODE} frames, "
                        f"2 cameras {IMAGE_SIZE}x{IMAGE_SIZE} as MP4, under {runs}",
-            "parts": [f"amf selection, {PICKS} picks, policy {k}, {THREADS} threads" for k in args.policies]
-            + [f"greedy scoring, {SCORING['n_tasks']} tasks x {SCORING['n_targets']} targets"],
+            "parts": [f"amf selection, {PICKS} picks, policy {k}, {THREADS} threads" for k in policies]
+            + ([f"greedy scoring, {SCORING['n_tasks']} tasks x {SCORING['n_targets']} targets"]
+               if "scoring" in args.parts else []),
             "writes": [str(results_dir / "selection_scale.json"), str(results_dir / "selection_scale.png")]})
         return
     runs.mkdir(parents=True, exist_ok=True)
-    root = dataset(runs)
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
-
-    meta = LeRobotDatasetMetadata(REPO, root=root)
-    results = {
-        "benchmark": "selection_scale", "measured_at_commit": measured_at_commit(),
+    results = kept_rows(read_json(results_dir / "selection_scale.json"), args.parts)
+    commit = measured_at_commit()
+    results.update({
+        "benchmark": "selection_scale",
         "machine": {"cpus_used": THREADS, "platform": platform.platform(), "python": platform.python_version()},
-        "dataset": {"tasks": len(pool()), "distinct_instructions": len(meta.tasks), "episodes": meta.total_episodes,
-                    "frames": meta.total_frames, "cameras": len(meta.video_keys), "storage": "video (MP4)",
-                    "image_size": IMAGE_SIZE},
-        "selection": {}, "goals": GOALS, "cap_s": args.cap_s,
+        "goals": GOALS,
         "protocol": "each part in its own process, 2 torch threads, random weights, the dataset as the fine-tuning "
-                    "demos in hand, every amf default; peak RSS = the process's ru_maxrss (imports and policy included)",
-    }
-    for kind in args.policies:
+                    "demos in hand, every amf default; peak RSS = the process's ru_maxrss (imports and policy included); "
+                    "each part's row records the commit it was measured at",
+    })
+    if policies:
+        root = dataset(runs)
+        from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+        meta = LeRobotDatasetMetadata(REPO, root=root)
+        results["dataset"] = {"tasks": len(pool()), "distinct_instructions": len(meta.tasks),
+                              "episodes": meta.total_episodes, "frames": meta.total_frames,
+                              "cameras": len(meta.video_keys), "storage": "video (MP4)", "image_size": IMAGE_SIZE}
+    for kind in policies:
         print(f"[selection_scale] selection with {kind} ...", flush=True)
-        results["selection"][kind] = run_child(["--child", kind, "--dataset", str(root), "--runs-dir", str(runs)],
-                                               runs, timeout_s=args.cap_s)
+        row = run_child(["--child", kind, "--dataset", str(root), "--runs-dir", str(runs)], runs, timeout_s=args.cap_s)
+        results["selection"][kind] = {**row, "cap_s": args.cap_s, "measured_at_commit": commit}
         print(f"  {json.dumps({k: v for k, v in results['selection'][kind].items() if k != 'reason'})}", flush=True)
-    print("[selection_scale] greedy scoring ...", flush=True)
-    results["scoring"] = run_child(["--child", "scoring"], runs)
+    if "scoring" in args.parts:
+        print("[selection_scale] greedy scoring ...", flush=True)
+        results["scoring"] = {**run_child(["--child", "scoring"], runs), "measured_at_commit": commit}
     results["verdicts"] = verdicts(results)
     write_json(results_dir / "selection_scale.json", results)
     plot(results, results_dir / "selection_scale.png")

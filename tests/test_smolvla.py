@@ -358,3 +358,44 @@ def test_frames_conditioned_on_another_instruction_carry_its_tokens_and_likeliho
     loglik = family_of(policy).loglik
     torch.testing.assert_close(loglik(policy, conditioned, 2, 0), loglik(policy, direct, 2, 0))
     assert not torch.allclose(loglik(policy, conditioned, 2, 0), loglik(policy, recorded, 2, 0))
+
+
+def test_tasks_sharing_an_instruction_share_one_likelihood_pass(smolvla, tmp_path, monkeypatch):
+    """LIBERO names 130 tasks with 112 instructions. SmolVLA cannot tell two tasks with one
+    instruction apart, so amf scores the frames once per distinct instruction, and both tasks
+    get that likelihood (the same importance weights)."""
+    from benchmarks.libero_dataset import build_libero_dataset
+    from lerobot_amf.data import DatasetRef
+    from lerobot_amf.envs.libero import LiberoCatalog
+    from lerobot_amf.families import family_of
+    from lerobot_amf.selection.amf import AMFStrategy
+    from lerobot_amf.selection.base import SelectionContext
+
+    policy, pre, post = smolvla
+    pool = ["libero_goal/turn_on_the_stove", "libero_90/KITCHEN_SCENE3_turn_on_the_stove",
+            "libero_goal/put_the_bowl_on_the_stove"]
+    vocabulary = LiberoCatalog().vocabulary(pool)
+    instructions = [vocabulary.instructions[t] for t in pool]
+    assert instructions[0] == instructions[1] != instructions[2]
+    root = build_libero_dataset(tmp_path / "libero", sorted(set(instructions)), episodes_per_task=2,
+                                frames_per_episode=6, video=False)
+    family = family_of(policy)
+    calls = []
+
+    def counted(policy_, batch, draws, seed):
+        calls.append(batch["task"][0])
+        return real(policy_, batch, draws, seed)
+
+    real = family.loglik
+    monkeypatch.setattr(family, "loglik", counted)
+    ctx = SelectionContext(round_index=1, pool=pool, target_weights={t: 1 / 3 for t in pool}, counts={t: 0 for t in pool},
+                           capacity={t: None for t in pool}, rng=np.random.default_rng(0), policy=policy,
+                           preprocessor=pre, postprocessor=post, demo_dataset=DatasetRef("lerobot/libero", root),
+                           vocabulary=vocabulary)
+    strategy = AMFStrategy()
+    weighting = strategy.importance(ctx, strategy.demo_states(ctx))
+    chunks = len(calls) // 2
+    assert chunks >= 1 and len(calls) == 2 * chunks  # two distinct instructions, not three tasks
+    assert sorted(set(calls)) == sorted(set(instructions))
+    torch.testing.assert_close(weighting.weights[:, 0], weighting.weights[:, 1], rtol=0, atol=0)
+    assert not torch.equal(weighting.weights[:, 0], weighting.weights[:, 2])

@@ -155,6 +155,13 @@ def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None
     return out
 
 
+def _conditioning_key(policy, task: str, vocabulary: tuple[str, ...] | None, instruction: str | None) -> tuple:
+    """What conditioning a frame on ``task`` changes (``condition_on_task``, ``serving``): its
+    partition, its one-hot slot, its instruction. Two tasks with one key get the same likelihood."""
+    partition = policy.partitions.of(policy.task_of(task)) if isinstance(policy, RoutedPolicy) else None
+    return partition, (task if vocabulary is not None else None), instruction
+
+
 def split_target_candidate(n: int) -> np.ndarray:
     """Roles of a demo's n sampled frames (in time order): alternately target, candidate."""
     return np.arange(n) % 2 == 1
@@ -334,18 +341,26 @@ class AMFStrategy(Strategy):
         blind = has_likelihood and len(pool) > 1 and not self.sees_task(ctx, states)
         frame_ll = None  # (N frames, tasks): every frame under every task (the weights need all)
         if has_likelihood and not blind:
+            # Tasks the policy cannot tell apart (LIBERO: 130 tasks, 112 instructions) share one pass.
+            keys = [_conditioning_key(ctx.policy, task, vocab, instructions.get(task)) for task in pool]
+            distinct = list(dict.fromkeys(keys))
+            first_of = {key: pool[keys.index(key)] for key in distinct}
+            column = torch.as_tensor([distinct.index(key) for key in keys])
+
             def under_every_task(batch):
-                per_task = []
-                for task in pool:
+                per_key = []
+                for key in distinct:
+                    task = first_of[key]
                     with serving(ctx.policy, task) as policy:
                         conditioned = condition_on_task(batch, task, vocab, instructions.get(task),
                                                         _language(states, instructions.get(task)))
-                        per_task.append(family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed))
-                return torch.stack(per_task, dim=1)
+                        per_key.append(family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed))
+                return torch.stack(per_key, dim=1)[:, column]
 
             frame_ll = _map_read_chunks(under_every_task, states, np.arange(len(states.demo_of_frame)),
                                         cfg.chunk_size, ctx.accelerator,
-                                        f"amf: likelihood of {len(states.demo_of_frame)} frames under {len(pool)} tasks")
+                                        f"amf: likelihood of {len(states.demo_of_frame)} frames under {len(pool)} tasks "
+                                        f"({len(distinct)} distinct)")
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
         task_blind = blind or (has_likelihood and len(pool) > 1

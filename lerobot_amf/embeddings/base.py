@@ -85,28 +85,35 @@ def layer_size(layer: nn.Module, out_rows: int | None = None) -> int:
     return rows * per_row + (rows if base.bias is not None else 0)
 
 
-def layer_gradient(layer: nn.Module, x: Tensor, g: Tensor, out_rows: int | None = None) -> Tensor:
+def layer_gradient(layer: nn.Module, x: Tensor, g: Tensor, out_rows: int | None = None, draws: int = 1) -> Tensor:
     """Per-row [vec(dL/dW), dL/db] of a Linear or Conv1d from its input x and dL/d(output) g.
 
     Linear: x (N, ..., C), g (N, ..., A). Conv1d: x (N, C, T), g (N, A, T'). ``out_rows`` keeps
     the first output rows only (flow heads: the padded action dims are outside the loss).
-    Returns (N, layer_size) float32.
+    ``draws``: the N rows are that many (noise, timestep) draws of N / draws states, draw-major;
+    the mean over the draws is taken inside the contraction, so no (N, layer_size) array is made.
+    Returns (N / draws, layer_size) float32.
     """
     base = _weight_layer(layer)
     x, g = x.float(), g.float()
     if isinstance(base, nn.Linear):
         if out_rows is not None:
             g = g[..., :out_rows]
-        x, g = x.reshape(x.shape[0], -1, x.shape[-1]), g.reshape(g.shape[0], -1, g.shape[-1])
-        gw = torch.einsum("nta,ntc->nac", g, x)
-        gb = g.sum(dim=1)
+        x = x.reshape(draws, x.shape[0] // draws, -1, x.shape[-1])
+        g = g.reshape(draws, g.shape[0] // draws, -1, g.shape[-1])
+        gw = torch.einsum("dnta,dntc->nac", g, x)
+        gb = g.sum(dim=(0, 2))
     else:
         if out_rows is not None:
             g = g[:, :out_rows]
         (k,), (pad,) = base.kernel_size, base.padding
         patches = F.pad(x, (pad, pad)).unfold(2, k, 1)  # (N, C, T', k)
-        gw = torch.einsum("nat,nctk->nack", g, patches)
-        gb = g.sum(dim=2)
+        patches = patches.reshape(draws, patches.shape[0] // draws, *patches.shape[1:])
+        g = g.reshape(draws, g.shape[0] // draws, *g.shape[1:])
+        gw = torch.einsum("dnat,dnctk->nack", g, patches)
+        gb = g.sum(dim=(0, 3))
+    if draws > 1:
+        gw, gb = gw / draws, gb / draws
     parts = [gw.flatten(1)]
     if base.bias is not None:
         parts.append(gb)
@@ -303,12 +310,13 @@ class Embedder:
             losses, k = self._row_losses(batch, target)
             if self.kind == "last_layer":
                 out = layer_input_features(layers[-1], io[-1]["input"])
+                out = out.reshape(k, -1, out.shape[1]).mean(dim=0)
             else:
                 grads = torch.autograd.grad(losses.sum(), [store["output"] for store in io])
                 out = torch.cat([
-                    layer_gradient(layer, store["input"], grad, self.grad_rows if i == len(layers) - 1 else None)
+                    layer_gradient(layer, store["input"], grad, self.grad_rows if i == len(layers) - 1 else None,
+                                   draws=k)
                     for i, (layer, store, grad) in enumerate(zip(layers, io, grads, strict=True))], dim=1)
-        out = out.reshape(k, -1, out.shape[1]).mean(dim=0)
         if out.shape[1] != self.raw_dim:  # pragma: no cover - internal consistency
             raise RuntimeError(f"raw embedding has {out.shape[1]} dims, expected {self.raw_dim}")
         return out.detach()

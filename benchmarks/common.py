@@ -127,6 +127,28 @@ def measured_at_commit() -> str | None:
     return proc.stdout.strip() or None
 
 
+def kept_parts(old: dict | None, parts: dict[str, tuple[str, ...]], rerun) -> dict:
+    """A benchmark's committed results minus the parts about to be re-measured, so one part can be
+    measured again without the others. ``parts``: part name -> its key path in the results. Each
+    kept part carries the commit it was measured at; a part written before parts carried one
+    takes the file's ``measured_at_commit`` (one commit measured them all), else None."""
+    if old is None or set(rerun) >= set(parts):
+        return {}
+    commit = old.get("measured_at_commit")
+    for name, path in parts.items():
+        *outer, key = path
+        holder = old
+        for step in outer:
+            holder = holder.get(step, {})
+        if key not in holder:
+            continue
+        if name in rerun:
+            del holder[key]
+        elif isinstance(holder[key], dict):
+            holder[key] = {"measured_at_commit": commit, **holder[key]}
+    return old
+
+
 def write_json(path: Path, obj, newline: bool = True, **dumps_kwargs) -> None:
     """``json.dumps(obj, indent=2, **dumps_kwargs)`` (``newline``: and a final newline), written
     atomically by the run's own helper: a stop while writing leaves the previous file, never half of one."""

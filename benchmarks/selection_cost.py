@@ -15,6 +15,7 @@
 
     python -m benchmarks.selection_cost            # writes benchmarks/results/selection_cost.{json,png}
     python -m benchmarks.selection_cost --dry-run  # the parts and the outputs, nothing run
+    python -m benchmarks.selection_cost --parts embedding selection  # re-measure (a) and (b) only
 """
 
 import argparse
@@ -30,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, pyplot, write_json
+from benchmarks.common import (RECIPE, RESULTS_DIR, ROOT, RUNS_DIR, dry_run, kept_parts, measured_at_commit, pyplot,
+                               read_json, write_json)
 
 RESULTS = RESULTS_DIR
 
@@ -254,9 +256,17 @@ def bench_scoring(n_tasks=90, n_targets=10_000, dim=1024, states_per_task=100):
     return out
 
 
+# part name -> its key in the results (``--parts`` re-measures some and keeps the others' rows)
+PARTS = {"embedding": ("embedding_vs_forward",), "scoring": ("scoring",), "selection": ("selection_vs_round",),
+         "study": ("study_selection_vs_round",)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.selection_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print the parts and the outputs; run nothing")
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS),
+                        help="(a) embedding, (c) scoring, (b) selection, (d) study; default: all. The committed rows "
+                             "of the others are kept, each with the commit it was measured at")
     return parser
 
 
@@ -274,24 +284,27 @@ def main(argv=None):
             "results": [RESULTS / "selection_cost.json", RESULTS / "selection_cost.png"]})
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     policy = recipe_policy()
-    out = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
-                       "platform": platform.platform(), "load_average_at_start": os.getloadavg()},
-           "partial": False}
-    print("(a) embedding vs forward ...", flush=True)
-    out["embedding_vs_forward"] = bench_embedding(policy)
-    print(json.dumps(out["embedding_vs_forward"], indent=1), flush=True)
-    print("(c) scoring 90 tasks x 10k states, d=1024 ...", flush=True)
-    out["scoring"] = bench_scoring()
-    print(json.dumps(out["scoring"], indent=1), flush=True)
-    print("(b) selection vs one fine-tuning round ...", flush=True)
-    out["selection_vs_round"] = bench_selection_vs_round(policy)
-    print(json.dumps(out["selection_vs_round"], indent=1), flush=True)
-    print(f"(d) selection at the study's size ({STUDY_RUN.name}) ...", flush=True)
-    out["study_selection_vs_round"] = bench_study_selection()
-    if out["study_selection_vs_round"] is None:
+    out = kept_parts(read_json(RESULTS / "selection_cost.json"), PARTS, args.parts)
+    out.pop("measured_at_commit", None)  # per part now
+    out.update({"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                            "python": sys.version.split()[0], "platform": platform.platform(),
+                            "load_average_at_start": os.getloadavg()}, "partial": False})
+    commit = measured_at_commit()
+
+    def measure(part: str, label: str, fn):
+        if part in args.parts:
+            print(label, flush=True)
+            row = fn()
+            out[PARTS[part][0]] = None if row is None else {**row, "measured_at_commit": commit}
+            print(json.dumps(out[PARTS[part][0]], indent=1), flush=True)
+
+    measure("embedding", "(a) embedding vs forward ...", lambda: bench_embedding(policy))
+    measure("scoring", "(c) scoring 90 tasks x 10k states, d=1024 ...", bench_scoring)
+    measure("selection", "(b) selection vs one fine-tuning round ...", lambda: bench_selection_vs_round(policy))
+    measure("study", f"(d) selection at the study's size ({STUDY_RUN.name}) ...", bench_study_selection)
+    if out.get("study_selection_vs_round") is None:
         out["study_selection_vs_round"] = {"skipped": f"no study run at benchmarks/runs/sample_efficiency/{STUDY_RUN.name} "
                                                       "(python -m benchmarks.sample_efficiency makes it)"}
-    print(json.dumps(out["study_selection_vs_round"], indent=1), flush=True)
     out["machine"]["load_average_at_end"] = os.getloadavg()
     write_json(RESULTS / "selection_cost.json", out, newline=False, default=float)
     plot(out)

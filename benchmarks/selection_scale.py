@@ -40,8 +40,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import (RESULTS_DIR, ROOT, RUNS_DIR, add_output_args, dry_run, measured_at_commit, pyplot,
-                               read_json, write_json)
+from benchmarks.common import (RESULTS_DIR, ROOT, RUNS_DIR, add_output_args, dry_run, kept_parts, measured_at_commit,
+                               pyplot, read_json, write_json)
 
 RUNS = RUNS_DIR / "selection_scale"
 EPISODES_PER_TASK, FRAMES_PER_EPISODE, IMAGE_SIZE, EPISODES_PER_FILE = 14, 24, 16, 20
@@ -49,7 +49,7 @@ PICKS, THREADS = 6, 2
 CAP_S = 600.0  # a selection still running after 10 goal-lengths is stopped and reported as such
 GOALS = {"peak_rss_gb": 4.0, "selection_s": 60.0, "seconds_per_pick": 10.0}
 POLICIES = ("diffusion", "smolvla")
-PARTS = (*POLICIES, "scoring")
+PARTS = {**{kind: ("selection", kind) for kind in POLICIES}, "scoring": ("scoring",)}  # name -> key path
 SCORING = {"n_tasks": 130, "n_targets": 50_000, "dim": 1024, "states_per_task": 100}
 REPO = "lerobot/libero"
 
@@ -206,20 +206,6 @@ def run_child(args: list[str], runs: Path, timeout_s: float | None = None) -> di
             "selection_s": None, "peak_rss_gb": round(hwm / 1e9, 3), "progress_when_stopped": done}
 
 
-def kept_rows(old: dict | None, parts) -> dict:
-    """The committed results minus the parts about to be re-measured. Rows written before rows
-    carried their own commit take the file's (one commit measured them all)."""
-    if old is None or set(parts) == set(PARTS):
-        return {"selection": {}}
-    commit, cap = old.pop("measured_at_commit", None), old.pop("cap_s", None)
-    selection = {kind: {"cap_s": cap, "measured_at_commit": commit, **row}
-                 for kind, row in old.get("selection", {}).items() if kind not in parts}
-    kept = {k: v for k, v in old.items() if k not in ("selection", "scoring", "verdicts")}
-    if "scoring" not in parts and "scoring" in old:
-        kept["scoring"] = {"measured_at_commit": commit, **old["scoring"]}
-    return {**kept, "selection": selection}
-
-
 def _vm_hwm(pid: int) -> int:
     """The peak RSS of process ``pid`` so far, bytes (Linux ``VmHWM``); 0 once it is gone."""
     try:
@@ -283,7 +269,7 @@ def plot(results: dict, path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.selection_scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS),
                         help="the parts to measure: a selection per policy, and the greedy scoring (default: all); "
                              "the committed rows of the others are kept")
     add_output_args(parser, RUNS)
@@ -315,7 +301,10 @@ def main(argv=None) -> None:
             "writes": [str(results_dir / "selection_scale.json"), str(results_dir / "selection_scale.png")]})
         return
     runs.mkdir(parents=True, exist_ok=True)
-    results = kept_rows(read_json(results_dir / "selection_scale.json"), args.parts)
+    results = kept_parts(read_json(results_dir / "selection_scale.json"), PARTS, args.parts)
+    for stale in ("measured_at_commit", "cap_s", "verdicts"):  # now per part (the verdicts: remade below)
+        results.pop(stale, None)
+    results.setdefault("selection", {})
     commit = measured_at_commit()
     results.update({
         "benchmark": "selection_scale",

@@ -132,3 +132,17 @@ def test_study_dry_run_finds_every_committed_cell_run_with_the_flags_it_would_us
     assert run_main(se, ["--dry-run"]) == 0
     n = len(se.planned_cells(se.SEEDS))
     assert f"cells ({n} of {n} selected done, 0 to run now" in capsys.readouterr().out
+
+
+def test_re_measuring_one_part_keeps_the_others_rows_with_the_commit_that_measured_them():
+    from benchmarks.common import kept_parts
+
+    parts = {"diffusion": ("selection", "diffusion"), "smolvla": ("selection", "smolvla"), "scoring": ("scoring",)}
+    old = {"measured_at_commit": "aaaaaaa", "selection": {"diffusion": {"selection_s": 49.0},
+                                                          "smolvla": {"selection_s": None, "measured_at_commit": "bbbbbbb"}},
+           "scoring": {"seconds_per_pick": 18.2}}
+    kept = kept_parts(old, parts, ["scoring"])
+    assert "scoring" not in kept  # about to be measured again
+    assert kept["selection"]["diffusion"] == {"measured_at_commit": "aaaaaaa", "selection_s": 49.0}
+    assert kept["selection"]["smolvla"]["measured_at_commit"] == "bbbbbbb"  # its own commit wins
+    assert kept_parts(old, parts, list(parts)) == {}  # everything re-measured: nothing kept

@@ -399,3 +399,44 @@ def test_tasks_sharing_an_instruction_share_one_likelihood_pass(smolvla, tmp_pat
     assert sorted(set(calls)) == sorted(set(instructions))
     torch.testing.assert_close(weighting.weights[:, 0], weighting.weights[:, 1], rtol=0, atol=0)
     assert not torch.equal(weighting.weights[:, 0], weighting.weights[:, 2])
+
+
+def test_scoring_one_chunk_under_several_instructions_encodes_its_images_once(smolvla, tmp_path, monkeypatch):
+    """The likelihood pass scores a chunk of frames under every instruction; only the language
+    changes, so SmolVLA's images are encoded once per camera, with likelihoods bit-identical to
+    encoding them every time, and the policy is as it was after the block."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+    from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
+
+    from benchmarks.libero_dataset import build_libero_dataset
+    from lerobot_amf.data import read_frames
+    from lerobot_amf.families import family_of
+    from lerobot_amf.selection.amf import DemoStates, condition_on_task
+
+    policy, pre, _ = smolvla
+    instructions = list(INSTRUCTIONS)
+    root = build_libero_dataset(tmp_path / "libero", instructions[:1], episodes_per_task=1, frames_per_episode=6,
+                                video=False)
+    delta = resolve_delta_timestamps(policy.config, LeRobotDatasetMetadata("lerobot/libero", root=root))
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
+    rows = np.arange(6)
+    states = DemoStates([ds], np.zeros(6, dtype=int), rows, pre, np.zeros(6, dtype=int), rows % 2 == 1, ["own"],
+                        np.array([6]), np.array([6]), np.array([False]))
+    batch = states.batch(rows)
+    conditioned = [condition_on_task(batch, "t", None, text, states.language_of(text)) for text in instructions]
+    family = family_of(policy)
+    every_time = [family.loglik(policy, c, 1, 0) for c in conditioned]
+    encoded = []
+    real = SmolVLMWithExpertModel.embed_image
+    monkeypatch.setattr(SmolVLMWithExpertModel, "embed_image", lambda self, image: encoded.append(1) or real(self, image))
+    with family.observations_encoded_once(policy):
+        once = [family.loglik(policy, c, 1, 0) for c in conditioned]
+    cameras = len(policy.config.image_features)
+    assert len(encoded) == cameras  # not cameras x instructions
+    for a, b in zip(every_time, once, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(once[0], once[1])  # the instructions still differ
+    assert "prepare_images" not in vars(policy) and "embed_image" not in vars(policy.model.vlm_with_expert)
+    family.loglik(policy, conditioned[0], 1, 0)
+    assert len(encoded) == 2 * cameras  # outside the block: encoded again

@@ -12,6 +12,7 @@ with a clear error and ``--amf.export=merge`` suggested).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, ClassVar
 
 import torch
@@ -49,6 +50,9 @@ class PolicyFamily:
         "Importance weights and effective sample size"); None when the family has none.
     teacher_action_chunk(policy, batch) -> (B, horizon, A): the policy's own action chunk for a
         preprocessed batch, the distillation target; None where no teacher is built.
+    observations_encoded_once(policy): a context in which ``loglik`` calls on one batch of frames
+        (the same observation tensors, e.g. conditioned on several instructions) encode the
+        observations once; the default does nothing.
     """
 
     types: ClassVar[tuple[str, ...]] = ()
@@ -62,6 +66,9 @@ class PolicyFamily:
     @property
     def name(self) -> str:
         return self.types[0]
+
+    def observations_encoded_once(self, policy: nn.Module):
+        return contextlib.nullcontext()
 
     def embedder(self, policy: nn.Module, **kwargs) -> Embedder:
         """The family's embedder for ``policy`` (kwargs: ``Embedder`` arguments and the family's own)."""

@@ -42,6 +42,7 @@ stand-ins that copy their interfaces and LeRobot's loss convention (``tests/test
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -56,7 +57,8 @@ from lerobot_amf.families.base import PolicyFamily, mean_over_real_steps, regist
 
 Tensor = torch.Tensor
 
-__all__ = ["FLOW_TYPES", "FlowEmbedder", "FlowFamily", "flow_matching_loglik", "sampled_action_chunk"]
+__all__ = ["FLOW_TYPES", "FlowEmbedder", "FlowFamily", "flow_matching_loglik", "sampled_action_chunk",
+           "smolvla_images_encoded_once"]
 
 
 # ---- per-family plumbing -------------------------------------------------------------------
@@ -291,6 +293,41 @@ def sampled_action_chunk(policy: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     return policy.model.sample_actions(*inputs)[..., : _real_action_dim(policy)]
 
 
+@contextlib.contextmanager
+def smolvla_images_encoded_once(policy: nn.Module):
+    """SmolVLA resizes and encodes (vision tower and connector) each camera's images inside every
+    forward. amf's likelihood pass scores one chunk of frames under every instruction, and only
+    the language changes, so within this block the images of the batch last seen are prepared
+    and encoded once. Keyed by the identity of the batch's own image tensors, which the block
+    holds (an id is not reused while its tensor lives); only the last batch is kept, so memory is
+    one chunk's. For no-grad passes: the encoding is shared, not recomputed per graph."""
+    p = unwrap_policy(policy)
+    vlm = p.model.vlm_with_expert
+    prepare, embed = p.prepare_images, vlm.embed_image
+    held: dict = {"key": None}
+
+    def prepare_images(batch):
+        names = [k for k in p.config.image_features if k in batch]
+        names += [f"{k}_padding_mask" for k in names if f"{k}_padding_mask" in batch]
+        key = tuple((name, id(batch[name])) for name in names)
+        if key != held["key"]:
+            held.update(key=key, sources=[batch[name] for name in names], prepared=prepare(batch), encoded={})
+        return held["prepared"]
+
+    def embed_image(image):
+        if held["key"] is None or not any(image is img for img in held["prepared"][0]):
+            return embed(image)
+        if id(image) not in held["encoded"]:
+            held["encoded"][id(image)] = embed(image)
+        return held["encoded"][id(image)]
+
+    p.prepare_images, vlm.embed_image = prepare_images, embed_image
+    try:
+        yield
+    finally:
+        del p.prepare_images, vlm.embed_image  # the instance attributes: the class's methods again
+
+
 @register_family
 class FlowFamily(PolicyFamily):
     types = tuple(FLOW_TYPES)
@@ -304,3 +341,8 @@ class FlowFamily(PolicyFamily):
 
     loglik = staticmethod(flow_matching_loglik)
     teacher_action_chunk = staticmethod(sampled_action_chunk)
+
+    def observations_encoded_once(self, policy: nn.Module):
+        if unwrap_policy(policy).name == "smolvla":
+            return smolvla_images_encoded_once(policy)
+        return contextlib.nullcontext()

@@ -347,15 +347,19 @@ class AMFStrategy(Strategy):
             first_of = {key: pool[keys.index(key)] for key in distinct}
             column = torch.as_tensor([distinct.index(key) for key in keys])
 
+            partitions = list(dict.fromkeys(key[0] for key in distinct))
+
             def under_every_task(batch):
-                per_key = []
-                for key in distinct:
-                    task = first_of[key]
-                    with serving(ctx.policy, task) as policy:
-                        conditioned = condition_on_task(batch, task, vocab, instructions.get(task),
-                                                        _language(states, instructions.get(task)))
-                        per_key.append(family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed))
-                return torch.stack(per_key, dim=1)[:, column]
+                per_key = {}
+                for partition in partitions:  # one partition active at a time; the frames encoded once in it
+                    group = [key for key in distinct if key[0] == partition]
+                    with serving(ctx.policy, first_of[group[0]]) as policy, family.observations_encoded_once(policy):
+                        for key in group:
+                            task = first_of[key]
+                            conditioned = condition_on_task(batch, task, vocab, instructions.get(task),
+                                                            _language(states, instructions.get(task)))
+                            per_key[key] = family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed)
+                return torch.stack([per_key[key] for key in distinct], dim=1)[:, column]
 
             frame_ll = _map_read_chunks(under_every_task, states, np.arange(len(states.demo_of_frame)),
                                         cfg.chunk_size, ctx.accelerator,

@@ -108,19 +108,43 @@ def _expert_layers_at(*path: str) -> Callable[[Any], list]:
     return layers
 
 
+def _smolvla_drawn_losses(model, inputs: tuple, actions: Tensor, noise: Tensor, time: Tensor, k: int) -> Tensor:
+    """SmolVLA's training loss for k (noise, time) draws of each state (rows draw-major), with the
+    prefix (images, language, state) encoded once for all k draws, not once per draw. The prefix
+    attends only to itself, so its keys and values are the joint forward's: the losses equal
+    ``model.forward``'s on the repeated inputs to float rounding (tested against autograd). Only the
+    action expert runs per draw, through LeRobot's own ``denoise_step``, as its sampler does; the
+    prefix carries no gradient (the kernel's layers are the expert's)."""
+    from lerobot.policies.smolvla.modeling_smolvla import make_att_2d_masks
+
+    images, img_masks, lang_tokens, lang_masks, state = inputs
+    with torch.no_grad():
+        embs, pad, att = model.embed_prefix(images, img_masks, lang_tokens, lang_masks, state=state)
+        _, cache = model.vlm_with_expert.forward(attention_mask=make_att_2d_masks(pad, att),
+                                                 position_ids=torch.cumsum(pad, dim=1) - 1, past_key_values=None,
+                                                 inputs_embeds=[embs, None], use_cache=True, fill_kv_cache=True)
+    cache = {layer: {name: _repeat(t, k) for name, t in kv.items()} for layer, kv in cache.items()}
+    actions = _repeat(actions, k)
+    t = time[:, None, None]
+    v_t = model.denoise_step(_repeat(pad, k), cache, t * noise + (1 - t) * actions, time)
+    return F.mse_loss(noise - actions, v_t.float(), reduction="none")
+
+
 @dataclass(frozen=True)
 class FlowPlumbing:
     """How one flow policy type builds its model inputs, draws its training times and where its
-    action expert's layers are."""
+    action expert's layers are; ``drawn_losses``, where known, gives the training loss of k draws
+    per state with the observations encoded once (else the model's forward runs on k copies)."""
 
     inputs: Callable[[Any, dict], tuple]  # model inputs before (actions, noise, time)
     time_distribution: Callable[[Any], tuple[float, float, float, float]]  # alpha, beta, scale, offset
     expert_layers: Callable[[Any], list]  # the action expert's transformer layers, in forward order
+    drawn_losses: Callable[..., Tensor] | None = None  # (model, inputs, actions, noise, time, k)
 
 
 FLOW_TYPES: dict[str, FlowPlumbing] = {
     "smolvla": FlowPlumbing(_smolvla_inputs, _fixed_time, _expert_layers_at("model", "vlm_with_expert", "lm_expert",
-                                                                            "layers")),
+                                                                            "layers"), _smolvla_drawn_losses),
     "pi0": FlowPlumbing(_pi0_inputs, _config_time, _expert_layers_at("model", "paligemma_with_expert", "gemma_expert",
                                                                      "model", "layers")),
     "pi05": FlowPlumbing(_pi05_inputs, _config_time, _expert_layers_at("model", "paligemma_with_expert",
@@ -246,7 +270,10 @@ class FlowEmbedder(Embedder):
         # Draw-major stacking: row k*B + i is (draw k, state i).
         noise = self.noise.to(dev).repeat_interleave(b, dim=0)
         time = self.times.to(dev).repeat_interleave(b)
-        losses = self.model.forward(*_repeat(inputs, k), actions.repeat(k, 1, 1), noise=noise, time=time)
+        if self.spec.drawn_losses is not None:
+            losses = self.spec.drawn_losses(self.model, inputs, actions, noise, time, k)
+        else:
+            losses = self.model.forward(*_repeat(inputs, k), actions.repeat(k, 1, 1), noise=noise, time=time)
         return 0.5 * losses[..., : self.action_dim].float().mean(dim=(1, 2)), k  # ½·mean over real dims
 
     def record(self) -> dict:

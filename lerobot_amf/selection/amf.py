@@ -346,13 +346,13 @@ class AMFStrategy(Strategy):
             distinct = list(dict.fromkeys(keys))
             first_of = {key: pool[keys.index(key)] for key in distinct}
             column = torch.as_tensor([distinct.index(key) for key in keys])
-
-            partitions = list(dict.fromkeys(key[0] for key in distinct))
+            by_partition: dict = {}  # one partition active at a time; the frames encoded once in it
+            for key in distinct:
+                by_partition.setdefault(key[0], []).append(key)
 
             def under_every_task(batch):
                 per_key = {}
-                for partition in partitions:  # one partition active at a time; the frames encoded once in it
-                    group = [key for key in distinct if key[0] == partition]
+                for group in by_partition.values():
                     with serving(ctx.policy, first_of[group[0]]) as policy, family.observations_encoded_once(policy):
                         for key in group:
                             task = first_of[key]

@@ -157,6 +157,10 @@ def child_selection(kind: str, root: Path, runs: Path) -> dict:
         "embedded_frames": sum(details["embedded_frames"]["per_task"].values()),
         "demos_in_hand": details["n_demos_in_hand"], "cold_start_tasks": len(details["cold_start_tasks"]),
         "scored_tasks": len(details["candidate_demos"]),
+        "caps_per_task": details["caps"]["per_task"],
+        "tasks_capped": {what: sum(what in c for c in details["caps"]["capped"].values())
+                         for what in ("targets", "candidate_demos")},
+        "candidate_demos": sum(details["candidate_demos"].values()),
     }
 
 
@@ -174,9 +178,8 @@ def child_scoring() -> dict:
 def run_child(args: list[str], runs: Path, timeout_s: float | None = None) -> dict:
     """A part in its own process (its peak RSS is its own); its JSON line. Past ``timeout_s`` it
     is stopped, and what it had done is read off its progress bars (``DemoStates.chunks``) and
-    its peak RSS so far (``VmHWM``, polled)."""
-    import re
-
+    its peak RSS so far (``VmHWM``, polled); a part killed by a signal (the out-of-memory killer)
+    is a row too, read off the same way."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(THREADS)}
     err_path = runs / f"child_{args[1]}.stderr"
     err_path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,14 +199,23 @@ def run_child(args: list[str], runs: Path, timeout_s: float | None = None) -> di
     stderr = err_path.read_text(errors="replace")
     if proc.returncode == 0:
         return json.loads(out.strip().splitlines()[-1])
-    if timeout_s is None or elapsed <= timeout_s:
+    stopped = timeout_s is not None and elapsed > timeout_s
+    if not stopped and proc.returncode >= 0:
         raise RuntimeError(f"selection_scale {' '.join(args)} failed:\n{stderr[-3000:]}")
+    row = {"policy": args[1], "finished": False, "stopped_after_s": round(elapsed, 1), "selection_s": None,
+           "peak_rss_gb": round(hwm / 1e9, 3), "progress_when_stopped": progress_bars(stderr)}
+    if not stopped:  # killed by a signal before the cap: not a time measurement
+        row.update(stopped_after_s=None, killed_by_signal=-proc.returncode, killed_after_s=round(elapsed, 1))
+    return row
+
+
+def progress_bars(stderr: str) -> dict:
+    """The last state of each of the selection's progress bars in a part's stderr: how far it got."""
+    import re
+
     bars = re.findall(r"(amf: [^:\r\n]+):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+) \[(\d+):(\d+)", stderr)
-    done = {}
-    for desc, k, n, minutes, seconds in bars:  # the last state of each bar
-        done[desc] = {"chunks_done": int(k), "chunks": int(n), "elapsed_s": int(minutes) * 60 + int(seconds)}
-    return {"policy": args[1], "finished": False, "stopped_after_s": round(elapsed, 1),
-            "selection_s": None, "peak_rss_gb": round(hwm / 1e9, 3), "progress_when_stopped": done}
+    return {desc: {"chunks_done": int(k), "chunks": int(n), "elapsed_s": int(minutes) * 60 + int(seconds)}
+            for desc, k, n, minutes, seconds in bars}
 
 
 def _vm_hwm(pid: int) -> int:
@@ -222,7 +234,11 @@ def verdicts(results: dict) -> dict:
     """Each goal against each measurement: met, or the factor it misses by."""
     out = {}
     for kind, row in results["selection"].items():
-        if row.get("finished") is False:  # stopped at the cap: it misses by at least cap / goal
+        if row.get("killed_by_signal"):  # no time measured: it never finished
+            out[f"{kind}.selection_s"] = {"measured": f"killed by signal {row['killed_by_signal']} after "
+                                                      f"{row['killed_after_s']} s", "goal": GOALS["selection_s"],
+                                          "met": False, "misses_by_factor": None}
+        elif row.get("finished") is False:  # stopped at the cap: it misses by at least cap / goal
             out[f"{kind}.selection_s"] = {"measured": f"> {row['stopped_after_s']}", "goal": GOALS["selection_s"],
                                           "met": False, "misses_by_factor": f">= {row['stopped_after_s'] / GOALS['selection_s']:.1f}"}
         for key in ("peak_rss_gb",) if row.get("finished") is False else ("peak_rss_gb", "selection_s"):
@@ -246,12 +262,14 @@ def plot(results: dict, path: Path) -> None:
     for ax, (key, label, goal) in zip(axes, panels):
         rows = [results["selection"][k] for k in kinds]
         stopped = [row.get("finished") is False and key == "selection_s" for row in rows]
-        values = [row["stopped_after_s"] if cut else row[key] for row, cut in zip(rows, stopped)]
+        values = [(row["stopped_after_s"] or row["killed_after_s"]) if cut else row[key]
+                  for row, cut in zip(rows, stopped)]
         for kind, v, cut in zip(kinds, values, stopped):
             ax.bar(kind, v, color="tab:green" if v <= goal and not cut else "tab:red", hatch="//" if cut else None)
         ax.axhline(goal, color="k", ls="--", lw=1, label=f"goal {goal:g}")
-        for i, (v, cut) in enumerate(zip(values, stopped)):
-            ax.text(i, v, f"> {v:g} (stopped)" if cut else f"{v:g}", ha="center", va="bottom")
+        for i, (row, v, cut) in enumerate(zip(rows, values, stopped)):
+            label = (f"killed at {v:g}" if row.get("killed_by_signal") else f"> {v:g} (stopped)") if cut else f"{v:g}"
+            ax.text(i, v, label, ha="center", va="bottom")
         ax.set_title(label)
         ax.legend(frameon=False)
     pick = results["scoring"]["seconds_per_pick"]

@@ -274,6 +274,62 @@ def test_a_task_embeds_only_the_frames_its_scores_read():
     assert list(keep_all["A"].target_rows) == [0, 2, 4, 6] and list(keep_all["A"].rows_to_embed) == [0, 1, 2, 3, 4, 6]
 
 
+def test_caps_resample_each_tasks_targets_and_candidate_demos_keeping_their_totals():
+    # 12 demos of one task, the weights spread over all of them (a policy that hardly tells tasks
+    # apart): capped at 10 targets and 3 candidate demos the task keeps draws in proportion to weight
+    from lerobot_amf.selection.amf import DemoStates, RoleCaps, demo_roles
+
+    n = 12
+    w = torch.arange(1, n + 1, dtype=torch.float64)
+    weights = (w / w.sum())[:, None]
+    demo_of_frame = np.repeat(np.arange(n), 4)
+    states = DemoStates([], np.zeros(4 * n, dtype=int), np.arange(4 * n), None, demo_of_frame,
+                        np.tile([False, True], 2 * n), ["A"] * n, np.full(n, 40), np.full(n, 4), np.zeros(n, bool))
+    full = demo_roles(states, weights, ["A"], {"A": 1.0}, mass_floor=0.0)["A"]
+    capped = demo_roles(states, weights, ["A"], {"A": 1.0}, mass_floor=0.0, caps=RoleCaps(10, 3))["A"]
+    assert full.capped == {} and len(full.target_rows) == 2 * n and len(full.candidates) == n
+    assert capped.capped == {"targets": [2 * n, len(capped.target_rows)], "candidate_demos": [n, len(capped.candidates)]}
+    assert len(capped.target_rows) <= 10 and len(capped.candidates) <= 3
+    assert float(capped.target_weights.sum()) == pytest.approx(float(full.target_weights.sum()))
+    assert sum(c[2] for c in capped.candidates) == pytest.approx(1.0)
+    # the kept demos stand for all of them in proportion to weight: the lightest (demo 0, weight
+    # 1/78) is not kept, and the mean demo number under the probabilities is unchanged
+    kept = {int(demo_of_frame[c[0][0]]): c[2] for c in capped.candidates}
+    assert 0 not in kept
+    assert sum(d * p for d, p in kept.items()) == pytest.approx(float((torch.arange(n) * weights[:, 0]).sum()), rel=0.05)
+    # the resampled targets estimate any weighted mean of the full targets closely (here: the row number)
+    value = torch.as_tensor(full.target_rows, dtype=torch.float64)
+    mean_full = float((full.target_weights * value).sum() / full.target_weights.sum())
+    value_c = torch.as_tensor(capped.target_rows, dtype=torch.float64)
+    mean_capped = float((capped.target_weights * value_c).sum() / capped.target_weights.sum())
+    assert mean_capped == pytest.approx(mean_full, rel=0.05)
+
+
+def test_the_default_caps_bind_at_libero_scale_not_at_the_studys():
+    from lerobot_amf.selection.amf import RoleCaps
+
+    cfg = AMFSelectionConfig()
+    study = RoleCaps.of(cfg, 12)  # the hard study: 12 tasks, at most 39 + 24 demos in hand, 8 targets each
+    assert study.candidate_demos >= 63 and study.targets >= 63 * cfg.states_per_demo // 2
+    libero = RoleCaps.of(cfg, 130)  # 1,820 demos: every task could otherwise hold all of them
+    assert libero.targets * 130 <= cfg.max_target_states and libero.candidate_demos < 1820
+    assert RoleCaps.of(AMFSelectionConfig(max_target_states=None, max_candidate_states=None), 130) == RoleCaps()
+
+
+def test_a_selection_under_tight_caps_embeds_fewer_frames_and_says_which_tasks_were_capped(setup):
+    free = AMFStrategy(AMFSelectionConfig()).select(context(setup, with_d=True, seed=3), 2)
+    assert free.details["caps"]["capped"] == {}  # the defaults do not bind at this size
+    tight = AMFStrategy(AMFSelectionConfig(max_target_states=8, max_candidate_states=16)).select(
+        context(setup, with_d=True, seed=3), 2)
+    caps = tight.details["caps"]
+    assert caps["per_task"] == {"targets": 4, "candidate_demos": 1}
+    assert caps["capped"] and all(c.get("targets", [0, 0])[1] <= 4 for c in caps["capped"].values())
+    assert all(n == 1 for n in tight.details["candidate_demos"].values())
+    assert sum(tight.details["embedded_frames"]["per_task"].values()) < \
+        sum(free.details["embedded_frames"]["per_task"].values())
+    assert len(tight.tasks) == 2 and set(tight.tasks) <= set(POOL)
+
+
 def test_dropping_the_lightest_target_frames_changes_no_pick(setup):
     full = AMFStrategy(AMFSelectionConfig(target_mass_floor=0.0)).select(context(setup, with_d=True, seed=3), 3)
     pruned = AMFStrategy(AMFSelectionConfig()).select(context(setup, with_d=True, seed=3), 3)

@@ -146,3 +146,26 @@ def test_re_measuring_one_part_keeps_the_others_rows_with_the_commit_that_measur
     assert kept["selection"]["diffusion"] == {"measured_at_commit": "aaaaaaa", "selection_s": 49.0}
     assert kept["selection"]["smolvla"]["measured_at_commit"] == "bbbbbbb"  # its own commit wins
     assert kept_parts(old, parts, list(parts)) == {}  # everything re-measured: nothing kept
+
+
+def test_a_selection_killed_by_a_signal_is_a_row_with_no_time_and_a_missed_goal(tmp_path):
+    """selection_scale: a part the out-of-memory killer stops leaves a row (its peak RSS, how far its
+    progress bars got) whose time goal is missed without a factor, and the plot still draws."""
+    from benchmarks import selection_scale
+
+    stderr = ("amf: likelihood of 10 frames under 2 tasks (2 distinct):  50%|#####     | 57/114 [03:20<03:20]\r"
+              "amf: likelihood of 10 frames under 2 tasks (2 distinct): 100%|##########| 114/114 [06:46<00:00]\n")
+    bars = selection_scale.progress_bars(stderr)
+    assert bars == {"amf: likelihood of 10 frames under 2 tasks (2 distinct)":
+                    {"chunks_done": 114, "chunks": 114, "elapsed_s": 406}}
+    killed = {"policy": "smolvla", "finished": False, "stopped_after_s": None, "selection_s": None,
+              "peak_rss_gb": 18.6, "killed_by_signal": 9, "killed_after_s": 1200.0, "progress_when_stopped": bars}
+    done = {"policy": "diffusion", "selection_s": 52.0, "peak_rss_gb": 2.67}
+    results = {"selection": {"diffusion": done, "smolvla": killed}, "scoring": {"seconds_per_pick": 13.6},
+               "dataset": {"tasks": 130, "episodes": 1820}}
+    v = selection_scale.verdicts(results)
+    assert v["smolvla.selection_s"]["met"] is False and "killed by signal 9" in v["smolvla.selection_s"]["measured"]
+    assert v["smolvla.peak_rss_gb"]["met"] is False and v["smolvla.peak_rss_gb"]["misses_by_factor"] == 4.65
+    assert v["diffusion.selection_s"]["met"] is True
+    selection_scale.plot(results, tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").stat().st_size > 0

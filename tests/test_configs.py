@@ -15,6 +15,7 @@ from lerobot_amf.selection.config import AMFSelectionConfig
     ({"max_variance_removed": 1.0}, "max_variance_removed=1.0: must be in (0, 1)"),
     ({"target_mass_floor": -0.1}, "target_mass_floor=-0.1: must be in [0, 1)"),
     ({"noise": 0.0}, "noise=0.0: must be > 0"),
+    ({"max_candidate_states": 0}, "max_candidate_states=0: must be at least 1"),
 ])
 def test_amf_selection_settings_out_of_range_are_one_line_errors(setting, needle):
     with pytest.raises(AMFInputError) as err:

@@ -13,6 +13,7 @@ from lerobot_amf.selection.importance import (
     importance_log_weights,
     importance_weights,
     summarize_importance,
+    systematic_resample,
 )
 
 D = torch.float64
@@ -110,3 +111,20 @@ def test_bad_inputs_raise():
         importance_weights(torch.tensor([[0.0, float("nan")]]), [0])
     with pytest.raises(ValueError):
         importance_weights(torch.zeros(2, 2), [0, 1], temperature=0.0)
+
+
+def test_systematic_resampling_draws_each_index_in_proportion_and_never_a_weightless_one():
+    w = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.05], dtype=torch.float64)
+    index, times = systematic_resample(w, 20)
+    assert index.tolist() == [0, 2, 3, 4]  # the weightless index 1 is never drawn
+    assert times.tolist() == [10, 6, 3, 1]  # k * p_i, exactly where it is whole
+    assert int(times.sum()) == 20
+    # each index drawn floor or ceil of k * p_i times, for any k
+    w = torch.rand(200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for k in (1, 7, 50, 199):
+        index, times = systematic_resample(w, k)
+        expected = k * w[index] / w.sum()
+        assert int(times.sum()) == k
+        assert bool(((times >= expected.floor()) & (times <= expected.ceil())).all())
+    with pytest.raises(ValueError, match="positive total weight"):
+        systematic_resample(torch.zeros(3), 2)

@@ -62,7 +62,7 @@ from lerobot_amf.selection.gp import (
     greedy_batch,
     kernel_scale,
 )
-from lerobot_amf.selection.importance import importance_weights, summarize_importance
+from lerobot_amf.selection.importance import importance_weights, summarize_importance, systematic_resample
 from lerobot_amf.sources.hub import video_backend
 
 # Stream id mixed into the round's seed for sampling demo frames, so the frames do not share
@@ -181,25 +181,47 @@ class Weighting:
 class TaskRoles:
     """Which sampled frames a task's scores read: its target states with their weights
     μ(c)·w_i(c)/frames, its candidate demos (candidate rows, frames each stands for, probability
-    w_i(c) renormalised), and the frames recorded for it (the posterior observes D under them)."""
+    w_i(c) renormalised), and the frames recorded for it (the posterior observes D under them).
+    ``capped``: what a cap resampled (``RoleCaps``), as {"targets" | "candidate_demos": [before, after]}."""
 
     target_rows: np.ndarray
     target_weights: torch.Tensor
     candidates: list[tuple[np.ndarray, torch.Tensor, float]]
     own_rows: np.ndarray
+    capped: dict = dataclasses.field(default_factory=dict)
 
     @property
     def rows_to_embed(self) -> np.ndarray:
         return np.unique(np.concatenate([self.target_rows, self.own_rows, *(c[0] for c in self.candidates)]))
 
 
+@dataclasses.dataclass(frozen=True)
+class RoleCaps:
+    """Per task, at most ``targets`` target states and ``candidate_demos`` candidate demos (None: no
+    cap): the selection's caps (``max_target_states``, ``max_candidate_states``) shared out evenly
+    over the pool, so what a selection embeds and scores is bounded whatever the pool's size."""
+
+    targets: int | None = None
+    candidate_demos: int | None = None
+
+    @classmethod
+    def of(cls, cfg: AMFSelectionConfig, n_tasks: int) -> "RoleCaps":
+        per_demo = max(1, cfg.states_per_demo // 2)  # a demo's candidate states (split_target_candidate)
+        return cls(None if cfg.max_target_states is None else max(1, cfg.max_target_states // n_tasks),
+                   None if cfg.max_candidate_states is None
+                   else max(1, cfg.max_candidate_states // (n_tasks * per_demo)))
+
+
 def demo_roles(states: DemoStates, weights: torch.Tensor, pool: list[str], target_weights: dict,
-               mass_floor: float) -> dict[str, TaskRoles]:
+               mass_floor: float, caps: RoleCaps = RoleCaps()) -> dict[str, TaskRoles]:
     """Each task's ``TaskRoles`` from the importance weights (n_demos, tasks). Candidate demos
     weigh at least CANDIDATE_WEIGHT_FLOOR; the lightest target frames whose weights sum to at
     most ``mass_floor`` of the task's total are dropped (the demos of tasks the policy tells
     apart, at the clipped weight), which bounds what they could change in a score and spares
-    embedding them."""
+    embedding them. A task with more targets or candidate demos than ``caps`` allows keeps that
+    many draws by systematic resampling on their weights: a target drawn n times weighs n/k of the
+    kept total, a demo drawn n times has probability n/k, so every weighted sum keeps its total and
+    the expected gain stays an average over demos in proportion to their weights."""
     frame_demo = states.demo_of_frame
     is_target = ~states.candidate
     n_demos = len(states.demo_task)
@@ -216,15 +238,26 @@ def demo_roles(states: DemoStates, weights: torch.Tensor, pool: list[str], targe
         keep = torch.ones(len(tw), dtype=torch.bool)
         keep[order[light]] = False
         keep &= tw > 0
+        rows_kept, tw_kept = target_rows[keep.numpy()], tw[keep]
+        capped = {}
+        if caps.targets is not None and len(rows_kept) > caps.targets:
+            drawn, times = systematic_resample(tw_kept, caps.targets)
+            capped["targets"] = [len(rows_kept), len(drawn)]
+            rows_kept, tw_kept = rows_kept[drawn.numpy()], times.double() * (tw_kept.sum() / caps.targets)
         kept = [i for i in range(n_demos) if w[i] >= CANDIDATE_WEIGHT_FLOOR and candidate_frames[i] > 0]
         mass = float(sum(w[i] for i in kept))
+        chosen = [(i, float(w[i]) / mass) for i in kept]  # (demo, probability)
+        if caps.candidate_demos is not None and len(kept) > caps.candidate_demos:
+            drawn, times = systematic_resample(torch.stack([w[i] for i in kept]), caps.candidate_demos)
+            capped["candidate_demos"] = [len(kept), len(drawn)]
+            chosen = [(kept[d], int(t) / caps.candidate_demos) for d, t in zip(drawn.tolist(), times, strict=True)]
         candidates = []
-        for i in kept:
+        for i, probability in chosen:
             rows = np.flatnonzero((frame_demo == i) & ~is_target)
             frames = torch.full((len(rows),), float(states.demo_length[i]) / len(rows), dtype=torch.float64)
-            candidates.append((rows, frames, float(w[i]) / mass))
+            candidates.append((rows, frames, probability))
         own = np.flatnonzero(np.asarray(states.demo_task, dtype=object)[frame_demo] == task)
-        out[task] = TaskRoles(target_rows[keep.numpy()], tw[keep], candidates, own)
+        out[task] = TaskRoles(rows_kept, tw_kept, candidates, own, capped)
     return out
 
 
@@ -295,7 +328,8 @@ class AMFStrategy(Strategy):
         low_ess = weighting.summary.collapsed(cfg.ess_threshold)
         collapsed = [t for j, t in enumerate(ctx.pool) if bool(low_ess[j]) or t not in states.demo_task]
         rollout_phi = self.rollout_states(ctx, collapsed, embedder) if collapsed else {}
-        roles = demo_roles(states, weighting.weights, ctx.pool, ctx.target_weights, cfg.target_mass_floor)
+        roles = demo_roles(states, weighting.weights, ctx.pool, ctx.target_weights, cfg.target_mass_floor,
+                           RoleCaps.of(cfg, len(ctx.pool)))
         phi, embedded = self.embed_roles(ctx, states, roles, rollout_phi, embedder)
         targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
         if not candidates:
@@ -316,7 +350,7 @@ class AMFStrategy(Strategy):
             raise ValueError("The demo source has no demos left for the tasks amf would pick.")
         first = result.step_scores[0] if result.step_scores else {}  # the first pick's scores
         details = self.record(ctx, states, weighting, embedder, candidates, embedded, rollout_phi, unscored, noise,
-                              result)
+                              result, roles)
         return Selection(unscored + result.picks, scores={t: round(v, 6) for t, v in first.items()}, details=details,
                          reason=self.reason(unscored, first, noise, rollout_phi))
 
@@ -464,9 +498,10 @@ class AMFStrategy(Strategy):
         return posterior, {"kappa": kappa, "sigma2": sigma2, "removed": removed}
 
     def record(self, ctx: SelectionContext, states: DemoStates, weighting: "Weighting", embedder, candidates: dict,
-               embedded: dict, rollout_phi: dict, unscored: list, noise: dict, result) -> dict:
+               embedded: dict, rollout_phi: dict, unscored: list, noise: dict, result, roles: dict) -> dict:
         """The selection record (docs/method.md, "What a selection records")."""
         cfg = self.cfg
+        caps = RoleCaps.of(cfg, len(ctx.pool))
         return {
             "cold_start_tasks": unscored,  # picked first, one demo each, unscored
             "step_scores": result.step_scores,
@@ -484,6 +519,10 @@ class AMFStrategy(Strategy):
             # frames embedded under each task (of the sampled frames), and the target-weight share dropped
             "embedded_frames": {"sampled": int(len(states.demo_of_frame)), "per_task": embedded,
                                 "target_mass_floor": cfg.target_mass_floor},
+            # the caps per task, and each task a cap resampled: {"targets" | "candidate_demos": [before, after]}
+            "caps": {"per_task": dataclasses.asdict(caps), "max_target_states": cfg.max_target_states,
+                     "max_candidate_states": cfg.max_candidate_states,
+                     "capped": {t: r.capped for t, r in roles.items() if r.capped and t not in rollout_phi}},
             "rollout_fallback": sorted(rollout_phi),
             "importance": weighting.label,
             "kappa": noise["kappa"],

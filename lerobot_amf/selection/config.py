@@ -51,6 +51,15 @@ class AMFSelectionConfig:
     # A task's lightest target states, together at most this share of its target weight, are
     # dropped (and not embedded under it); 0 keeps every state with a non-zero weight.
     target_mass_floor: float = 1e-3
+    # What one selection embeds and scores, over all tasks together: target states, and candidate
+    # states (the frames of the demos a new demo may resemble). A task holding more than its share
+    # (the cap / pool size) keeps it by systematic resampling on its weights (docs/method.md, "Caps
+    # on what a selection holds"): memory and greedy time then grow with the caps, not with tasks
+    # x demos (LIBERO's 130 tasks under weights that spread every demo over every task). None: no
+    # cap. Neither binds at the hard study's size (12 tasks: 4,166 targets and 85 candidate demos of
+    # 8 states per task allowed; at most 63 demos in hand) nor at the embedded default's.
+    max_target_states: int | None = 50_000
+    max_candidate_states: int | None = 8_192
     loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate
     ess_threshold: float = 1.5  # below: the task's states come from policy rollouts
     fallback_rollouts: int = 4
@@ -80,7 +89,7 @@ class AMFSelectionConfig:
             raise AMFInputError(f"amf.selection.rollout_roles=rollouts needs amf.selection.fallback_rollouts >= 2 "
                                 f"(got {self.fallback_rollouts}): one rollout cannot be both.")
         for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "pseudo_target_steps",
-                     "fallback_rollouts", "chunk_size"):
+                     "fallback_rollouts", "chunk_size", "max_target_states", "max_candidate_states"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AMFInputError(f"amf.selection.{name}={getattr(self, name)}: must be at least 1.")
         if self.states_per_demo < 2:

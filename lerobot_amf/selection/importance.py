@@ -28,6 +28,7 @@ __all__ = [
     "importance_log_weights",
     "importance_weights",
     "summarize_importance",
+    "systematic_resample",
 ]
 
 
@@ -118,3 +119,18 @@ def summarize_importance(weights: Tensor, task_names: Optional[Sequence[str]] = 
     if names is not None and len(names) != w.shape[1]:
         raise ValueError(f"{len(names)} task names for {w.shape[1]} tasks")
     return ImportanceSummary(ess=effective_sample_size(w), n_demos=int(w.shape[0]), task_names=names)
+
+
+def systematic_resample(weights: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """k draws from the categorical distribution ``weights`` by systematic resampling at the
+    stratum midpoints ((j + ½)/k, j < k): deterministic, and index i is drawn ⌊k·p_i⌋ or ⌈k·p_i⌉
+    times, so a weighted sum over the draws, each of weight Σw/k, keeps the total and differs from
+    the full sum by at most one draw's weight per index. Returns the distinct indices drawn (in
+    order) and how often each was; an index of weight 0 is never drawn."""
+    w = torch.as_tensor(weights, dtype=torch.float64).clamp_min(0.0)
+    if k < 1 or w.numel() == 0 or not float(w.sum()) > 0:
+        raise ValueError(f"systematic_resample needs k >= 1 and a positive total weight (k={k}, n={w.numel()})")
+    cdf = torch.cumsum(w, 0) / w.sum()
+    points = (torch.arange(k, dtype=torch.float64) + 0.5) / k
+    drawn = torch.searchsorted(cdf, points, right=True).clamp_max(w.numel() - 1)
+    return torch.unique(drawn, return_counts=True)

@@ -15,7 +15,9 @@ Measured, each in its own process with 2 torch threads (the goal's 2 cores), ran
   the tiny real SmolVLA (``benchmarks/tiny_smolvla.py``; its likelihood surrogate scores every
   sampled frame under every task): wall time, peak RSS of the process (``ru_maxrss``) and its RSS
   before the selection;
-- greedy scoring at 130 tasks x 50,000 target states (d = 1024): seconds per pick.
+- greedy scoring at 130 tasks x 50,000 target states (d = 1024): seconds per pick, with the
+  candidate states the product's cap allows one pick (``max_candidate_states`` over 130 tasks;
+  the goal's row), and with 100 per task (13,000, the spec measured before the cap existed).
 
 Goals (issue "The headline path for real"): peak RSS <= 4 GB, <= 60 s per selection, < 10 s per
 pick. A goal a measurement misses is reported with the factor it misses by.
@@ -50,7 +52,11 @@ CAP_S = 600.0  # a selection still running after 10 goal-lengths is stopped and 
 GOALS = {"peak_rss_gb": 4.0, "selection_s": 60.0, "seconds_per_pick": 10.0}
 POLICIES = ("diffusion", "smolvla")
 PARTS = {**{kind: ("selection", kind) for kind in POLICIES}, "scoring": ("scoring",)}  # name -> key path
-SCORING = {"n_tasks": 130, "n_targets": 50_000, "dim": 1024, "states_per_task": 100}
+# The greedy pick at 130 tasks x 50k targets: with the candidate states the product's cap allows
+# (amf.selection.max_candidate_states over 130 tasks: the most one pick scores), and with 100 per
+# task (13,000 rows, the spec measured before the cap existed; kept as a second row).
+SCORING = {"n_tasks": 130, "n_targets": 50_000, "dim": 1024, "states_per_task": None}
+SCORING_BEFORE_CAPS = {**SCORING, "states_per_task": 100}
 REPO = "lerobot/libero"
 
 
@@ -164,13 +170,24 @@ def child_selection(kind: str, root: Path, runs: Path) -> dict:
     }
 
 
+def scoring_states_per_task() -> int:
+    """Candidate states per task in the scoring part: the product's cap shared over the 130 tasks."""
+    from lerobot_amf.selection.config import AMFSelectionConfig
+
+    return AMFSelectionConfig().max_candidate_states // SCORING["n_tasks"]
+
+
 def child_scoring() -> dict:
+    """The greedy pick at the product's caps (the verdict's row), and at the earlier 100 states per task."""
     import torch
 
     from benchmarks.selection_cost import bench_scoring
 
     torch.set_num_threads(THREADS)
-    out = bench_scoring(**SCORING)
+    out = bench_scoring(**{**SCORING, "states_per_task": scoring_states_per_task()})
+    out["candidate_states"] = out["tasks"] * out["states_per_candidate"]
+    before = bench_scoring(**SCORING_BEFORE_CAPS)
+    out["at_100_states_per_task"] = {**before, "candidate_states": before["tasks"] * before["states_per_candidate"]}
     out["peak_rss_gb"] = round(peak_rss() / 1e9, 3)
     return out
 
@@ -272,10 +289,16 @@ def plot(results: dict, path: Path) -> None:
             ax.text(i, v, label, ha="center", va="bottom")
         ax.set_title(label)
         ax.legend(frameon=False)
-    pick = results["scoring"]["seconds_per_pick"]
-    axes[2].bar(["greedy pick"], [pick], color="tab:green" if pick < GOALS["seconds_per_pick"] else "tab:red")
+    scoring = results["scoring"]
+    picks = {f"{scoring.get('candidate_states', 13_000):,} cand.\nstates": scoring["seconds_per_pick"]}
+    if "at_100_states_per_task" in scoring:  # the earlier spec, above the product's cap
+        before = scoring["at_100_states_per_task"]
+        picks[f"{before['candidate_states']:,} cand.\nstates (no cap)"] = before["seconds_per_pick"]
+    for i, (label, pick) in enumerate(picks.items()):
+        axes[2].bar(label, pick, color="tab:green" if pick < GOALS["seconds_per_pick"] else "tab:red",
+                    alpha=1.0 if i == 0 else 0.5)
+        axes[2].text(i, pick, f"{pick:.2f}", ha="center", va="bottom")
     axes[2].axhline(GOALS["seconds_per_pick"], color="k", ls="--", lw=1, label=f"goal {GOALS['seconds_per_pick']:g}")
-    axes[2].text(0, pick, f"{pick:.2f}", ha="center", va="bottom")
     axes[2].set_title(f"s per pick, {SCORING['n_tasks']} tasks x {SCORING['n_targets']:,} targets")
     axes[2].legend(frameon=False)
     ds = results["dataset"]
@@ -314,7 +337,8 @@ def main(argv=None) -> None:
             "dataset": f"{len(pool())} LIBERO tasks x {EPISODES_PER_TASK} episodes x {FRAMES_PER_EPISODE} frames, "
                        f"2 cameras {IMAGE_SIZE}x{IMAGE_SIZE} as MP4, under {runs}",
             "parts": [f"amf selection, {PICKS} picks, policy {k}, {THREADS} threads" for k in policies]
-            + ([f"greedy scoring, {SCORING['n_tasks']} tasks x {SCORING['n_targets']} targets"]
+            + ([f"greedy scoring, {SCORING['n_tasks']} tasks x {SCORING['n_targets']} targets, "
+                f"{scoring_states_per_task()} and {SCORING_BEFORE_CAPS['states_per_task']} candidate states per task"]
                if "scoring" in args.parts else []),
             "writes": [str(results_dir / "selection_scale.json"), str(results_dir / "selection_scale.png")]})
         return

@@ -440,3 +440,43 @@ def test_scoring_one_chunk_under_several_instructions_encodes_its_images_once(sm
     assert "prepare_images" not in vars(policy) and "embed_image" not in vars(policy.model.vlm_with_expert)
     family.loglik(policy, conditioned[0], 1, 0)
     assert len(encoded) == 2 * cameras  # outside the block: encoded again
+
+
+def test_frames_of_several_tasks_embedded_together_equal_each_task_embedded_alone(smolvla, tmp_path, monkeypatch):
+    """amf's embedding pass sends the (task, frame) pairs of a chunk through the embedder together,
+    a few pairs a call, whatever task each pair is for: each pair's embedding equals the one it
+    gets embedded alone under its task (the draws are the same for every state; tokens of
+    different lengths are right-padded and masked, as in a training batch of mixed instructions)."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+
+    from benchmarks.libero_dataset import build_libero_dataset
+    from lerobot_amf.selection.amf import DemoStates, condition_on_task, embed_pairs, take_rows
+
+    policy, pre, _ = smolvla
+    instructions = list(INSTRUCTIONS)
+    root = build_libero_dataset(tmp_path / "libero", instructions[:1], episodes_per_task=1, frames_per_episode=6,
+                                video=False)
+    delta = resolve_delta_timestamps(policy.config, LeRobotDatasetMetadata("lerobot/libero", root=root))
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
+    rows = np.arange(6)
+    states = DemoStates([ds], np.zeros(6, dtype=int), rows, pre, np.zeros(6, dtype=int), rows % 2 == 1, ["own"],
+                        np.array([6]), np.array([6]), np.array([False]))
+    batch = states.batch(rows)
+    embedder = make_embedder(policy, dim=64, n_draws=2)
+
+    def conditioned(task, take):
+        return condition_on_task(take_rows(batch, take), task, None, task, states.language_of(task))
+
+    assert len({states.language_of(t)[OBS_LANGUAGE_TOKENS].shape[1] for t in instructions}) == 3  # 8, 7, 12
+    pairs = [(instructions[0], np.array([0, 2, 4])), (instructions[1], np.array([1, 2, 3, 5])),
+             (instructions[2], np.array([0, 5]))]
+    alone = {task: embedder.embed(conditioned(task, take)) for task, take in pairs}
+    calls = []
+    real = embedder.embed
+    monkeypatch.setattr(embedder, "embed", lambda b: calls.append(len(b["task"])) or real(b))
+    together = {task: (take, values) for task, take, values in embed_pairs(policy, embedder, pairs, conditioned, 4)}
+    for task, take in pairs:
+        assert np.array_equal(together[task][0], take)
+        torch.testing.assert_close(together[task][1], alone[task].double(), rtol=1e-5, atol=1e-7)
+    assert calls == [4, 4, 1]  # 9 pairs of three tasks, 4 a call: not one call (or more) per task

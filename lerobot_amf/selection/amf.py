@@ -158,8 +158,7 @@ def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None
 def _conditioning_key(policy, task: str, vocabulary: tuple[str, ...] | None, instruction: str | None) -> tuple:
     """What conditioning a frame on ``task`` changes (``condition_on_task``, ``serving``): its
     partition, its one-hot slot, its instruction. Two tasks with one key get the same likelihood."""
-    partition = policy.partitions.of(policy.task_of(task)) if isinstance(policy, RoutedPolicy) else None
-    return partition, (task if vocabulary is not None else None), instruction
+    return _partition_of(policy, task), (task if vocabulary is not None else None), instruction
 
 
 def split_target_candidate(n: int) -> np.ndarray:
@@ -259,6 +258,68 @@ def demo_roles(states: DemoStates, weights: torch.Tensor, pool: list[str], targe
         own = np.flatnonzero(np.asarray(states.demo_task, dtype=object)[frame_demo] == task)
         out[task] = TaskRoles(rows_kept, tw_kept, candidates, own, capped)
     return out
+
+
+def embed_pairs(policy, embedder, pairs: list, conditioned, size: int):
+    """(task, rows, φ float64 on the CPU) for each (task, rows) of ``pairs``, the rows embedded
+    under their task (``conditioned(task, rows)``: the batch those rows make, conditioned on it).
+    Tasks that share a partition are embedded together, ``size`` (task, row) pairs a call, their
+    language inputs right-padded to one length as in any training batch of mixed instructions:
+    the draws are the same for every state and padded tokens are masked, so a state's φ does not
+    depend on the rows beside it. Each call conditions only its own pairs, so memory stays at
+    ``size`` pairs."""
+    groups: dict = {}  # (partition, input shapes but the language's) -> [(task, rows)]
+    for task, rows in pairs:
+        first = conditioned(task, rows[:1])
+        shapes = tuple((k, tuple(v.shape[1:])) for k, v in first.items()
+                       if isinstance(v, torch.Tensor) and k not in LANGUAGE_KEYS)
+        groups.setdefault((_partition_of(policy, task), shapes), []).append((task, rows))
+    for members in groups.values():
+        flat = [(m, r) for m, (_, rows) in enumerate(members) for r in range(len(rows))]  # (member, its k-th row)
+        out = [[] for _ in members]
+        with serving(policy, members[0][0]):
+            for start in range(0, len(flat), size):
+                piece = flat[start:start + size]
+                batches, owners = [], []
+                for m in dict.fromkeys(m for m, _ in piece):
+                    ks = [k for mm, k in piece if mm == m]
+                    task, rows = members[m]
+                    batches.append(conditioned(task, rows[ks]))
+                    owners.append((m, len(ks)))
+                values = embedder.embed(concat_batches(batches)).double().cpu()
+                for (m, n), v in zip(owners, values.split([n for _, n in owners]), strict=True):
+                    out[m].append(v)
+        for (task, rows), values in zip(members, out, strict=True):
+            yield task, rows, torch.cat(values)
+
+
+def _partition_of(policy, task: str):
+    """The partition active when the policy acts for ``task`` (None: a policy without routing)."""
+    return policy.partitions.of(policy.task_of(task)) if isinstance(policy, RoutedPolicy) else None
+
+
+def concat_batches(batches: list[dict]) -> dict:
+    """Batches of the same keys and per-row shapes as one: tensors and per-row lists concatenated
+    in order, anything else taken from the first. Language inputs (token ids, attention mask) of
+    different lengths are right-padded to the longest (id 0, masked), as a pre-processor pads a
+    batch of mixed instructions."""
+    if len(batches) == 1:
+        return batches[0]
+
+    def joined(key, parts):
+        if key in LANGUAGE_KEYS and len({p.shape[1] for p in parts}) > 1:
+            width = max(p.shape[1] for p in parts)
+            padded = []
+            for p in parts:
+                wide = p.new_zeros((p.shape[0], width, *p.shape[2:]))
+                wide[:, :p.shape[1]] = p
+                padded.append(wide)
+            parts = padded
+        return torch.cat(parts)
+
+    return {k: joined(k, [b[k] for b in batches]) if isinstance(v, torch.Tensor)
+            else [x for b in batches for x in b[k]] if isinstance(v, list) else v
+            for k, v in batches[0].items()}
 
 
 def take_rows(batch: dict, rows: np.ndarray) -> dict:
@@ -453,13 +514,18 @@ class AMFStrategy(Strategy):
         parts: dict[str, list] = {task: [] for task in ctx.pool}
         desc = f"amf: embedding {len(every)} frames under their tasks"
         for i, chunk_rows, batch in states.chunks(every, cfg.chunk_size, ctx.accelerator, desc):
-            for j, task in enumerate(ctx.pool):  # each chunk read once, embedded under every task that reads it
-                take = np.flatnonzero(reads[j, chunk_rows])
-                if len(take):
-                    with serving(ctx.policy, task):
-                        conditioned = condition_on_task(take_rows(batch, take), task, vocab, instructions.get(task),
-                                                        _language(states, instructions.get(task)))
-                        parts[task].append((i, chunk_rows[take], embedder.embed(conditioned).double().cpu()))
+            # each chunk read once and embedded under every task that reads it: the (task, frame)
+            # pairs of tasks that share a partition go through the embedder together, chunk_size
+            # pairs a call (one task's few target frames per chunk would each be a call of their own)
+            pairs = [(task, np.flatnonzero(reads[j, chunk_rows])) for j, task in enumerate(ctx.pool)]
+            pairs = [(task, take) for task, take in pairs if len(take)]
+
+            def conditioned(task, take):
+                return condition_on_task(take_rows(batch, take), task, vocab, instructions.get(task),
+                                         _language(states, instructions.get(task)))
+
+            for task, take, values in embed_pairs(ctx.policy, embedder, pairs, conditioned, cfg.chunk_size):
+                parts[task].append((i, chunk_rows[take], values))
         held: dict[str, list] = {task: [] for task in ctx.pool}
         for task, own in _gather(list(parts.items()), ctx.accelerator):  # every process's chunks
             held[task] += own

@@ -328,28 +328,39 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
             assert str(tmp_path) not in data.decode(), name
 
 
+def six_frames(smolvla, tmp_path, instructions: list[str]):
+    """(dataset, DemoStates, rows) of one 6-frame LIBERO-shaped episode per instruction, the first
+    episode's frames as the states in hand (recorded for the task "own")."""
+    from lerobot.datasets.factory import resolve_delta_timestamps
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+
+    from benchmarks.libero_dataset import build_libero_dataset
+    from lerobot_amf.selection.amf import DemoStates
+
+    policy, pre, _ = smolvla
+    root = build_libero_dataset(tmp_path / "libero", instructions, episodes_per_task=1, frames_per_episode=6,
+                                video=False)
+    delta = resolve_delta_timestamps(policy.config, LeRobotDatasetMetadata("lerobot/libero", root=root))
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
+    rows = np.arange(6)
+    states = DemoStates([ds], np.zeros(6, dtype=int), rows, pre, np.zeros(6, dtype=int), rows % 2 == 1, ["own"],
+                        np.array([6]), np.array([6]), np.array([False]))
+    return ds, states, rows
+
+
 def test_frames_conditioned_on_another_instruction_carry_its_tokens_and_likelihood(smolvla, tmp_path):
     """amf scores every demo's frames under every task. SmolVLA reads the token ids the
     pre-processor made, not the string: frames recorded for one instruction and conditioned on
     another must carry the other's tokens, and have the likelihood of the same frames
     pre-processed with it (not their own)."""
-    from lerobot.datasets.factory import resolve_delta_timestamps
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
 
-    from benchmarks.libero_dataset import build_libero_dataset
     from lerobot_amf.data import read_frames
     from lerobot_amf.families import family_of
-    from lerobot_amf.selection.amf import DemoStates, condition_on_task
+    from lerobot_amf.selection.amf import condition_on_task
 
     policy, pre, _ = smolvla
     own, other = list(INSTRUCTIONS)[:2]
-    root = build_libero_dataset(tmp_path / "libero", [own, other], episodes_per_task=1, frames_per_episode=6,
-                                video=False)
-    delta = resolve_delta_timestamps(policy.config, LeRobotDatasetMetadata("lerobot/libero", root=root))
-    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
-    rows = np.arange(6)  # episode 0: recorded for ``own``
-    states = DemoStates([ds], np.zeros(6, dtype=int), rows, pre, np.zeros(6, dtype=int), rows % 2 == 1, ["own"],
-                        np.array([6]), np.array([6]), np.array([False]))
+    ds, states, rows = six_frames(smolvla, tmp_path, [own, other])  # episode 0: recorded for ``own``
     recorded = states.batch(rows)
     conditioned = condition_on_task(recorded, "other", None, other, states.language_of(other))
     direct = pre(torch.utils.data.default_collate([{**item, "task": other} for item in read_frames(ds, rows)]))
@@ -405,24 +416,14 @@ def test_scoring_one_chunk_under_several_instructions_encodes_its_images_once(sm
     """The likelihood pass scores a chunk of frames under every instruction; only the language
     changes, so SmolVLA's images are encoded once per camera, with likelihoods bit-identical to
     encoding them every time, and the policy is as it was after the block."""
-    from lerobot.datasets.factory import resolve_delta_timestamps
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
     from lerobot.policies.smolvla.smolvlm_with_expert import SmolVLMWithExpertModel
 
-    from benchmarks.libero_dataset import build_libero_dataset
-    from lerobot_amf.data import read_frames
     from lerobot_amf.families import family_of
-    from lerobot_amf.selection.amf import DemoStates, condition_on_task
+    from lerobot_amf.selection.amf import condition_on_task
 
     policy, pre, _ = smolvla
     instructions = list(INSTRUCTIONS)
-    root = build_libero_dataset(tmp_path / "libero", instructions[:1], episodes_per_task=1, frames_per_episode=6,
-                                video=False)
-    delta = resolve_delta_timestamps(policy.config, LeRobotDatasetMetadata("lerobot/libero", root=root))
-    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
-    rows = np.arange(6)
-    states = DemoStates([ds], np.zeros(6, dtype=int), rows, pre, np.zeros(6, dtype=int), rows % 2 == 1, ["own"],
-                        np.array([6]), np.array([6]), np.array([False]))
+    _, states, rows = six_frames(smolvla, tmp_path, instructions[:1])
     batch = states.batch(rows)
     conditioned = [condition_on_task(batch, "t", None, text, states.language_of(text)) for text in instructions]
     family = family_of(policy)
@@ -447,21 +448,11 @@ def test_frames_of_several_tasks_embedded_together_equal_each_task_embedded_alon
     a few pairs a call, whatever task each pair is for: each pair's embedding equals the one it
     gets embedded alone under its task (the draws are the same for every state; tokens of
     different lengths are right-padded and masked, as in a training batch of mixed instructions)."""
-    from lerobot.datasets.factory import resolve_delta_timestamps
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
-
-    from benchmarks.libero_dataset import build_libero_dataset
-    from lerobot_amf.selection.amf import DemoStates, condition_on_task, embed_pairs, take_rows
+    from lerobot_amf.selection.amf import condition_on_task, embed_pairs, take_rows
 
     policy, pre, _ = smolvla
     instructions = list(INSTRUCTIONS)
-    root = build_libero_dataset(tmp_path / "libero", instructions[:1], episodes_per_task=1, frames_per_episode=6,
-                                video=False)
-    delta = resolve_delta_timestamps(policy.config, LeRobotDatasetMetadata("lerobot/libero", root=root))
-    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
-    rows = np.arange(6)
-    states = DemoStates([ds], np.zeros(6, dtype=int), rows, pre, np.zeros(6, dtype=int), rows % 2 == 1, ["own"],
-                        np.array([6]), np.array([6]), np.array([False]))
+    _, states, rows = six_frames(smolvla, tmp_path, instructions[:1])
     batch = states.batch(rows)
     embedder = make_embedder(policy, dim=64, n_draws=2)
 

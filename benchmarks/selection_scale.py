@@ -270,7 +270,7 @@ def verdicts(results: dict) -> dict:
     return out
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path):
     plt = pyplot()
     kinds = list(results["selection"])
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
@@ -285,8 +285,8 @@ def plot(results: dict, path: Path) -> None:
             ax.bar(kind, v, color="tab:green" if v <= goal and not cut else "tab:red", hatch="//" if cut else None)
         ax.axhline(goal, color="k", ls="--", lw=1, label=f"goal {goal:g}")
         for i, (row, v, cut) in enumerate(zip(rows, values, stopped)):
-            label = (f"killed at {v:g}" if row.get("killed_by_signal") else f"> {v:g} (stopped)") if cut else f"{v:g}"
-            ax.text(i, v, label, ha="center", va="bottom")
+            text = (f"killed at {v:g}" if row.get("killed_by_signal") else f"> {v:g} (stopped)") if cut else f"{v:g}"
+            ax.text(i, v, text, ha="center", va="bottom")
         ax.set_title(label)
         ax.legend(frameon=False)
     scoring = results["scoring"]
@@ -306,6 +306,7 @@ def plot(results: dict, path: Path) -> None:
                  f"{THREADS} CPU threads, random weights")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def build_parser() -> argparse.ArgumentParser:

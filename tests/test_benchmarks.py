@@ -167,5 +167,7 @@ def test_a_selection_killed_by_a_signal_is_a_row_with_no_time_and_a_missed_goal(
     assert v["smolvla.selection_s"]["met"] is False and "killed by signal 9" in v["smolvla.selection_s"]["measured"]
     assert v["smolvla.peak_rss_gb"]["met"] is False and v["smolvla.peak_rss_gb"]["misses_by_factor"] == 4.65
     assert v["diffusion.selection_s"]["met"] is True
-    selection_scale.plot(results, tmp_path / "scale.png")
+    fig = selection_scale.plot(results, tmp_path / "scale.png")
     assert (tmp_path / "scale.png").stat().st_size > 0
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["one selection, s", "peak RSS, GB"]
+    assert "killed at 1200" in [t.get_text() for t in fig.axes[0].texts]

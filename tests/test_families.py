@@ -128,3 +128,22 @@ def test_under_head_copies_the_embedder_differentiates_the_active_copy():
         copies["drawer-close-v3"][1].bias.add_(1.0)  # the copy that ran, not the original, shapes φ
     with routed.serving("drawer-close-v3"):
         assert not torch.allclose(emb.embed(diffusion_batch(b=2)), phi)
+
+
+@pytest.mark.parametrize("scheduler", ["DDPM", "DDIM"])
+def test_the_embedders_ddim_scheduler_is_what_from_config_makes_without_importing_every_scheduler(scheduler):
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+
+    from lerobot_amf.families.diffusion import ddim_scheduler_like
+
+    policy = DiffusionPolicy(DiffusionConfig(**features(), down_dims=(16, 32), noise_scheduler_type=scheduler,
+                                             beta_schedule="squaredcos_cap_v2", prediction_type="sample",
+                                             clip_sample_range=0.5, device="cpu", push_to_hub=False))
+    source = policy.diffusion.noise_scheduler.config
+    direct, searched = ddim_scheduler_like(source), DDIMScheduler.from_config(dict(source))
+    public = lambda s: {k: v for k, v in dict(s.config).items() if not k.startswith("_")}  # noqa: E731
+    assert public(direct) == public(searched)
+    assert public(direct)["prediction_type"] == "sample" and public(direct)["clip_sample_range"] == 0.5
+    torch.testing.assert_close(direct.alphas_cumprod, searched.alphas_cumprod, rtol=0, atol=0)
+    direct.set_timesteps(10), searched.set_timesteps(10)
+    assert torch.equal(direct.timesteps, searched.timesteps)

@@ -124,14 +124,25 @@ def num_train_timesteps(policy: nn.Module) -> int:
     return int(policy.diffusion.noise_scheduler.config.num_train_timesteps)
 
 
+def ddim_scheduler_like(config) -> "DDIMScheduler":  # noqa: F821
+    """diffusers' ``DDIMScheduler`` with the settings of the policy's scheduler ``config`` that DDIM
+    takes, the others at DDIM's defaults: what ``DDIMScheduler.from_config`` makes, without its
+    search of every compatible scheduler class, which imports them all (SciPy included) and
+    cost about 1 s the first time a process made an embedder."""
+    import inspect
+
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+
+    takes = set(inspect.signature(DDIMScheduler.__init__).parameters) - {"self"}
+    return DDIMScheduler(**{k: v for k, v in dict(config).items() if k in takes})
+
+
 class DiffusionEmbedder(Embedder):
     family = "diffusion"
     loss_name = "half_mse_denoising"
 
     def __init__(self, policy: nn.Module, target_steps: int | None = None, **kernel):
         super().__init__(policy, **kernel)
-        from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-
         cfg = self.policy.config
         model = self.policy.diffusion
         self.config = cfg
@@ -143,7 +154,7 @@ class DiffusionEmbedder(Embedder):
         sched_cfg = model.noise_scheduler.config
         self.num_train_timesteps = num_train_timesteps(self.policy)
         # A private DDIM scheduler (set_timesteps mutates state) with the policy's own config.
-        self.sampler = DDIMScheduler.from_config(dict(sched_cfg))
+        self.sampler = ddim_scheduler_like(sched_cfg)
         if target_steps is None:
             is_ddim = cfg.noise_scheduler_type == "DDIM"
             self.sampler.set_timesteps(model.num_inference_steps if is_ddim else DEFAULT_DDPM_TARGET_STEPS)

@@ -39,6 +39,7 @@ task the same way. The greedy step then runs on every process, deterministic, so
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 
 import numpy as np
@@ -267,22 +268,18 @@ def embed_pairs(policy, embedder, pairs: list, conditioned, size: int):
     language inputs right-padded to one length as in any training batch of mixed instructions:
     the draws are the same for every state and padded tokens are masked, so a state's φ does not
     depend on the rows beside it. Each call conditions only its own pairs, so memory stays at
-    ``size`` pairs."""
-    groups: dict = {}  # (partition, input shapes but the language's) -> [(task, rows)]
+    ``size`` pairs. (All pairs come from one batch, so their inputs differ only in the language.)"""
+    groups: dict = {}  # partition -> [(task, rows)]
     for task, rows in pairs:
-        first = conditioned(task, rows[:1])
-        shapes = tuple((k, tuple(v.shape[1:])) for k, v in first.items()
-                       if isinstance(v, torch.Tensor) and k not in LANGUAGE_KEYS)
-        groups.setdefault((_partition_of(policy, task), shapes), []).append((task, rows))
+        groups.setdefault(_partition_of(policy, task), []).append((task, rows))
     for members in groups.values():
         flat = [(m, r) for m, (_, rows) in enumerate(members) for r in range(len(rows))]  # (member, its k-th row)
         out = [[] for _ in members]
         with serving(policy, members[0][0]):
             for start in range(0, len(flat), size):
-                piece = flat[start:start + size]
                 batches, owners = [], []
-                for m in dict.fromkeys(m for m, _ in piece):
-                    ks = [k for mm, k in piece if mm == m]
+                for m, run in itertools.groupby(flat[start:start + size], key=lambda pair: pair[0]):
+                    ks = [k for _, k in run]  # a run of one member's rows (flat is in member order)
                     task, rows = members[m]
                     batches.append(conditioned(task, rows[ks]))
                     owners.append((m, len(ks)))

@@ -90,3 +90,19 @@ def test_no_goal_gets_a_verdict_while_the_study_is_partial():
     assert all(g["met"] is True for g in done.values())
     few = hard.goals({**pairs, "amf_minus_uniform": {**pairs["amf_minus_uniform"], "seeds": [1, 2, 3]}}, hold, False)
     assert few["amf_minus_uniform"]["met"] is False  # +20 pp on 3 seeds is not the preregistered test
+
+
+def test_the_recipe_rule_picks_the_largest_gain_whose_interval_clears_zero_and_never_a_privileged_one():
+    seeds = list(range(1, 11))
+
+    def d(mean, low, n=10):
+        return {"mean": mean, "ci95": [low, mean + 0.05], "seeds": seeds[:n]}
+    paired = {"amf_minus_uniform": d(0.06, 0.01), "amf_eval_minus_uniform": d(0.09, -0.01),
+              "lowest_success_minus_uniform": d(0.04, 0.02), "rebalancing_minus_uniform": d(0.20, 0.10),
+              "random_minus_uniform": d(0.08, 0.03, n=5)}
+    assert hard.recipe_strategy(paired, hard.SEEDS, partial=True)["strategy"] is None
+    chosen = hard.recipe_strategy(paired, hard.SEEDS, partial=False)
+    # amf_eval's interval reaches below 0, rebalancing is privileged, random ran on 5 of 10 seeds
+    assert chosen["strategy"] == "amf" and set(chosen["gains_over_uniform"]) == {"amf", "lowest_success"}
+    no_gain = {k: d(0.03, -0.02) for k in paired}
+    assert hard.recipe_strategy(no_gain, hard.SEEDS, partial=False)["strategy"] == "uniform"

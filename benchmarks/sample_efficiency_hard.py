@@ -153,6 +153,9 @@ class HardStudy(Study):
     def headline(self, settings: dict, partial: bool) -> dict:
         return headline(settings, self.spec, partial)
 
+    def headline_markdown(self, headline: dict) -> str:
+        return headline_markdown(headline)
+
 
 def make_study(results_dir: Path, runs_dir: Path, seeds=SEEDS, threads: int | None = None) -> HardStudy:
     spec = setting(results_dir)
@@ -230,6 +233,51 @@ def goals(pairs: dict, hold: dict, partial: bool) -> dict:
                                      and pp(pairs["amf_minus_rebalancing"]) >= -2,
         }
     return {key: {"rule": rule, "met": checks.get(key)} for key, rule in GOALS.items()}
+
+
+def headline_markdown(h: dict) -> str:
+    """The headline as tables: per strategy, the paired comparisons the goals read, each goal's verdict
+    (none while partial) and the recipe's strategy; every number read from ``h``."""
+    def pct(x):
+        return "—" if x is None else f"{100 * x:.1f}"
+
+    def ratio(hold):
+        if hold is None:
+            return "—"
+        def part(x):
+            return "> 1" if x is None else f"{x:.2f}"
+        return (f"{part(hold['median'])} ({part(hold['range'][0])}–{part(hold['range'][1])}; "
+                f"reached on {hold['seeds_reached']} of {hold['seeds']})")
+
+    status = "PARTIAL: no verdict, no figure to quote" if h["partial"] else "complete"
+    final = h["final_success"]
+    lines = [f"**Headline ({status})**: single model with replay (`shared_replay`) unless a row says lora; "
+             f"{len(h['setting'].get('tasks', []))} tasks, 24 fine-tuning demos (4 rounds × 6); final evaluation "
+             "50 episodes per task on fixed seeds; success in % pooled over tasks and seeds, Wilson 95%.", "",
+             "| strategy | seeds | final success | budget on tasks failing (< 0.6) when chosen | area under the curve "
+             "| share of the budget to hold uniform's final success (per-seed median, range) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    if "pretrained" in final:
+        lines.append(f"| pretrained | — | {pct(final['pretrained']['success_rate'])} [{pct(final['pretrained']['ci95'][0])}, "
+                     f"{pct(final['pretrained']['ci95'][1])}] | — | — | — |")
+    for name, seeds in h["seeds"].items():
+        f = final[name]
+        lines.append(f"| {name} | {len(seeds)} | {pct(f['success_rate'])} [{pct(f['ci95'][0])}, {pct(f['ci95'][1])}] "
+                     f"| {pct(h['weak_share'].get(name))} % | {pct(h['area_under_curve'].get(name))} "
+                     f"| {ratio(h['demos_ratio_to_match_uniform'].get(name))} |")
+    lines += ["", "| paired difference (pp) | mean [bootstrap 95%] | sign test p | seeds |", "| --- | --- | --- | --- |"]
+    for group, pairs in (("", h["paired"]), (" (lora)", h.get("paired_lora", {}))):
+        for key, d in pairs.items():
+            if d is not None:
+                lines.append(f"| {key.replace('_minus_', ' − ')}{group} | {pct(d['mean'])} [{pct(d['ci95'][0])}, "
+                             f"{pct(d['ci95'][1])}] | {d['sign_test_p']:.3f} | {len(d['seeds'])} |")
+    verdict = {True: "met", False: "**not met**", None: "no verdict (partial)"}
+    lines += ["", "| goal | rule | verdict |", "| --- | --- | --- |"]
+    lines += [f"| {key} | {g['rule']} | {verdict[g['met']]} |" for key, g in h["goals"].items()]
+    recipe = h.get("recipe_strategy") or {}
+    lines += ["", f"Embedded recipe's strategy by the preregistered rule ({recipe.get('rule', '—')}): "
+                  f"{recipe.get('strategy') or 'none yet (partial)'}."]
+    return "\n".join(lines)
 
 
 def recipe_strategy(paired: dict, seeds, partial: bool) -> dict:

@@ -87,6 +87,10 @@ class Study:
         """The few numbers the study is about, from the summary's ``settings``."""
         return {"partial": partial}
 
+    def headline_markdown(self, headline: dict) -> str:
+        """The headline as the first lines of the summary's markdown ("" when the tables say it all)."""
+        return ""
+
 
 @dataclasses.dataclass(frozen=True)
 class Cell:

@@ -342,7 +342,8 @@ def write_summary(study) -> dict:
     complete, failed = load_cells(study.cells_dir)
     summary = summarise_study(complete, failed, study.planned_cells(), study)
     write_json(study.results_dir / f"{study.name}.json", summary)
-    (study.results_dir / f"{study.name}.md").write_text(markdown_summary(summary, study.title))
+    head = study.headline_markdown(summary["headline"])
+    (study.results_dir / f"{study.name}.md").write_text(f"{head}\n\n" * bool(head) + markdown_summary(summary, study.title))
     plot_summary(summary, study.results_dir, study.name, study.strategies)
     return summary
 

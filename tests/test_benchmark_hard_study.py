@@ -106,3 +106,29 @@ def test_the_recipe_rule_picks_the_largest_gain_whose_interval_clears_zero_and_n
     assert chosen["strategy"] == "amf" and set(chosen["gains_over_uniform"]) == {"amf", "lowest_success"}
     no_gain = {k: d(0.03, -0.02) for k in paired}
     assert hard.recipe_strategy(no_gain, hard.SEEDS, partial=False)["strategy"] == "uniform"
+
+
+def test_the_headline_tables_print_what_the_headline_holds_and_no_verdict_while_partial():
+    seeds = list(range(1, 11))
+    rate = {"success_rate": 0.5, "ci95": [0.45, 0.55], "episodes": 6000}
+    pairs = {"amf_minus_uniform": {"mean": 0.091, "ci95": [0.02, 0.15], "sign_test_p": 0.021, "seeds": seeds},
+             "amf_minus_rebalancing": None}
+    h = {"seeds": {"uniform": seeds, "amf": seeds}, "setting": {"tasks": list("abcdefghijkl")},
+         "final_success": {"pretrained": rate, "uniform": rate, "amf": {**rate, "success_rate": 0.591}},
+         "weak_share": {"uniform": 0.25, "amf": 0.5}, "area_under_curve": {"uniform": 0.7, "amf": 0.8},
+         "demos_ratio_to_match_uniform": {"amf": {"median": 0.5, "range": [0.25, None], "seeds_reached": 9, "seeds": 10}},
+         "paired": pairs, "paired_lora": {"amf_minus_uniform": None},
+         "goals": hard.goals({**pairs, "amf_eval_minus_lowest_success": None, "amf_no_sim_minus_uniform": None},
+                             {}, partial=True),
+         "recipe_strategy": hard.recipe_strategy(pairs, hard.SEEDS, partial=True), "partial": True}
+    text = hard.headline_markdown(h)
+    assert "PARTIAL" in text and "none yet (partial)" in text and "met |" not in text
+    assert text.count("no verdict (partial)") == len(hard.GOALS)
+    assert "| amf | 10 | 59.1 [45.0, 55.0] | 50.0 % | 80.0 | 0.50 (0.25–> 1; reached on 9 of 10) |" in text
+    assert "| amf − uniform | 9.1 [2.0, 15.0] | 0.021 | 10 |" in text and "| amf − rebalancing" not in text
+    h.update(partial=False, goals=hard.goals({**pairs, "amf_eval_minus_lowest_success": None,
+                                               "amf_no_sim_minus_uniform": None}, {}, partial=False),
+             recipe_strategy=hard.recipe_strategy(pairs, hard.SEEDS, partial=False))
+    text = hard.headline_markdown(h)
+    assert "complete" in text and "| amf_minus_uniform |" in text and "| met |" in text
+    assert "**not met**" in text and text.endswith(": amf.")

@@ -151,43 +151,110 @@ def bench_selection_vs_round(policy):
 STUDY_RUN = RUNS_DIR / "sample_efficiency" / "skewed__seed1__amf__shared_replay"
 
 
-def bench_study_selection(run_dir: Path = STUDY_RUN, repeats: int = 2, steps: int = 300):
-    """(d): see the module docstring. None when the study run is not on this machine."""
-    from lerobot.configs.default import DatasetConfig
+@dataclasses.dataclass
+class FinishedRun:
+    """A finished run re-opened where its last round left it: its final checkpoint, its demos, its
+    generalist's pretraining demos, and the selection context a next round would get."""
+
+    run_dir: Path
+    start: dict
+    rounds: int
+    policy: object
+    pre: object
+    post: object
+    demos: object  # DatasetRef
+    pretrain: object  # DatasetRef
+    counts: dict
+
+    @property
+    def pool(self) -> list[str]:
+        return self.start["pool"]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / "checkpoints" / f"round_{self.rounds - 1:02d}" / "pretrained_model"
+
+    def context(self):
+        from lerobot_amf.envs.metaworld_state import MetaworldCatalog, MetaworldStateEnvConfig
+        from lerobot_amf.selection import SelectionContext
+
+        return SelectionContext(
+            round_index=self.rounds, pool=self.pool, target_weights=self.start["target_weights"], counts=self.counts,
+            capacity={t: None for t in self.pool}, rng=np.random.default_rng([self.start["seed"], self.rounds]),
+            policy=self.policy, preprocessor=self.pre, postprocessor=self.post, pretrain_dataset=self.pretrain,
+            demo_dataset=self.demos, env_cfg=MetaworldStateEnvConfig(task=",".join(self.pool)),
+            vocabulary=MetaworldCatalog().vocabulary(self.pool))
+
+    def round_seconds(self, steps: int, replay_fraction: float = 0.5, batch_size: int = 64) -> float:
+        """One fine-tuning round from the final checkpoint as the studies run it (``steps`` steps,
+        ``replay_fraction`` of each batch from the pretraining demos)."""
+        from lerobot.configs.default import DatasetConfig
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+        from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+
+        from lerobot_amf.configs import AMFTrainPipelineConfig
+        from lerobot_amf.data import fast_window_reads
+        from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
+        from lerobot_amf.train import make_accelerator
+        from lerobot_amf.training import train_steps
+
+        demos, pretrain = self.demos, self.pretrain
+        cfg = AMFTrainPipelineConfig(dataset=DatasetConfig(repo_id=demos.repo_id, root=str(demos.root)),
+                                     env=MetaworldStateEnvConfig(task=",".join(self.pool)), policy=self.policy.config,
+                                     batch_size=batch_size, num_workers=0, output_dir=Path(tempfile.mkdtemp()) / "out")
+        cfg.optimizer, cfg.scheduler = self.policy.config.get_optimizer_preset(), self.policy.config.get_scheduler_preset()
+        accelerator = make_accelerator(cfg)
+        prepared = accelerator.prepare(DiffusionPolicy.from_pretrained(str(self.checkpoint)))
+
+        def windows(ref):
+            return fast_window_reads(LeRobotDataset(ref.repo_id, root=ref.root, delta_timestamps=delta_of(self.policy, ref)))
+        metrics, _, _ = train_steps(dataclasses.replace(cfg, steps=steps), prepared, windows(demos), self.pre, accelerator,
+                                    steps, desc="Fine-tuning round (timing)", replay=windows(pretrain),
+                                    replay_fraction=replay_fraction)
+        return metrics["seconds"]
+
+
+def finished_run(run_dir: Path, cache_dir: Path | None = None) -> FinishedRun | None:
+    """``run_dir`` re-opened (None when it is not on this machine). Its generalist is looked up by
+    name in ``cache_dir`` (default: the studies' ``<runs>/lerobot_home/lerobot_amf_cache``)."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
     from lerobot.policies.factory import make_pre_post_processors
 
-    from lerobot_amf.configs import AMFSelectionConfig, AMFTrainPipelineConfig
-    from lerobot_amf.data import DatasetRef, fast_window_reads
-    from lerobot_amf.envs.metaworld_state import MetaworldCatalog, MetaworldStateEnvConfig
-    from lerobot_amf.selection import SelectionContext
-    from lerobot_amf.selection.amf import AMFStrategy
-    from lerobot_amf.train import make_accelerator
-    from lerobot_amf.training import train_steps
+    from lerobot_amf.data import DatasetRef
+    from lerobot_amf.envs.metaworld_state import MetaworldCatalog
 
     ledger = run_dir / "amf_ledger.jsonl"
     if not ledger.exists():
         return None
     start = next(r for r in map(json.loads, ledger.read_text().splitlines()) if r["event"] == "run_start")
-    pool, rounds = start["pool"], len(start["demos_per_round"])
-    generalist = run_dir.parent / "lerobot_home" / "lerobot_amf_cache" / Path(start["model"]["pretrained_path"]).name
+    cache_dir = cache_dir or run_dir.parent / "lerobot_home" / "lerobot_amf_cache"
+    generalist = cache_dir / Path(start["model"]["pretrained_path"]).name
+    rounds = len(start["demos_per_round"])
     checkpoint = run_dir / "checkpoints" / f"round_{rounds - 1:02d}" / "pretrained_model"
     policy = DiffusionPolicy.from_pretrained(str(checkpoint))
     policy.eval()
     pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
     demos = DatasetRef("local/amf_demos", run_dir / "demos")
-    pretrain = DatasetRef("local/amf_pretrain_demos", generalist / "pretrain_demos")
-    counts = {t: 0 for t in pool}
+    counts = {t: 0 for t in start["pool"]}
     for episode in LeRobotDataset(demos.repo_id, root=demos.root).meta.episodes:
-        counts[MetaworldCatalog().vocabulary(pool).task_of_instruction[episode["tasks"][0]]] += 1
+        counts[MetaworldCatalog().vocabulary(start["pool"]).task_of_instruction[episode["tasks"][0]]] += 1
+    return FinishedRun(run_dir, start, rounds, policy, pre, post, demos,
+                       DatasetRef("local/amf_pretrain_demos", generalist / "pretrain_demos"), counts)
+
+
+def bench_study_selection(run_dir: Path = STUDY_RUN, repeats: int = 2, steps: int = 300):
+    """(d): see the module docstring. None when the study run is not on this machine."""
+    from lerobot_amf.configs import AMFSelectionConfig
+    from lerobot_amf.selection.amf import AMFStrategy
+
+    run = finished_run(run_dir)
+    if run is None:
+        return None
+    pool, rounds = run.pool, run.rounds
 
     def select(floor: float):
-        ctx = SelectionContext(
-            round_index=rounds, pool=pool, target_weights=start["target_weights"], counts=counts,
-            capacity={t: None for t in pool}, rng=np.random.default_rng([start["seed"], rounds]), policy=policy,
-            preprocessor=pre, postprocessor=post, pretrain_dataset=pretrain, demo_dataset=demos,
-            env_cfg=MetaworldStateEnvConfig(task=",".join(pool)), vocabulary=MetaworldCatalog().vocabulary(pool))
+        ctx = run.context()
         s = time.perf_counter()
         sel = AMFStrategy(AMFSelectionConfig(target_mass_floor=floor)).select(ctx, 4)
         return time.perf_counter() - s, sel
@@ -198,28 +265,16 @@ def bench_study_selection(run_dir: Path = STUDY_RUN, repeats: int = 2, steps: in
         for name, floor in floors.items():
             t, sels[name] = select(floor)
             seconds[name].append(t)
-    cfg = AMFTrainPipelineConfig(dataset=DatasetConfig(repo_id=demos.repo_id, root=str(demos.root)), env=MetaworldStateEnvConfig(task=",".join(pool)),
-                                 policy=policy.config, batch_size=64, num_workers=0, output_dir=Path(tempfile.mkdtemp()) / "out")
-    cfg.optimizer, cfg.scheduler = policy.config.get_optimizer_preset(), policy.config.get_scheduler_preset()
-    accelerator = make_accelerator(cfg)
-    train_policy = DiffusionPolicy.from_pretrained(str(checkpoint))
-    prepared = accelerator.prepare(train_policy)
-    metrics, _, _ = train_steps(dataclasses.replace(cfg, steps=steps), prepared,
-                                fast_window_reads(LeRobotDataset(demos.repo_id, root=demos.root,
-                                                                 delta_timestamps=delta_of(policy, demos))),
-                                pre, accelerator, steps, desc="Fine-tuning round (timing)",
-                                replay=fast_window_reads(LeRobotDataset(pretrain.repo_id, root=pretrain.root,
-                                                                        delta_timestamps=delta_of(policy, pretrain))),
-                                replay_fraction=0.5)
+    round_s = run.round_seconds(steps)
     out = {"run": run_dir.name, "selection": f"round {rounds + 1} (after the run's {rounds} rounds: its final checkpoint)",
            "pool": pool, "demos_in_hand": sels["default"].details["n_demos_in_hand"],
            "demos_in_d": sels["default"].details["n_demos_in_d"], "round_steps": steps, "round_batch": 64,
-           "round_replay_fraction": 0.5, "round_finetune_s": metrics["seconds"], "repeats": repeats}
+           "round_replay_fraction": 0.5, "round_finetune_s": round_s, "repeats": repeats}
     for name, floor in floors.items():
         embedded = sels[name].details["embedded_frames"]
         out[f"floor_{name}"] = {
             "target_mass_floor": floor, "selection_s": float(np.median(seconds[name])), "selection_s_all": seconds[name],
-            "ratio": float(np.median(seconds[name])) / metrics["seconds"], "picks": sels[name].tasks,
+            "ratio": float(np.median(seconds[name])) / round_s, "picks": sels[name].tasks,
             "scores": sels[name].scores, "frames_sampled": embedded["sampled"],
             "task_frame_pairs_embedded": sum(embedded["per_task"].values()),
             "task_frame_pairs_possible": embedded["sampled"] * len(pool)}

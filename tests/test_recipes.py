@@ -120,3 +120,17 @@ def test_a_recipe_with_an_unknown_key_is_one_line_and_exit_2(monkeypatch, tmp_pa
     assert line.startswith("lerobot-amf-train: error: `amf`") and "demos_per_rounds" in line
     assert "Allowed: " in line and "demos_per_round," in line
     assert not (tmp_path / "out").exists()
+
+
+def test_the_embedded_recipe_runs_the_strategy_the_hard_study_picks_by_its_preregistered_rule():
+    """Until the hard study is complete the recipe keeps the privileged rebalancing; then it must run the
+    strategy the study's ``recipe_strategy`` names (written before any verdict)."""
+    import json
+
+    summary = json.loads((RECIPES.parent / "benchmarks" / "results" / "sample_efficiency_hard.json").read_text())
+    strategy = json.loads((RECIPES / "metaworld_default.json").read_text())["amf"]["strategy"]
+    chosen = summary["headline"]["recipe_strategy"]["strategy"]
+    if summary["partial"]:
+        assert chosen is None and strategy == "rebalancing"
+    else:
+        assert strategy == chosen, f"recipes/metaworld_default.json runs {strategy}; the hard study picks {chosen}"

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from benchmarks.common import RECIPE, RESULTS_DIR, RUNS_DIR, add_output_args, read_json
 from benchmarks.study_runner import Cell, Study, add_cell_args, merge_flags, run_study
-from benchmarks.study_summary import write_summary
+from benchmarks.study_summary import pct, pct_with_interval, rate, write_summary
 
 NAME = "sample_efficiency_hard"
 RUNS = RUNS_DIR / NAME
@@ -238,9 +238,6 @@ def goals(pairs: dict, hold: dict, partial: bool) -> dict:
 def headline_markdown(h: dict) -> str:
     """The headline as tables: per strategy, the paired comparisons the goals read, each goal's verdict
     (none while partial) and the recipe's strategy; every number read from ``h``."""
-    def pct(x):
-        return "—" if x is None else f"{100 * x:.1f}"
-
     def ratio(hold):
         if hold is None:
             return "—"
@@ -258,19 +255,17 @@ def headline_markdown(h: dict) -> str:
              "| share of the budget to hold uniform's final success (per-seed median, range) |",
              "| --- | --- | --- | --- | --- | --- |"]
     if "pretrained" in final:
-        lines.append(f"| pretrained | — | {pct(final['pretrained']['success_rate'])} [{pct(final['pretrained']['ci95'][0])}, "
-                     f"{pct(final['pretrained']['ci95'][1])}] | — | — | — |")
+        lines.append(f"| pretrained | — | {rate(final['pretrained'])} | — | — | — |")
     for name, seeds in h["seeds"].items():
-        f = final[name]
-        lines.append(f"| {name} | {len(seeds)} | {pct(f['success_rate'])} [{pct(f['ci95'][0])}, {pct(f['ci95'][1])}] "
+        lines.append(f"| {name} | {len(seeds)} | {rate(final[name])} "
                      f"| {pct(h['weak_share'].get(name))} % | {pct(h['area_under_curve'].get(name))} "
                      f"| {ratio(h['demos_ratio_to_match_uniform'].get(name))} |")
     lines += ["", "| paired difference (pp) | mean [bootstrap 95%] | sign test p | seeds |", "| --- | --- | --- | --- |"]
     for group, pairs in (("", h["paired"]), (" (lora)", h.get("paired_lora", {}))):
         for key, d in pairs.items():
             if d is not None:
-                lines.append(f"| {key.replace('_minus_', ' − ')}{group} | {pct(d['mean'])} [{pct(d['ci95'][0])}, "
-                             f"{pct(d['ci95'][1])}] | {d['sign_test_p']:.3f} | {len(d['seeds'])} |")
+                lines.append(f"| {key.replace('_minus_', ' − ')}{group} | {pct_with_interval(d['mean'], d['ci95'])} "
+                             f"| {d['sign_test_p']:.3f} | {len(d['seeds'])} |")
     verdict = {True: "met", False: "**not met**", None: "no verdict (partial)"}
     lines += ["", "| goal | rule | verdict |", "| --- | --- | --- |"]
     lines += [f"| {key} | {g['rule']} | {verdict[g['met']]} |" for key, g in h["goals"].items()]

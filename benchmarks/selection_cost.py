@@ -159,6 +159,7 @@ class FinishedRun:
     run_dir: Path
     start: dict
     rounds: int
+    checkpoint: Path  # the last round's
     policy: object
     pre: object
     post: object
@@ -169,10 +170,6 @@ class FinishedRun:
     @property
     def pool(self) -> list[str]:
         return self.start["pool"]
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.run_dir / "checkpoints" / f"round_{self.rounds - 1:02d}" / "pretrained_model"
 
     def context(self):
         from lerobot_amf.envs.metaworld_state import MetaworldCatalog, MetaworldStateEnvConfig
@@ -237,9 +234,10 @@ def finished_run(run_dir: Path, cache_dir: Path | None = None) -> FinishedRun | 
     pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
     demos = DatasetRef("local/amf_demos", run_dir / "demos")
     counts = {t: 0 for t in start["pool"]}
+    task_of = MetaworldCatalog().vocabulary(start["pool"]).task_of_instruction
     for episode in LeRobotDataset(demos.repo_id, root=demos.root).meta.episodes:
-        counts[MetaworldCatalog().vocabulary(start["pool"]).task_of_instruction[episode["tasks"][0]]] += 1
-    return FinishedRun(run_dir, start, rounds, policy, pre, post, demos,
+        counts[task_of[episode["tasks"][0]]] += 1
+    return FinishedRun(run_dir, start, rounds, checkpoint, policy, pre, post, demos,
                        DatasetRef("local/amf_pretrain_demos", generalist / "pretrain_demos"), counts)
 
 

@@ -50,6 +50,7 @@ VARIANTS = {
     "draws_1_states_4": {"n_draws": 1, "states_per_demo": 4},
 }
 DEMOS, ROUND_STEPS = 6, 300
+RULE = __doc__.split("The rule, fixed here before it ran: ")[1].split("\n\n")[0].replace("\n", " ")
 
 
 def measure_run(run, variants: dict, repeats: int, round_steps: int) -> dict:
@@ -128,7 +129,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     results = RESULTS_DIR / f"{NAME}.json"
     if args.dry_run:
-        return dry_run(NAME, {"variants": VARIANTS, "rule": decide.__doc__.split(":")[0],
+        return dry_run(NAME, {"variants": VARIANTS, "rule": RULE,
                               "runs": [f"{r} ({'present' if (r / 'amf_ledger.jsonl').exists() else 'absent'})"
                                        for r in args.runs],
                               "results": [results, RESULTS_DIR / f"{NAME}.png"]})
@@ -144,7 +145,7 @@ def main(argv=None) -> None:
         print(f"[{NAME}] {run_dir.name}: {len(VARIANTS)} variants x {args.repeats}, then one round", flush=True)
         rows.append({**measure_run(run, VARIANTS, args.repeats, ROUND_STEPS), "measured_at_commit": measured_at_commit()})
     out = {"benchmark": NAME, "partial": bool(missing) or not rows, "missing_runs": missing,
-           "rule": __doc__.split("The rule, fixed here before it ran: ")[1].split("\n\n")[0].replace("\n", " "),
+           "rule": RULE,
            "load_average": os.getloadavg(), "runs": rows, "decision": decide(rows)}
     write_json(results, out)
     plot(out, RESULTS_DIR / f"{NAME}.png")

@@ -205,15 +205,23 @@ def paired_isolations(by_isolation: dict[str, dict[str, dict[int, dict]]], compa
     return out
 
 
+def pct(x) -> str:
+    """A share as a percentage with one decimal ("—" for none), as the summaries' tables print it."""
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def pct_with_interval(value, ci) -> str:
+    return f"{pct(value)} [{pct(ci[0])}, {pct(ci[1])}]"
+
+
+def rate(entry: dict) -> str:
+    """A pooled success entry (``success_rate``, ``ci95``) as "rate [low, high]" in %."""
+    return pct_with_interval(entry["success_rate"], entry["ci95"])
+
+
 def markdown_summary(summary: dict, title: str) -> str:
     """The summary as the tables docs/results.md quotes: one per (setting, isolation), every number
     read from ``summary``; the heading says PARTIAL and which cells are missing."""
-    def pct(x):
-        return "—" if x is None else f"{100 * x:.1f}"
-
-    def rate(entry):
-        return f"{pct(entry['success_rate'])} [{pct(entry['ci95'][0])}, {pct(entry['ci95'][1])}]"
-
     def difference(paired):
         return (f"{pct(paired['mean'])} pp [{pct(paired['ci95'][0])}, {pct(paired['ci95'][1])}], "
                 f"p = {paired['sign_test_p']:.2f}, {len(paired['seeds'])} seeds")

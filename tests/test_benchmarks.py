@@ -31,7 +31,8 @@ def dry_run_args(name: str, tmp: Path) -> tuple[list[str], list[str]]:
         return (["--runs", str(tmp / "runs"), "--results", str(tmp / "faults.json")],
                 [str(tmp / "runs"), str(tmp / "faults.json"), shlex.join(common.TINY_ARGS), "--amf.strategy=amf"])
     if name == "forgetting":
-        return [], ["shared:", "shared_replay:", "lora_per_task:", "forgetting.json", "forgetting.png"]
+        return [], ["shared:", "shared_replay:", "lora_per_task:", "--amf.strategy=rebalancing", "forgetting.json",
+                    "forgetting.png"]
     if name == "kernel_rank":
         return (["--pretrain_steps", "7", "--output", str(tmp / "kernel_rank.json")],
                 ["pretraining steps: 7", "gradient, 4 layer(s)", str(tmp / "kernel_rank.json")])

@@ -210,8 +210,13 @@ def pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
+def interval(ci) -> str:
+    """A 95% interval of shares as "[low, high]" in %."""
+    return f"[{pct(ci[0])}, {pct(ci[1])}]"
+
+
 def pct_with_interval(value, ci) -> str:
-    return f"{pct(value)} [{pct(ci[0])}, {pct(ci[1])}]"
+    return f"{pct(value)} {interval(ci)}"
 
 
 def rate(entry: dict) -> str:
@@ -223,7 +228,7 @@ def markdown_summary(summary: dict, title: str) -> str:
     """The summary as the tables docs/results.md quotes: one per (setting, isolation), every number
     read from ``summary``; the heading says PARTIAL and which cells are missing."""
     def difference(paired):
-        return (f"{pct(paired['mean'])} pp [{pct(paired['ci95'][0])}, {pct(paired['ci95'][1])}], "
+        return (f"{pct(paired['mean'])} pp {interval(paired['ci95'])}, "
                 f"p = {paired['sign_test_p']:.2f}, {len(paired['seeds'])} seeds")
 
     def part(x):  # a share of the budget; None: not reached within it

@@ -93,7 +93,7 @@ def make_policy(kind: str, root: Path, runs: Path):
     """(policy, pre-processor, post-processor) with random weights on the dataset's features."""
     import torch
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
-    from lerobot.datasets.utils import dataset_to_policy_features
+    from lerobot.utils.feature_utils import dataset_to_policy_features
     from lerobot.policies.factory import make_pre_post_processors
 
     meta = LeRobotDatasetMetadata(REPO, root=root)

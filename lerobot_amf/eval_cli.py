@@ -134,7 +134,7 @@ def load_policy(cfg) -> LoadedPolicy:
     """The policy at ``--policy.path`` with its processors, on ``--policy.device`` (``cfg``: the eval or
     plan CLI's config; without an env, the checkpoint's own features)."""
     from lerobot.policies.factory import make_policy, make_pre_post_processors
-    from lerobot.utils.utils import get_safe_torch_device
+    from lerobot.utils.device_utils import get_safe_torch_device
 
     if not cfg.policy_path:
         raise AMFInputError("This command needs --policy.path: a LeRobot checkpoint (folder or Hub repo) or a "

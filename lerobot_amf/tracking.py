@@ -29,7 +29,7 @@ def start_tracking(cfg):
     """LeRobot's ``WandBLogger`` for this run, or None without ``--wandb.enable=true``."""
     if not getattr(getattr(cfg, "wandb", None), "enable", False):
         return None
-    from lerobot.rl.wandb_utils import WandBLogger
+    from lerobot.common.wandb_utils import WandBLogger
 
     return RoundLogger(WandBLogger(cfg))
 

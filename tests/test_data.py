@@ -326,12 +326,11 @@ def test_read_frames_decodes_each_episodes_video_once_and_equals_getitem(tmp_pat
     import lerobot.datasets.video_utils as video_utils
 
     from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
-    from lerobot_amf.sources.hub import video_backend
 
     root = build_libero_dataset(tmp_path / "libero", LIBERO_TASKS[:2], episodes_per_task=2, frames_per_episode=8,
                                 episodes_per_file=2)
     delta = {CAMERAS[0]: [-0.1, 0.0], "observation.state": [-0.1, 0.0], "action": [0.0, 0.1]}
-    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta, video_backend=video_backend())
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
     positions = [0, 3, 7, 9, 12, 30]  # episode 0 thrice (its first frame padded), 1 twice, 3 once
     slow = [ds[i] for i in positions]
     calls = []

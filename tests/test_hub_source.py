@@ -17,7 +17,7 @@ from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from lerobot_amf.data import write_demos
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.sources import hub as hub_module
-from lerobot_amf.sources.hub import HubDatasetSource, make_hub_source, video_backend
+from lerobot_amf.sources.hub import HubDatasetSource, make_hub_source
 from lerobot_amf.trust import UntrustedFileError
 from benchmarks.local_hub import LocalHub
 from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset, episode_frame
@@ -119,7 +119,7 @@ def test_episodes_in_files_already_cached_cost_nothing(hub, tmp_path, libero_rep
 def test_frames_are_lerobots_own_frames(hub, tmp_path, libero_repo):
     src = source(tmp_path)
     demo = src.pull(GOAL, 1, set())[0]
-    reference = LeRobotDataset(REPO, root=libero_repo, video_backend=video_backend())
+    reference = LeRobotDataset(REPO, root=libero_repo)
     start = reference.meta.episodes[demo.info["episode_index"]]["dataset_from_index"]
     for t in range(FRAMES):
         item = reference[start + t]
@@ -130,8 +130,10 @@ def test_frames_are_lerobots_own_frames(hub, tmp_path, libero_repo):
 
 
 def test_video_backend_decodes_here(libero_repo):
+    from lerobot.utils.import_utils import get_safe_default_video_backend
+
     video = next((libero_repo / "videos" / CAMERAS[0]).rglob("*.mp4"))
-    frames = decode_video_frames(video, [0.0, 0.1], 1e-4, video_backend())
+    frames = decode_video_frames(video, [0.0, 0.1], 1e-4, get_safe_default_video_backend())
     assert frames.shape == (2, 3, 16, 16)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.constants import SAFETENSORS_SINGLE_FILE
 from lerobot.utils.constants import PRETRAINED_MODEL_DIR
-from lerobot.utils.train_utils import save_checkpoint
+from lerobot.common.train_utils import save_checkpoint
 from safetensors.torch import load_model
 
 from lerobot_amf.data import DatasetRef, open_dataset

@@ -64,7 +64,6 @@ from lerobot_amf.selection.gp import (
     kernel_scale,
 )
 from lerobot_amf.selection.importance import importance_weights, summarize_importance, systematic_resample
-from lerobot_amf.sources.hub import video_backend
 
 # Stream id mixed into the round's seed for sampling demo frames, so the frames do not share
 # random numbers with the round generator's other uses.
@@ -344,8 +343,7 @@ class AMFStrategy(Strategy):
         for dataset_ref, is_d in ((ctx.pretrain_dataset, False), (ctx.demo_dataset, True)):
             if dataset_ref is None:
                 continue
-            ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta,
-                                video_backend=video_backend())
+            ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta)
             task_of_instruction = ctx.vocabulary.task_of_instruction
             positions = []
             for ep in range(ds.meta.total_episodes):

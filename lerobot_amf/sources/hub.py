@@ -34,16 +34,13 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from lerobot.datasets.lerobot_dataset import CODEBASE_VERSION, LeRobotDatasetMetadata
-from lerobot.datasets.utils import (
-    DATA_DIR,
-    DEFAULT_FEATURES,
-    INFO_PATH,
-    dataset_to_policy_features,
-    get_hf_features_from_features,
-    load_nested_dataset,
-)
-from lerobot.datasets.video_utils import decode_video_frames, get_safe_default_codec
-from lerobot.utils.constants import HF_LEROBOT_HOME
+from lerobot.datasets.feature_utils import get_hf_features_from_features
+from lerobot.datasets.io_utils import load_nested_dataset
+from lerobot.datasets.utils import DATA_DIR, INFO_PATH
+from lerobot.datasets.video_utils import decode_video_frames
+from lerobot.utils.constants import DEFAULT_FEATURES, HF_LEROBOT_HOME
+from lerobot.utils.feature_utils import dataset_to_policy_features
+from lerobot.utils.import_utils import get_safe_default_video_backend
 
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.features import feature_mismatches
@@ -62,22 +59,6 @@ def shorten(items, width: int = 48) -> str:
     items = list(items)
     cut = [repr(s if len(s) <= width else s[: width - 1] + "…") for s in items[:SHOWN]]
     return ", ".join(cut) + (f", … (+{len(items) - SHOWN} more)" if len(items) > SHOWN else "")
-
-
-def video_backend() -> str:
-    """The video decoder to use: LeRobot's default, unless it cannot load.
-
-    LeRobot 0.4.4 (``get_safe_default_codec``) picks torchcodec whenever the package is installed,
-    even where it cannot load FFmpeg's shared libraries (none on the system): every video read then
-    fails. PyAV ships its own FFmpeg, so it is used there.
-    """
-    backend = get_safe_default_codec()
-    if backend == "torchcodec":
-        try:
-            import torchcodec.decoders  # noqa: F401  (loads FFmpeg's libraries)
-        except (ImportError, OSError, RuntimeError):
-            return "pyav"
-    return backend
 
 
 class HubDatasetSource(DemoSource):
@@ -352,7 +333,7 @@ class HubDatasetSource(DemoSource):
         columns = rows.with_format("numpy")[:]  # stored images decode to uint8 HWC
         order = np.lexsort((columns["frame_index"], columns["episode_index"]))
         columns = {key: np.asarray(values)[order] for key, values in columns.items()}
-        backend = video_backend()
+        backend = get_safe_default_video_backend()
         frames = {}
         for episode in episodes:
             mine = columns["episode_index"] == episode

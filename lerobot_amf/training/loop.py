@@ -11,7 +11,7 @@ import dataclasses
 import time
 
 import torch
-from lerobot.datasets.utils import cycle
+from lerobot.utils.utils import cycle
 from lerobot.optim.factory import make_optimizer_and_scheduler
 from lerobot.scripts.lerobot_train import update_policy
 from lerobot.utils.logging_utils import AverageMeter, MetricsTracker

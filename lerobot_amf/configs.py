@@ -8,7 +8,10 @@ fine-tuning demos the run builds (under ``<output_dir>/demos``).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
+import functools
 import json
 import sys
 import typing
@@ -192,6 +195,7 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
         if self.output_dir is not None and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise AMFInputError(f"--output_dir={self.output_dir} is a file, not a run directory: choose a new "
                                 "--output_dir (or --resume=true with a run's directory).")
+        check_flags_not_carried_out(self)
         check_policy_path()
         with recipe_policy_settings(self):
             self._validate()
@@ -210,6 +214,32 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
             super().validate()
         finally:
             self.output_dir, self.resume = Path(output_dir), True
+
+
+# lerobot-train flags (LeRobot 0.6.1's TrainPipelineConfig) that lerobot-amf-train parses but does not
+# carry out: (where the value lives, the value that means "off", what the user should know).
+NOT_CARRIED_OUT = (
+    ("job.target", lambda c: c.job.target, (None, "local"), "it runs on this machine, not on HF Jobs"),
+    ("reward_model", lambda c: c.reward_model, (None,), "it fine-tunes policies, not reward models"),
+    ("sample_weighting", lambda c: c.sample_weighting, (None,),
+     "amf chooses which demos to pull; it does not weight the training loss"),
+    ("eval_steps", lambda c: c.eval_steps, (0,), "each round is evaluated in simulation (--amf.eval_episodes)"),
+    ("max_eval_samples", lambda c: c.max_eval_samples, (0,), "each round is evaluated in simulation"),
+    ("dataset.eval_split", lambda c: c.dataset.eval_split, (0.0, 0), "the run trains on every demo it pulls"),
+    ("dataset.streaming", lambda c: c.dataset.streaming, (False,), "the run's demos are a local dataset"),
+    ("save_checkpoint_to_hub", lambda c: c.save_checkpoint_to_hub, (False,),
+     "use --amf.push_to_hub=true (the run's checkpoints with their model card)"),
+)
+
+
+def check_flags_not_carried_out(cfg) -> None:
+    """A ``lerobot-train`` flag this tool would silently ignore is refused in one line: e.g.
+    ``--job.target=a10g-small`` must not run on this machine instead of where it was sent."""
+    for flag, value_of, off, why in NOT_CARRIED_OUT:
+        value = value_of(cfg)
+        if not any(value is o or (o is not None and value == o) for o in off):
+            allowed = " or ".join("unset" if o is None else repr(o) for o in off)
+            raise AMFInputError(f"--{flag}={value!r}: not carried out by lerobot-amf-train: {why}. Allowed: {allowed}.")
 
 
 def check_policy_path() -> None:
@@ -294,6 +324,86 @@ def memoise_help_sources() -> None:
         return
     cached = functools.lru_cache(maxsize=None)(inspect.getsource)
     docstring.inspect = types.SimpleNamespace(getsource=cached, getmro=inspect.getmro)
+
+
+def wrap():
+    """LeRobot 0.6.1's ``parser.wrap``, with a config error left to us: 0.6.1 catches draccus'
+    ``DecodingError`` (an unknown key, a wrong type, in a recipe or a flag) inside ``wrap``, prints
+    it and exits 1, so our one line naming the allowed keys (exit 2) would never run. The steps are
+    ``parser.wrap``'s own (plugins, scoped ``--help``, ``.path`` fields, ``--config_path``), through
+    its public helpers; a config passed in directly is used as is."""
+
+    def outer(fn):
+        argtype = next(iter(typing.get_type_hints(fn).values()))
+
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            if args and type(args[0]) is argtype:
+                return fn(*args, **kwargs)
+            return fn(parse_config(argtype, sys.argv[1:]), *args, **kwargs)
+
+        return inner
+
+    return outer
+
+
+def parse_config(argtype: type, cli_args: list[str]):
+    """``cli_args`` as ``argtype`` the way ``parser.wrap`` reads them, or ``AMFInputError``."""
+    from lerobot.configs import parser
+    from lerobot.utils.utils import has_method
+
+    for plugin_arg, plugin_path in parser.parse_plugin_args(parser.PLUGIN_DISCOVERY_SUFFIX, cli_args).items():
+        parser.load_plugin(plugin_path)
+        cli_args = parser.filter_arg(plugin_arg, cli_args)
+    if "--help" in cli_args or "-h" in cli_args:
+        parser.print_scoped_help(argtype, cli_args)
+        sys.exit(0)
+    config_path = parser.parse_arg("config_path", cli_args)
+    try:
+        if has_method(argtype, "__get_path_fields__"):
+            path_fields = argtype.__get_path_fields__()
+            cli_args = parser.filter_path_args(path_fields, cli_args)
+            if config_path:
+                config_path = parser.extract_path_fields_from_config(config_path, path_fields)
+        if config_path:
+            cli_args = parser.filter_arg("config_path", cli_args)
+        return draccus.parse(config_class=argtype, config_path=config_path, args=cli_args, exit_on_error=False)
+    except draccus.utils.ParsingError as err:
+        raise AMFInputError(explain_config_error(err, argtype)) from None
+    except draccus.utils.DraccusException as err:  # a flag no field has: one line, not argparse's usage
+        raise AMFInputError(explain_unknown_flags(str(err), argtype)) from None
+    except argparse.ArgumentError as err:  # e.g. both --policy.path and --policy.type, a choice not offered
+        raise AMFInputError(str(err)) from None
+
+
+def explain_config_error(err: Exception, config_class: type) -> str:
+    """draccus' message, plus the allowed keys when a recipe or flag names an unknown one."""
+    message = str(getattr(err, "message", err))
+    path = list(getattr(err, "key_path", []))
+    where = f"`{'.'.join(path)}`: " if path else ""
+    if "are not valid for" not in message:
+        return where + message
+    return where + message + allowed_keys(config_class, path)
+
+
+def explain_unknown_flags(message: str, config_class: type) -> str:
+    """draccus' "unrecognized arguments: --a.b=1 ...", with the keys allowed where the first one is."""
+    flags = message.split(":", 1)[-1].split()
+    first = flags[0].lstrip("-").split("=", 1)[0] if flags else ""
+    return f"{message}{allowed_keys(config_class, first.split('.')[:-1])}"
+
+
+def allowed_keys(config_class: type, path: list[str]) -> str:
+    """". Allowed: a, b, ..." for the config section at ``path`` (its dataclass fields), or ""."""
+    section = config_class
+    for name in path:
+        hint = typing.get_type_hints(section).get(name) if dataclasses.is_dataclass(section) else None
+        options = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+        section = options[0] if len(options) == 1 else None  # X | None is X; a choice type has no one list
+    if not dataclasses.is_dataclass(section):
+        return ""
+    allowed = sorted(f.name for f in dataclasses.fields(section) if f.init)
+    return f". Allowed{' in ' + '.'.join(path) if path else ''}: {', '.join(allowed)}."
 
 
 def cli_main(prog: str, entry) -> None:

@@ -30,6 +30,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from rich.console import Console
 from rich.table import Table
 
+from lerobot_amf.configs import wrap
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.evaluation import (PER_PARTITION, SINGLE_MODEL, eval_protocol, evaluate_tasks, format_success,
@@ -244,7 +245,7 @@ def print_report(report: dict, console: Console | None = None) -> None:
     console.print(report["not_shown"])
 
 
-@parser.wrap()
+@wrap()
 def amf_eval(cfg: AMFEvalPipelineConfig) -> dict:
     catalog = task_catalog(cfg.env)
     tasks = catalog.default_pool(cfg.env)

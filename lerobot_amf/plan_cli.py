@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lerobot import envs
-from lerobot.configs import parser
 from lerobot.configs.default import DatasetConfig
 from lerobot.configs.policies import PreTrainedConfig
 from rich.console import Console
 from rich.table import Table
 
+from lerobot_amf.configs import wrap
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.eval_cli import PolicyFromPath
 from lerobot_amf.selection.config import AMFSelectionConfig
@@ -253,7 +253,7 @@ def plot_plan(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-@parser.wrap()
+@wrap()
 def amf_plan(cfg: AMFPlanPipelineConfig) -> dict:
     if cfg.output_dir is None:
         now = dt.datetime.now()

@@ -10,7 +10,6 @@ LeRobotDataset of fine-tuning demos), ``checkpoints/round_XX`` (LeRobot checkpoi
 points at the newest), ``amf_report.json`` and the plots.
 """
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -27,7 +26,7 @@ from lerobot.utils.constants import CHECKPOINTS_DIR, LAST_CHECKPOINT_LINK
 
 from rich.console import Console
 
-from lerobot_amf.configs import AMFTrainPipelineConfig, missing_policy_path, cli_main
+from lerobot_amf.configs import AMFTrainPipelineConfig, cli_main, missing_policy_path, wrap
 from lerobot_amf.atomic import atomic_dir, new_dir_atomic, symlink_atomic
 from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, repair_demo_dataset, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
@@ -426,7 +425,7 @@ def push(run: Run, out: Console) -> None:
     out.print(f"Pushed to {pushed.get('commit_url') or amf.repo_id}")
 
 
-@parser.wrap()
+@wrap()
 def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
     with contextlib.ExitStack() as held:
         run = setup_run(cfg, accelerator, held)
@@ -469,29 +468,11 @@ def train_entry() -> None:
         sys.exit(0)
     except FileExistsError as err:
         raise AMFInputError(str(err)) from None
-    except draccus.utils.ParsingError as err:  # a recipe or flag with an unknown key or a wrong type
-        raise AMFInputError(explain_config_error(err)) from None
-    except argparse.ArgumentError as err:  # e.g. both --policy.path and --policy.type
-        raise AMFInputError(str(err)) from None
     except FileNotFoundError as err:  # LeRobot read a --policy.path that is no folder here as a repo id
         policy_path = parser.get_path_arg("policy")
         if policy_path is None or Path(policy_path).expanduser().exists():
             raise
         raise AMFInputError(missing_policy_path(policy_path, f"the Hub has none: {err}")) from None
-
-
-def explain_config_error(err: Exception) -> str:
-    """draccus' message, plus the allowed keys when a recipe or flag names an unknown one."""
-    message = str(getattr(err, "message", err))
-    path = list(getattr(err, "key_path", []))
-    where = f"`{'.'.join(path)}`: " if path else ""
-    if "are not valid for" not in message:
-        return where + message
-    section = draccus.encode(AMFTrainPipelineConfig())  # the defaults, as nested dicts
-    for name in path:
-        section = section.get(name) if isinstance(section, dict) else None
-    allowed = sorted(section) if isinstance(section, dict) else []
-    return where + message + (f". Allowed: {', '.join(allowed)}." if allowed else "")
 
 
 if __name__ == "__main__":

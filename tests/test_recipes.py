@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from lerobot.configs import parser
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
-from lerobot_amf.configs import AMFTrainPipelineConfig
+from lerobot_amf.configs import AMFTrainPipelineConfig, wrap
 from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.isolation.modes import plan_partitions
 from lerobot_amf.train import check_policy_fits_env
@@ -21,7 +20,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 LIBERO_SUITES = ["libero_spatial", "libero_object", "libero_goal", "libero_10"]
 
 
-@parser.wrap()
+@wrap()
 def parse(cfg: AMFTrainPipelineConfig) -> AMFTrainPipelineConfig:
     cfg.validate()
     return cfg
@@ -84,6 +83,9 @@ def test_libero_diffusion_recipe(monkeypatch, tmp_path):
     assert isinstance(policy, DiffusionConfig) and policy.pretrained_path is None  # pretrained by the run
     assert policy.push_to_hub is False and tuple(policy.crop_shape) == (224, 224)
     assert tuple(policy.down_dims) == (256, 512, 1024) and policy.noise_scheduler_type == "DDIM"
+    # pinned against LeRobot 0.6's defaults: the same architecture, and no ResNet download at construction
+    assert (policy.horizon, policy.n_action_steps, policy.pretrained_backbone_weights, policy.use_group_norm,
+            policy.use_separate_rgb_encoder_per_camera, policy.resize_shape) == (16, 8, None, True, False, None)
     amf = cfg.amf
     assert (amf.strategy, amf.source, amf.source_repo_id) == ("amf", "hub", "lerobot/libero")
     # skewed pretraining pulled from the same source: 20 demos for the first 5 tasks, 2 for the rest

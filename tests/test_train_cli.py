@@ -43,6 +43,11 @@ from lerobot_amf.isolation import RoutedPolicy, load_routed_policy
         (["--amf.selection.rollout_roles=mixed"], "Unknown amf.selection.rollout_roles='mixed'. Allowed: frames, rollouts"),
         (["--amf.selection.rollout_roles=rollouts", "--amf.selection.fallback_rollouts=1"],
          "needs amf.selection.fallback_rollouts >= 2"),
+        # lerobot-train flags (LeRobot 0.6.1) that this tool would otherwise ignore in silence
+        (["--job.target=a10g-small"], "--job.target='a10g-small': not carried out by lerobot-amf-train"),
+        (["--eval_steps=10"], "--eval_steps=10: not carried out"),
+        (["--dataset.repo_id=local/amf_demos", "--dataset.eval_split=0.1"], "--dataset.eval_split=0.1: not carried out"),
+        (["--save_checkpoint_to_hub=true"], "use --amf.push_to_hub=true"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_home, tmp_path, monkeypatch, capsys):
@@ -51,6 +56,20 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(args, needle, lerobot_ho
     assert code == 2, err[-2000:]
     last = err.strip().splitlines()[-1]
     assert last.startswith("lerobot-amf-train: error:") and needle in last, err[-2000:]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, needle", [
+    ("--amf.strategyy=amf", "unrecognized arguments: --amf.strategyy=amf. Allowed in amf: accept_partial, action_noise"),
+    ("--amf.selection.kernell=rbf", "Allowed in amf.selection: chunk_size, condition_on_pretraining"),
+    ("--eval_freq=5", "unrecognized arguments: --eval_freq=5. Allowed: amf, batch_size"),  # renamed env_eval_freq
+])
+def test_an_unknown_flag_is_one_line_naming_the_allowed_keys(flag, needle, lerobot_home, tmp_path, monkeypatch,
+                                                              capsys):
+    out = tmp_path / "bad"
+    code, err = run_cli_here([*TINY_ARGS, f"--output_dir={out}", flag], lerobot_home, monkeypatch, capsys)
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("INFO", "WARNING"))]
+    assert code == 2 and len(lines) == 1 and needle in lines[0], err[-2000:]  # no argparse usage dump
     assert not out.exists()
 
 

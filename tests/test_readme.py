@@ -67,11 +67,11 @@ def test_relative_links_and_anchors_resolve(page):
 def test_command_2_is_what_ci_runs():
     install, test = None, None
     for cmd in commands():
-        if "python3 -m venv" in cmd and "pytest" in cmd:
+        if "-m venv .venv" in cmd and "pytest" in cmd:
             steps = [s.strip() for s in cmd.split("&&")]
-            install, test = steps[2], steps[3]
+            venv, install, test = steps[0], steps[2], steps[3]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert install in ci and test in ci, (install, test)
+    assert venv in ci and install in ci and test in ci, (venv, install, test)
 
 
 def train_flags(cmd: str) -> list[str]:
@@ -84,7 +84,7 @@ def test_command_1_parses_with_the_clis_own_parser(tmp_path, monkeypatch, capsys
     before it were read and validated (running it whole takes minutes: docs/testing.md)."""
     from lerobot_amf import train
 
-    (cmd,) = [c for c in commands() if "python3 -m venv" in c and "lerobot-amf-train" in c]
+    (cmd,) = [c for c in commands() if "-m venv .venv" in c and "lerobot-amf-train" in c]
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sys, "argv", ["lerobot-amf-train", *train_flags(cmd), "--amf.strategy=oracle",
                                       f"--output_dir={tmp_path / 'out'}"])
@@ -120,7 +120,7 @@ def test_commands_with_placeholders_use_only_flags_the_cli_has():
 
 def short_commands() -> list[str]:
     """The README's commands that run in seconds as printed: not the two long ones, no placeholder."""
-    return [c for c in commands() if "python3 -m venv" not in c and "<" not in c]
+    return [c for c in commands() if "-m venv .venv" not in c and "<" not in c]
 
 
 @pytest.mark.slow

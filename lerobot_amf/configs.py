@@ -308,24 +308,6 @@ def recipe_policy_settings(cfg):
         setattr(cfg.policy, key, draccus.decode(hints[key], value))
 
 
-def memoise_help_sources() -> None:
-    """LeRobot 0.4.4 workaround (its pinned draccus 0.10.0): every CLI parse builds each flag's help
-    text, and each of the ~1,200 flags re-reads its dataclass's source with ``inspect.getsource``
-    (which parses the whole module): seconds of work before a flag is even checked. Upstream draccus
-    caches the class source (dlwh/draccus#40); this installs the same cache. The help texts are
-    unchanged; only a class's source lines are read once per process. Idempotent."""
-    import functools
-    import inspect
-    import types
-
-    from draccus.wrappers import docstring
-
-    if isinstance(docstring.inspect, types.SimpleNamespace):
-        return
-    cached = functools.lru_cache(maxsize=None)(inspect.getsource)
-    docstring.inspect = types.SimpleNamespace(getsource=cached, getmro=inspect.getmro)
-
-
 def wrap():
     """LeRobot 0.6.1's ``parser.wrap``, with a config error left to us: 0.6.1 catches draccus'
     ``DecodingError`` (an unknown key, a wrong type, in a recipe or a flag) inside ``wrap``, prints
@@ -407,14 +389,13 @@ def allowed_keys(config_class: type, path: list[str]) -> str:
 
 
 def cli_main(prog: str, entry) -> None:
-    """A CLI's start (LeRobot's logging and plugins, ``memoise_help_sources``) and its answer to bad
+    """A CLI's start (LeRobot's logging and plugins) and its answer to bad
     input: ``entry()`` raising ``AMFInputError`` is one line ``<prog>: error: ...``, exit 2, nothing written."""
     from lerobot.utils.import_utils import register_third_party_plugins
     from lerobot.utils.utils import init_logging
 
     init_logging()
     register_third_party_plugins()
-    memoise_help_sources()
     try:
         entry()
     except AMFInputError as err:

@@ -278,9 +278,11 @@ def missing_policy_path(path: str, why: str) -> str:
 def recipe_policy_settings(cfg):
     """A recipe's ``policy`` section still applies under ``--policy.path``.
 
-    LeRobot 0.4.4 loads a ``--policy.path`` checkpoint's config with the command line's
-    ``--policy.*`` flags only: the ``--config_path`` file's policy settings (``push_to_hub: false``,
-    the learning rate, the input features, ...) are dropped. Here they are put on the command line
+    LeRobot 0.6.1 (``TrainPipelineConfig._resolve_pretrained_from_cli``) loads a ``--policy.path``
+    checkpoint's config with the command line's ``--policy.*`` flags, plus the file's policy section
+    only when the file itself names ``policy.path`` (and then without its lists): with the documented
+    ``--policy.path`` on the command line, the ``--config_path`` file's policy settings
+    (``push_to_hub: false``, the learning rate, the input features, ...) are dropped. Here they are put on the command line
     LeRobot reads, before the user's own flags, which win. Mappings (``input_features``, ...) are
     set after loading instead: as a flag, draccus would merge them into the checkpoint's (keeping
     its cameras next to the recipe's).

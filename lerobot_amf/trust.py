@@ -1,8 +1,8 @@
 """Files from others (checkpoints, routing maps) are hostile until checked: nothing they name is
 imported or executed, nothing they name is read outside their folder.
 
-``guard_processor_loading`` is a LeRobot 0.4.4 workaround. LeRobot's processor loader
-(``DataProcessorPipeline._resolve_step_class``, reached by ``make_pre_post_processors`` and
+``guard_processor_loading`` works around LeRobot 0.6.1's processor loader
+(``DataProcessorPipeline._resolve_step_class``, unchanged since 0.4.4, reached by ``make_pre_post_processors`` and
 ``PolicyProcessorPipeline.from_pretrained`` for every ``policy_preprocessor.json`` /
 ``policy_postprocessor.json``) imports whatever module a step's ``"class"`` names and calls it
 with the file's arguments, so a checkpoint from the Hub could run any code while it loads (a
@@ -103,7 +103,7 @@ def check_processor_step(step: dict) -> None:
 
 
 def guard_processor_loading() -> None:
-    """Put ``check_processor_step`` in front of LeRobot 0.4.4's step resolution (idempotent)."""
+    """Put ``check_processor_step`` in front of LeRobot 0.6.1's step resolution (idempotent)."""
     from lerobot.processor.pipeline import DataProcessorPipeline
 
     original = DataProcessorPipeline.__dict__["_resolve_step_class"].__func__

@@ -1,5 +1,5 @@
 """Files from others are checked before use (``lerobot_amf/trust.py``): a checkpoint's processor
-files may name only LeRobot processor steps and state files inside their folder (LeRobot 0.4.4
+files may name only LeRobot processor steps and state files inside their folder (LeRobot 0.6.1
 would import and call anything they name), and ``routing.json`` names only plain partition names."""
 
 import json

@@ -14,8 +14,8 @@ Routing: ``select_action`` reads the observation's task strings (LeRobot's ``tas
 language instruction or the task name), maps them to a partition and activates it. A batch
 must route to one partition (LeRobot's evaluation runs one task per vector env). Task strings
 are compared as ``routing_key`` makes them (whitespace trimmed and collapsed): a policy's own
-pre-processor may have changed them before the router sees them (LeRobot 0.4.4's SmolVLA one
-appends ``"\n"`` to every task); any other difference is refused with one line.
+pre-processor may have changed them before the router sees them (LeRobot 0.6.1's SmolVLA one, as
+0.4.4's, appends ``"\n"`` to every task); any other difference is refused with one line.
 
 Saved layout (``save`` / ``load_routed_policy``)::
 
@@ -84,8 +84,8 @@ class HeadCopies(nn.Module):
 
 def routing_key(task: str) -> str:
     """A task string as routing compares it: leading / trailing whitespace dropped, inner runs of
-    whitespace one space. LeRobot 0.4.4's SmolVLA pre-processor (``processor_smolvla.py``, its
-    newline step) appends ``"\n"`` to the task before the policy, and so the router, sees it."""
+    whitespace one space. LeRobot 0.6.1's SmolVLA pre-processor (its
+    ``smolvla_new_line_processor`` step, ``processor/newline_task_processor.py``) appends ``"\n"`` to the task before the policy, and so the router, sees it."""
     return " ".join(str(task).split())
 
 

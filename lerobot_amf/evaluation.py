@@ -2,9 +2,9 @@
 
 Rollouts are LeRobot's own (``lerobot.scripts.lerobot_eval.eval_policy``) on one vector env
 per task built by LeRobot's ``make_env`` from the env's one-task config
-(``TaskCatalog.env_for``); results per task, per suite and pooled; initial states are seeded ``eval_seed, eval_seed+1,
-...`` for every task, every round and every strategy (common random numbers), and never
-overlap the seeds demos are recorded from.
+(``TaskCatalog.env_for``, ``TaskCatalog.make_envs``); results per task, per suite and pooled;
+initial states are seeded ``eval_seed, eval_seed+1, ...`` for every task, every round and every
+strategy (common random numbers), and never overlap the seeds demos are recorded from.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import dataclasses
 import math
 
 import torch
-from lerobot.envs.factory import make_env, make_env_pre_post_processors
+from lerobot.envs.factory import make_env_pre_post_processors
 from lerobot.envs.utils import close_envs
 from lerobot.processor.pipeline import ObservationProcessorStep
 from lerobot.scripts.lerobot_eval import eval_policy
@@ -105,10 +105,11 @@ class ResizeImages(ObservationProcessorStep):
 
 
 def env_processors(env_cfg, policy_cfg):
-    """LeRobot's env pre/post-processors for ``env_cfg``, plus ``ResizeImages`` for cameras the env
-    renders at another size than the policy reads and does not resize itself (LeRobot 0.4.4's
-    ``LiberoEnv`` renders 256x256 whatever its config says; a policy trained on smaller frames
-    would otherwise see another scale, or fail in an encoder built for its own size)."""
+    """LeRobot's env pre/post-processors for ``env_cfg`` (``EnvConfig.get_env_processors``), plus
+    ``ResizeImages`` for cameras the env renders at another size than the policy reads and does
+    not resize itself (a LIBERO env config rendering 360x360, LeRobot's default, for a policy
+    trained on ``lerobot/libero``'s 256x256 frames: the policy would otherwise see another scale,
+    or fail in an encoder built for its own size)."""
     env_pre, env_post = make_env_pre_post_processors(env_cfg=env_cfg, policy_cfg=policy_cfg)
     sizes = resized_images(task_catalog(env_cfg).policy_features(env_cfg), policy_cfg)
     if sizes:
@@ -118,8 +119,10 @@ def env_processors(env_cfg, policy_cfg):
 
 @contextlib.contextmanager
 def task_vec_env(env_cfg, task: str, n_envs: int):
-    """LeRobot's ``make_env`` vector env for one task of ``env_cfg``, closed on exit."""
-    envs = make_env(task_catalog(env_cfg).env_for(env_cfg, task), n_envs=n_envs)
+    """LeRobot's ``make_env`` vector env for one task of ``env_cfg`` (``TaskCatalog.make_envs``),
+    closed on exit."""
+    catalog = task_catalog(env_cfg)
+    envs = catalog.make_envs(catalog.env_for(env_cfg, task), n_envs)
     try:
         yield next(iter(next(iter(envs.values())).values()))
     finally:

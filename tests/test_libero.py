@@ -96,12 +96,22 @@ def test_env_for_builds_exactly_one_task_of_its_suite():
     task = CATALOG.parse_pool("libero_10/4")[0]
     one = CATALOG.env_for(cfg, task)
     assert (one.type, one.task, one.task_ids, one.episode_length) == ("libero", "libero_10", [4], 7)
-    assert one.features["pixels/agentview_image"].shape == (256, 256, 3)  # what LiberoEnv renders
+    assert one.gym_kwargs["task_ids"] == [4]
     assert (cfg.task, cfg.task_ids) == ("libero_spatial,libero_10", None)  # the run's config is untouched
-    with pytest.raises(AMFInputError, match="observation_height=128.*Allowed: 256"):
-        CATALOG.env_for(LiberoEnvConfig(task="libero_10", observation_height=128), task)
     with pytest.raises(AMFInputError, match="Unknown LIBERO task 'libero_10/4'"):
         CATALOG.env_for(cfg, "libero_10/4")  # env_for takes canonical pool names only
+
+
+def test_the_configured_camera_size_reaches_the_env_and_the_policy_features():
+    """LeRobot 0.6.1 passes observation_height/width to LiberoEnv (gym_kwargs): any size is rendered."""
+    task = CATALOG.parse_pool("libero_10/4")[0]
+    one = CATALOG.env_for(LiberoEnvConfig(task="libero_10", observation_height=128, observation_width=96), task)
+    assert (one.gym_kwargs["observation_height"], one.gym_kwargs["observation_width"]) == (128, 96)
+    assert one.features["pixels/agentview_image"].shape == (128, 96, 3)
+    features = CATALOG.policy_features(one)
+    assert features["observation.images.image"].shape == features["observation.images.image2"].shape == (3, 128, 96)
+    assert features["observation.state"].shape == (8,) and features["action"].shape == (7,)
+    assert CATALOG.protocol(one)["image_size"] == [128, 96]
 
 
 def test_default_pool_reads_env_task_and_task_ids():
@@ -114,10 +124,12 @@ def test_default_pool_reads_env_task_and_task_ids():
 
 
 def test_protocol_records_steps_initial_states_images_and_cameras():
-    proto = CATALOG.protocol(LiberoEnvConfig(task="libero_10"))
+    proto = CATALOG.protocol(LiberoEnvConfig(task="libero_10", observation_height=256, observation_width=256))
     assert proto["max_steps"] == {"libero_spatial": 280, "libero_object": 280, "libero_goal": 300,
                                   "libero_10": 520, "libero_90": 400}
     assert proto["image_size"] == [256, 256]
+    assert proto["lerobot_fixes"] == ["use_npz_init_states", "freeze_finished_sub_envs"]
+    assert (proto["control_freq_hz"], proto["hard_reset"]) == (20, True)
     assert proto["cameras"] == {"observation.images.image": "agentview_image",
                                 "observation.images.image2": "robot0_eye_in_hand_image"}
     assert "e mod 50" in proto["initial_states"]

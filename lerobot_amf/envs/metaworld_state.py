@@ -1,8 +1,10 @@
 """Metaworld v3 with state observations and task conditioning, as a LeRobot env.
 
-LeRobot 0.4.4's own Metaworld env is pixels-only (480x480) and its ``make_env`` routes every
-env type whose name contains "metaworld" to that pixel env, so this env is registered as
-``mw_state`` and built through the gym registry (``lerobot_amf/MetaworldState-v0``).
+LeRobot's own Metaworld env (``--env.type=metaworld``) is pixels-only: a 480x480 camera and a
+4-dim ``agent_pos`` (``obs_type="state"`` raises ``NotImplementedError``). This one is
+``--env.type=mw_state``, the name checkpoints and reports record; ``EnvConfig.create_envs``'s
+default builds it, ``gym.make`` of ``lerobot_amf/MetaworldState-v0`` in a vector env, and its
+env processors are the identity (``EnvConfig.get_env_processors``).
 
 Observation (LeRobot names after ``preprocess_observation``):
   * ``observation.state`` — Metaworld's 39-dim state (hand, gripper, objects, goal).
@@ -16,10 +18,15 @@ Observation (LeRobot names after ``preprocess_observation``):
 One env instance can serve several tasks: ``reset(seed=s)`` runs task ``tasks[s % len(tasks)]``
 with the seeded initial state ``s``. That is how a single ``lerobot-eval`` vector env (which
 seeds its sub-envs with consecutive seeds) covers a comma-separated list of tasks.
+
+Stock ``lerobot-eval`` finds the env with ``--env.discover_packages_path=lerobot_amf`` (importing
+the package registers it). Rendering (``lerobot-eval`` records videos): ``MUJOCO_GL`` defaults to
+``egl`` (headless) when this module is imported, as for LIBERO; a value set by the user is kept.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +40,9 @@ from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_STATE
 
 from lerobot_amf.envs.tasks import TaskCatalog, register_catalog, split_task_list
 from lerobot_amf.errors import AMFInputError
+
+# Before Metaworld imports MuJoCo (only in make_metaworld_task_env: nothing imported above does).
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 GYM_ID = "lerobot_amf/MetaworldState-v0"
 STATE_DIM = 39
@@ -169,8 +179,9 @@ class MetaworldStateEnv(gym.Env):
         self._envs.clear()
 
 
-# No wrappers: LeRobot's add_envs_task looks up `task_description` on the env itself, and
-# gymnasium wrappers do not forward attributes (language-conditioned and routed policies need it).
+# LeRobot's rollout reads `task` / `task_description` (what language-conditioned and routed policies
+# receive) and `_max_episode_steps` through `env.call`; the env truncates itself, so gym.make adds
+# no TimeLimit, and no other wrapper is needed.
 gym.register(id=GYM_ID, entry_point=MetaworldStateEnv, disable_env_checker=True, order_enforce=False)
 
 

@@ -81,6 +81,13 @@ class TaskCatalog(abc.ABC):
     def env_for(self, env_cfg, task: str):
         """An env config whose ``make_env`` builds exactly ``task``."""
 
+    def make_envs(self, env_cfg, n_envs: int) -> dict:
+        """The vector envs of a config from ``env_for``, as LeRobot's ``make_env`` returns them
+        (``{suite: {task id: vector env}}``); synchronous: the simulator steps in this process."""
+        from lerobot.envs.factory import make_env
+
+        return make_env(env_cfg, n_envs=n_envs, use_async_envs=False)
+
     @abc.abstractmethod
     def default_pool(self, env_cfg) -> list[str]:
         """The pool when ``--amf.tasks`` is not given: the env config's own task list."""

@@ -1,12 +1,18 @@
 """Dataset and model repos of the Hugging Face Hub served over HTTP on 127.0.0.1 from local folders.
 
 Only the network is replaced: huggingface_hub (and so LeRobot's own downloads) runs unchanged and
-its requests for https://huggingface.co are sent to this server through huggingface_hub's
-transport hook (``configure_http_backend``). The server answers the routes downloads use:
-refs (``list_repo_refs``), repo info with its file list and the recursive file tree
-(``snapshot_download``) and file HEAD/GET under ``resolve/`` (``hf_hub_download``); everything
-else is a 404. Every request is
-recorded, so tests can count which files were fetched and how many bytes were sent.
+its requests for https://huggingface.co are sent to this server by the transport of the HTTP
+client huggingface_hub 1.x builds through its client factory (``set_client_factory``): the client
+is huggingface_hub's own (``default_client_factory``: its request hook, which refuses every
+request while ``HF_HUB_OFFLINE`` is set, its redirects and timeouts) with one httpx transport
+mounted for the Hub's address. Leaving the ``with`` block puts huggingface_hub's own factory back
+(``set_client_factory`` also closes the shared client, so no request reaches the server after).
+A process that only knows the server's URL reaches it through ``HF_ENDPOINT`` instead.
+
+The server answers the routes downloads use: refs (``list_repo_refs``), repo info with its file
+list and the recursive file tree (``snapshot_download``) and file HEAD/GET under ``resolve/``
+(``hf_hub_download``); everything else is a 404. Every request is recorded, so tests can count
+which files were fetched and how many bytes were sent.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from huggingface_hub import configure_http_backend, constants
-from huggingface_hub.utils._http import _default_backend_factory
-from requests.adapters import HTTPAdapter
+import httpx
+from huggingface_hub import set_client_factory
+from huggingface_hub.utils._http import default_client_factory
 
 HUB = "https://huggingface.co"
 TAGS = ("v3.0",)  # LeRobot resolves its codebase version as a tag of the dataset repo
@@ -77,19 +83,25 @@ class LocalHub:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
-        configure_http_backend(self._session)
+        set_client_factory(self._client)
         return self
 
     def __exit__(self, *exc) -> None:
-        configure_http_backend()  # huggingface_hub's own default again
+        set_client_factory(default_client_factory)  # huggingface_hub's own client again
         self.server.shutdown()
         self.server.server_close()
 
-    def _session(self):
-        session = _default_backend_factory()
-        if not constants.HF_HUB_OFFLINE:  # offline, huggingface_hub's own adapter refuses everything
-            session.mount(HUB, _ToLocalHub(self.url))
-        return session
+    def _client(self) -> httpx.Client:
+        """huggingface_hub's own client, with the Hub's address mounted on a transport to this server.
+
+        Offline mode needs nothing here: huggingface_hub's request hook checks ``HF_HUB_OFFLINE``
+        on every request, before any transport is reached.
+        """
+        own = default_client_factory()
+        client = httpx.Client(headers=own.headers, event_hooks=own.event_hooks, timeout=own.timeout,
+                              follow_redirects=own.follow_redirects, mounts={HUB: _ToLocalHub(self.url)})
+        own.close()
+        return client
 
     def _record(self, request: Request) -> None:
         with self._lock:
@@ -131,16 +143,17 @@ class LocalHub:
         return 200, headers, content
 
 
-class _ToLocalHub(HTTPAdapter):
-    """Sends a request meant for the Hub to the local server instead."""
+class _ToLocalHub(httpx.HTTPTransport):
+    """Sends a request meant for the Hub to the local server instead (same path and query)."""
 
     def __init__(self, base_url: str):
         super().__init__()
-        self.base_url = base_url
+        self.base_url = httpx.URL(base_url)
 
-    def send(self, request, *args, **kwargs):
-        request.url = self.base_url + request.url[len(HUB):]
-        return super().send(request, *args, **kwargs)
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = self.base_url.copy_with(raw_path=request.url.raw_path)
+        request.headers["Host"] = self.base_url.netloc.decode("ascii")
+        return super().handle_request(request)
 
 
 def _handler(hub: LocalHub):

@@ -558,8 +558,15 @@ def push_run(run_dir, repo_id: str, *, private: bool = False, revision: str | No
     Returns ``{"repo_id", "revision", "commit_url", "commit_oid", "files", "attempts"}``.
     Raises ``AMFInputError`` before any request for bad input (no token among them), and
     ``PushError`` naming what failed when the Hub refuses or keeps failing.
+
+    What is tried again: huggingface_hub 1.x talks to the Hub through httpx, so a network failure
+    (no connection, a dropped connection, a timeout) is an ``httpx.TransportError``; an HTTP error
+    status is its ``HfHubHTTPError`` (an ``httpx.HTTPError`` and an ``OSError``, with the
+    ``response``), tried again only for overload / server trouble (``RETRYABLE_STATUS``).
+    ``HfApi.create_repo``, ``create_branch`` and ``create_commit`` send their request once
+    (huggingface_hub retries only the upload of LFS files and the pre-upload question).
     """
-    import requests
+    import httpx
     from huggingface_hub import CommitOperationAdd, HfApi
 
     token = check_push_ready(repo_id, token)
@@ -584,7 +591,7 @@ def push_run(run_dir, repo_id: str, *, private: bool = False, revision: str | No
             info = api.create_commit(
                 repo_id, operations=[CommitOperationAdd(f.path_in_repo, f.data()) for f in plan],
                 commit_message=message, revision=revision)
-        except (requests.RequestException, OSError, ValueError) as err:
+        except (httpx.HTTPError, OSError, ValueError) as err:
             failures.append(f"attempt {attempt}: {step}: {_one_line(err)}")
             # HTTP errors other than overload / server trouble, and metadata the Hub rejects
             # (ValueError), are answers, not accidents: trying again would get the same one.

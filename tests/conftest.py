@@ -76,9 +76,11 @@ TOKEN = "hf_FAKEtokenFORtestsXq7ZkWv3Pn9Lr2Ty5Bs8"
 @pytest.fixture
 def make_hub(monkeypatch, tmp_path):
     """Start a FakeHub and point huggingface_hub at it, as ``HF_ENDPOINT=<its url> HF_HUB_OFFLINE=0
-    HF_HOME=<empty dir> HF_TOKEN=<fake>`` would when huggingface_hub is imported."""
+    HF_HOME=<empty dir> HF_TOKEN=<fake>`` would when huggingface_hub is imported.
+
+    huggingface_hub 1.x reads ``ENDPOINT`` when an ``HfApi`` is made and ``HF_HUB_OFFLINE`` on every
+    request (the request hook of its shared httpx client), so no client needs to be remade."""
     from huggingface_hub import constants
-    from huggingface_hub.utils import reset_sessions
 
     started = []
     hf_home = tmp_path / "hf_home"
@@ -92,16 +94,15 @@ def make_hub(monkeypatch, tmp_path):
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
         monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
+        monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(hf_home / ".agent_harnesses.json"))
         monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
-        reset_sessions()  # sessions made under HF_HUB_OFFLINE=1 refuse every request
         return hub
 
     start.hf_home = hf_home
     yield start
     for hub in started:
         hub.__exit__(None, None, None)
-    reset_sessions()
 
 
 # ---- tiny LeRobot policy inputs shared by the embedding, family and isolation tests ----------

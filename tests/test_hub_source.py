@@ -7,7 +7,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from huggingface_hub import constants as hf_constants
-from huggingface_hub.utils import reset_sessions
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.datasets.video_utils import decode_video_frames
@@ -43,8 +42,9 @@ def hub(libero_repo, tmp_path, monkeypatch):
 
 
 def go_offline(monkeypatch):
+    """``HF_HUB_OFFLINE=1`` from now on: huggingface_hub 1.x reads it on every request (its client's
+    request hook), so the client made online refuses from now on too."""
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    reset_sessions()  # sessions made online would still reach the server
 
 
 def source(tmp_path, **kwargs) -> HubDatasetSource:
@@ -276,12 +276,57 @@ def test_offline_with_everything_cached_needs_no_network(hub, tmp_path, monkeypa
     assert [d.info["bytes_fetched"] for d in again] == [0, 0] and len(hub.requests) == before
 
 
+def test_the_local_hub_is_reached_only_inside_its_block(libero_repo, tmp_path, monkeypatch):
+    """huggingface_hub's own client (``get_session``) sends Hub requests to the local server inside
+    the block; leaving it closes that client and puts huggingface_hub's own factory back."""
+    from huggingface_hub import get_session
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    url = f"{hf_constants.ENDPOINT}/api/datasets/{REPO}/refs"
+    with LocalHub({REPO: libero_repo}) as served:
+        inside = get_session()
+        assert inside.get(url).json()["tags"][0]["name"] == "v3.0"
+        assert [r.path for r in served.requests] == [f"/api/datasets/{REPO}/refs"]
+    assert inside.is_closed and get_session() is not inside
+
+
+def test_a_metadata_file_missing_from_the_repo_is_one_line(hub, tmp_path, libero_repo):
+    src = source(tmp_path)
+    episode = src.order(GOAL)[0]
+    gone = src.files_of(episode)[0]
+    served = tmp_path / "served"
+    shutil.copytree(libero_repo, served)
+    (served / gone).unlink()
+    hub.repos[REPO] = served
+    assert message(lambda: src.pull(GOAL, 1, set())) == (
+        f"Dataset lerobot/libero@v3.0: its metadata names file(s) the Hub repo does not hold: {gone!r}."
+    )
+
+
+def test_metadata_lerobot_refuses_is_one_line(hub, tmp_path, libero_repo):
+    """LeRobot 0.6.1 validates ``meta/info.json`` as it reads it (``DatasetInfo``: fps > 0)."""
+    import json
+
+    broken = tmp_path / "broken"
+    shutil.copytree(libero_repo, broken)
+    info = json.loads((broken / "meta" / "info.json").read_text())
+    (broken / "meta" / "info.json").write_text(json.dumps({**info, "fps": 0}))
+    hub.repos["someone/broken"] = broken
+    assert message(lambda: HubDatasetSource("someone/broken", root=tmp_path / "copy")) == (
+        f"Dataset someone/broken@v3.0: LeRobot cannot read its meta/ in {tmp_path / 'copy'} "
+        "(ValueError: fps must be positive, got 0)."
+    )
+
+
 def test_unknown_repo_and_revision(hub, tmp_path):
     assert message(lambda: HubDatasetSource("lerobot/nope", root=tmp_path / "nope")) == (
         "No dataset 'lerobot/nope' on the Hub (amf.source_repo_id)."
     )
     assert message(lambda: source(tmp_path, revision="nope")) == (
         "Dataset 'lerobot/libero' has no revision 'nope' (amf.source_revision)."
+    )
+    assert message(lambda: HubDatasetSource("lerobot/no such", root=tmp_path / "bad")).startswith(
+        "'lerobot/no such' is not a Hub dataset repo id (amf.source_repo_id): "
     )
 
 

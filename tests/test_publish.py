@@ -4,6 +4,7 @@ replaced."""
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -358,7 +359,8 @@ def test_the_token_is_used_and_written_nowhere(tiny_run, make_hub):
     hub = make_hub()
     before = tree_digest(tiny_run)
     push_run(tiny_run, REPO, backoff_s=0)
-    assert hub.requests and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests)
+    pushed = hub.push_requests()
+    assert pushed and all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in pushed)
     secret = TOKEN.encode()
     assert not [path for path, data in hub.commits[0]["files"].items() if secret in data]
     assert TOKEN not in render_model_card(tiny_run, REPO)
@@ -413,14 +415,26 @@ def test_a_failed_commit_is_retried(tiny_run, make_hub):
     assert len(hub.commits) == 1 and sorted(hub.commits[0]["files"]) == result["files"]
 
 
-def test_a_push_that_keeps_failing_is_a_clear_error_and_changes_nothing_local(tiny_run, make_hub):
-    hub = make_hub(fail_commits=-1)
+def test_a_dropped_connection_is_retried(tiny_run, make_hub, caplog):
+    """A network failure (huggingface_hub 1.x: an httpx transport error, here the connection closed
+    without an answer) is tried again like a 5xx answer."""
+    hub = make_hub(drop_commits=1)
+    with caplog.at_level(logging.WARNING):
+        result = push_run(tiny_run, REPO, backoff_s=0)
+    assert result["attempts"] == 2 and len(commit_requests(hub)) == 2
+    assert len(hub.commits) == 1 and sorted(hub.commits[0]["files"]) == result["files"]
+    assert "(attempt 1: commit: RemoteProtocolError: " in caplog.text
+
+
+@pytest.mark.parametrize("failure, named", [("fail_commits", "500"), ("drop_commits", "RemoteProtocolError")])
+def test_a_push_that_keeps_failing_is_a_clear_error_and_changes_nothing_local(failure, named, tiny_run, make_hub):
+    hub = make_hub(**{failure: -1})
     before = tree_digest(tiny_run)
     with pytest.raises(PushError) as err:
         push_run(tiny_run, REPO, retries=3, backoff_s=0)
     message = str(err.value)
     assert len(commit_requests(hub)) == 3 and hub.commits == []
-    assert REPO in message and "3 attempts failed" in message and "attempt 3: commit" in message and "500" in message
+    assert REPO in message and "3 attempts failed" in message and "attempt 3: commit" in message and named in message
     assert "Nothing local was changed" in message and f"python -m lerobot_amf.publish {tiny_run}" in message
     assert tree_digest(tiny_run) == before
 
@@ -429,7 +443,8 @@ def test_a_refused_push_is_not_retried(tiny_run, make_hub):
     hub = make_hub(create_status=401)
     with pytest.raises(PushError, match="the Hub refused it.*attempt 1: create the repo.*401"):
         push_run(tiny_run, REPO, retries=3, backoff_s=0)
-    assert [r.path for r in hub.requests] == ["/api/repos/create"]
+    # huggingface_hub 1.x, told exist_ok, asks once whether the repo exists before raising the 401
+    assert [r.path for r in hub.push_requests()] == ["/api/repos/create", f"/api/models/{REPO}"]
 
 
 # ------------------------------------------------------------------ loading a pushed run back

@@ -6,8 +6,9 @@
 * A task's episodes are pulled in a seeded order without replacement: the same seed gives the
   same order, and ids already pulled (``exclude``) are skipped.
 * A pull downloads only the files holding the chosen episodes (v3.0 packs many episodes per data
-  and video file; the same files ``LeRobotDataset(episodes=...)`` would download), and each demo
-  records the bytes it made us download, so the ledger keeps what every round cost.
+  and video file; the same files ``LeRobotDataset(episodes=...)`` would download) with
+  huggingface_hub's ``snapshot_download`` into the local copy, and each demo records the bytes it
+  made us download, so the ledger keeps what every round cost.
 * Frames come back keyed by feature name (after the rename map), camera frames as uint8 HWC
   images, ready for ``lerobot_amf.data.write_demos``.
 * The dataset is hostile until checked: the file paths its ``meta/info.json`` templates make
@@ -15,19 +16,23 @@
   (HEAD requests) and refused before they start when they would pass ``max_bytes_per_round``.
 * The local copy is one per revision (``<HF_LEROBOT_HOME>/<repo_id>@<revision>`` by default),
   and it says which revision it holds (``REVISION_MARKER``): another revision's ``meta/`` is
-  never read as this one's.
+  never read as this one's. LeRobot 0.6.1's own default for a Hub dataset without a ``root``
+  (a snapshot cache under ``$HF_LEROBOT_HOME/hub``) is never used: the source always passes its
+  ``root``, so LeRobot downloads ``meta/`` straight into that copy.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from huggingface_hub import constants as hf_constants
-from huggingface_hub import get_hf_file_metadata, hf_hub_url
+from huggingface_hub import get_hf_file_metadata, hf_hub_url, snapshot_download
 from huggingface_hub.errors import (
+    HFValidationError,
     LocalEntryNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
@@ -82,7 +87,8 @@ class HubDatasetSource(DemoSource):
         self.max_bytes_per_round = max_bytes_per_round
         self._check_revision_marker()
         self.meta = self._open_metadata()
-        check_path_templates(self.meta.info, self.root, self.label)  # before any episode file is read
+        # before any episode file is read (``meta.info`` is LeRobot 0.6.1's ``DatasetInfo``)
+        check_path_templates(self.meta.info.to_dict(), self.root, self.label)
         if self.mark_revision:
             self._write_revision_marker()  # a copy refused above is left as it was
         self.frame_keys = [key for key in self.meta.features if key not in DEFAULT_FEATURES]
@@ -104,11 +110,19 @@ class HubDatasetSource(DemoSource):
         )
 
     def _open_metadata(self) -> LeRobotDatasetMetadata:
+        """LeRobot's metadata of the copy at ``root``, ``meta/`` downloaded into it when missing.
+
+        LeRobot 0.6.1 reads ``meta/info.json`` into a ``DatasetInfo`` that refuses missing or
+        non-positive fields (``TypeError`` / ``ValueError``) as it loads: one line here.
+        """
         offline = hf_constants.HF_HUB_OFFLINE
         if offline and not (self.root / INFO_PATH).is_file():
             raise self._not_cached("no meta/")
         try:
             return LeRobotDatasetMetadata(self.repo_id, root=self.root, revision=self.revision)
+        except HFValidationError as e:
+            raise AMFInputError(f"{self.repo_id!r} is not a Hub dataset repo id (amf.source_repo_id): "
+                                f"{' '.join(str(e).split())}") from e
         except RepositoryNotFoundError as e:
             raise AMFInputError(f"No dataset {self.repo_id!r} on the Hub (amf.source_repo_id).") from e
         except RevisionNotFoundError as e:
@@ -118,6 +132,9 @@ class HubDatasetSource(DemoSource):
             if offline:
                 raise self._not_cached("incomplete meta/") from e
             raise
+        except (TypeError, ValueError) as e:
+            raise AMFInputError(f"Dataset {self.label}: LeRobot cannot read its meta/ in {self.root} "
+                                f"({type(e).__name__}: {' '.join(str(e).split())[:300]}).") from e
 
     def _check_revision_marker(self) -> None:
         """A local copy that says it holds another repo or revision is not read as this one."""
@@ -309,15 +326,21 @@ class HubDatasetSource(DemoSource):
     def _fetch(self, episodes: list[int]) -> dict[str, int]:
         """Download the files holding these episodes that are not cached; return them -> bytes.
 
-        The download is the metadata's own ``pull_from_repo`` (LeRobot's snapshot_download of
-        those files). ``LeRobotDataset(episodes=...)`` is not used: it reloads the whole metadata
-        on every pull, and in LeRobot 0.4.4 it downloads only when reading the cache raises
-        FileNotFoundError, while a cache holding data files none of which has a requested episode
-        raises ValueError ("corresponds to no data"): the second pull would fail.
+        The download is huggingface_hub's ``snapshot_download`` of exactly those files (each name
+        glob-escaped, so a name cannot match more files than were sized) into the local copy, at
+        the revision the metadata resolved: what LeRobot 0.6.1's metadata does in its private
+        ``_pull_from_repo``. ``LeRobotDataset(episodes=...)`` is not used: it reloads the whole
+        metadata on every pull and downloads whatever files it decides, while the source counts
+        the bytes of each file it asked for.
         """
         missing = self._missing_files(episodes)
         if missing:
-            self.meta.pull_from_repo(allow_patterns=missing)
+            snapshot_download(self.repo_id, repo_type="dataset", revision=self.meta.revision,
+                              local_dir=self.root, allow_patterns=[glob.escape(f) for f in missing])
+            absent = [f for f in missing if not (self.root / f).is_file()]
+            if absent:
+                raise AMFInputError(f"Dataset {self.label}: its metadata names file(s) the Hub repo does not "
+                                    f"hold: {shorten(absent, 60)}.")
         fetched = {f: (self.root / f).stat().st_size for f in missing}
         self.bytes_fetched += sum(fetched.values())
         return fetched

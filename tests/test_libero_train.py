@@ -28,6 +28,7 @@ EPISODES_PER_TASK = 4
 # Pretraining: 3 demos of the first task, 1 of the second (whose importance weights then collapse,
 # ESS 1 < 1.5, so amf takes its target states from one rollout of the policy in the simulator).
 PRETRAIN = {POOL[0]: 3, POOL[1]: 1}
+RENDERED = 64  # the simulator's camera size (LeRobot 0.6.1 passes it to the env); the policy sees IMAGE
 
 ARGS = [
     "--policy.type=act", "--policy.chunk_size=4", "--policy.n_action_steps=4", "--policy.dim_model=32",
@@ -35,7 +36,7 @@ ARGS = [
     "--policy.n_decoder_layers=1", "--policy.use_vae=false", "--policy.pretrained_backbone_weights=null",
     "--policy.device=cpu", "--policy.push_to_hub=false",
     "--env.type=libero", f"--env.task={','.join(POOL)}", f"--env.episode_length={STEPS}",
-    "--amf.source=hub", f"--amf.source_repo_id={REPO}",
+    f"--env.observation_height={RENDERED}", f"--env.observation_width={RENDERED}", "--amf.source=hub", f"--amf.source_repo_id={REPO}",
     "--amf.strategy=amf", "--amf.rounds=1", "--amf.demos_per_round=2", "--amf.steps_per_round=3",
     "--amf.eval_episodes=1", "--amf.eval_batch_size=1", "--amf.selection.fallback_rollouts=1",
     "--amf.normalization=source",
@@ -118,11 +119,11 @@ def test_every_evaluation_ran_in_the_libero_simulator_per_task_and_per_suite(lib
         assert list(e["per_suite"]) == ["libero_spatial"] and e["per_suite"]["libero_spatial"]["episodes"] == 2
     proto = libero_run.report["eval_protocol"]
     assert proto["env"] == "libero" and proto["max_steps"] == STEPS and proto["episodes_per_task"] == 1
-    assert proto["image_size"] == [256, 256]
+    assert proto["image_size"] == [RENDERED, RENDERED]
     assert proto["images_resized_to"] == {k: [IMAGE, IMAGE] for k in ("observation.images.image",
                                                                       "observation.images.image2")}
     # What the policy received from the simulator: both instructions, the 8-dim state, and both
-    # cameras resized from 256x256 to the size it was trained at.
+    # cameras resized from the rendered size to the size it was trained at.
     assert {s["task"][0] for s in libero_run.seen} == set(INSTRUCTIONS)
     for s in libero_run.seen:
         assert s["state"] == (1, 8)

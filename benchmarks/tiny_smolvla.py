@@ -16,18 +16,21 @@ holding a tiny SmolVLM setup, all through transformers' own classes and ``save_p
   instructions: deterministic), wrapped as ``PreTrainedTokenizerFast``, whose vocabulary already
   holds SmolVLM's special tokens (``<|im_start|>``, ``<|im_end|>`` = pad, ``<end_of_utterance>``,
   ``<fake_token_around_image>``, ``<image>``, ``<global-img>``, ``<row_i_col_j>`` for i, j in
-  1..6) and whose ``extra_special_tokens`` give ``tokenizer.fake_image_token_id`` /
-  ``global_image_token_id`` / ``image_token_id`` / ``end_of_utterance_token_id`` as SmolVLA reads
-  them; byte-level, so any text tokenizes (no unknown token);
+  1..6); byte-level, so any text tokenizes (no unknown token). The four image tokens are passed as
+  ``extra_special_tokens`` (a dict), which transformers 5 turns into named special tokens, saved as
+  top-level keys of ``tokenizer_config.json``: that is what gives ``tokenizer.fake_image_token_id``
+  / ``global_image_token_id`` / ``image_token_id`` / ``end_of_utterance_token_id``, which
+  ``VLAFlowMatching.__init__`` and SmolVLM's processor read;
 * a ``SmolVLMImageProcessor`` / ``SmolVLMVideoProcessor`` (32 px, no image splitting) and a
-  ``SmolVLMProcessor`` (``image_seq_len`` 4), so ``AutoProcessor.from_pretrained(folder)`` and
+  ``SmolVLMProcessor`` (``image_seq_len`` 4), all saved by transformers 5 into one
+  ``processor_config.json``, so ``AutoProcessor.from_pretrained(folder)`` and
   ``AutoTokenizer.from_pretrained(folder)`` work offline.
 
 :func:`tiny_smolvla_config` then gives a ``SmolVLAConfig`` on that folder (``load_vlm_weights``
 False, images resized with padding to 32x32, 2 VLM layers, chunk 4, 2 denoising steps, 24 language
 tokens): ``SmolVLAPolicy(cfg)`` has 257,888 parameters (103,648 trainable), the folder builds in
-~0.1 s and the policy in ~0.1 s (after ~8 s of importing lerobot / transformers), one forward +
-backward on a batch of 2 takes ~20-35 ms on one CPU thread; it trains, ``select_action``s and saves
+~0.1 s and the policy in ~0.1 s (after 8-13 s of importing lerobot / transformers), one forward +
+backward on a batch of 2 takes ~15-35 ms on one CPU thread; it trains, ``select_action``s and saves
 / reloads identically (same state dict, same actions, same loss); and
 ``make_smolvla_pre_post_processors(cfg, ...)`` tokenizes task strings offline (note: that
 pre-processor appends ``"\\n"`` to every task string, and with SmolVLA's default
@@ -43,9 +46,12 @@ Things to know:
 * A saved policy's ``config.json`` names the VLM folder by its absolute path (SmolVLA re-reads the
   VLM config and processor from it when it is reloaded, and the saved pre-processor's tokenizer
   step does too): the folder must still be there when the policy or processors are reloaded.
-* SmolVLM's processor needs the PyPI package ``num2words`` (``pip install num2words``; 0.5.14 was
-  used), which LeRobot 0.4.4 does not install: without it SmolVLA cannot be built at all, even
-  from a local folder (transformers raises an ``ImportError`` in ``SmolVLMProcessor.__init__``).
+* SmolVLM's processor needs the PyPI package ``num2words`` (transformers raises an ``ImportError``
+  in ``SmolVLMProcessor.__init__`` without it, so SmolVLA cannot be built at all, even from a local
+  folder); LeRobot's ``smolvla`` extra installs it.
+* ``SmolVLMWithExpertModel.set_requires_grad`` raises when one of its frozen-layer name patterns
+  (``lm_head``, ``text_model.norm.weight``, ``text_model.layers.<last>.``) matches no parameter;
+  the tiny VLM keeps transformers' own module names, so ``train_expert_only=False`` builds too.
 * LeRobot prints ``Reducing the number of VLM layers to 2 ...`` (a bare ``print``) to stdout each
   time a SmolVLA is built or reloaded; harmless, but it shows in captured output.
 """
@@ -63,7 +69,8 @@ from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 
 # Bump when the folder's recipe changes: a folder built by another version is rebuilt.
-_RECIPE_VERSION = "tiny-smolvlm-1"
+# 2: written by transformers 5 (one processor_config.json, the tokenizer's named special tokens).
+_RECIPE_VERSION = "tiny-smolvlm-2"
 _MARKER = "tiny_vlm_complete.json"  # written last: its presence (with this version) = complete
 
 IMAGE_SIZE, PATCH_SIZE, SCALE_FACTOR = 32, 8, 2
@@ -96,7 +103,7 @@ _VERBS = ["pick up the {a} and place it on the {b}", "put the {a} in the {b}",
           "turn on the {a}", "push the {a} to the front of the {b}",
           "pick up the {a} next to the {b} and place it on the plate"]
 
-# LIBERO as LeRobot 0.4.4 gives it to a policy: `LiberoEnv` (lerobot/envs/configs.py) maps the
+# LIBERO as LeRobot 0.6.1 gives it to a policy: `LiberoEnv` (lerobot/envs/configs.py) maps the
 # cameras `pixels/agentview_image` and `pixels/robot0_eye_in_hand_image` to these two keys, and its
 # `LiberoProcessorStep` (lerobot/processor/env_processor.py) flattens `robot_state` into an 8-dim
 # `observation.state` (eef pos 3, axis-angle 3, gripper qpos 2); 7-dim actions. The images are the

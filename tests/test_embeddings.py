@@ -1,11 +1,14 @@
-"""Loss-gradient embeddings (docs/method.md, "Kernel: loss-gradient embeddings"): closed form vs autograd on real tiny LeRobot policies
-(diffusion, ACT) and on flow-matching stand-ins for pi0 / pi05 (the real SmolVLA's is in
+"""Loss-gradient embeddings (docs/method.md, "Kernel: loss-gradient embeddings"): closed form vs
+autograd of the policy's own training loss (``policy.forward``) on real tiny LeRobot policies
+(diffusion, ACT), with and without padded action steps, and on flow-matching stand-ins for pi0 /
+pi05, whose real policies run here only on the meta device (the real SmolVLA's is in
 test_smolvla.py); the seeded JL projection."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -16,6 +19,7 @@ from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.policies.act.configuration_act import ACTConfig
 from lerobot.policies.act.modeling_act import ACTPolicy
 from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+from lerobot.policies.diffusion import modeling_diffusion
 from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
 
 from conftest import ACTION, ENV, STATE, diffusion_batch, features
@@ -65,7 +69,7 @@ def test_projection_preserves_inner_products():
 
 
 # ---- diffusion -----------------------------------------------------------------------------
-def tiny_diffusion(scheduler: str, prediction: str) -> DiffusionPolicy:
+def tiny_diffusion(scheduler: str, prediction: str, mask_padding: bool = False) -> DiffusionPolicy:
     torch.manual_seed(0)
     cfg = DiffusionConfig(
         **features(),
@@ -77,37 +81,53 @@ def tiny_diffusion(scheduler: str, prediction: str) -> DiffusionPolicy:
         noise_scheduler_type=scheduler,
         prediction_type=prediction,
         num_inference_steps=3 if scheduler == "DDIM" else None,
+        do_mask_loss_for_padding=mask_padding,
         device="cpu",
     )
     return DiffusionPolicy(cfg)
 
 
+class _GivenDraws:
+    """``torch`` as ``DiffusionModel.compute_loss`` sees it, except that its one ``torch.randn``
+    (the noise) and ``torch.randint`` (the timesteps) return the given draw."""
+
+    def __init__(self, eps: torch.Tensor, timesteps: torch.Tensor):
+        self.eps, self.timesteps = eps, timesteps
+
+    def randn(self, shape, device=None, **_):
+        return self.eps.to(device).expand(shape).clone()
+
+    def randint(self, low=0, high=None, size=None, device=None, **_):
+        return self.timesteps.to(device).expand(size).clone()
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
 def diffusion_autograd(policy: DiffusionPolicy, emb: DiffusionEmbedder, state: dict, target: str) -> torch.Tensor:
-    """Autograd of (1/K) Σ_k ½·mse(unet(add_noise(a, ε_k, τ_k)), target_k) for one state w.r.t.
-    the embedder's layers, written as in DiffusionModel.compute_loss, with the embedder's draws;
-    a = the state's expert chunk, or the policy's own sample held fixed."""
-    model = policy.diffusion
-    clean = state[ACTION] if target == "expert" else emb.pseudo_target(state).detach()
+    """Autograd of (1/K) Σ_k ½·``policy.forward(state)`` -- LeRobot's own training loss, its padding
+    mask and normalisation included -- for one state w.r.t. the embedder's layers, with the k-th
+    of the embedder's (noise, timestep) draws in place of compute_loss's random one; target "self":
+    the action is the policy's own sample held fixed, nothing padded."""
+    if target == "self":
+        state = {**state, ACTION: emb.pseudo_target(state).detach(),
+                 "action_is_pad": torch.zeros_like(state["action_is_pad"])}
     policy.eval()
     policy.zero_grad()
-    global_cond = model._prepare_global_conditioning(state)
     losses = []
     for k in range(emb.n_draws):
-        eps = emb.eps[k : k + 1]
-        t = emb.timesteps[k : k + 1]
-        noisy = model.noise_scheduler.add_noise(clean, eps, t)
-        pred = model.unet(noisy, t, global_cond=global_cond)
-        target_k = eps if policy.config.prediction_type == "epsilon" else clean
-        losses.append(0.5 * F.mse_loss(pred, target_k))
+        with mock.patch.object(modeling_diffusion, "torch", _GivenDraws(emb.eps[k : k + 1], emb.timesteps[k : k + 1])):
+            losses.append(0.5 * policy.forward(state)[0])
     torch.stack(losses).mean().backward()
     return torch.cat([g for layer in emb.layers() for g in (layer.weight.grad.flatten(), layer.bias.grad)])
 
 
-@pytest.mark.parametrize("scheduler, prediction, target, target_steps, layers", [
-    ("DDPM", "epsilon", "self", None, 1), ("DDIM", "sample", "self", 1, 1),
-    ("DDIM", "epsilon", "expert", 1, 3), ("DDPM", "sample", "expert", 1, 2)])
-def test_diffusion_closed_form_matches_autograd(scheduler, prediction, target, target_steps, layers):
-    policy = tiny_diffusion(scheduler, prediction)
+@pytest.mark.parametrize("scheduler, prediction, target, target_steps, layers, mask_padding", [
+    ("DDPM", "epsilon", "self", None, 1, False), ("DDIM", "sample", "self", 1, 1, False),
+    ("DDIM", "epsilon", "expert", 1, 3, False), ("DDPM", "sample", "expert", 1, 2, False),
+    ("DDPM", "epsilon", "expert", 1, 2, True), ("DDIM", "sample", "self", 1, 1, True)])
+def test_diffusion_closed_form_matches_autograd(scheduler, prediction, target, target_steps, layers, mask_padding):
+    policy = tiny_diffusion(scheduler, prediction, mask_padding)
     emb = make_embedder(policy, dim=4096, seed=3, n_draws=3, layers=layers, target_steps=target_steps)
     assert isinstance(emb, DiffusionEmbedder)
     unet = policy.diffusion.unet
@@ -116,6 +136,8 @@ def test_diffusion_closed_form_matches_autograd(scheduler, prediction, target, t
     assert emb.raw_dim == sum(p.numel() for layer in emb.layers() for p in layer.parameters())
     assert emb.dim == emb.raw_dim  # identity projection
     batch = diffusion_batch()
+    batch["action_is_pad"][0, 10:] = True  # padded steps: masked only where the policy masks them
+    batch["action_is_pad"][2, 5:] = True
     phi = emb.embed(batch, target=target)
     assert phi.shape == (3, emb.raw_dim)
     for i in range(3):
@@ -124,6 +146,9 @@ def test_diffusion_closed_form_matches_autograd(scheduler, prediction, target, t
         assert rel_err(phi[i], ref) < REL_TOL, (scheduler, prediction, i, rel_err(phi[i], ref))
     # different states, different embeddings
     assert rel_err(phi[0], phi[1]) > 1e-3
+    unpadded = emb.embed({**batch, "action_is_pad": torch.zeros_like(batch["action_is_pad"])}, target=target)
+    assert torch.equal(unpadded[1], phi[1])
+    assert torch.equal(unpadded[0], phi[0]) is not (mask_padding and target == "expert")
 
 
 def test_diffusion_expert_target_is_the_batch_action_and_the_kinds_default():
@@ -298,7 +323,7 @@ def test_last_layer_kind_is_mean_head_input():
     assert diff.embed(diffusion_batch()).shape == (3, 16)
 
 
-# ---- flow matching: stand-ins for pi0 / pi05 (they cannot be built offline; SmolVLA can) ------
+# ---- flow matching: stand-ins for pi0 / pi05 (LeRobot builds them at >= 4B parameters only) ----
 class _TinyExpert(nn.Module):
     """A small action expert with LeRobot's flow-matching forward/sample_actions convention."""
 
@@ -403,7 +428,8 @@ class _Pi05StandIn(nn.Module):
         return _images(batch)
 
 
-# SmolVLA itself is tested for real (tests/test_smolvla.py); pi0 / pi05 cannot be built offline.
+# SmolVLA itself is tested for real (tests/test_smolvla.py); pi0 / pi05 exist only at their real
+# sizes (test_the_flow_embedder_fits_lerobots_own_pi0_and_pi05_on_the_meta_device).
 STAND_INS = {"pi0": _Pi0StandIn, "pi05": _Pi05StandIn}
 
 
@@ -411,7 +437,10 @@ def flow_batch(b=3, seed=4):
     g = torch.Generator().manual_seed(seed)
     masks = torch.ones(b, 5, dtype=torch.bool)
     masks[0, 3:] = False
+    pad = torch.zeros(b, 6, dtype=torch.bool)
+    pad[1, 4:] = True  # pi0 / pi05 train on padded steps too (their forward does not mask them)
     return {
+        "action_is_pad": pad,
         STATE: torch.randn(b, 5, generator=g),
         "observation.images.cam": torch.rand(b, 3, 4, 4, generator=g),
         TOKENS: torch.randint(0, 11, (b, 5), generator=g),
@@ -476,6 +505,36 @@ def test_flow_pseudo_target_is_the_policys_own_estimate():
     assert times.min() >= 0.001 and times.max() <= 1.0 and times.std() > 0.1
 
 
+@pytest.mark.parametrize("family", ["pi0", "pi05"])
+def test_the_flow_embedder_fits_lerobots_own_pi0_and_pi05_on_the_meta_device(family):
+    """LeRobot's real ``PI0Policy`` / ``PI05Policy`` (its own Gemma, the smallest variants it runs:
+    4B parameters) built on the meta device, so no memory and no weights: the embedder finds their
+    inputs, expert layers and output projection and runs both targets through them. Shapes only;
+    the numbers are checked on the stand-ins above."""
+    if family == "pi0":
+        from lerobot.policies.pi0.configuration_pi0 import PI0Config as Config
+        from lerobot.policies.pi0.modeling_pi0 import PI0Policy as Policy
+    else:
+        from lerobot.policies.pi05.configuration_pi05 import PI05Config as Config
+        from lerobot.policies.pi05.modeling_pi05 import PI05Policy as Policy
+    image = "observation.images.image"
+    cfg = Config(input_features={image: PolicyFeature(FeatureType.VISUAL, (3, 224, 224)),
+                                 STATE: PolicyFeature(FeatureType.STATE, (8,))},
+                 output_features={ACTION: PolicyFeature(FeatureType.ACTION, (7,))},
+                 device="cpu", dtype="float32", chunk_size=4, n_action_steps=4, num_inference_steps=2)
+    cfg.device = "meta"
+    with torch.device("meta"):
+        policy = Policy(cfg)
+        batch = {image: torch.rand(2, 3, 224, 224), STATE: torch.randn(2, 8),
+                 TOKENS: torch.zeros(2, 10, dtype=torch.long), TOKEN_MASK: torch.ones(2, 10, dtype=torch.bool),
+                 ACTION: torch.randn(2, 4, 7), "action_is_pad": torch.zeros(2, 4, dtype=torch.bool)}
+        emb = make_embedder(policy, n_draws=2, layers=2)
+        assert emb.layers() == [policy.model.paligemma_with_expert.gemma_expert.model.layers[-1].mlp.down_proj,
+                                policy.model.action_out_proj]
+        for target in ("expert", "self"):
+            assert emb.raw(batch, target=target).shape == (2, emb.raw_dim)
+
+
 # ---- dispatch ------------------------------------------------------------------------------
 def test_make_embedder_rejects_unknown_families_and_kinds():
     class VQBeTLike(nn.Module):
@@ -500,8 +559,8 @@ def test_image_observations_diffusion_and_act():
     diff = DiffusionPolicy(
         DiffusionConfig(
             **feats, down_dims=(16, 32), diffusion_step_embed_dim=16, n_obs_steps=2, horizon=16,
-            n_action_steps=8, crop_shape=None, pretrained_backbone_weights=None, noise_scheduler_type="DDIM",
-            num_inference_steps=2, device="cpu",
+            n_action_steps=8, crop_shape=None, pretrained_backbone_weights=None, use_group_norm=True,
+            use_separate_rgb_encoder_per_camera=False, noise_scheduler_type="DDIM", num_inference_steps=2, device="cpu",
         )
     )
     emb = make_embedder(diff, n_draws=2)

@@ -61,8 +61,23 @@ def training_batch(pre, instructions: list[str], seed: int = 1) -> dict:
 
 
 # ---- the embedding ----------------------------------------------------------------------------
+def one_state(batch: dict, i: int) -> dict:
+    return {k: v[i : i + 1] if isinstance(v, (torch.Tensor, list)) else v for k, v in batch.items()}
+
+
+def own_training_loss(policy, emb, state: dict, target: str) -> torch.Tensor:
+    """(1/K) Σ_k ½·``SmolVLAPolicy.forward`` of one state at the embedder's k-th (noise, time) draw:
+    LeRobot's own training loss, its padding mask and real-action-dim truncation included; target
+    "self": the action is the policy's own estimate held fixed, nothing padded."""
+    if target == "self":
+        a_star = emb.pseudo_target(state).detach()[..., : emb.action_dim]
+        state = {**{k: v for k, v in state.items() if k != "action_is_pad"}, ACTION: a_star}
+    return torch.stack([0.5 * policy.forward(dict(state), noise=emb.noise[k : k + 1], time=emb.times[k : k + 1])[0]
+                        for k in range(emb.n_draws)]).mean()
+
+
 @pytest.mark.parametrize("target", ["expert", "self"])
-def test_flow_embedding_of_the_real_smolvla_matches_autograd(smolvla, target):
+def test_flow_embedding_of_the_real_smolvla_is_the_gradient_of_its_training_loss(smolvla, target):
     policy, pre, _ = smolvla
     emb = make_embedder(policy, dim=4096, seed=2, n_draws=3, layers=1)
     assert isinstance(emb, FlowEmbedder) and emb.family == "smolvla"
@@ -70,25 +85,21 @@ def test_flow_embedding_of_the_real_smolvla_matches_autograd(smolvla, target):
     a_dim = 7
     assert emb.raw_dim == a_dim * layer.in_features + a_dim
     batch = training_batch(pre, list(INSTRUCTIONS)[:2])
+    batch["action_is_pad"] = torch.tensor([[False, False, True, True], [False] * 4])
     phi = emb.embed(batch, target=target)
     assert phi.shape == (2, emb.raw_dim)
     for i in range(2):
-        state = {k: v[i : i + 1] if isinstance(v, (torch.Tensor, list)) else v for k, v in batch.items()}
-        a_star = (F.pad(state[ACTION], (0, policy.config.max_action_dim - a_dim)) if target == "expert"
-                  else emb.pseudo_target(state).detach())
-        images, img_masks = policy.prepare_images(state)
-        inputs = (images, img_masks, state[OBS_LANGUAGE_TOKENS], state[OBS_LANGUAGE_ATTENTION_MASK],
-                  policy.prepare_state(state))
         policy.zero_grad()
-        losses = [0.5 * policy.model(*inputs, a_star, noise=emb.noise[k : k + 1],
-                                     time=emb.times[k : k + 1])[..., :a_dim].mean()
-                  for k in range(emb.n_draws)]
-        torch.stack(losses).mean().backward()
+        own_training_loss(policy, emb, one_state(batch, i), target).backward()
         ref = torch.cat([layer.weight.grad[:a_dim].flatten(), layer.bias.grad[:a_dim]])
         assert ref.norm() > 0 and layer.weight.grad[a_dim:].abs().max() == 0  # padded dims: outside the loss
         err = (phi[i] - ref).norm() / ref.norm()
         assert err < 1e-4, (i, float(err))
     policy.zero_grad()
+    # SmolVLA's forward masks padded steps out of the expert's loss; the self target is a full chunk
+    unpadded = emb.embed({**batch, "action_is_pad": torch.zeros(2, 4, dtype=torch.bool)}, target=target)
+    torch.testing.assert_close(unpadded[1], phi[1], rtol=1e-5, atol=1e-7)
+    assert torch.allclose(unpadded[0], phi[0], rtol=1e-5, atol=1e-7) is (target == "self")
 
 
 def test_the_likelihood_surrogate_is_minus_smolvlas_own_flow_matching_loss_with_common_draws(smolvla):
@@ -149,6 +160,7 @@ def test_the_two_layer_flow_kernel_is_the_expert_mlp_and_output_gradients_of_eac
     a_dim = 7
     assert emb.raw_dim == down.weight.numel() + (0 if down.bias is None else down.bias.numel()) + a_dim * (out.in_features + 1)
     batch = training_batch(pre, list(INSTRUCTIONS)[:2])
+    batch["action_is_pad"] = torch.tensor([[False] * 4, [False, False, False, True]])
     raw = emb.raw(batch, target="expert")
     params = [down.weight, *([down.bias] if down.bias is not None else []), out.weight, out.bias]
     trainable = [p.requires_grad for p in params]
@@ -156,15 +168,7 @@ def test_the_two_layer_flow_kernel_is_the_expert_mlp_and_output_gradients_of_eac
         p.requires_grad_(True)
     try:
         for i in range(2):
-            state = {k: v[i : i + 1] if isinstance(v, (torch.Tensor, list)) else v for k, v in batch.items()}
-            images, img_masks = policy.prepare_images(state)
-            inputs = (images, img_masks, state[OBS_LANGUAGE_TOKENS], state[OBS_LANGUAGE_ATTENTION_MASK],
-                      policy.prepare_state(state))
-            actions = F.pad(state[ACTION], (0, policy.config.max_action_dim - a_dim))
-            loss = torch.stack([0.5 * policy.model(*inputs, actions, noise=emb.noise[k : k + 1],
-                                                   time=emb.times[k : k + 1])[..., :a_dim].mean()
-                                for k in range(emb.n_draws)]).mean()
-            grads = torch.autograd.grad(loss, params)
+            grads = torch.autograd.grad(own_training_loss(policy, emb, one_state(batch, i), "expert"), params)
             ref = torch.cat([*(g.flatten() for g in grads[:-2]), grads[-2][:a_dim].flatten(), grads[-1][:a_dim]])
             err = (raw[i] - ref).norm() / ref.norm()
             assert err < 1e-4, (i, float(err))
@@ -183,7 +187,7 @@ def routed(policy) -> RoutedPolicy:
 
 
 def test_the_pre_processor_appends_a_newline_and_routing_still_finds_the_task(smolvla):
-    """LeRobot 0.4.4's SmolVLA pre-processor delivers 'open the middle drawer of the cabinet\\n':
+    """LeRobot's SmolVLA pre-processor delivers 'open the middle drawer of the cabinet\\n':
     routing compares task strings with the whitespace normalised, and refuses a real mismatch."""
     policy, pre, _ = smolvla
     router = routed(policy)

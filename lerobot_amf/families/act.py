@@ -2,20 +2,22 @@
 teacher (the decoder's own chunk), LoRA targets and head. No likelihood surrogate yet (ACT's
 L1 loss is not a density): the amf strategy lets each demo inform its own task only.
 
-Embedding. Last layer: ``policy.model.action_head`` (``nn.Linear(dim_model, A)``), applied at each of the
-``chunk_size`` decoder positions. The policy runs in eval mode, so the VAE encoder is skipped
-and the latent is zero (ACT's inference path): ŷ (B, S, A) is the policy's own action chunk.
-The loss per state follows ``ACTPolicy.forward`` (the KL term does not touch the action head):
+Embedding. Last layer: ``policy.model.action_head`` (``nn.Linear(dim_model, A)``), applied at each of
+the S = ``chunk_size`` decoder positions; the decoder runs sequence-first, so only the head is
+differentiated. The policy runs in eval mode, so the VAE encoder is skipped and the latent is zero
+(ACT's inference path): ŷ (B, S, A) is the policy's own action chunk. The loss of a state is
+LeRobot 0.6.1's ``ACTPolicy.forward`` L1 term for a batch of that state alone (the KL term does not
+touch the action head), so φ is the gradient of the training loss:
 
-    L = mean_{t,a} m_t · | y*_{t,a} − ŷ_{t,a} |,    dL/dŷ = m_t · sign(ŷ − y*) / (S·A),
+    L = Σ_{t,a} m_t |y*_{t,a} − ŷ_{t,a}| / N,   dL/dŷ = m_t sign(ŷ − y*) / N,   N = max(1, A·Σ_t m_t),
 
-(the mean runs over all S·A entries, padded ones included, as LeRobot's does), with the
-sub-gradient sign(0) = 0 (what autograd uses).
+the mean over the valid (unpadded) entries, with the sub-gradient sign(0) = 0 (what autograd
+uses). In a batch, ``forward`` divides by the batch's valid count, i.e. weighs each state's L by
+its share of the valid steps; a state's embedding does not depend on the rest of its batch.
 
 Targets y* (``Embedder.embed(batch, target=...)``):
-- ``"expert"``: the dataset action chunk ``batch["action"]`` (B, S, A), masked with
-  ``batch["action_is_pad"]`` (B, S) when present (m_t = 0 on padded steps) — the policy's
-  actual training-loss gradient at that sample;
+- ``"expert"``: the dataset action chunk ``batch["action"]`` (B, S, A), m_t = 0 on the steps
+  ``batch["action_is_pad"]`` (B, S) marks (all m_t = 1 without it);
 - ``"self"`` (with y* = ŷ the L1 sub-gradient is identically zero, so the own prediction cannot
   be used as is): y*_k = ŷ + ``pseudo_noise`` · ξ_k for K = ``n_draws`` fixed seeded
   ξ_k ~ N(0, I) (S, A), the same for every state, averaged over k; no padding mask (the target
@@ -23,7 +25,6 @@ Targets y* (``Embedder.embed(batch, target=...)``):
   embedding is Σ_t s_t ⊗ [h_t, 1] with fixed random signs s_t = −mean_k sign(ξ_k,t), a fixed
   random linear read-out of the decoder features, which is what the L1 geometry gives around
   the policy's own action.
-Only the action head is differentiated (the decoder's layers run sequence-first).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import nn
 
 from lerobot_amf.embeddings.base import Embedder, running_module
-from lerobot_amf.families.base import PolicyFamily, register_family
+from lerobot_amf.families.base import PolicyFamily, mean_over_valid_entries, register_family
 
 Tensor = torch.Tensor
 
@@ -89,10 +90,7 @@ class ACTEmbedder(Embedder):
             y = batch[ACTION].to(y_hat.dtype)
             if y.shape != y_hat.shape:
                 raise ValueError(f"action has shape {tuple(y.shape)}, the policy predicts {tuple(y_hat.shape)}")
-            l1 = (y_hat - y).abs()
-            if "action_is_pad" in batch:
-                l1 = l1 * (~batch["action_is_pad"].bool()).unsqueeze(-1).to(l1.dtype)
-            return l1.mean(dim=(1, 2)), 1
+            return mean_over_valid_entries((y_hat - y).abs(), batch.get("action_is_pad")), 1
         xi = self.xi.to(y_hat.device, y_hat.dtype)  # (K, S, A)
         y_star = y_hat.detach().unsqueeze(1) + self.pseudo_noise * xi.unsqueeze(0)  # (B, K, S, A)
         # the draws share one forward pass: their mean loss has the mean of their gradients

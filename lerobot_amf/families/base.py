@@ -23,7 +23,8 @@ from lerobot_amf.embeddings.kinds import DEFAULT_LAYERS
 
 Tensor = torch.Tensor
 
-__all__ = ["PolicyFamily", "mean_over_real_steps", "register_family", "registered_families"]
+__all__ = ["PolicyFamily", "mean_over_real_steps", "mean_over_valid_entries", "register_family",
+           "registered_families"]
 
 
 def mean_over_real_steps(err: Tensor, batch: dict[str, Tensor]) -> Tensor:
@@ -33,6 +34,19 @@ def mean_over_real_steps(err: Tensor, batch: dict[str, Tensor]) -> Tensor:
         return err.mean(-1)
     keep = (~batch["action_is_pad"]).float()
     return (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
+
+
+def mean_over_valid_entries(err: Tensor, is_pad: Tensor | None) -> Tensor:
+    """(N, T, A) per-entry losses -> (N,): each row's sum over its valid (step, dim) entries divided
+    by their number (at least 1), padded steps (``is_pad`` (N, T) True) left out; the plain mean
+    when ``is_pad`` is None. This is LeRobot 0.6.1's masked normalisation of a training loss
+    (``ACTPolicy.forward``, ``DiffusionModel.compute_loss``, ``SmolVLAPolicy.forward``:
+    ``sum(loss·mask) / max(1, valid steps · A)``) for a batch of one state, so that the gradient of
+    a row is the gradient of the training loss of that state alone."""
+    if is_pad is None:
+        return err.mean(dim=(1, 2))
+    keep = (~is_pad.bool()).to(err.dtype)
+    return (err * keep.unsqueeze(-1)).sum(dim=(1, 2)) / (keep.sum(-1) * err.shape[-1]).clamp(min=1)
 
 
 class PolicyFamily:

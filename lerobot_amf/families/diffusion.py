@@ -7,14 +7,15 @@ global conditioning (``global_cond``), one denoising prediction on a noised chun
 
 Embedding. Layers: the UNet's weight layers counted from the output — ``final_conv[1]`` (a 1×1
 ``Conv1d``, C = down_dims[0] -> A), then ``final_conv[0]``'s 5-tap conv, then the last up block's.
-Loss per state, as in ``DiffusionModel.compute_loss`` but for one state and with K fixed draws:
+The loss of a state is half LeRobot 0.6.1's ``DiffusionModel.compute_loss`` for a batch of that
+state alone, with K fixed draws instead of one random one, so φ is the gradient of the training loss:
 
-    L = (1/K) Σ_k ½ · mean_{t,a} m_t ( ŷ_k − y_k )²,
+    L = (1/K) Σ_k ½ · Σ_{t,a} m_t ( ŷ_k − y_k )² / max(1, A·Σ_t m_t),
     ŷ_k = unet( add_noise(a, ε_k, τ_k), τ_k, global_cond ),   y_k = ε_k (epsilon) | a (sample),
 
-with a the frame's own expert action chunk (target "expert"; m_t masks padded steps when the
-policy's ``do_mask_loss_for_padding`` does, as in training) or the policy's own sample a*
-(target "self"; m_t = 1).
+with a the frame's own expert action chunk (target "expert"; m_t = 0 on ``action_is_pad`` steps when
+the policy's ``do_mask_loss_for_padding`` is set: ``compute_loss`` then divides by the valid entries'
+count) or the policy's own sample a* (target "self"; m_t = 1, the plain mean).
 Draws: ε_k (horizon, A) ~ N(0, I) and τ_k ~ U{0, …, num_train_timesteps−1}, from a generator
 seeded with ``seed + DRAW_SEED_OFFSET``; the same K draws for every state (common random
 numbers), so a state's embedding does not depend on the rest of the batch. The noisy sample is
@@ -61,7 +62,7 @@ from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import nn
 
 from lerobot_amf.embeddings.base import Embedder, eval_mode, unwrap_policy, weight_layers
-from lerobot_amf.families.base import PolicyFamily, mean_over_real_steps, register_family
+from lerobot_amf.families.base import PolicyFamily, mean_over_real_steps, mean_over_valid_entries, register_family
 
 Tensor = torch.Tensor
 
@@ -213,14 +214,14 @@ class DiffusionEmbedder(Embedder):
     def _row_losses(self, batch: dict[str, Tensor], target: str) -> tuple[Tensor, int]:
         gc = self.global_cond(batch)  # (B, G)
         b, k = gc.shape[0], self.n_draws
-        mask = None
+        is_pad = None
         if target == "expert":
             clean = batch[ACTION].to(gc.dtype)  # (B, T, A), the demo's own chunk
             if clean.shape[1:] != (self.horizon, self.action_dim):
                 raise ValueError(f"action has shape {tuple(clean.shape)}, the policy trains on "
                                  f"(B, {self.horizon}, {self.action_dim})")
             if self.config.do_mask_loss_for_padding and "action_is_pad" in batch:
-                mask = (~batch["action_is_pad"]).to(gc.dtype).repeat(k, 1).unsqueeze(-1)  # as compute_loss
+                is_pad = batch["action_is_pad"].repeat(k, 1)  # masked as compute_loss masks it
         else:
             clean = self.pseudo_target(batch, gc)  # (B, T, A)
         dev, dt = clean.device, clean.dtype
@@ -229,9 +230,7 @@ class DiffusionEmbedder(Embedder):
         ts = self.timesteps.to(dev).repeat_interleave(b)  # (K*B,)
         clean = clean.repeat(k, 1, 1)
         err = (denoise(self.policy, clean, eps, ts, gc.repeat(k, 1)) - denoising_target(self.policy, clean, eps)) ** 2
-        if mask is not None:
-            err = err * mask
-        return 0.5 * err.mean(dim=(1, 2)), k  # ½·mean over (T, A), as the training loss's mean
+        return 0.5 * mean_over_valid_entries(err, is_pad), k  # ½ · compute_loss of the state alone
 
     def record(self) -> dict:
         return {

@@ -1,43 +1,35 @@
-"""Flow-matching action experts: LeRobot ``SmolVLAPolicy``, ``PI0Policy`` and ``PI05Policy``.
-Their loss-gradient embedding and head module; LoRA targets are LeRobot's own defaults for
-these policies. The likelihood surrogate for the importance weights is minus the flow-matching
-loss with common random numbers (``flow_matching_loglik``); the distillation teacher is the
-policy's own sampled action chunk (``sampled_action_chunk``).
+"""Flow-matching action experts: LeRobot's ``SmolVLAPolicy``, ``PI0Policy`` and ``PI05Policy``.
+Their loss-gradient embedding, likelihood surrogate (``flow_matching_loglik``), distillation
+teacher (``sampled_action_chunk``) and head module; LoRA targets are LeRobot's own defaults.
 
-Embedding. Layers (``action_head_layers``, counted from the output): ``policy.model.action_out_proj``
-(``nn.Linear(expert_width, max_action_dim)``) applied at the ``chunk_size`` action positions, then
-the action expert's layers' MLP output projections (``mlp.down_proj``), last layer first; by
-default (``FlowFamily.kernel_layers``, measured) the output projection alone. LeRobot's
-convention (``VLAFlowMatching.forward``, ``PI0Pytorch.forward``, ``PI05Pytorch.forward`` in lerobot
-0.4.4):
+The embedding is the gradient of the policy's own training loss for one state, so the loss here
+is the one each policy's ``forward`` returns for a batch of that state alone (LeRobot 0.6.1:
+``SmolVLAPolicy.forward``, ``PI0Policy.forward``, ``PI05Policy.forward`` around their
+``model.forward``), halved and averaged over K fixed (noise, time) draws instead of one random one:
 
-    x_t = t·noise + (1 − t)·action,   u_t = noise − action,   v_t = action_out_proj(expert(x_t, t)),
-    losses = mse(u_t, v_t)  (B, chunk, max_action_dim), truncated to the real action dims.
+    L = (1/K) Σ_k ½ · Σ_{t, a<A} m_t (v_k − u_k)² / max(1, A · Σ_t m_t),
+    x_t = t_k·noise_k + (1 − t_k)·a,   u_k = noise_k − a,   v_k = model's velocity at (x_t, t_k).
 
-Loss per state used here: L = (1/K) Σ_k ½·mean_{t,a<A}(v_k − u_k)², with ``action`` the frame's
-own expert chunk zero-padded to max_action_dim (target "expert") or the pseudo-target a* below
-(target "self"), A the real action dim
-(pi0/pi05 truncate their loss to it; SmolVLA's loss keeps the zero-padded dims, which carry no
-action information, so they are dropped here too — the gradient rows of padded outputs are not
-part of φ). Draws: noise_k (chunk, max_action_dim) ~ N(0, I) and t_k from the policy's own
-training distribution Beta(α, β)·scale + offset (SmolVLA: Beta(1.5, 1)·0.999 + 0.001; pi0/pi05:
-their ``time_sampling_*`` config), K = ``n_draws`` of them from generators seeded with
-``seed + DRAW_SEED_OFFSET`` (torch for noise, numpy for the Beta times), the same for every
-state.
+A is the real action dim: every one of those ``forward``s truncates its loss to it, so the
+padded rows of ``action_out_proj`` are not part of φ. m_t masks ``action_is_pad`` steps where the
+policy's ``forward`` does (``FlowPlumbing.masks_padding``: SmolVLA yes, pi0 / pi05 no) and only for
+the expert target; otherwise m_t = 1 and the quotient is the plain mean. a is the frame's expert
+chunk zero-padded to ``max_action_dim`` (target "expert", as ``prepare_action`` pads it) or the
+pseudo-target a* (target "self"). The draws are K = ``n_draws`` noises (chunk, max_action_dim) and
+times from the policy's own training time law, seeded with ``seed + DRAW_SEED_OFFSET`` and the
+same for every state (common random numbers), so a state's embedding does not depend on its batch.
 
-Pseudo-target a* (target "self", the policy's own action): by default (``target_steps=1``) its one-step
-estimate a* = n₀ − v(n₀, t=1) from one fixed seeded noise n₀ — the first (and only) Euler step
-of the policy's sampler with one step — computed with the model's own ``forward`` (with
-action = noise = x, x_t = x); ``target_steps=k`` runs k Euler steps the same way;
-``target_steps=None`` calls the policy's own ``model.sample_actions(..., noise=n₀)`` (its
-configured number of steps, KV cache). Padded action dims of a* are set to 0, as the training
-data's are.
+a* (target "self") is the policy's own action: ``target_steps`` Euler steps of its velocity from one
+fixed seeded noise, each through ``model.forward`` with action = noise = x (so x_t = x); the default,
+one step, is a* = n₀ − v(n₀, 1). ``target_steps=None`` calls the policy's own
+``model.sample_actions(noise=n₀)``. Padded dims of a* are zero, as the training data's are.
 
-What is and is not tested: the real SmolVLA (LeRobot's ``SmolVLAPolicy``, tiny and with random
-weights, built offline by ``benchmarks/tiny_smolvla.py``) against autograd, for both targets
-(``tests/test_smolvla.py``); pi0 / pi05 need the patched ``transformers`` that LeRobot's pi extras
-install and GB-sized models from the Hub, so their input preparation is tested on small
-stand-ins that copy their interfaces and LeRobot's loss convention (``tests/test_embeddings.py``).
+Tested against autograd of the policy's own ``forward`` on a real tiny SmolVLA
+(``tests/test_smolvla.py``, built offline by ``benchmarks/tiny_smolvla.py``). pi0 / pi05 cannot be
+made small: their configs accept only the ``gemma_300m`` / ``gemma_2b`` variants, the vision tower
+and 257,152-token vocabulary are fixed, and only ``gemma_2b`` runs (4B parameters). So their numbers
+are tested on stand-ins with their loss convention, and LeRobot's own policies only on the meta
+device, for shapes (``tests/test_embeddings.py``).
 """
 
 from __future__ import annotations
@@ -53,7 +45,7 @@ from lerobot.utils.constants import ACTION, OBS_LANGUAGE_ATTENTION_MASK, OBS_LAN
 from torch import nn
 
 from lerobot_amf.embeddings.base import Embedder, capture_io, eval_mode, running_module, unwrap_policy
-from lerobot_amf.families.base import PolicyFamily, mean_over_real_steps, register_family
+from lerobot_amf.families.base import PolicyFamily, mean_over_real_steps, mean_over_valid_entries, register_family
 
 Tensor = torch.Tensor
 
@@ -109,46 +101,98 @@ def _expert_layers_at(*path: str) -> Callable[[Any], list]:
 
 
 def _smolvla_drawn_losses(model, inputs: tuple, actions: Tensor, noise: Tensor, time: Tensor, k: int) -> Tensor:
-    """SmolVLA's training loss for k (noise, time) draws of each state (rows draw-major), with the
-    prefix (images, language, state) encoded once for all k draws, not once per draw. The prefix
-    attends only to itself, so its keys and values are the joint forward's: the losses equal
-    ``model.forward``'s on the repeated inputs to float rounding (tested against autograd). Only the
-    action expert runs per draw, through LeRobot's own ``denoise_step``, as its sampler does; the
-    prefix carries no gradient (the kernel's layers are the expert's)."""
-    from lerobot.policies.smolvla.modeling_smolvla import make_att_2d_masks
+    """``model.forward``'s per-element losses on the inputs repeated k times (rows draw-major),
+    with the prefix (images, language, state) run through the VLM once instead of k times.
 
+    As ``VLAFlowMatching.sample_actions`` does: the prefix fills a ``transformers.DynamicCache``,
+    then the action expert runs through ``denoise_step``, which appends its keys and values to the
+    cache and crops them off again. The cache is tiled draw-major with ``batch_select_indices``
+    (``batch_repeat_interleave`` would put the k copies of a state next to each other). The prefix
+    attends only to itself, so its keys and values are those of the joint forward and the losses
+    equal ``model.forward``'s on the repeated inputs to float rounding (tests/test_smolvla.py). The
+    prefix carries no gradient: the kernel's layers are the expert's. ``denoise_step`` reads the
+    cache only when ``config.use_cache`` is set; without it the repeated forward runs."""
+    from lerobot.policies.common.vla_utils import make_att_2d_masks  # imports transformers
+
+    if not getattr(model.config, "use_cache", True):
+        return model.forward(*_repeat(inputs, k), _repeat(actions, k), noise=noise, time=time)
     images, img_masks, lang_tokens, lang_masks, state = inputs
     with torch.no_grad():
         embs, pad, att = model.embed_prefix(images, img_masks, lang_tokens, lang_masks, state=state)
         _, cache = model.vlm_with_expert.forward(attention_mask=make_att_2d_masks(pad, att),
                                                  position_ids=torch.cumsum(pad, dim=1) - 1, past_key_values=None,
-                                                 inputs_embeds=[embs, None], use_cache=True, fill_kv_cache=True)
-    cache = {layer: {name: _repeat(t, k) for name, t in kv.items()} for layer, kv in cache.items()}
+                                                 inputs_embeds=[embs, None], use_cache=True)
+    cache.batch_select_indices(torch.arange(pad.shape[0], device=pad.device).repeat(k))
     actions = _repeat(actions, k)
     t = time[:, None, None]
-    v_t = model.denoise_step(_repeat(pad, k), cache, t * noise + (1 - t) * actions, time)
+    v_t = model.denoise_step(prefix_pad_masks=_repeat(pad, k), past_key_values=cache,
+                             x_t=t * noise + (1 - t) * actions, timestep=time)
     return F.mse_loss(noise - actions, v_t.float(), reduction="none")
 
 
 @dataclass(frozen=True)
 class FlowPlumbing:
-    """How one flow policy type builds its model inputs, draws its training times and where its
-    action expert's layers are; ``drawn_losses``, where known, gives the training loss of k draws
-    per state with the observations encoded once (else the model's forward runs on k copies)."""
+    """What differs between the flow policy types: how each builds its model inputs, draws its
+    training times, where its action expert's layers are, and whether its ``forward`` masks padded
+    action steps out of the loss (LeRobot 0.6.1: ``SmolVLAPolicy.forward`` does, ``PI0Policy`` /
+    ``PI05Policy.forward`` do not). ``drawn_losses``, where known, gives the training losses of k
+    draws per state with the observations encoded once (else the model's forward runs on k copies);
+    ``observations_encoded_once``, where known, is a context sharing image encodings across calls."""
 
     inputs: Callable[[Any, dict], tuple]  # model inputs before (actions, noise, time)
     time_distribution: Callable[[Any], tuple[float, float, float, float]]  # alpha, beta, scale, offset
     expert_layers: Callable[[Any], list]  # the action expert's transformer layers, in forward order
+    masks_padding: bool
     drawn_losses: Callable[..., Tensor] | None = None  # (model, inputs, actions, noise, time, k)
+    observations_encoded_once: Callable[[nn.Module], Any] | None = None
+
+
+@contextlib.contextmanager
+def smolvla_images_encoded_once(policy: nn.Module):
+    """SmolVLA resizes and encodes (vision tower and connector) each camera's images inside every
+    forward. amf's likelihood pass scores one chunk of frames under every instruction, and only
+    the language changes, so within this block the images of the batch last seen are prepared
+    and encoded once. Keyed by the identity of the batch's own image tensors, which the block
+    holds (an id is not reused while its tensor lives); only the last batch is kept, so memory is
+    one chunk's. For no-grad passes: the encoding is shared, not recomputed per graph."""
+    p = unwrap_policy(policy)
+    vlm = p.model.vlm_with_expert
+    prepare, embed = p.prepare_images, vlm.embed_image
+    held: dict = {"key": None}
+
+    def prepare_images(batch):
+        names = [k for k in p.config.image_features if k in batch]
+        names += [f"{k}_padding_mask" for k in names if f"{k}_padding_mask" in batch]
+        key = tuple((name, id(batch[name])) for name in names)
+        if key != held["key"]:
+            held.update(key=key, sources=[batch[name] for name in names], prepared=prepare(batch), encoded={})
+        return held["prepared"]
+
+    def embed_image(image):
+        if held["key"] is None or not any(image is img for img in held["prepared"][0]):
+            return embed(image)
+        if id(image) not in held["encoded"]:
+            held["encoded"][id(image)] = embed(image)
+        return held["encoded"][id(image)]
+
+    p.prepare_images, vlm.embed_image = prepare_images, embed_image
+    try:
+        yield
+    finally:
+        del p.prepare_images, vlm.embed_image  # the instance attributes: the class's methods again
 
 
 FLOW_TYPES: dict[str, FlowPlumbing] = {
-    "smolvla": FlowPlumbing(_smolvla_inputs, _fixed_time, _expert_layers_at("model", "vlm_with_expert", "lm_expert",
-                                                                            "layers"), _smolvla_drawn_losses),
-    "pi0": FlowPlumbing(_pi0_inputs, _config_time, _expert_layers_at("model", "paligemma_with_expert", "gemma_expert",
-                                                                     "model", "layers")),
-    "pi05": FlowPlumbing(_pi05_inputs, _config_time, _expert_layers_at("model", "paligemma_with_expert",
-                                                                       "gemma_expert", "model", "layers")),
+    "smolvla": FlowPlumbing(_smolvla_inputs, _fixed_time,
+                            _expert_layers_at("model", "vlm_with_expert", "lm_expert", "layers"),
+                            masks_padding=True, drawn_losses=_smolvla_drawn_losses,
+                            observations_encoded_once=smolvla_images_encoded_once),
+    "pi0": FlowPlumbing(_pi0_inputs, _config_time,
+                        _expert_layers_at("model", "paligemma_with_expert", "gemma_expert", "model", "layers"),
+                        masks_padding=False),
+    "pi05": FlowPlumbing(_pi05_inputs, _config_time,
+                         _expert_layers_at("model", "paligemma_with_expert", "gemma_expert", "model", "layers"),
+                         masks_padding=False),
 }
 
 
@@ -259,13 +303,16 @@ class FlowEmbedder(Embedder):
 
     def _row_losses(self, batch: dict[str, Tensor], target: str) -> tuple[Tensor, int]:
         inputs = self.model_inputs(batch)
+        is_pad = None
         if target == "expert":
-            actions = batch[ACTION].float()  # (B, T, A), padded to max_action_dim as LeRobot does
+            actions = batch[ACTION].float()  # (B, T, A), padded to max_action_dim as prepare_action does
             if actions.shape[1] != self.chunk_size:
                 raise ValueError(f"action has {actions.shape[1]} steps, the policy trains on chunks of {self.chunk_size}")
             actions = F.pad(actions, (0, self.max_action_dim - actions.shape[-1]))
+            if self.spec.masks_padding and "action_is_pad" in batch:
+                is_pad = batch["action_is_pad"].repeat(self.n_draws, 1)
         else:
-            actions = self.pseudo_target(batch, inputs)  # (B, T, Amax)
+            actions = self.pseudo_target(batch, inputs)  # (B, T, Amax), a full chunk: nothing masked
         b, k, dev = actions.shape[0], self.n_draws, actions.device
         # Draw-major stacking: row k*B + i is (draw k, state i).
         noise = self.noise.to(dev).repeat_interleave(b, dim=0)
@@ -274,7 +321,7 @@ class FlowEmbedder(Embedder):
             losses = self.spec.drawn_losses(self.model, inputs, actions, noise, time, k)
         else:
             losses = self.model.forward(*_repeat(inputs, k), actions.repeat(k, 1, 1), noise=noise, time=time)
-        return 0.5 * losses[..., : self.action_dim].float().mean(dim=(1, 2)), k  # ½·mean over real dims
+        return 0.5 * mean_over_valid_entries(losses[..., : self.action_dim].float(), is_pad), k
 
     def record(self) -> dict:
         return {
@@ -290,10 +337,12 @@ def _real_action_dim(policy) -> int:
 
 def flow_matching_loglik(policy: nn.Module, batch: dict[str, Tensor], n_draws: int, seed: int) -> Tensor:
     """Per-sample surrogate log π(a | s): minus the flow-matching loss of the batch's action chunks
-    (LeRobot's loss, over the real action dims, ``action_is_pad`` steps masked out), averaged over
-    ``n_draws`` (noise chunk, time) draws that are the same for every call with the same seed
-    (common random numbers, so task-to-task differences are not noise). One draw is one noise
-    chunk and one time, from the policy's own training time law, shared by the whole batch."""
+    (``model.forward``'s, over the real action dims), averaged over ``n_draws`` (noise chunk, time)
+    draws that are the same for every call with the same seed (common random numbers, so
+    task-to-task differences are not noise). One draw is one noise chunk and one time, from the
+    policy's own training time law, shared by the whole batch. ``action_is_pad`` steps are left out
+    for every flow policy, pi0 / pi05 included although they train on them: they repeat the
+    episode's last action, so they are not part of the demo whose likelihood this scores."""
     policy = unwrap_policy(policy)
     spec = FLOW_TYPES[policy.name]
     gen = torch.Generator().manual_seed(seed)
@@ -320,41 +369,6 @@ def sampled_action_chunk(policy: nn.Module, batch: dict[str, Tensor]) -> Tensor:
     return policy.model.sample_actions(*inputs)[..., : _real_action_dim(policy)]
 
 
-@contextlib.contextmanager
-def smolvla_images_encoded_once(policy: nn.Module):
-    """SmolVLA resizes and encodes (vision tower and connector) each camera's images inside every
-    forward. amf's likelihood pass scores one chunk of frames under every instruction, and only
-    the language changes, so within this block the images of the batch last seen are prepared
-    and encoded once. Keyed by the identity of the batch's own image tensors, which the block
-    holds (an id is not reused while its tensor lives); only the last batch is kept, so memory is
-    one chunk's. For no-grad passes: the encoding is shared, not recomputed per graph."""
-    p = unwrap_policy(policy)
-    vlm = p.model.vlm_with_expert
-    prepare, embed = p.prepare_images, vlm.embed_image
-    held: dict = {"key": None}
-
-    def prepare_images(batch):
-        names = [k for k in p.config.image_features if k in batch]
-        names += [f"{k}_padding_mask" for k in names if f"{k}_padding_mask" in batch]
-        key = tuple((name, id(batch[name])) for name in names)
-        if key != held["key"]:
-            held.update(key=key, sources=[batch[name] for name in names], prepared=prepare(batch), encoded={})
-        return held["prepared"]
-
-    def embed_image(image):
-        if held["key"] is None or not any(image is img for img in held["prepared"][0]):
-            return embed(image)
-        if id(image) not in held["encoded"]:
-            held["encoded"][id(image)] = embed(image)
-        return held["encoded"][id(image)]
-
-    p.prepare_images, vlm.embed_image = prepare_images, embed_image
-    try:
-        yield
-    finally:
-        del p.prepare_images, vlm.embed_image  # the instance attributes: the class's methods again
-
-
 @register_family
 class FlowFamily(PolicyFamily):
     types = tuple(FLOW_TYPES)
@@ -370,6 +384,5 @@ class FlowFamily(PolicyFamily):
     teacher_action_chunk = staticmethod(sampled_action_chunk)
 
     def observations_encoded_once(self, policy: nn.Module):
-        if unwrap_policy(policy).name == "smolvla":
-            return smolvla_images_encoded_once(policy)
-        return contextlib.nullcontext()
+        share = FLOW_TYPES[unwrap_policy(policy).name].observations_encoded_once
+        return contextlib.nullcontext() if share is None else share(policy)

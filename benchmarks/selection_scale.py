@@ -107,7 +107,11 @@ def make_policy(kind: str, root: Path, runs: Path):
 
         cfg = DiffusionConfig(input_features=inputs, output_features=outputs, device="cpu", push_to_hub=False,
                               crop_shape=None, n_obs_steps=2, horizon=16, n_action_steps=8,
-                              down_dims=(32, 64, 128), diffusion_step_embed_dim=64)
+                              down_dims=(32, 64, 128), diffusion_step_embed_dim=64,
+                              # LeRobot 0.6 changed these defaults (an ImageNet download at
+                              # construction, BatchNorm, one encoder per camera): 0.4.4's, as measured
+                              pretrained_backbone_weights=None, use_group_norm=True,
+                              use_separate_rgb_encoder_per_camera=False)
         policy = DiffusionPolicy(cfg)
     else:
         from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy

@@ -42,7 +42,7 @@ def setup(tmp_path_factory):
                         "observation.environment_state": PolicyFeature(FeatureType.ENV, (50,))},
         output_features={"action": PolicyFeature(FeatureType.ACTION, (4,))},
         down_dims=(16, 32), diffusion_step_embed_dim=16, noise_scheduler_type="DDIM",
-        num_inference_steps=3, device="cpu", push_to_hub=False,
+        num_inference_steps=3, horizon=16, n_action_steps=8, device="cpu", push_to_hub=False,
     )
     policy = DiffusionPolicy(cfg)
     stats = LeRobotDataset("local/pre", root=root / "pre").meta.stats

@@ -121,7 +121,7 @@ def test_a_recipe_with_an_unknown_key_is_one_line_and_exit_2(monkeypatch, tmp_pa
     (line,) = [line for line in err.splitlines() if line.startswith("lerobot-amf-train: error: ")]
     assert stop.value.code == 2 and "Traceback" not in err and err.strip().endswith(line)
     assert line.startswith("lerobot-amf-train: error: `amf`") and "demos_per_rounds" in line
-    assert "Allowed: " in line and "demos_per_round," in line
+    assert "Allowed in amf: " in line and "demos_per_round," in line
     assert not (tmp_path / "out").exists()
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from lerobot.configs import RGBEncoderConfig
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 # Real task strings of the LIBERO benchmark definitions (libero_spatial, _object, _goal, _10).
@@ -66,18 +67,19 @@ def build_libero_dataset(
     """Build the dataset at ``root`` (which must not exist yet) and return ``root``.
 
     A new data and video file is started every ``episodes_per_file`` episodes by finalising and
-    reopening the dataset (LeRobot continues a reopened dataset in the next file).
+    resuming the dataset (``LeRobotDataset.resume`` continues a dataset in the next file).
     """
     root = Path(root)
-    open_kwargs = {"vcodec": "h264"}  # SVT-AV1 rejects frames this small
+    open_kwargs = {"rgb_encoder": RGBEncoderConfig(vcodec="h264")}  # SVT-AV1 rejects frames this small
     dataset = LeRobotDataset.create(repo_id, fps=FPS, features=libero_features(image_size, video),
                                     root=root, use_videos=video, **open_kwargs)
     for episode in range(len(tasks) * episodes_per_task):
         if episode and episode % episodes_per_file == 0:
             dataset.finalize()
-            dataset = LeRobotDataset(repo_id, root=root, **open_kwargs)
+            dataset = LeRobotDataset.resume(repo_id, root=root, **open_kwargs)
         for frame in range(frames_per_episode):
             dataset.add_frame({**episode_frame(episode, frame, image_size), "task": tasks[episode % len(tasks)]})
-        dataset.save_episode()
+        # one camera after the other: a process pool per episode forks this multi-threaded process
+        dataset.save_episode(parallel_encoding=False)
     dataset.finalize()
     return root

@@ -3,26 +3,30 @@
 * ``write_demos`` is the one place where demos from any source become LeRobot episodes; it
   writes crash-safely (below) and ``repair_demo_dataset`` puts a stopped run's dataset back to
   exactly what the ledger records, on ``--resume=true``.
-* ``episode_aware_sampler`` works around a LeRobot 0.4.4 bug (see its docstring).
+* ``episode_sampler`` is LeRobot's ``EpisodeAwareSampler`` built the way ``lerobot-train``
+  builds it, with the seed given.
+* ``cameras_as_float`` makes the uint8 video frames of ``make_dataset`` float, as ``lerobot-train``
+  does in its loop.
 * ``episodes_stats`` gives normalisation stats of exactly the episodes trained on.
 * ``read_frames`` reads many frames with their history at once, and ``fast_window_reads``
   makes a dataset's own ``__getitem__`` read its windows from columns read once (a LeRobot
-  0.4.4 slowness: most of a CPU fine-tuning step went to it).
+  0.6.1 slowness, ``DatasetReader._query_hf_dataset``: most of a CPU fine-tuning step went to it).
 
 Crash safety: pull -> write -> record -> swap
 ---------------------------------------------
-LeRobot 0.4.4 writes a dataset in place: parquet writers stay open until ``finalize`` (a stop
-before it leaves files without a footer, unreadable) and ``meta/info.json`` / ``stats.json`` /
-``tasks.parquet`` are rewritten in place after every episode. So the committed ``<root>`` is
-never written to. One round's demos go through four steps:
+LeRobot 0.6.1 writes a dataset in place (``LeRobotDataset.create`` / ``resume``): parquet writers
+stay open until ``finalize`` (a stop before it leaves files without a footer, unreadable) and
+``meta/info.json`` / ``stats.json`` / ``tasks.parquet`` are rewritten in place after every
+episode. So the committed ``<root>`` is never written to. One round's demos go through four steps:
 
 1. **pull** – the source returns the demos in memory. Sources are deterministic by demo id
    and skip the ids the ledger already records, so the same ledger gives the same demos.
 2. **write** – ``<root>`` is copied to ``<root>.tmp`` (its data and episode-metadata files
-   hard-linked: LeRobot opens a new file when it reopens a dataset, never an old one; the
-   small files it rewrites are copied), the episodes are appended and finalised there, every
-   file is fsynced and the directory is renamed ``<root>.ready``, and that rename is fsynced
-   (the parent directory) before step 3: a power loss cannot undo it once the ledger says so.
+   hard-linked: a resumed LeRobot dataset writes its episodes to new files, never into an old
+   one; the small files it rewrites are copied), the episodes are appended and finalised there
+   (``LeRobotDataset.resume``), every file is fsynced and the directory is renamed
+   ``<root>.ready``, and that rename is fsynced (the parent directory) before step 3: a power
+   loss cannot undo it once the ledger says so.
 3. **record** – the ledger's ``demos_pulled`` line (``record`` callback). This is the commit
    point: the demos exist for the run once, and only once, this line is on disk.
 4. **swap** – ``<root>.ready`` replaces ``<root>`` (``atomic.replace_dir_atomic``).
@@ -50,7 +54,6 @@ import numpy as np
 import torch
 from lerobot.datasets.compute_stats import aggregate_stats, compute_episode_stats
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
 from lerobot.datasets.sampler import EpisodeAwareSampler
 
 from lerobot_amf.atomic import TMP_SUFFIX, fsync_dir, fsync_tree, recover_dir, replace_dir_atomic
@@ -59,8 +62,11 @@ from lerobot_amf.phases import phase
 from lerobot_amf.sources.base import Demo
 
 READY_SUFFIX = ".ready"
-# Written once, never reopened by LeRobot (a reopened dataset appends to new files): hard-linked
-# into the staging copy. Everything else (info.json, stats.json, tasks.parquet) is copied.
+# Written once, never reopened by LeRobot: a dataset opened with ``LeRobotDataset.resume`` starts
+# the next data, video and episode-metadata file (``DatasetWriter._save_episode_data`` /
+# ``_save_episode_video``, ``LeRobotDatasetMetadata._save_episode_metadata``), so these are
+# hard-linked into the staging copy. Everything else (info.json, stats.json, tasks.parquet) is
+# rewritten in place, so it is copied.
 _IMMUTABLE_DIRS = ("data", "videos", "meta/episodes")
 
 
@@ -95,7 +101,7 @@ def _stage(repo_id: str, root: Path, fps: int, features: dict, demos: list[Demo]
         shutil.rmtree(leftover, ignore_errors=True)
     if root.exists():
         _link_copy(root, tmp)
-        dataset = LeRobotDataset(repo_id, root=tmp)
+        dataset = LeRobotDataset.resume(repo_id, root=tmp)
     else:
         dataset = LeRobotDataset.create(repo_id=repo_id, fps=fps, features=features, root=tmp, use_videos=False)
     records = []
@@ -115,8 +121,9 @@ def _stage(repo_id: str, root: Path, fps: int, features: dict, demos: list[Demo]
                 **{f"source_{k}": v for k, v in demo.info.items()},
             }
         )
-    # LeRobot 0.4.4 corrupts a dataset when episodes are saved through an object that was
-    # already finalised: every call opens its own and finalises it once.
+    # Every call opens its own writer and finalises it once: LeRobot 0.6.1's ``finalize`` is
+    # idempotent, so episodes saved through an already finalised object would never have their
+    # metadata flushed (and would reopen, truncating, the last data file).
     dataset.finalize()
     fsync_tree(tmp)
     os.rename(tmp, ready)
@@ -163,12 +170,12 @@ class RepairReport:
 
 def count_episodes(root: Path) -> int:
     """Episodes of the finalised dataset at ``root`` (0 when there is none)."""
-    from lerobot.datasets.utils import load_info
+    from lerobot.datasets.io_utils import load_info
 
     root = Path(root)
     if not (root / "meta" / "info.json").exists():
         return 0
-    return int(load_info(root)["total_episodes"])
+    return int(load_info(root).total_episodes)
 
 
 def repair_demo_dataset(root: Path, recorded: Sequence[dict], repo_id: str = "local/amf_demos") -> RepairReport:
@@ -275,26 +282,36 @@ def _check_lengths(root: Path, repo_id: str, recorded: Sequence[dict]) -> None:
                             f"({len(wrong)} episode(s) differ): this demos/ directory is not the ledger's.")
 
 
-def episode_aware_sampler(
-    dataset: LeRobotDataset, drop_n_last_frames: int = 0, shuffle: bool = True
-) -> EpisodeAwareSampler:
-    """LeRobot's ``EpisodeAwareSampler``, fixed for datasets loaded with ``episodes=[...]``.
+def episode_sampler(dataset: LeRobotDataset, drop_n_last_frames: int, seed: int) -> EpisodeAwareSampler:
+    """LeRobot's ``EpisodeAwareSampler`` over ``dataset``, built as LeRobot 0.6.1's ``lerobot-train``
+    builds it (shuffled, episodes and absolute -> relative frame indices of the dataset).
 
-    LeRobot 0.4.4 bug: the sampler enumerates *all* episodes of the metadata and yields
-    absolute frame indices (``dataset_from_index``), but a dataset loaded with a subset of
-    episodes is indexed by position in the filtered frames, so it raises IndexError or, worse,
-    returns frames of the wrong episodes. Here the sampler is built on the selected episodes'
-    absolute indices and those are mapped through the dataset's absolute -> relative index.
+    Its order is a function of ``(seed, epoch)`` alone, not of the global RNG: callers pass a seed
+    derived from the round's (``training.loop.train_steps``).
     """
-    episodes = dataset.meta.episodes
-    selected = dataset.episodes if dataset.episodes is not None else list(range(len(episodes)))
-    from_idx = [episodes[i]["dataset_from_index"] for i in selected]
-    to_idx = [episodes[i]["dataset_to_index"] for i in selected]
-    sampler = EpisodeAwareSampler(from_idx, to_idx, drop_n_last_frames=drop_n_last_frames, shuffle=shuffle)
-    mapping = dataset._absolute_to_relative_idx
-    if mapping is not None:
-        sampler.indices = [mapping[i] for i in sampler.indices]
-    return sampler
+    return EpisodeAwareSampler(
+        dataset.meta.episodes["dataset_from_index"],
+        dataset.meta.episodes["dataset_to_index"],
+        episode_indices_to_use=dataset.episodes,
+        drop_n_last_frames=drop_n_last_frames,
+        shuffle=True,
+        seed=seed,
+        absolute_to_relative_idx=dataset.absolute_to_relative_idx,
+    )
+
+
+def cameras_as_float(batch: dict, camera_keys) -> dict:
+    """Camera frames that came back as uint8 (0-255) made float in [0, 1], in place; returns ``batch``.
+
+    LeRobot 0.6.1's ``make_dataset`` returns video frames as uint8 (``return_uint8=True``) and
+    ``lerobot-train`` converts them in its loop, exactly so (``.to(torch.float32) / 255.0``);
+    image-stored cameras already come back float and are left as they are. Works on one item or
+    on a collated batch (the same values, bit for bit).
+    """
+    for key in camera_keys:
+        if key in batch and isinstance(batch[key], torch.Tensor) and batch[key].dtype == torch.uint8:
+            batch[key] = batch[key].to(dtype=torch.float32) / 255.0
+    return batch
 
 
 def episodes_stats(dataset: LeRobotDataset, episodes: list[int] | None = None) -> dict[str, dict[str, np.ndarray]]:
@@ -318,27 +335,27 @@ def episodes_stats(dataset: LeRobotDataset, episodes: list[int] | None = None) -
 def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     """``[ds[i] for i in positions]``, reading each column once.
 
-    LeRobot 0.4.4's ``__getitem__`` re-reads the whole column of every delta-timestamp key for
-    each item (``_query_hf_dataset``: ``hf_dataset[key][rows]``; the cost is given once, at
-    ``WindowColumns``), which was the main cost of an amf selection. Same windows and padding
-    (LeRobot's own ``_get_query_indices``). Numeric columns are read whole (cheap); image columns
-    only at the rows the windows of ``positions`` need, and videos decoded once per episode and
-    camera at exactly the timestamps those windows need (``_decode_windows``), so memory grows
-    with the frames sampled, not with the dataset. Datasets with image transforms take the plain
-    path.
+    LeRobot 0.6.1's ``__getitem__`` re-reads the whole column of every delta-timestamp key for
+    each item (``DatasetReader._query_hf_dataset``: ``hf_dataset[key][rows]``; the cost is given
+    at ``WindowColumns``), which was the main cost of an amf selection. Same windows and padding
+    (LeRobot's own ``DatasetReader._get_query_indices``). Numeric columns are read whole (cheap);
+    image columns only at the rows the windows of ``positions`` need, and videos decoded once per
+    episode and camera at exactly the timestamps those windows need (``_decode_windows``), so
+    memory grows with the frames sampled, not with the dataset. Datasets with image transforms
+    or depth cameras take the plain path.
     """
     positions = [int(i) for i in positions]
-    if ds.image_transforms is not None:
+    if ds.image_transforms is not None or ds.meta.depth_keys:
         return [ds[i] for i in positions]
-    ds._ensure_hf_dataset_loaded()
-    hf = ds.hf_dataset
+    hf = ds.hf_dataset  # loads the rows (and LeRobot's reader) on first use
     if not positions:
         return []
+    reader = ds.reader
     rows = hf[positions]
     items = [dict(zip(rows, values)) for values in zip(*rows.values())]
-    delta = ds.delta_indices or {}
-    to_rel = ds._absolute_to_relative_idx
-    queries = [ds._get_query_indices(int(item["index"]), int(item["episode_index"])) if delta else ({}, {})
+    delta = reader.delta_indices or {}
+    to_rel = ds.absolute_to_relative_idx
+    queries = [reader._get_query_indices(int(item["index"]), int(item["episode_index"])) if delta else ({}, {})
                for item in items]
 
     def rel(idx):
@@ -350,7 +367,6 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
     for key in images:  # only the rows some window reads, each once
         needed = sorted({r for query, _ in queries for r in rel(query[key])})
         columns[key] = RowSubset(torch.stack(hf[key][needed]) if needed else torch.zeros(0), needed, len(hf))
-    with_subtask = "subtask_index" in ds.features and ds.meta.subtasks is not None
     for item, (query, padding) in zip(items, queries):
         if delta:
             item.update(padding)
@@ -358,21 +374,20 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
                 if key not in videos:
                     item[key] = columns[key][rel(idx)]
         item["task"] = ds.meta.tasks.iloc[int(item["task_index"])].name
-        if with_subtask:
-            item["subtask"] = ds.meta.subtasks.iloc[int(item["subtask_index"])].name
     if videos:
         _decode_windows(ds, items, [query for query, _ in queries], rel)
     return items
 
 
 def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], rel) -> None:
-    """Put each item's camera frames in place, as ``__getitem__`` would (``_get_query_timestamps``
-    + ``_query_videos``: the window's timestamps, shifted to the episode's place in its file), but
-    with one ``decode_video_frames`` call per episode and camera for all the items' timestamps
-    (each decoded once) instead of one per item and camera, which opens and seeks the file again
-    every time."""
+    """Put each item's camera frames in place, as ``__getitem__`` would
+    (``DatasetReader._get_query_timestamps`` + ``_query_videos``: the window's timestamps, shifted
+    to the episode's place in its file, decoded with the reader's backend and dtype), but with one
+    ``decode_video_frames`` call per episode and camera for all the items' timestamps (each decoded
+    once) instead of one per item and camera, which opens and seeks the file again every time."""
     from lerobot.datasets.video_utils import decode_video_frames
 
+    reader = ds.reader
     timestamps = _held_column(ds, "timestamp")
     windows = []  # per item: (episode, camera, the window's timestamps in its file)
     for item, query in zip(items, queries):
@@ -388,13 +403,14 @@ def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], 
     for (ep, key), times in wanted.items():
         unique = sorted(times)
         frames = decode_video_frames(ds.root / ds.meta.get_video_file_path(ep, key), unique, ds.tolerance_s,
-                                     ds.video_backend)
+                                     reader._video_backend, return_uint8=reader._return_uint8)
         decoded[ep, key] = (dict(zip(unique, range(len(unique)))), frames.reshape(len(unique), *frames.shape[-3:]))
     cameras = len(ds.meta.video_keys)
     for n, (ep, key, window) in enumerate(windows):
         where, frames = decoded[ep, key]
-        picked = frames[[where[t] for t in window]]
-        items[n // cameras][key] = picked.squeeze(0) if len(window) == 1 else picked
+        # copies, so that no view keeps all the episode's decoded frames alive
+        picked = [frames[where[t]] for t in window]
+        items[n // cameras][key] = picked[0].clone() if len(window) == 1 else torch.stack(picked)
 
 
 class RowSubset:
@@ -434,13 +450,14 @@ def _held_column(ds: LeRobotDataset, key: str) -> torch.Tensor:
 
 
 class WindowColumns:
-    """LeRobot 0.4.4 workaround, installed by ``fast_window_reads`` as a dataset's
-    ``_query_hf_dataset``: the delta-timestamp windows of numeric columns are indexed from each
-    column read once (on first use) instead of ``hf_dataset[key][rows]`` per item, which goes
-    through datasets' per-call feature copies (measured when this was written: ~5 ms of each
-    ``__getitem__`` on the embedded default, about 10x this path; reported upstream as
-    huggingface/lerobot#2549 and #2895). Image and video keys take
-    LeRobot's own path. A plain class, so a dataset with it still pickles into DataLoader workers."""
+    """LeRobot 0.6.1 workaround, installed by ``fast_window_reads`` in place of a dataset reader's
+    ``DatasetReader._query_hf_dataset``: the delta-timestamp windows of numeric columns are indexed
+    from each column read once (on first use) instead of ``hf_dataset[key][rows]`` per item, which
+    goes through datasets' per-call feature copies (measured on LeRobot 0.6.1, the embedded
+    default's windows on 7,200 frames, one CPU thread: ~5 ms of each ``__getitem__``, about 11x
+    this path; reported upstream as huggingface/lerobot#2549 and #2895). Image and video keys
+    take LeRobot's own path. A plain class, so a dataset with it still pickles into DataLoader
+    workers."""
 
     def __init__(self, ds: LeRobotDataset):
         self.ds, self.columns = ds, None
@@ -450,8 +467,9 @@ class WindowColumns:
         if self.columns is None:
             self.columns = {key: _whole_column(ds, key) for key in query_indices
                             if key not in ds.meta.video_keys and ds.features[key]["dtype"] not in ("image", "video")}
-        to_rel = ds._absolute_to_relative_idx
-        out = type(ds)._query_hf_dataset(ds, {k: v for k, v in query_indices.items() if k not in self.columns})
+        to_rel = ds.absolute_to_relative_idx
+        out = type(ds.reader)._query_hf_dataset(ds.reader, {k: v for k, v in query_indices.items()
+                                                            if k not in self.columns})
         for key, idx in query_indices.items():
             if key in self.columns:
                 out[key] = self.columns[key][idx if to_rel is None else [to_rel[i] for i in idx]]
@@ -459,8 +477,11 @@ class WindowColumns:
 
 
 def fast_window_reads(ds: LeRobotDataset) -> LeRobotDataset:
-    """``ds`` with ``WindowColumns`` in place (same items, bit for bit); returns it."""
-    ds._query_hf_dataset = WindowColumns(ds)
+    """``ds`` with ``WindowColumns`` in place on its reader (same items, bit for bit); returns it.
+
+    Set on ``ds.reader``, which ``__getitem__`` calls (an attribute of ``ds`` itself is ignored).
+    """
+    ds.reader._query_hf_dataset = WindowColumns(ds)
     return ds
 
 

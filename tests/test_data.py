@@ -1,7 +1,8 @@
-"""The run's demo dataset (``data.py``): demos appended across calls, the episode-aware sampler
-workaround, per-episode stats, fast frame and window reads equal to ``__getitem__``; and its crash
-safety: demos written but never recorded in the ledger are dropped on repair (also when a real
-writer is stopped with SIGKILL mid-write), recorded but not swapped demos are put in place."""
+"""The run's demo dataset (``data.py``): demos appended across calls, LeRobot's episode-aware sampler
+on a subset of episodes, per-episode stats, fast frame and window reads equal to ``__getitem__``,
+uint8 video frames made float as ``lerobot-train`` does; and its crash safety: demos written but
+never recorded in the ledger are dropped on repair (also when a real writer is stopped with SIGKILL
+mid-write), recorded but not swapped demos are put in place."""
 
 import os
 import signal
@@ -15,9 +16,8 @@ import numpy as np
 import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from lerobot.datasets.sampler import EpisodeAwareSampler
 
-from lerobot_amf.data import (READY_SUFFIX, _stage, count_episodes, episode_aware_sampler, episodes_stats,
+from lerobot_amf.data import (READY_SUFFIX, _stage, cameras_as_float, count_episodes, episode_sampler, episodes_stats,
                               fast_window_reads, read_frames, repair_demo_dataset, write_demos)
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.ledger import Ledger
@@ -49,25 +49,23 @@ def test_demos_appended_across_calls_are_all_readable(tmp_path):
     assert first_of_third["task"] == demos[2].instruction
 
 
-def test_sampler_workaround_yields_only_selected_episodes(tmp_path):
+def test_sampler_yields_only_selected_episodes_in_an_order_of_its_seed(tmp_path):
     root, demos, _ = _build(tmp_path)
     subset = LeRobotDataset("local/test", root=root, episodes=[2, 3])
-    ours = list(episode_aware_sampler(subset, drop_n_last_frames=0, shuffle=False))
-    assert len(ours) == demos[2].length + demos[3].length == len(subset)
-    assert {int(subset[i]["episode_index"]) for i in ours} == {2, 3}
-    # LeRobot 0.4.4's sampler, built the way lerobot-train builds it, yields indices that are
-    # wrong for this dataset (the bug the workaround exists for).
-    raw = EpisodeAwareSampler(
-        subset.meta.episodes["dataset_from_index"], subset.meta.episodes["dataset_to_index"],
-        episode_indices_to_use=subset.episodes,
-    )
-    assert max(raw.indices) >= len(subset)
+    order = list(episode_sampler(subset, 0, seed=5))
+    assert sorted(order) == list(range(len(subset))) and len(order) == demos[2].length + demos[3].length
+    assert {int(subset[i]["episode_index"]) for i in order} == {2, 3}
+    torch.manual_seed(0)  # the order is the seed's alone, not the global generator's
+    again = episode_sampler(subset, 0, seed=5)
+    torch.manual_seed(1)
+    assert list(again) == order and list(episode_sampler(subset, 0, seed=6)) != order
+    assert list(again) != order  # the next epoch: another order
 
 
 def test_sampler_drops_last_frames_per_episode(tmp_path):
     root, demos, _ = _build(tmp_path)
     ds = LeRobotDataset("local/test", root=root)
-    assert len(episode_aware_sampler(ds, drop_n_last_frames=3)) == ds.num_frames - 3 * 4
+    assert len(episode_sampler(ds, 3, seed=0)) == ds.num_frames - 3 * 4
 
 
 def test_episode_stats_are_those_of_the_selected_episodes_only(tmp_path):
@@ -123,7 +121,7 @@ def test_fast_window_reads_give_getitems_items_bit_for_bit(tmp_path, episodes):
         assert set(a) == set(b)
         for key in b:
             assert torch.equal(a[key], b[key]) if isinstance(b[key], torch.Tensor) else a[key] == b[key], key
-    assert fast._query_hf_dataset.columns is not None  # the columns were read, and are reused
+    assert fast.reader._query_hf_dataset.columns is not None  # the columns were read, and are reused
     again = pickle.loads(pickle.dumps(fast))  # DataLoader workers started by spawn pickle the dataset
     assert torch.equal(again[some[2]]["action"], plain[some[2]]["action"])
 
@@ -319,10 +317,12 @@ def test_read_frames_reads_only_the_image_rows_its_windows_need(tmp_path, monkey
     assert rows_read == [7] and len(ds) == 60
 
 
-def test_read_frames_decodes_each_episodes_video_once_and_equals_getitem(tmp_path, monkeypatch):
+@pytest.mark.parametrize("uint8", [False, True])
+def test_read_frames_decodes_each_episodes_video_once_and_equals_getitem(tmp_path, monkeypatch, uint8):
     """Cameras stored as MP4 (as ``lerobot/libero`` stores them), with a two-frame history: the
-    items equal LeRobot's own ``__getitem__``, and each episode's video is decoded once per camera
-    for all the sampled frames of that episode (``__getitem__`` decodes once per frame)."""
+    items equal LeRobot's own ``__getitem__`` (float frames, or uint8 ones as ``make_dataset``
+    asks for), and each episode's video is decoded once per camera for all the sampled frames of
+    that episode (``__getitem__`` decodes once per frame)."""
     import lerobot.datasets.video_utils as video_utils
 
     from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
@@ -330,7 +330,7 @@ def test_read_frames_decodes_each_episodes_video_once_and_equals_getitem(tmp_pat
     root = build_libero_dataset(tmp_path / "libero", LIBERO_TASKS[:2], episodes_per_task=2, frames_per_episode=8,
                                 episodes_per_file=2)
     delta = {CAMERAS[0]: [-0.1, 0.0], "observation.state": [-0.1, 0.0], "action": [0.0, 0.1]}
-    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta, return_uint8=uint8)
     positions = [0, 3, 7, 9, 12, 30]  # episode 0 thrice (its first frame padded), 1 twice, 3 once
     slow = [ds[i] for i in positions]
     calls = []
@@ -345,5 +345,29 @@ def test_read_frames_decodes_each_episodes_video_once_and_equals_getitem(tmp_pat
     monkeypatch.undo()
     assert_same_items(fast, slow)
     assert fast[0][CAMERAS[0]].shape == (2, 3, 16, 16) and fast[1][CAMERAS[1]].shape == (3, 16, 16)
+    assert fast[0][CAMERAS[0]].dtype == (torch.uint8 if uint8 else torch.float32)
     # 3 episodes x 2 cameras; episode 0's first camera needs frames 0, 2, 3, 6, 7 (0's history pads with 0)
     assert len(calls) == 6 and sorted(calls)[-1] == 5
+
+
+def test_uint8_video_frames_are_made_float_as_lerobot_train_does(tmp_path):
+    """``make_dataset`` returns video frames as uint8; ``cameras_as_float`` gives the float frames a
+    dataset opened without ``return_uint8`` decodes, bit for bit, on an item or a collated batch;
+    float frames and other keys are left as they are."""
+    from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
+
+    root = build_libero_dataset(tmp_path / "libero", LIBERO_TASKS[:2], episodes_per_task=1, frames_per_episode=6)
+    delta = {CAMERAS[0]: [-0.1, 0.0], "action": [0.0, 0.1]}
+    raw = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta, return_uint8=True)
+    decoded = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta)
+    positions = [0, 4, 7]
+    items = [raw[i] for i in positions]
+    assert items[0][CAMERAS[0]].dtype == torch.uint8 and items[0][CAMERAS[1]].dtype == torch.uint8
+    batch = cameras_as_float(torch.utils.data.default_collate(items), raw.meta.camera_keys)
+    one = cameras_as_float(raw[4], raw.meta.camera_keys)
+    want = torch.utils.data.default_collate([decoded[i] for i in positions])
+    for key in CAMERAS:
+        assert batch[key].dtype == torch.float32 and torch.equal(batch[key], want[key]), key
+        assert torch.equal(one[key], decoded[4][key]), key
+    assert torch.equal(batch["action"], want["action"])
+    assert cameras_as_float(want, raw.meta.camera_keys)[CAMERAS[0]] is want[CAMERAS[0]]  # float: untouched

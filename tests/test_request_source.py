@@ -1,5 +1,5 @@
 """``--amf.source=request``: three rounds across process restarts, demos recorded between them the
-way ``lerobot-record`` writes them (``LeRobotDataset.create`` / reopen, ``add_frame``, ``save_episode``,
+way ``lerobot-record`` writes them (``LeRobotDataset.create`` / ``resume``, ``add_frame``, ``save_episode``,
 one ``single_task`` per session): a wrong label refused with nothing consumed, a partial fill that
 waits and then, with ``accept_partial``, goes on with its shortfall recorded, and a SIGKILL while
 the intake is written into the run, resumed with nothing lost or counted twice."""
@@ -24,7 +24,7 @@ def record_session(root, instruction: str, demos):
     from lerobot_amf.sources.metaworld import MetaworldExpertSource
 
     if (root / "meta" / "info.json").exists():
-        dataset = LeRobotDataset(INTAKE_REPO, root=root)
+        dataset = LeRobotDataset.resume(INTAKE_REPO, root=root)
     else:
         source = MetaworldExpertSource()
         dataset = LeRobotDataset.create(INTAKE_REPO, fps=source.fps, features=source.features(), root=root,

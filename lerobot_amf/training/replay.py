@@ -2,17 +2,22 @@
 
 A batch of ``B`` frames holds ``floor(f·B)`` replay frames plus one more with probability
 ``frac(f·B)`` (stochastic rounding), so the replay share is exactly ``f`` in expectation and
-within ±1 frame per batch. Both streams are episode-aware (LeRobot's sampler, fixed for
-subsets in ``data.episode_aware_sampler``), reshuffled each time they are exhausted.
+within ±1 frame per batch. Both streams are episode-aware (LeRobot's ``EpisodeAwareSampler``,
+built as ``lerobot-train`` builds it: ``data.episode_sampler``), each with a seed of its own,
+reshuffled each time they are exhausted. Video frames (uint8 from ``make_dataset``, e.g. a
+``lerobot/libero`` replay) are made float per item before the two streams are stacked into one
+batch (``data.cameras_as_float``), or stacking would mix dtypes.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Sampler
 
-from lerobot_amf.data import episode_aware_sampler
+from lerobot_amf.data import cameras_as_float, episode_sampler
 
 
 class ReplayMix(ConcatDataset):
@@ -56,24 +61,32 @@ def _endless(sampler):
         yield from sampler
 
 
-def collate_common_keys(items: list[dict]) -> dict:
-    """``default_collate`` over the keys every item has (two datasets may carry different extras)."""
+def collate_common_keys(items: list[dict], camera_keys=()) -> dict:
+    """``default_collate`` over the keys every item has (two datasets may carry different extras),
+    with the ``camera_keys`` frames of each item made float first (``data.cameras_as_float``)."""
     keys = set(items[0])
     for item in items[1:]:
         keys &= set(item)
-    return torch.utils.data.default_collate([{k: item[k] for k in keys} for item in items])
+    return torch.utils.data.default_collate([cameras_as_float({k: item[k] for k in keys}, camera_keys)
+                                             for item in items])
 
 
 def replay_loader_parts(demos, replay, batch_size: int, fraction: float, drop_n_last_frames: int, seed: int):
-    """(dataset, batch_sampler, collate_fn) for a DataLoader mixing ``replay`` into ``demos``."""
+    """(dataset, batch_sampler, collate_fn) for a DataLoader mixing ``replay`` into ``demos``.
+
+    ``seed``: the demo stream's sampler seed; the replay stream's is ``seed + 1`` (LeRobot derives
+    each epoch's order from ``(seed, epoch)``, so the two orders are independent), and the per-batch
+    replay share is drawn from ``seed`` too.
+    """
     missing = [k for k in demos.meta.features if k not in replay.meta.features and not k.startswith("observation.images")]
     needed = [k for k in missing if k.startswith(("observation.", "action"))]
     if needed:
         raise ValueError(f"The replay dataset lacks feature(s) the policy trains on: {', '.join(needed)}.")
     mix = ReplayMix(demos, replay)
     sampler = MixedBatchSampler(
-        episode_aware_sampler(demos, drop_n_last_frames=drop_n_last_frames, shuffle=True),
-        episode_aware_sampler(replay, drop_n_last_frames=drop_n_last_frames, shuffle=True),
+        episode_sampler(demos, drop_n_last_frames, seed=seed),
+        episode_sampler(replay, drop_n_last_frames, seed=seed + 1),
         len(demos), batch_size, fraction, seed=seed,
     )
-    return mix, sampler, collate_common_keys
+    cameras = tuple(dict.fromkeys([*demos.meta.camera_keys, *replay.meta.camera_keys]))
+    return mix, sampler, functools.partial(collate_common_keys, camera_keys=cameras)

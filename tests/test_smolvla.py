@@ -241,6 +241,37 @@ def test_a_saved_routed_smolvla_loads_and_acts_exactly_as_saved(smolvla, tmp_pat
     assert not torch.equal(goal, obj)
 
 
+def test_per_suite_head_copies_train_apart_and_a_saved_routed_smolvla_acts_as_saved(smolvla, tmp_path):
+    """``--amf.isolation=head`` on SmolVLA: one copy of ``model.action_out_proj`` per suite; training one
+    suite's copy changes nothing else, and the routed folder reloads acting exactly as saved."""
+    policy, pre, post = smolvla
+    base = SmolVLAPolicy.from_pretrained(policy.config.pretrained_path)
+    base.config.pretrained_path = policy.config.pretrained_path
+    router = RoutedPolicy(base, SUITES, "head", INSTRUCTIONS)
+    assert router.head_module == "model.action_out_proj"
+    before = {k: v.detach().clone() for k, v in router.model.named_parameters()}
+    router.activate("libero_goal")
+    router.train()
+    optimizer = torch.optim.AdamW([p for p in router.model.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(2):
+        loss, _ = router.forward(training_batch(pre, list(INSTRUCTIONS)[:2], seed=step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    router.eval()
+    changed = {k for k, v in router.model.named_parameters() if not torch.equal(v, before[k])}
+    assert changed and all("action_out_proj" in k and "libero_goal" in k for k in changed), sorted(changed)[:5]
+    router.save(tmp_path / "routed_model", pre, post)
+    loaded, pre2, _ = load_routed_policy(tmp_path / "routed_model")
+    for instruction in INSTRUCTIONS:
+        chunks = []
+        for model, processor in ((router, pre), (loaded, pre2)):
+            model.reset()
+            torch.manual_seed(11)
+            chunks.append(model.predict_action_chunk(processor(observation(instruction))))
+        assert torch.equal(*chunks)
+
+
 # ---- the headline path: lerobot-amf-train on LIBERO with per-suite LoRA ------------------------
 E2E_TASKS = "libero_spatial/0,libero_goal/0"  # one task of each of two suites
 

@@ -6,6 +6,9 @@ the intake is written into the run, resumed with nothing lost or counted twice."
 
 import json
 import os
+import re
+import shlex
+import shutil
 import signal
 import subprocess
 
@@ -89,6 +92,17 @@ def test_three_rounds_filled_by_people_across_restarts(tmp_path, lerobot_home, t
     last = wrong.stderr.strip().splitlines()[-1]
     assert wrong.returncode == 2 and "2 ('open the drawr')" in last and "modify_tasks" in last, wrong.stderr[-2000:]
     assert (run / "amf_ledger.jsonl").read_bytes() == before and not (run / "demos").exists()
+    # the delete command the line prints removes that episode from the folder it names (run on a copy)
+    copy = intake.with_name("intake_copy")
+    shutil.copytree(intake, copy)
+    delete = shlex.split(re.search(r"delete them \((lerobot-edit-dataset .*?)\), then resume", last).group(1))
+    subprocess.run([arg.replace(str(intake), str(copy)) for arg in delete], check=True, capture_output=True,
+                   env=cli_env(lerobot_home))
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    kept = LeRobotDatasetMetadata(INTAKE_REPO, root=copy)
+    assert kept.total_episodes == 2 and "open the drawr" not in set(kept.tasks.index)
+    shutil.rmtree(copy)
     # relabelled with LeRobot's own lerobot-edit-dataset, as the line says: an extra reach demo now
     subprocess.run(["lerobot-edit-dataset", f"--repo_id={INTAKE_REPO}", f"--root={intake}",
                     "--operation.type=modify_tasks",

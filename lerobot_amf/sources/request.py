@@ -256,9 +256,14 @@ class RequestSource(DemoSource):
         edit = shlex.join(["lerobot-edit-dataset", f"--repo_id={self.repo_id}", f"--root={self.root}",
                            "--operation.type=modify_tasks",
                            f"--operation.episode_tasks={json.dumps({str(e): '<instruction>' for e in episodes})}"])
+        # LeRobot 0.6.1's delete_episodes writes to $HF_LEROBOT_HOME/<repo_id> unless --new_root names
+        # the folder (the same folder: edited in place, the original kept as a backup).
+        delete = shlex.join(["lerobot-edit-dataset", f"--repo_id={self.repo_id}", f"--root={self.root}",
+                             f"--new_root={self.root}", "--operation.type=delete_episodes",
+                             f"--operation.episode_indices={json.dumps(list(episodes))}"])
         return (f"Intake episode(s) {named} carry no pool task's instruction (allowed: "
                 f"{', '.join(repr(self.instruction_of[t]) for t in self.pool)}); nothing was consumed. Relabel them "
-                f"({edit}) or delete them (--operation.type=delete_episodes), then resume.")
+                f"({edit}) or delete them ({delete}), then resume.")
 
 
 def _counts(per_task: dict[str, int]) -> str:

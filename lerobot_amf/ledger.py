@@ -29,6 +29,21 @@ from lerobot_amf.errors import AMFInputError
 LEDGER_FILENAME = "amf_ledger.jsonl"
 
 
+def software() -> dict[str, str]:
+    """What ran the run, recorded in its first line: its numbers depend on it (LeRobot 0.4 and 0.6
+    sample, normalise losses and build policies differently), and a resume must not mix two."""
+    import platform
+    from importlib.metadata import version
+
+    return {"lerobot_amf": version("lerobot-amf"), "lerobot": version("lerobot"), "torch": version("torch"),
+            "python": platform.python_version()}
+
+
+def same_lerobot_release(a: str, b: str) -> bool:
+    """Whether two LeRobot versions are one release line (``0.6.1`` and ``0.6.3``: yes; ``0.4.4``: no)."""
+    return a.split(".")[:2] == b.split(".")[:2]
+
+
 class Ledger:
     def __init__(self, output_dir: str | Path):
         self.path = Path(output_dir) / LEDGER_FILENAME

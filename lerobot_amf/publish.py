@@ -360,6 +360,8 @@ def card_context(run: RunView, repo_id: str | None):
         ("Demo source", report["source"]["name"]),
         ("Evaluation", f"{episodes_label(proto)} episodes per task, env {proto['env']}"),
         ("Checkpoint", f"round {last['round'] + 1}'s (`checkpoints/{run.checkpoint.name}`)" if last else "none"),
+        ("Software", ", ".join(f"{k} {v}" for k, v in report["software"].items()) if report.get("software")
+         else "not recorded (a run started before lerobot-amf recorded it)"),
     ]
     context = {
         "title": f"{name}: {model['policy_type']} fine-tuned with lerobot-amf",

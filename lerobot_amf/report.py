@@ -63,6 +63,7 @@ def build_report(output_dir: Path) -> dict:
         "demos_per_task": {"pretraining": start.get("pretrain_counts"), "fine_tuning": counts},
         "budget": start["budget"],
         "eval_protocol": start["eval_protocol"],
+        "software": start.get("software"),  # absent in runs started before it was recorded
         "pretrained": pretrained_eval,
         "rounds": rounds,
         "final": _final(pool, counts, pretrained_eval, last.get("eval")),

@@ -36,7 +36,7 @@ from lerobot_amf.evaluation import eval_protocol, evaluate_tasks
 from lerobot_amf.features import feature_mismatches
 from lerobot_amf.isolation.modes import Isolation, make_isolation, plan_partitions
 from lerobot_amf.isolation.partitions import Partitions
-from lerobot_amf.ledger import Ledger, LedgerState
+from lerobot_amf.ledger import Ledger, LedgerState, same_lerobot_release, software
 from lerobot_amf.locks import exclusive
 from lerobot_amf.publish import PushError, base_origin, check_push_ready, push_run
 from lerobot_amf.phases import phase
@@ -247,6 +247,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
                        "pretrained_path": str(cfg.policy.pretrained_path), "base_repo_id": base_repo_id},
                 pretrain_counts=pretrain_counts,
                 eval_protocol=eval_protocol(cfg.amf, cfg.env, policy.config),
+                software=software(),
             )
     if run.main:  # the run directory exists now: W&B writes under it (and finds its run there on resume)
         run.tracking = start_tracking(cfg)
@@ -294,6 +295,10 @@ def check_same_run(ledger: Ledger, plan: RunPlan, strategy: str, cfg, source: De
         if recorded.get(key) != value:
             raise AMFInputError(f"--resume=true: {cfg.output_dir} was run with {key}={recorded.get(key)}, not {value}: "
                                 f"resume with the same settings, or choose a new --output_dir.")
+    ran_on, now = (start.get("software") or {}).get("lerobot"), software()["lerobot"]
+    if ran_on is not None and not same_lerobot_release(ran_on, now):
+        raise AMFInputError(f"--resume=true: {cfg.output_dir} was run on LeRobot {ran_on}, this is LeRobot {now}: its "
+                            f"rounds would not be comparable. Resume with LeRobot {ran_on}, or start a new --output_dir.")
 
 
 def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:

@@ -289,6 +289,9 @@ def test_card_discloses_what_the_report_says(tiny_run):
     assert disclosure["Seed"] == str(report["seed"])
     assert disclosure["Demo source"] == report["source"]["name"]
     assert disclosure["Checkpoint"] == "round 2's (`checkpoints/round_01`)"
+    import lerobot
+
+    assert f"lerobot {lerobot.__version__}" in disclosure["Software"] and "lerobot_amf " in disclosure["Software"]
 
     assert dict(tables_after(card, "### Task → partition")[0]) == {t: "- (single model)" for t in pool}
     demos = tables_after(card, "### Demonstrations per task")[0]

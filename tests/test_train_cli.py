@@ -304,6 +304,30 @@ def test_resume_with_other_settings_is_refused_and_changes_nothing(tiny_run, ler
 
 
 @pytest.mark.slow
+def test_a_run_records_its_software_and_resumes_only_on_the_same_lerobot_release(tiny_run, lerobot_home, tmp_path):
+    import shutil
+
+    import lerobot
+
+    report = json.loads((tiny_run / "amf_report.json").read_text())
+    assert report["software"]["lerobot"] == lerobot.__version__ and report["software"]["python"].startswith("3.")
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run, symlinks=True)
+    ledger = run / "amf_ledger.jsonl"
+    lines = ledger.read_text().splitlines(keepends=True)
+    start = json.loads(lines[0])
+    start["software"]["lerobot"] = "0.4.4"  # as if started before the port
+    ledger.write_text(json.dumps(start) + "\n" + "".join(lines[1:]))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    proc = run_cli([*TINY_ARGS, f"--output_dir={run}", "--amf.strategy=rebalancing", "--resume=true"], lerobot_home,
+                   check=False, timeout=180)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and f"was run on LeRobot 0.4.4, this is LeRobot {lerobot.__version__}" in last, \
+        proc.stderr[-2000:]
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
 def test_resume_on_a_corrupt_ledger_is_one_line_and_changes_nothing(tiny_run, lerobot_home, tmp_path):
     import shutil
 

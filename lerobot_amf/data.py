@@ -60,6 +60,7 @@ from lerobot_amf.atomic import TMP_SUFFIX, fsync_dir, fsync_tree, recover_dir, r
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.phases import phase
 from lerobot_amf.sources.base import Demo
+from lerobot_amf.trust import check_finite
 
 READY_SUFFIX = ".ready"
 # Written once, never reopened by LeRobot: a dataset opened with ``LeRobotDataset.resume`` starts
@@ -86,6 +87,8 @@ def write_demos(repo_id: str, root: Path, fps: int, features: dict, demos: list[
     in place: it must durably record them (the ledger line). See the module docstring.
     """
     root = Path(root)
+    for demo in demos:  # a non-finite frame would train an all-NaN policy: refused before anything is written
+        check_finite(demo.frames, f"Demo {demo.demo_id} ({demo.task})")
     with phase("writing_demos"):
         ready, records = _stage(repo_id, root, fps, features, demos)
     if record is not None:

@@ -36,6 +36,7 @@ from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.evaluation import (PER_PARTITION, SINGLE_MODEL, eval_protocol, evaluate_tasks, format_success,
                                     per_suite, pooled)
 from lerobot_amf.isolation.routing import ROUTING_FILENAME, RoutedPolicy
+from lerobot_amf.trust import check_finite_processors
 
 REPORT_FILENAME = "amf_eval_report.json"
 FORMAT = "lerobot_amf.eval/1"
@@ -159,6 +160,7 @@ def load_policy(cfg) -> LoadedPolicy:
         info = {"variant": PER_PARTITION, "path": str(cfg.policy_path), "type": record["base"]["type"],
                 "isolation": record["mode"], "partitions": record["partitions"]["groups"],
                 "partition_scheme": record["partitions"]["scheme"], "base_checkpoint": base}
+        check_finite_processors((pre, post), f"--policy.path={cfg.policy_path}")
         return LoadedPolicy(policy, pre, post, info)
     cfg.policy = PreTrainedConfig.from_pretrained(cfg.policy_path, cli_overrides=cfg.policy_overrides)
     cfg.policy.pretrained_path = cfg.policy_path
@@ -174,6 +176,7 @@ def load_policy(cfg) -> LoadedPolicy:
         preprocessor_overrides={"device_processor": {"device": str(policy.config.device)},
                                 "rename_observations_processor": {"rename_map": cfg.rename_map}})
     info = {"variant": SINGLE_MODEL, "path": str(cfg.policy_path), "type": cfg.policy.type}
+    check_finite_processors((pre, post), f"--policy.path={cfg.policy_path}")
     return LoadedPolicy(policy, pre, post, info)
 
 

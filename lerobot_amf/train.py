@@ -46,6 +46,7 @@ from lerobot_amf.selection import Selection, Strategy, make_strategy
 from lerobot_amf.selection.base import normalised_target_weights, round_context
 from lerobot_amf.sources import DemoSource, WaitingForDemos, make_source
 from lerobot_amf.tracking import RoundLogger, start_tracking
+from lerobot_amf.trust import check_finite_processors
 
 console = Console(stderr=True)
 
@@ -106,10 +107,13 @@ def make_processors(cfg, policy, stats=None):
                                             "norm_map": policy.config.normalization_mapping}
         post_over["unnormalizer_processor"] = {"stats": stats, "features": policy.config.output_features,
                                                "norm_map": policy.config.normalization_mapping}
-    return make_pre_post_processors(
+    processors = make_pre_post_processors(
         policy_cfg=policy.config, pretrained_path=str(cfg.policy.pretrained_path),
         preprocessor_overrides=pre_over, postprocessor_overrides=post_over,
     )
+    check_finite_processors(processors, f"The processors of {cfg.policy.pretrained_path}"
+                            + (" with the source's statistics" if stats is not None else ""))
+    return processors
 
 
 def round_seed(seed: int | None, r: int, step: str) -> int:

@@ -16,7 +16,9 @@ imported, so every loading path (ours, and stock ``lerobot-eval`` with
 
 ``check_plain_name`` is the rule for names a file from others uses as a path part (partition
 names in ``routing.json``); ``check_inside`` the rule for relative paths it names (a dataset's
-``data_path`` / ``video_path`` templates in ``meta/info.json``).
+``data_path`` / ``video_path`` templates in ``meta/info.json``); ``check_finite`` the rule for the
+numbers it holds (demo frames, normalisation statistics): a NaN there trains an all-NaN checkpoint
+with exit 0, or evaluates as a quiet 0 %.
 """
 
 from __future__ import annotations
@@ -36,6 +38,27 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 class UntrustedFileError(AMFInputError):
     """A file from someone else names code to run or a path outside its folder."""
+
+
+def check_finite(values: dict, what: str) -> None:
+    """Every floating-point array or tensor in ``values`` (name -> array) is finite, else one line
+    naming the first name that is not and how many of its values are not."""
+    import numpy as np
+    import torch
+
+    for name, value in values.items():
+        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise UntrustedFileError(f"{what}: {name!r} holds {bad} non-finite value(s) (NaN or inf) of {array.size}: "
+                                     "refused, nothing was trained on it or saved.")
+
+
+def check_finite_processors(processors, what: str) -> None:
+    """The state of every step of these LeRobot processor pipelines (normalisation statistics) is finite."""
+    for processor in processors:
+        for step in getattr(processor, "steps", []):
+            check_finite(step.state_dict(), f"{what}, processor step {type(step).__name__}")
 
 
 def check_plain_name(name: object, what: str) -> str:

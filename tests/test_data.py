@@ -147,6 +147,21 @@ def frames_of(root: Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(cols[k]) for k in ("observation.state", "action", "episode_index", "index", "task_index")}
 
 
+def test_a_demo_with_a_nan_action_is_refused_before_anything_is_written_or_recorded(tmp_path):
+    from lerobot_amf.errors import AMFInputError
+
+    ledger, root = Ledger(tmp_path / "run"), tmp_path / "demos"
+    (tmp_path / "run").mkdir()
+    write_round(ledger, root, 0, [fake_demo(0)])
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    bad = fake_demo(1)
+    bad.frames["action"][3, 2] = np.nan
+    with pytest.raises(AMFInputError, match=r"Demo test/reach-v3/1 \(reach-v3\): 'action' holds 1 non-finite"):
+        write_round(ledger, root, 1, [fake_demo(2), bad])
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert len(list(ledger.records("demos_pulled"))) == 1 and not root.with_name("demos.tmp").exists()
+
+
 def test_unrecorded_complete_episode_is_removed_and_lerobot_reopens_the_rest(tmp_path):
     root, ledger = tmp_path / "run" / "demos", Ledger(tmp_path / "run")
     demos = [fake_demo(i) for i in range(5)]

@@ -94,6 +94,23 @@ def test_video_frames_reach_the_policy_as_float_with_and_without_replay(tmp_path
                 assert batch[key].dtype == torch.float32 and 0 < batch[key].max() <= 1, key
 
 
+def test_a_non_finite_training_loss_stops_training_with_one_line(tmp_path):
+    """A NaN loss (statistics or frames the checks did not see) ends the training: nothing after it
+    runs, so no all-NaN checkpoint is saved or pushed."""
+    from accelerate import Accelerator
+
+    from lerobot_amf.errors import AMFInputError
+    from lerobot_amf.training.loop import train_steps
+
+    demos, _, _ = libero_datasets(tmp_path)
+    accelerator = Accelerator(cpu=True)
+    policy = accelerator.prepare(Probe())
+    poisoned = lambda batch: {**batch, "action": batch["action"] * float("nan")}  # noqa: E731
+    with pytest.raises(AMFInputError, match="Training: the training loss is nan at step 1 of 4"):
+        train_steps(LoopConfig(), policy, demos, poisoned, accelerator, 4, seed=3)
+    assert len(policy.batches) == 1
+
+
 @pytest.mark.slow
 def test_worker_processes_started_by_spawn_give_the_same_batches(tmp_path):
     """lerobot-train's worker options are honoured (``spawn`` is its default): the datasets, windows

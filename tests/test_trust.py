@@ -1,6 +1,7 @@
 """Files from others are checked before use (``lerobot_amf/trust.py``): a checkpoint's processor
 files may name only LeRobot processor steps and state files inside their folder (LeRobot 0.6.1
-would import and call anything they name), and ``routing.json`` names only plain partition names."""
+would import and call anything they name), ``routing.json`` names only plain partition names, and
+the numbers they hold (statistics, demo frames) are finite."""
 
 import json
 import sys
@@ -104,3 +105,43 @@ def test_a_routed_model_whose_routing_json_climbs_out_is_refused_before_reading_
         "task_of_instruction": {}}))
     with pytest.raises(UntrustedFileError, match="not a plain name"):
         load_routed_policy(routed)
+
+
+def nan_stats(action=4) -> dict:
+    stats = {k: {"mean": torch.zeros(n), "std": torch.ones(n)} for k, n in (("observation.state", 39),
+                                                                           ("observation.environment_state", 50))}
+    return {**stats, "action": {"mean": torch.full((action,), float("nan")), "std": torch.ones(action)}}
+
+
+def test_lerobot_amf_eval_of_a_checkpoint_with_nan_statistics_is_one_line_and_writes_nothing(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """NaN normalisation statistics in a checkpoint evaluated as a quiet 0 % before the check."""
+    from lerobot_amf import eval_cli
+
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(**features(), down_dims=(16, 32), diffusion_step_embed_dim=16, device="cpu",
+                          noise_scheduler_type="DDIM", num_inference_steps=3, push_to_hub=False)
+    path = tmp_path / "ckpt"
+    DiffusionPolicy(cfg).save_pretrained(path)
+    for processor in make_pre_post_processors(cfg, dataset_stats=nan_stats()):
+        processor.save_pretrained(path)
+    out = tmp_path / "eval"
+    monkeypatch.setattr(sys, "argv", ["lerobot-amf-eval", f"--policy.path={path}", "--env.type=mw_state",
+                                      "--env.task=reach-v3", "--amf.eval_episodes=1", f"--output_dir={out}"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        eval_cli.main()
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lerobot-amf-eval: error:")]
+    assert stop.value.code == 2 and len(err) == 1, err
+    assert "'action.mean' holds 4 non-finite value(s)" in err[0] and "NormalizerProcessorStep" in err[0], err
+    assert not out.exists()
+
+
+def test_check_finite_names_the_array_and_passes_finite_ones():
+    import numpy as np
+
+    from lerobot_amf.trust import check_finite
+
+    check_finite({"action": np.zeros((3, 4), dtype=np.float32), "index": np.arange(3)}, "demo")
+    with pytest.raises(UntrustedFileError, match="demo: 'observation.state' holds 1 non-finite value"):
+        check_finite({"action": np.zeros(2), "observation.state": np.array([0.0, np.inf])}, "demo")

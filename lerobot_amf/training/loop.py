@@ -11,6 +11,7 @@ round (``train_steps``) instead of once from ``--seed``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import torch
@@ -21,6 +22,7 @@ from lerobot.utils.utils import cycle
 from tqdm import tqdm
 
 from lerobot_amf.data import cameras_as_float, episode_sampler
+from lerobot_amf.errors import AMFInputError
 from lerobot_amf.training.replay import replay_loader_parts
 
 
@@ -113,6 +115,10 @@ def train_steps(cfg, policy, dataset, preprocessor, accelerator, steps: int, des
             accelerator=accelerator, lr_scheduler=lr_scheduler,
         )
         losses.append(tracker.loss.val)
+        if not math.isfinite(losses[-1]):  # an all-NaN checkpoint must never be saved or pushed
+            raise AMFInputError(f"{desc}: the training loss is {losses[-1]} at step {len(losses)} of {steps}: the "
+                                "demos, replay frames or normalisation statistics hold values the policy cannot "
+                                "train on; nothing of this training was saved.")
         tracker.step()
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")

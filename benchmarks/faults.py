@@ -205,9 +205,9 @@ def trial(i: int, target: str, occ: dict, fraction: float, reference: dict, base
     trial_dir.mkdir(parents=True)
     out, cache, log = trial_dir / "run", trial_dir / "cache", trial_dir / "log.txt"
     if target != "pretraining":
-        # the reference's pretrained generalist, without its kept evaluation: the run then goes
-        # through the same phases as the reference, in the same order
-        shutil.copytree(reference["dir"] / "cache", cache, ignore=shutil.ignore_patterns("amf_eval_*.json"))
+        # the reference's pretrained generalist; its kept evaluation stays in the reference's own
+        # HF_LEROBOT_HOME, so the run goes through the same phases as the reference, in the same order
+        shutil.copytree(reference["dir"] / "cache", cache)
     delay = fraction * (occ["seconds"] or 0.0)
     env = env_for(trial_dir / "home")
     record = {"trial": i, "target": target, "occurrence": occ["index"], "delay_s": round(delay, 3),

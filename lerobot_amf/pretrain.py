@@ -75,11 +75,26 @@ def read_pretrain_record(checkpoint: Path) -> dict | None:
 
 def cached_eval_path(checkpoint: Path, key_material) -> Path | None:
     """Where the evaluation of this embedded-default checkpoint under ``key_material`` (anything
-    JSON-able that fixes the protocol) is kept; None for other checkpoints (not ours to write in)."""
+    JSON-able that fixes the protocol) is kept: in the user's cache, keyed by the checkpoint's
+    content and the protocol, never inside the checkpoint. A checkpoint is an input: one from
+    someone else could carry an "evaluation" of its own (the key is computable by anyone), which
+    would have become the run's pretrained row. None for checkpoints without a pretraining record."""
     if read_pretrain_record(checkpoint) is None:
         return None
     key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(checkpoint) / f"amf_eval_{key}.json"
+    return HF_LEROBOT_HOME / "lerobot_amf_cache" / "evaluations" / f"{content_digest(checkpoint)}_{key}.json"
+
+
+def content_digest(folder: Path) -> str:
+    """A digest of a folder's regular files (names and bytes). Links and special files are not
+    followed: they could point outside the folder."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()[:24]
 
 
 def read_cached_eval(checkpoint: Path, key_material) -> dict | None:

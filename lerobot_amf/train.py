@@ -449,12 +449,13 @@ def amf_train(cfg: AMFTrainPipelineConfig, accelerator=None):
 
 
 def cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, pool) -> dict:
-    """Evaluate the pretrained policy; the embedded default's cached checkpoint keeps the result."""
+    """Evaluate the pretrained policy; for an embedded-default checkpoint the result is kept in the
+    user's cache, keyed by the checkpoint's content (``pretrain.cached_eval_path``)."""
     key = [pool, eval_protocol(cfg.amf, cfg.env), cfg.amf.eval_seed, cfg.amf.normalization]
     ckpt = Path(cfg.policy.pretrained_path)
     result = read_cached_eval(ckpt, key)
     if result is not None:
-        console.print("Pretrained policy's evaluation read from the cached checkpoint (same protocol, same seeds).")
+        console.print("Pretrained policy's evaluation read from the cache (same checkpoint content, protocol and seeds).")
         return {**result, "cached": True}
     set_seed(round_seed(cfg.seed, -1, "eval"))
     with phase("evaluating"):

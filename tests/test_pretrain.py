@@ -60,3 +60,42 @@ def test_pretraining_settings_are_input_errors():
                        ({"steps": 0}, "steps=0"), ({"batch_size": 0}, "batch_size=0")]:
         with pytest.raises(AMFInputError, match=needle):
             pretrain_allocation(pool, pcfg(**kw))
+
+
+def test_the_pretrained_evaluation_is_kept_outside_the_checkpoint_and_keyed_by_its_content(tmp_path):
+    """A checkpoint is an input: one from someone else could carry its own "pretrained evaluation"
+    (its old name was computable by anyone). The kept evaluation lives in the user's cache, keyed by
+    the checkpoint's bytes and the protocol; nothing is read from or written into the checkpoint."""
+    import hashlib
+    import json
+
+    from lerobot.utils.constants import HF_LEROBOT_HOME
+
+    from lerobot_amf.pretrain import PRETRAIN_RECORD, cached_eval_path, read_cached_eval, write_cached_eval
+
+    ckpt = tmp_path / "generalist"
+    ckpt.mkdir()
+    (ckpt / PRETRAIN_RECORD).write_text(json.dumps({"allocation": {"reach-v3": 1}}))
+    (ckpt / "model.safetensors").write_bytes(b"weights")
+    key = [["reach-v3"], {"episodes_per_task": 10}, 1000000, "pretrained"]
+    # what the old location would have read: planted by the checkpoint's author, never read now
+    old_name = f"amf_eval_{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}.json"
+    (ckpt / old_name).write_text(json.dumps({"overall": {"success_rate": 1.0}}))
+    path = cached_eval_path(ckpt, key)
+    assert HF_LEROBOT_HOME in path.parents and ckpt not in path.parents
+    assert read_cached_eval(ckpt, key) is None
+    before = sorted(p.name for p in ckpt.iterdir())
+    write_cached_eval(ckpt, key, {"overall": {"success_rate": 0.4}})
+    try:
+        assert read_cached_eval(ckpt, key) == {"overall": {"success_rate": 0.4}}
+        assert sorted(p.name for p in ckpt.iterdir()) == before  # nothing written into the checkpoint
+        (ckpt / "model.safetensors").write_bytes(b"other weights")  # other content: not the same evaluation
+        assert cached_eval_path(ckpt, key) != path and read_cached_eval(ckpt, key) is None
+        (ckpt / "linked").symlink_to(tmp_path / "elsewhere")  # links are not followed into the digest
+        (tmp_path / "elsewhere").write_bytes(b"x")
+        digest = cached_eval_path(ckpt, key)
+        (tmp_path / "elsewhere").write_bytes(b"y")
+        assert cached_eval_path(ckpt, key) == digest
+    finally:
+        path.unlink(missing_ok=True)
+    assert cached_eval_path(tmp_path, key) is None  # not an embedded-default checkpoint: nothing kept

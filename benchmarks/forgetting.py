@@ -34,11 +34,15 @@ MODES = {
 }
 
 
+def mode_flags(name: str) -> list[str]:
+    """The CLI flags of mode ``name``'s run."""
+    return [f"--config_path={ROOT / RECIPE}", f"--output_dir={RUNS / name}", f"--amf.strategy={STRATEGY}", *MODES[name]]
+
+
 def mode_args(name: str) -> list[str] | None:
     """The CLI flags that run (or resume) mode ``name``; None when its run is finished."""
-    out = RUNS / name
-    args = [f"--config_path={ROOT / RECIPE}", f"--output_dir={out}", f"--amf.strategy={STRATEGY}", *MODES[name]]
-    events = ledger_events(out)
+    args = mode_flags(name)
+    events = ledger_events(RUNS / name)
     if "run_end" in events:
         return None
     if events:
@@ -123,8 +127,8 @@ def main(argv=None) -> None:
     if args.dry_run:
         runs = {name: mode_args(name) for name in args.modes}
         return dry_run("forgetting", {
-            "modes": [f"{name}: " + ("finished, only read" if a is None else shlex.join(a))
-                      for name, a in runs.items()],
+            "modes": [f"{name}: " + (f"finished, only read ({shlex.join(mode_flags(name))})" if a is None
+                                     else shlex.join(a)) for name, a in runs.items()],
             "run directories": RUNS,
             "results": [RESULTS / "forgetting.json", RESULTS / "forgetting.png"],
         })

@@ -22,19 +22,33 @@ from lerobot_amf.trust import UntrustedFileError, check_plain_name
 PRE = "policy_preprocessor.json"
 
 
-@pytest.fixture
-def checkpoint(tmp_path):
-    """A real LeRobot diffusion checkpoint folder: config, weights and both processor files."""
+def save_checkpoint(path, stats=None):
+    """A real LeRobot diffusion checkpoint folder at ``path``: config, weights and both processor files."""
     torch.manual_seed(0)
     cfg = DiffusionConfig(**features(), down_dims=(16, 32), diffusion_step_embed_dim=16, device="cpu",
                           noise_scheduler_type="DDIM", num_inference_steps=3, push_to_hub=False)
-    policy = DiffusionPolicy(cfg)
-    pre, post = make_pre_post_processors(cfg, dataset_stats=None)
-    path = tmp_path / "ckpt"
-    policy.save_pretrained(path)
-    pre.save_pretrained(path)
-    post.save_pretrained(path)
+    DiffusionPolicy(cfg).save_pretrained(path)
+    for processor in make_pre_post_processors(cfg, dataset_stats=stats):
+        processor.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    return save_checkpoint(tmp_path / "ckpt")
+
+
+def eval_errors(path, out, monkeypatch, capsys) -> tuple[int, list[str]]:
+    """``lerobot-amf-eval`` of the checkpoint at ``path`` in this process: exit code, its error lines."""
+    from lerobot_amf import eval_cli
+
+    monkeypatch.setattr(sys, "argv", ["lerobot-amf-eval", f"--policy.path={path}", "--env.type=mw_state",
+                                      "--env.task=reach-v3", "--amf.eval_episodes=1", f"--output_dir={out}"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        eval_cli.main()
+    return stop.value.code, [line for line in capsys.readouterr().err.splitlines()
+                             if line.startswith("lerobot-amf-eval: error:")]
 
 
 def add_step(path, step: dict, first: bool = True) -> None:
@@ -68,18 +82,10 @@ def test_a_hostile_processor_file_runs_nothing_and_is_one_line(checkpoint, tmp_p
 
 def test_lerobot_amf_eval_of_a_hostile_checkpoint_stops_before_the_command_runs(checkpoint, tmp_path,
                                                                                monkeypatch, capsys):
-    from lerobot_amf import eval_cli
-
     marker = tmp_path / "marker"
     add_step(checkpoint, {"class": "os.system", "config": {"command": f"touch {marker}"}})
-    out = tmp_path / "eval"
-    monkeypatch.setattr(sys, "argv", ["lerobot-amf-eval", f"--policy.path={checkpoint}", "--env.type=mw_state",
-                                      "--env.task=reach-v3", "--amf.eval_episodes=1", f"--output_dir={out}"])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        eval_cli.main()
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lerobot-amf-eval: error:")]
-    assert stop.value.code == 2 and len(err) == 1 and "'os.system'" in err[0], err
+    code, err = eval_errors(checkpoint, tmp_path / "eval", monkeypatch, capsys)
+    assert code == 2 and len(err) == 1 and "'os.system'" in err[0], err
     assert not marker.exists()
 
 
@@ -116,23 +122,9 @@ def nan_stats(action=4) -> dict:
 def test_lerobot_amf_eval_of_a_checkpoint_with_nan_statistics_is_one_line_and_writes_nothing(tmp_path, monkeypatch,
                                                                                           capsys):
     """NaN normalisation statistics in a checkpoint evaluated as a quiet 0 % before the check."""
-    from lerobot_amf import eval_cli
-
-    torch.manual_seed(0)
-    cfg = DiffusionConfig(**features(), down_dims=(16, 32), diffusion_step_embed_dim=16, device="cpu",
-                          noise_scheduler_type="DDIM", num_inference_steps=3, push_to_hub=False)
-    path = tmp_path / "ckpt"
-    DiffusionPolicy(cfg).save_pretrained(path)
-    for processor in make_pre_post_processors(cfg, dataset_stats=nan_stats()):
-        processor.save_pretrained(path)
     out = tmp_path / "eval"
-    monkeypatch.setattr(sys, "argv", ["lerobot-amf-eval", f"--policy.path={path}", "--env.type=mw_state",
-                                      "--env.task=reach-v3", "--amf.eval_episodes=1", f"--output_dir={out}"])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        eval_cli.main()
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lerobot-amf-eval: error:")]
-    assert stop.value.code == 2 and len(err) == 1, err
+    code, err = eval_errors(save_checkpoint(tmp_path / "ckpt", nan_stats()), out, monkeypatch, capsys)
+    assert code == 2 and len(err) == 1, err
     assert "'action.mean' holds 4 non-finite value(s)" in err[0] and "NormalizerProcessorStep" in err[0], err
     assert not out.exists()
 

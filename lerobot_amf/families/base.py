@@ -23,17 +23,24 @@ from lerobot_amf.embeddings.kinds import DEFAULT_LAYERS
 
 Tensor = torch.Tensor
 
-__all__ = ["PolicyFamily", "mean_over_real_steps", "mean_over_valid_entries", "register_family",
+__all__ = ["PolicyFamily", "mean_over_real_steps", "mean_over_steps", "mean_over_valid_entries", "register_family",
            "registered_families"]
 
 
-def mean_over_real_steps(err: Tensor, batch: dict[str, Tensor]) -> Tensor:
-    """(B, T) per-step errors of action chunks -> (B,): the mean over the steps that are not
-    padding (LeRobot's ``action_is_pad``), as the likelihood surrogates average a chunk's loss."""
-    if "action_is_pad" not in batch:
+def mean_over_steps(err: Tensor, is_pad: Tensor | None) -> Tensor:
+    """(N, T) per-step errors of action chunks -> (N,): the mean over the steps that are not padding
+    (``is_pad`` (N, T) True, LeRobot's ``action_is_pad``; at least one step counted), the plain mean
+    when ``is_pad`` is None."""
+    if is_pad is None:
         return err.mean(-1)
-    keep = (~batch["action_is_pad"]).float()
+    keep = (~is_pad.bool()).to(err.dtype)
     return (err * keep).sum(-1) / keep.sum(-1).clamp(min=1)
+
+
+def mean_over_real_steps(err: Tensor, batch: dict[str, Tensor]) -> Tensor:
+    """``mean_over_steps`` with the batch's own ``action_is_pad``, as the likelihood surrogates
+    average a chunk's loss."""
+    return mean_over_steps(err, batch.get("action_is_pad"))
 
 
 def mean_over_valid_entries(err: Tensor, is_pad: Tensor | None) -> Tensor:
@@ -42,11 +49,9 @@ def mean_over_valid_entries(err: Tensor, is_pad: Tensor | None) -> Tensor:
     when ``is_pad`` is None. This is LeRobot 0.6.1's masked normalisation of a training loss
     (``ACTPolicy.forward``, ``DiffusionModel.compute_loss``, ``SmolVLAPolicy.forward``:
     ``sum(loss·mask) / max(1, valid steps · A)``) for a batch of one state, so that the gradient of
-    a row is the gradient of the training loss of that state alone."""
-    if is_pad is None:
-        return err.mean(dim=(1, 2))
-    keep = (~is_pad.bool()).to(err.dtype)
-    return (err * keep.unsqueeze(-1)).sum(dim=(1, 2)) / (keep.sum(-1) * err.shape[-1]).clamp(min=1)
+    a row is the gradient of the training loss of that state alone. Every valid step has all A
+    entries, so it is ``mean_over_steps`` of the per-step means."""
+    return mean_over_steps(err.mean(-1), is_pad)
 
 
 class PolicyFamily:

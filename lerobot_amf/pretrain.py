@@ -97,16 +97,16 @@ def content_digest(folder: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def read_cached_eval(checkpoint: Path, key_material) -> dict | None:
-    """The kept evaluation, or None (none kept; or torn by an older version's plain write: redone)."""
-    path = cached_eval_path(checkpoint, key_material)
+def read_cached_eval(path: Path | None) -> dict | None:
+    """The evaluation kept at ``path`` (from ``cached_eval_path``), or None (none kept, nothing to keep
+    for this checkpoint, or torn by an older version's plain write: redone)."""
     result = read_json_or_none(path) if path is not None else None
     return result if isinstance(result, dict) else None
 
 
-def write_cached_eval(checkpoint: Path, key_material, result: dict) -> None:
-    """Keep an evaluation with the checkpoint, atomically (a stop mid-write leaves the old state)."""
-    path = cached_eval_path(checkpoint, key_material)
+def write_cached_eval(path: Path | None, result: dict) -> None:
+    """Keep an evaluation at ``path`` (from ``cached_eval_path``; None: nothing is kept), atomically
+    (a stop mid-write leaves the old state)."""
     if path is not None:
         write_json_atomic(path, result, indent=None)
 

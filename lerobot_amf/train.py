@@ -40,7 +40,8 @@ from lerobot_amf.ledger import Ledger, LedgerState, same_lerobot_release, softwa
 from lerobot_amf.locks import exclusive
 from lerobot_amf.publish import PushError, base_origin, check_push_ready, push_run
 from lerobot_amf.phases import phase
-from lerobot_amf.pretrain import ensure_pretrained, pretrain_demos_ref, read_cached_eval, read_pretrain_record, write_cached_eval
+from lerobot_amf.pretrain import (cached_eval_path, ensure_pretrained, pretrain_demos_ref, read_cached_eval,
+                                  read_pretrain_record, write_cached_eval)
 from lerobot_amf.report import REPORT_FILENAME, print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import Selection, Strategy, make_strategy
 from lerobot_amf.selection.base import normalised_target_weights, round_context
@@ -452,15 +453,15 @@ def cached_pretrained_eval(cfg, policy, preprocessor, postprocessor, pool) -> di
     """Evaluate the pretrained policy; for an embedded-default checkpoint the result is kept in the
     user's cache, keyed by the checkpoint's content (``pretrain.cached_eval_path``)."""
     key = [pool, eval_protocol(cfg.amf, cfg.env), cfg.amf.eval_seed, cfg.amf.normalization]
-    ckpt = Path(cfg.policy.pretrained_path)
-    result = read_cached_eval(ckpt, key)
+    kept = cached_eval_path(Path(cfg.policy.pretrained_path), key)  # digests the checkpoint: once
+    result = read_cached_eval(kept)
     if result is not None:
         console.print("Pretrained policy's evaluation read from the cache (same checkpoint content, protocol and seeds).")
         return {**result, "cached": True}
     set_seed(round_seed(cfg.seed, -1, "eval"))
     with phase("evaluating"):
         result = evaluate_tasks(policy, preprocessor, postprocessor, cfg.env, pool, cfg.amf)
-    write_cached_eval(ckpt, key, result)
+    write_cached_eval(kept, result)
     return result
 
 

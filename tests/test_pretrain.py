@@ -83,14 +83,14 @@ def test_the_pretrained_evaluation_is_kept_outside_the_checkpoint_and_keyed_by_i
     (ckpt / old_name).write_text(json.dumps({"overall": {"success_rate": 1.0}}))
     path = cached_eval_path(ckpt, key)
     assert HF_LEROBOT_HOME in path.parents and ckpt not in path.parents
-    assert read_cached_eval(ckpt, key) is None
+    assert read_cached_eval(cached_eval_path(ckpt, key)) is None
     before = sorted(p.name for p in ckpt.iterdir())
-    write_cached_eval(ckpt, key, {"overall": {"success_rate": 0.4}})
+    write_cached_eval(path, {"overall": {"success_rate": 0.4}})
     try:
-        assert read_cached_eval(ckpt, key) == {"overall": {"success_rate": 0.4}}
+        assert read_cached_eval(cached_eval_path(ckpt, key)) == {"overall": {"success_rate": 0.4}}
         assert sorted(p.name for p in ckpt.iterdir()) == before  # nothing written into the checkpoint
         (ckpt / "model.safetensors").write_bytes(b"other weights")  # other content: not the same evaluation
-        assert cached_eval_path(ckpt, key) != path and read_cached_eval(ckpt, key) is None
+        assert cached_eval_path(ckpt, key) != path and read_cached_eval(cached_eval_path(ckpt, key)) is None
         (ckpt / "linked").symlink_to(tmp_path / "elsewhere")  # links are not followed into the digest
         (tmp_path / "elsewhere").write_bytes(b"x")
         digest = cached_eval_path(ckpt, key)

@@ -151,22 +151,16 @@ def kept_parts(old: dict | None, parts: dict[str, tuple[str, ...]], rerun) -> di
     return old
 
 
-def lerobot_version() -> str:
-    """The LeRobot a result was produced with (results from 0.4.4 and 0.6 do not compare bit for bit:
-    the sampler's seeding, the losses' normalisation and LIBERO's init states changed)."""
-    import lerobot
-
-    return lerobot.__version__
-
-
 def write_json(path: Path, obj, newline: bool = True, **dumps_kwargs) -> None:
     """``json.dumps(obj, indent=2, **dumps_kwargs)`` (``newline``: and a final newline), written
     atomically by the run's own helper: a stop while writing leaves the previous file, never half of one.
-    A result (a dict) says which LeRobot produced it (``"lerobot"``), unless it says so already."""
+    A result (a dict) says which LeRobot produced it (``"lerobot"``, as a run's ledger records it:
+    results from 0.4.4 and 0.6 do not compare bit for bit), unless it says so already."""
     from lerobot_amf.atomic import write_text_atomic  # here: importing the package loads LeRobot
+    from lerobot_amf.ledger import software
 
     if isinstance(obj, dict) and "lerobot" not in obj:
-        obj = {"lerobot": lerobot_version(), **obj}
+        obj = {"lerobot": software()["lerobot"], **obj}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(obj, indent=2, **dumps_kwargs) + ("\n" if newline else ""))
 

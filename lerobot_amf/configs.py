@@ -237,7 +237,7 @@ def check_flags_not_carried_out(cfg) -> None:
     ``--job.target=a10g-small`` must not run on this machine instead of where it was sent."""
     for flag, value_of, off, why in NOT_CARRIED_OUT:
         value = value_of(cfg)
-        if not any(value is o or (o is not None and value == o) for o in off):
+        if value not in off:
             allowed = " or ".join("unset" if o is None else repr(o) for o in off)
             raise AMFInputError(f"--{flag}={value!r}: not carried out by lerobot-amf-train: {why}. Allowed: {allowed}.")
 

@@ -33,6 +33,8 @@ from lerobot_amf.sources import DEFAULT_MAX_BYTES_PER_ROUND, SOURCES
 NORMALIZATION_SOURCES = ("pretrained", "demos", "source")
 
 
+MAX_SEED = 2**32 - 1  # numpy / gymnasium seeds
+
 @dataclass
 class PretrainConfig:
     """Pretraining of the embedded default's generalist (used only without ``--policy.path``).
@@ -170,6 +172,8 @@ class AMFConfig:
         self.selection.validate()
         if self.push_to_hub and not self.repo_id:
             raise AMFInputError("amf.push_to_hub=true needs --amf.repo_id (namespace/name on the Hub).")
+        if self.eval_seed > MAX_SEED - 100_000:  # episode e of a round uses eval_seed + e
+            raise AMFInputError(f"amf.eval_seed={self.eval_seed}: must be at most {MAX_SEED - 100_000} (seeds are 32-bit).")
         for name in ("steps_per_round", "eval_seed", "export_steps", "action_noise"):
             if getattr(self, name) < 0:  # a negative seed reached gymnasium only after the run directory existed
                 raise AMFInputError(f"amf.{name}={getattr(self, name)}: must be >= 0.")
@@ -190,8 +194,9 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
 
     def validate(self) -> None:
         self.amf.validate()
-        if self.seed is not None and self.seed < 0:
-            raise AMFInputError(f"--seed={self.seed}: must be >= 0 (or unset).")
+        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
+            raise AMFInputError(f"--seed={self.seed}: must be in 0..{MAX_SEED} (numpy's and gymnasium's seeds are 32-bit; "
+                                "or unset).")
         if self.output_dir is not None and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise AMFInputError(f"--output_dir={self.output_dir} is a file, not a run directory: choose a new "
                                 "--output_dir (or --resume=true with a run's directory).")
@@ -243,17 +248,23 @@ def check_flags_not_carried_out(cfg) -> None:
 
 
 def check_policy_path() -> None:
-    """``--policy.path`` must be a checkpoint directory (with config.json) or a Hub repo id."""
+    """``--policy.path`` must be a checkpoint directory (with config.json) or a Hub repo id, and the
+    checkpoint passes ``trust.check_checkpoint`` before LeRobot reads its config (a Hub repo: the
+    snapshot of its checkpoint files, which LeRobot then reads from the same cache)."""
     from lerobot.configs import parser
+
+    from lerobot_amf.trust import local_checkpoint, user_policy_values
 
     path = parser.get_path_arg("policy")
     if not path:
         return
+    user = user_policy_values(parser.get_cli_overrides("policy"))
     local = Path(path).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise AMFInputError(f"--policy.path={path}: the directory has no config.json (not a LeRobot checkpoint; "
                                 "point at its pretrained_model/ folder).")
+        local_checkpoint(str(local), f"--policy.path={path}", user)
         return
     from huggingface_hub import constants, try_to_load_from_cache
     from huggingface_hub.utils import HFValidationError, validate_repo_id
@@ -265,6 +276,17 @@ def check_policy_path() -> None:
                             "and not a Hub repo id (namespace/name).") from None
     if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(str(path), "config.json"), str):
         raise AMFInputError(missing_policy_path(path, "offline, and not in the Hub cache"))
+    local_checkpoint(str(path), f"--policy.path={path}", user)
+
+
+def check_new_output_dir(path) -> None:
+    """A command that writes a report into ``--output_dir`` writes it into a new (or empty) folder,
+    as ``lerobot-train`` does: never into a folder that already holds something (``--output_dir=/``,
+    a home folder, another run)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise AMFInputError(f"--output_dir={path} already exists and is not an empty folder: choose a new folder "
+                            "for the report.")
 
 
 def missing_policy_path(path: str, why: str) -> str:

@@ -30,13 +30,13 @@ from lerobot.configs.policies import PreTrainedConfig
 from rich.console import Console
 from rich.table import Table
 
-from lerobot_amf.configs import wrap
+from lerobot_amf.configs import MAX_SEED, check_new_output_dir, wrap
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.evaluation import (PER_PARTITION, SINGLE_MODEL, eval_protocol, evaluate_tasks, format_success,
                                     per_suite, pooled)
 from lerobot_amf.isolation.routing import ROUTING_FILENAME, RoutedPolicy
-from lerobot_amf.trust import check_finite_processors
+from lerobot_amf.trust import check_finite_processors, local_checkpoint, user_policy_values, user_tokenizer
 
 REPORT_FILENAME = "amf_eval_report.json"
 FORMAT = "lerobot_amf.eval/1"
@@ -57,6 +57,8 @@ class AMFEvalConfig:
         if self.eval_episodes < 1 or self.eval_batch_size < 1:
             raise AMFInputError(f"amf.eval_episodes={self.eval_episodes}, amf.eval_batch_size={self.eval_batch_size}: "
                                 "both must be at least 1.")
+        if not 0 <= self.eval_seed <= MAX_SEED - 100_000:  # episode e uses eval_seed + e
+            raise AMFInputError(f"amf.eval_seed={self.eval_seed}: must be in 0..{MAX_SEED - 100_000} (seeds are 32-bit).")
 
 
 class PolicyFromPath:
@@ -141,20 +143,23 @@ def load_policy(cfg) -> LoadedPolicy:
     if not cfg.policy_path:
         raise AMFInputError("This command needs --policy.path: a LeRobot checkpoint (folder or Hub repo) or a "
                             "routed_model/ folder (or <repo id>/routed_model).")
+    user = user_policy_values(cfg.policy_overrides)
     routed_dir = routed_checkpoint(cfg.policy_path)
     if routed_dir is not None:
         from lerobot_amf.isolation import load_routed_policy
-        from lerobot_amf.isolation.routing import recorded_base
+        from lerobot_amf.isolation.routing import read_routing_record, recorded_base
 
-        record = json.loads((routed_dir / ROUTING_FILENAME).read_text())
-        base = recorded_base(record, cfg.amf.base_path, routed_dir)
+        record = read_routing_record(routed_dir)
+        base = str(local_checkpoint(recorded_base(record, cfg.amf.base_path, routed_dir),
+                                    f"The base checkpoint of {routed_dir.name}/", user))
         try:
             device = PreTrainedConfig.from_pretrained(base, cli_overrides=cfg.policy_overrides).device
         except (FileNotFoundError, OSError) as err:
             raise AMFInputError(f"The routed checkpoint's base {base} cannot be loaded ({type(err).__name__}); "
                                 "pass --amf.base_path=<base checkpoint folder or Hub repo>.") from None
         device = str(get_safe_torch_device(device))
-        policy, pre, post = load_routed_policy(routed_dir, device=device, base_path=base)
+        with user_tokenizer(user.get("vlm_model_name")):
+            policy, pre, post = load_routed_policy(routed_dir, device=device, base_path=base)
         if pre is None:
             raise AMFInputError(f"--policy.path={cfg.policy_path}: no processors saved next to {ROUTING_FILENAME}.")
         info = {"variant": PER_PARTITION, "path": str(cfg.policy_path), "type": record["base"]["type"],
@@ -162,19 +167,21 @@ def load_policy(cfg) -> LoadedPolicy:
                 "partition_scheme": record["partitions"]["scheme"], "base_checkpoint": base}
         check_finite_processors((pre, post), f"--policy.path={cfg.policy_path}")
         return LoadedPolicy(policy, pre, post, info)
-    cfg.policy = PreTrainedConfig.from_pretrained(cfg.policy_path, cli_overrides=cfg.policy_overrides)
-    cfg.policy.pretrained_path = cfg.policy_path
+    local = str(local_checkpoint(cfg.policy_path, user_values=user))  # a Hub repo: its checked snapshot
+    cfg.policy = PreTrainedConfig.from_pretrained(local, cli_overrides=cfg.policy_overrides)
+    cfg.policy.pretrained_path = local
     if cfg.env is None:  # no env to take features from (lerobot-amf-plan for a real robot): the checkpoint's own
         from lerobot.policies.factory import get_policy_class
 
-        policy = get_policy_class(cfg.policy.type).from_pretrained(cfg.policy_path, config=cfg.policy)
+        policy = get_policy_class(cfg.policy.type).from_pretrained(local, config=cfg.policy)
     else:
         policy = make_policy(cfg.policy, env_cfg=cfg.env, rename_map=cfg.rename_map)
     policy.eval()
-    pre, post = make_pre_post_processors(
-        policy_cfg=cfg.policy, pretrained_path=cfg.policy_path,
-        preprocessor_overrides={"device_processor": {"device": str(policy.config.device)},
-                                "rename_observations_processor": {"rename_map": cfg.rename_map}})
+    with user_tokenizer(user.get("vlm_model_name")):
+        pre, post = make_pre_post_processors(
+            policy_cfg=cfg.policy, pretrained_path=local,
+            preprocessor_overrides={"device_processor": {"device": str(policy.config.device)},
+                                    "rename_observations_processor": {"rename_map": cfg.rename_map}})
     info = {"variant": SINGLE_MODEL, "path": str(cfg.policy_path), "type": cfg.policy.type}
     check_finite_processors((pre, post), f"--policy.path={cfg.policy_path}")
     return LoadedPolicy(policy, pre, post, info)
@@ -256,9 +263,8 @@ def amf_eval(cfg: AMFEvalPipelineConfig) -> dict:
     if cfg.output_dir is None:
         now = dt.datetime.now()
         cfg.output_dir = Path("outputs/eval") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}_amf_{cfg.env.type}"
+    check_new_output_dir(cfg.output_dir)
     path = Path(cfg.output_dir) / REPORT_FILENAME
-    if path.exists():
-        raise AMFInputError(f"--output_dir={cfg.output_dir} already holds {REPORT_FILENAME}; choose another.")
     loaded = load_policy(cfg)
     check_routable(loaded.policy, catalog, tasks)
     result = evaluate_pool(loaded, cfg.env, tasks, cfg.amf, catalog)

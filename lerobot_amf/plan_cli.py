@@ -29,7 +29,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from rich.console import Console
 from rich.table import Table
 
-from lerobot_amf.configs import wrap
+from lerobot_amf.configs import MAX_SEED, check_new_output_dir, wrap
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.eval_cli import PolicyFromPath
 from lerobot_amf.selection.config import AMFSelectionConfig
@@ -88,7 +88,7 @@ def demos_in_hand(cfg: AMFPlanPipelineConfig):
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
     from lerobot_amf.data import DatasetRef
-    from lerobot_amf.trust import check_path_templates
+    from lerobot_amf.trust import check_dataset_copy
 
     root = Path(cfg.dataset.root) if cfg.dataset.root else None
     if root is not None and not (root / "meta" / "info.json").exists():
@@ -98,7 +98,7 @@ def demos_in_hand(cfg: AMFPlanPipelineConfig):
     except Exception as err:  # a repo that is not there, or not a LeRobot dataset
         raise AMFInputError(f"--dataset.repo_id={cfg.dataset.repo_id}: cannot be read as a LeRobot dataset "
                             f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}).") from None
-    check_path_templates(meta.info, Path(meta.root), cfg.dataset.repo_id)
+    check_dataset_copy(meta, cfg.dataset.repo_id)
     return DatasetRef(cfg.dataset.repo_id, Path(meta.root)), meta
 
 
@@ -259,8 +259,9 @@ def amf_plan(cfg: AMFPlanPipelineConfig) -> dict:
         now = dt.datetime.now()
         cfg.output_dir = Path("outputs/plan") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}_amf_plan"
     out = Path(cfg.output_dir)
-    if (out / PLAN_FILENAME).exists():
-        raise AMFInputError(f"--output_dir={out} already holds {PLAN_FILENAME}; choose another.")
+    check_new_output_dir(out)
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise AMFInputError(f"--seed={cfg.seed}: must be in 0..{MAX_SEED} (seeds are 32-bit).")
     result = plan(cfg)
     from lerobot_amf.atomic import write_json_atomic
 

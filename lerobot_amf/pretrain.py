@@ -35,6 +35,7 @@ from lerobot_amf.errors import AMFInputError
 from lerobot_amf.locks import exclusive
 from lerobot_amf.phases import phase
 from lerobot_amf.training import train_steps
+from lerobot_amf.trust import UntrustedFileError, check_inside, read_json
 
 PRETRAIN_RECORD = "amf_pretrain.json"
 PRETRAIN_DEMOS_DIR = "pretrain_demos"  # inside the cached checkpoint: a LeRobotDataset
@@ -69,8 +70,18 @@ def pretrain_allocation(pool: list[str], pcfg) -> dict[str, int]:
 
 
 def read_pretrain_record(checkpoint: Path) -> dict | None:
+    """The embedded default's pretraining record kept in ``checkpoint`` (None: none there). A
+    checkpoint is an input: the record is read bounded and its counts checked (``trust.read_json``)."""
     path = Path(checkpoint) / PRETRAIN_RECORD
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists() and not path.is_symlink():
+        return None
+    record = read_json(path, f"Checkpoint {Path(checkpoint).name}/")
+    counts = record.get("demos_per_task") if isinstance(record, dict) else None
+    if not isinstance(counts, dict) or not all(isinstance(t, str) and isinstance(n, int) and 0 <= n <= 10**6
+                                               for t, n in counts.items()):
+        raise UntrustedFileError(f"Checkpoint {Path(checkpoint).name}/{PRETRAIN_RECORD}: 'demos_per_task' must map "
+                                 "task names to counts in 0..1,000,000: refused.")
+    return record
 
 
 def cached_eval_path(checkpoint: Path, key_material) -> Path | None:
@@ -115,8 +126,10 @@ def pretrain_demos_ref(checkpoint, record: dict | None) -> DatasetRef | None:
     """The pretraining demos kept with an embedded-default checkpoint (None when unknown)."""
     if not record or "demos" not in record:
         return None
-    root = Path(checkpoint) / record["demos"]["root"]
-    return DatasetRef(record["demos"]["repo_id"], root) if root.exists() else None
+    demos = record["demos"] if isinstance(record["demos"], dict) else {}
+    root = check_inside(Path(checkpoint), demos.get("root"),
+                        f"Checkpoint {Path(checkpoint).name}/{PRETRAIN_RECORD}: the pretraining demos' root")
+    return DatasetRef(str(demos.get("repo_id")), root) if root.exists() else None
 
 
 def ensure_pretrained(cfg, pool: list[str], accelerator, source) -> Path:

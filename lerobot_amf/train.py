@@ -47,7 +47,7 @@ from lerobot_amf.selection import Selection, Strategy, make_strategy
 from lerobot_amf.selection.base import normalised_target_weights, round_context
 from lerobot_amf.sources import DemoSource, WaitingForDemos, make_source
 from lerobot_amf.tracking import RoundLogger, start_tracking
-from lerobot_amf.trust import check_finite_processors
+from lerobot_amf.trust import check_finite_processors, user_policy_values, user_tokenizer
 
 console = Console(stderr=True)
 
@@ -225,8 +225,9 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
     else:  # no env to take features from: the checkpoint's own (its demos are checked against them)
         policy = get_policy_class(cfg.policy.type).from_pretrained(cfg.policy.pretrained_path, config=cfg.policy)
     source.check_features(policy.config)  # a Hub dataset's frames are what the policy trains on
-    preprocessor, postprocessor = make_processors(cfg, policy, source.stats() if cfg.amf.normalization == "source"
-                                                  else None)
+    with user_tokenizer(user_policy_values(parser.get_cli_overrides("policy")).get("vlm_model_name")):
+        preprocessor, postprocessor = make_processors(cfg, policy, source.stats() if cfg.amf.normalization == "source"
+                                                      else None)
     pretrain_demos = pretrain_demos_ref(cfg.policy.pretrained_path, pretrain_record)
     isolation = make_isolation(cfg, policy, plan, preprocessor, pretrain_demos)
     if start_round:  # resume: the weights the last finished round saved

@@ -106,6 +106,6 @@ def test_the_workaround_list_names_code_that_exists_and_the_lerobot_it_works_aro
         for part in filter(None, attr.split(".")):
             assert hasattr(module, part), f"docs/architecture.md names {ref}, which the code does not have"
             module = getattr(module, part)
-    for path in ("data.py", "trust.py", "configs.py", "envs/libero.py", "quiet_logs.py"):
+    for path in ("data.py", "trust/processors.py", "configs.py", "envs/libero.py", "quiet_logs.py"):
         assert "0.6.1" in (PACKAGE / path).read_text(), f"{path} does not say which LeRobot it works around"
     assert "episode_aware_sampler" not in section and "memoise_help_sources" not in section

@@ -67,4 +67,4 @@ def test_plan_without_an_env_rolls_out_nothing_and_says_what_it_cannot_show(tiny
         assert plan["amf"]["tasks"] == selection["tasks"]
     # an output directory that holds a plan is never written over
     again = plan_cli([*args, "--amf.catalog=mw_state"])
-    assert again.returncode == 2 and "already holds amf_plan.json" in again.stderr
+    assert again.returncode == 2 and "already exists and is not an empty folder" in again.stderr

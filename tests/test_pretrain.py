@@ -75,7 +75,7 @@ def test_the_pretrained_evaluation_is_kept_outside_the_checkpoint_and_keyed_by_i
 
     ckpt = tmp_path / "generalist"
     ckpt.mkdir()
-    (ckpt / PRETRAIN_RECORD).write_text(json.dumps({"allocation": {"reach-v3": 1}}))
+    (ckpt / PRETRAIN_RECORD).write_text(json.dumps({"demos_per_task": {"reach-v3": 1}}))
     (ckpt / "model.safetensors").write_bytes(b"weights")
     key = [["reach-v3"], {"episodes_per_task": 10}, 1000000, "pretrained"]
     # what the old location would have read: planted by the checkpoint's author, never read now

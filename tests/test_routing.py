@@ -9,6 +9,7 @@ import torch
 
 from conftest import diffusion_batch
 from isolation_fixtures import POOL, routed, snapshot, tiny_policy
+from lerobot_amf.trust import UntrustedFileError
 from lerobot_amf.envs.metaworld_state import task_description
 from lerobot_amf.isolation import load_routed_policy
 
@@ -78,7 +79,9 @@ def test_save_load_round_trip_reproduces_actions_exactly(tmp_path, mode):
         loss.backward()
         optimizer.step()
     policy.save(tmp_path / "routed_model")
-    loaded, preprocessor, _ = load_routed_policy(tmp_path / "routed_model")
+    with pytest.raises(UntrustedFileError, match="outside routed_model/: not read on a routing map's word"):
+        load_routed_policy(tmp_path / "routed_model")  # a local base elsewhere: only when the caller names it
+    loaded, preprocessor, _ = load_routed_policy(tmp_path / "routed_model", base_path=policy.base_ref["pretrained_path"])
     assert preprocessor is None  # none was saved with it here; runs save theirs
     obs = {k: v[:, -1] for k, v in diffusion_batch(b=2).items() if k.startswith("observation.")}
     for task in POOL:

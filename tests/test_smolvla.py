@@ -34,10 +34,10 @@ def smolvla(tmp_path_factory):
     """(policy, pre-processor, post-processor) of a tiny real SmolVLA on LIBERO's features, loaded
     from its checkpoint folder (as every base of a routed policy is)."""
     root = tmp_path_factory.mktemp("smolvla")
-    cfg = tiny_smolvla_config(root / "tiny_smolvlm")
+    base = root / "base"
+    cfg = tiny_smolvla_config(base / "tiny_smolvlm")  # its VLM folder inside it: a checkpoint reads nothing elsewhere
     torch.manual_seed(0)
     pre, post = make_pre_post_processors(cfg, dataset_stats=STATS)
-    base = root / "base"
     for part in (SmolVLAPolicy(cfg), pre, post):
         part.save_pretrained(base)
     policy = SmolVLAPolicy.from_pretrained(base)
@@ -231,7 +231,7 @@ def test_a_saved_routed_smolvla_loads_and_acts_exactly_as_saved(smolvla, tmp_pat
             if "lora_B" in name:
                 p.add_(0.05 if ".libero_goal." in name else -0.05)
     router.save(tmp_path / "routed_model", pre, post)
-    loaded, pre2, _ = load_routed_policy(tmp_path / "routed_model")
+    loaded, pre2, _ = load_routed_policy(tmp_path / "routed_model", base_path=policy.config.pretrained_path)
 
     def chunk(model, processor, instruction):
         model.reset()
@@ -257,7 +257,7 @@ def test_per_suite_head_copies_train_apart_and_a_saved_routed_smolvla_acts_as_sa
     changed = changed_by_training(router, pre, "libero_goal")
     assert changed and all("action_out_proj" in k and "libero_goal" in k for k in changed), sorted(changed)[:5]
     router.save(tmp_path / "routed_model", pre, post)
-    loaded, pre2, _ = load_routed_policy(tmp_path / "routed_model")
+    loaded, pre2, _ = load_routed_policy(tmp_path / "routed_model", base_path=policy.config.pretrained_path)
     for instruction in INSTRUCTIONS:
         chunks = []
         for model, processor in ((router, pre), (loaded, pre2)):
@@ -326,7 +326,8 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
     assert report["model"]["export"] == "distill"
     routed_dir = out / "checkpoints" / "last" / "routed_model"
     monkeypatch.setattr(sys, "argv", [
-        "lerobot-amf-eval", f"--policy.path={routed_dir}", "--policy.device=cpu", "--env.type=libero",
+        "lerobot-amf-eval", f"--policy.path={routed_dir}", f"--amf.base_path={base}",  # a local base: named here
+        "--policy.device=cpu", "--env.type=libero",
         f"--env.task={pool[1]}", "--env.episode_length=3", "--amf.eval_episodes=1", "--amf.eval_batch_size=1",
         f"--output_dir={tmp_path / 'eval'}"])
     eval_cli.main()
@@ -336,6 +337,7 @@ def test_smolvla_per_suite_lora_on_libero_from_the_hub_trains_routes_and_evaluat
     # the distilled single model is a plain LeRobot SmolVLA checkpoint
     monkeypatch.setattr(sys, "argv", [
         "lerobot-amf-eval", f"--policy.path={out / 'checkpoints' / 'last' / 'pretrained_model'}",
+        f"--policy.vlm_model_name={smolvla[0].config.vlm_model_name}",  # its VLM folder lies in the base: named here
         "--policy.device=cpu", "--env.type=libero", f"--env.task={pool[0]}", "--env.episode_length=3",
         "--amf.eval_episodes=1", "--amf.eval_batch_size=1", f"--output_dir={tmp_path / 'eval_plain'}"])
     eval_cli.main()

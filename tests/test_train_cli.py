@@ -374,7 +374,9 @@ def test_lora_run_trains_only_selected_partitions_and_reports_both_models(lora_r
         w0 = load_file(str(lora_run / "checkpoints/round_00/routed_model/adapters" / p / "adapter_model.safetensors"))
         w1 = load_file(str(lora_run / "checkpoints/round_01/routed_model/adapters" / p / "adapter_model.safetensors"))
         assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
-    loaded, pre, post = load_routed_policy(lora_run / "checkpoints/last/routed_model")
+    routed_dir = lora_run / "checkpoints/last/routed_model"
+    base = json.loads((routed_dir / "routing.json").read_text())["base"]["pretrained_path"]
+    loaded, pre, post = load_routed_policy(routed_dir, base_path=base)  # a local base: named by its user
     assert isinstance(loaded, RoutedPolicy) and loaded.partitions.names == ["reach-v3", "drawer-close-v3"]
     assert pre is not None and post is not None
     assert (lora_run / "checkpoints/last/pretrained_model/model.safetensors").exists()  # the merged single model

@@ -66,8 +66,8 @@ def test_an_untouched_checkpoint_loads(checkpoint):
     ({"class": "os.system", "config": {"command": "touch {marker}"}}, "'os.system'"),
     ({"class": "subprocess.run", "config": {"args": ["touch", "{marker}"]}}, "'subprocess.run'"),
     ({"class": "builtins.exec", "config": {"source": "open('{marker}', 'w')"}}, "'builtins.exec'"),
-    ({"class": "lerobot.utils.utils.init_logging", "config": {}}, "not a LeRobot processor step"),
-    ({"registry_name": "no_such_step", "config": {}}, "no registered LeRobot processor step"),
+    ({"class": "lerobot.utils.utils.init_logging", "config": {}}, "not one of the steps lerobot-amf loads"),
+    ({"registry_name": "no_such_step", "config": {}}, "not one of the steps lerobot-amf loads"),
     ({"registry_name": "normalizer_processor", "config": {}, "state_file": "../../../outside.safetensors"},
      "not a plain name"),
 ])

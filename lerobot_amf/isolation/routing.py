@@ -45,7 +45,8 @@ from lerobot_amf.families import PolicyFamily, family_of
 from lerobot_amf.isolation import ROUTED_MODES
 from lerobot_amf.isolation.lora_targets import check_lora_targets
 from lerobot_amf.isolation.partitions import Partitions
-from lerobot_amf.trust import LOCAL_PATH_PLACEHOLDER
+from lerobot_amf.trust import (LOCAL_PATH_PLACEHOLDER, artifacts_inside, UntrustedFileError, check_policy_type, check_safetensors, check_sizes, check_tree, local_checkpoint,
+                               names_no_folder_outside, read_json)
 
 ROUTED_DIR = "routed_model"  # a checkpoint's routed policy, beside LeRobot's pretrained_model/
 ROUTING_FILENAME = "routing.json"
@@ -298,9 +299,40 @@ def _family_default(policy: PreTrainedPolicy, attribute: str, flag: str):
     return value
 
 
+def read_routing_record(directory: Path) -> dict:
+    """``routing.json`` of a routed model folder (possibly someone else's), with the whole folder
+    checked first (``trust.check_tree``: regular files, links inside it) and every part a loader
+    uses checked before it is used: format, mode, partition names (they become paths), a known
+    policy type, and sizes (a LoRA rank) bounded."""
+    directory = Path(directory)
+    what = f"{directory.name}/{ROUTING_FILENAME}"
+    check_tree(directory, f"Routed model {directory.name}/")
+    record = read_json(directory / ROUTING_FILENAME, what)
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise UntrustedFileError(f"{what}: not a {FORMAT} record: refused.")
+    if record.get("mode") not in ROUTED_MODES:
+        raise UntrustedFileError(f"{what}: mode {record.get('mode')!r} is not one of {', '.join(ROUTED_MODES)}: refused.")
+    Partitions.from_json(record.get("partitions"))  # its names become paths: checked before any load
+    base = record.get("base")
+    if not isinstance(base, dict) or not isinstance(base.get("pretrained_path"), str):
+        raise UntrustedFileError(f"{what}: 'base' must name its checkpoint and policy type: refused.")
+    check_policy_type(base.get("type"), f"{what}: 'base'")
+    if not isinstance(record.get("task_of_instruction", {}), dict):
+        raise UntrustedFileError(f"{what}: 'task_of_instruction' is not a JSON object: refused.")
+    check_sizes({k: v for k, v in record.items() if k != "partitions"}, what)
+    if "head_module" in record and not isinstance(record["head_module"], str):
+        raise UntrustedFileError(f"{what}: 'head_module' is not a module name: refused.")
+    for weights in sorted(directory.rglob("*.safetensors")):  # adapters, heads, processor state
+        check_safetensors(weights, f"Routed model {directory.name}/")
+    return record
+
+
 def recorded_base(record: dict, base_path: str | None, directory: Path) -> str:
-    """The base checkpoint to load under a routing record: ``base_path`` if given, else the one it
-    names, unless that is a placeholder (the base was local to the machine that pushed it)."""
+    """The base checkpoint to load under a routing record: ``base_path`` if given (the user's own
+    choice), else the one it names if that is a Hub repo id or a folder inside ``directory``. A
+    routing map is a file from others: a local folder elsewhere (absolute, or relative to where the
+    command runs) is not read on its word, and a placeholder (the base was local to the machine that
+    pushed it) cannot be."""
     if base_path:
         return str(base_path)
     base = str(record["base"]["pretrained_path"])
@@ -308,24 +340,30 @@ def recorded_base(record: dict, base_path: str | None, directory: Path) -> str:
         raise AMFInputError(f"{Path(directory).name}/{ROUTING_FILENAME} names its base checkpoint as {base!r}: it "
                             "was local to the machine that trained it; pass the base (base_path=, or "
                             "--amf.base_path= to lerobot-amf-eval).")
+    if not names_no_folder_outside(base, Path(directory)):
+        raise UntrustedFileError(f"{Path(directory).name}/{ROUTING_FILENAME} names its base checkpoint as the local "
+                                 f"folder {base!r}, outside {Path(directory).name}/: not read on a routing map's word. "
+                                 "If that base is yours, pass it: base_path= (or --amf.base_path= to lerobot-amf-eval).")
     return base
 
 
 def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: str | None = None):
     """One call from a saved ``routed_model/`` to (policy, preprocessor, postprocessor).
 
-    The processors are None when none were saved with it (a run always saves them).
+    The processors are None when none were saved with it (a run always saves them). The folder and
+    the base are checked before anything is loaded (``read_routing_record``,
+    ``trust.local_checkpoint``): a routed model may come from someone else.
 
-    ``base_path`` replaces the recorded base checkpoint (e.g. after moving it or on another machine).
+    ``base_path`` replaces the recorded base checkpoint (e.g. after moving it, on another machine,
+    or a local base outside the folder: the routing map alone does not make it read).
     """
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     directory = Path(directory)
-    record = json.loads((directory / ROUTING_FILENAME).read_text())
-    if record.get("format") != FORMAT:
-        raise ValueError(f"{directory / ROUTING_FILENAME}: not a {FORMAT} record.")
-    partitions = Partitions.from_json(record["partitions"])  # its names become paths: checked before any load
-    base = recorded_base(record, base_path, directory)
+    record = read_routing_record(directory)
+    partitions = Partitions.from_json(record["partitions"])
+    base = str(local_checkpoint(recorded_base(record, base_path, directory),
+                                f"The base checkpoint of {directory.name}/"))
     policy_cls = get_policy_class(record["base"]["type"])
     policy = policy_cls.from_pretrained(base)
     policy.config.pretrained_path = base
@@ -339,7 +377,8 @@ def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: st
     routed.eval()
     if not (directory / "policy_preprocessor.json").exists():
         return routed, None, None
-    preprocessor, postprocessor = make_pre_post_processors(
-        policy.config, pretrained_path=str(directory),
-        preprocessor_overrides={"device_processor": {"device": device}})
+    with artifacts_inside(Path(base)):  # its processors are its base's: their tokenizer may lie there
+        preprocessor, postprocessor = make_pre_post_processors(
+            policy.config, pretrained_path=str(directory),
+            preprocessor_overrides={"device_processor": {"device": device}})
     return routed, preprocessor, postprocessor

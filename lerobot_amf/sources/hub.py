@@ -50,7 +50,7 @@ from lerobot.utils.import_utils import get_safe_default_video_backend
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.features import feature_mismatches
 from lerobot_amf.sources.base import DEFAULT_MAX_BYTES_PER_ROUND, Demo, DemoSource
-from lerobot_amf.trust import check_inside, check_path_templates
+from lerobot_amf.trust import UntrustedFileError, check_dataset_copy, check_inside, check_tree
 
 # In the local copy, beside huggingface_hub's own download records: the repo id and revision it holds.
 REVISION_MARKER = ".cache/lerobot_amf/source.json"
@@ -87,8 +87,9 @@ class HubDatasetSource(DemoSource):
         self.max_bytes_per_round = max_bytes_per_round
         self._check_revision_marker()
         self.meta = self._open_metadata()
-        # before any episode file is read (``meta.info`` is LeRobot 0.6.1's ``DatasetInfo``)
-        check_path_templates(self.meta.info.to_dict(), self.root, self.label)
+        # before any episode file is read (``meta.info`` is LeRobot 0.6.1's ``DatasetInfo``): the
+        # copy's tree, its path templates and its episode index
+        check_dataset_copy(self.meta, self.label)
         if self.mark_revision:
             self._write_revision_marker()  # a copy refused above is left as it was
         self.frame_keys = [key for key in self.meta.features if key not in DEFAULT_FEATURES]
@@ -351,6 +352,7 @@ class HubDatasetSource(DemoSource):
         Rows are read the way ``LeRobotDataset`` reads them (``load_nested_dataset`` with the
         episodes as a filter); videos are decoded one episode at a time by LeRobot's decoder.
         """
+        check_tree(self.root, f"Dataset {self.label}")  # the files just downloaded too: no links out
         features = get_hf_features_from_features(self.meta.features)
         rows = load_nested_dataset(self.root / DATA_DIR, features=features, episodes=episodes)
         columns = rows.with_format("numpy")[:]  # stored images decode to uint8 HWC
@@ -360,6 +362,9 @@ class HubDatasetSource(DemoSource):
         frames = {}
         for episode in episodes:
             mine = columns["episode_index"] == episode
+            if int(mine.sum()) != self.meta.episodes[episode]["length"]:
+                raise UntrustedFileError(f"Dataset {self.label}: episode {episode} has {int(mine.sum())} rows in data/, "
+                                         f"its metadata says {self.meta.episodes[episode]['length']}: refused.")
             episode_frames = {}
             for key in self.frame_keys:
                 if key in self.meta.video_keys:

@@ -365,6 +365,12 @@ def parse_config(argtype: type, cli_args: list[str]):
         parser.print_scoped_help(argtype, cli_args)
         sys.exit(0)
     config_path = parser.parse_arg("config_path", cli_args)
+    if config_path:  # a recipe is copied into the ledger and every checkpoint's config: bounded first
+        from lerobot_amf.trust import MAX_SETTINGS_BYTES, read_bounded_text
+
+        if not Path(config_path).exists():
+            raise AMFInputError(f"--config_path={config_path}: no such file.")
+        read_bounded_text(Path(config_path), f"--config_path={config_path}", MAX_SETTINGS_BYTES)
     try:
         if has_method(argtype, "__get_path_fields__"):
             path_fields = argtype.__get_path_fields__()

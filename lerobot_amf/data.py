@@ -274,15 +274,40 @@ def _trim(root: Path, repo_id: str, keep: int, on_disk: int) -> None:
 
 
 def _check_lengths(root: Path, repo_id: str, recorded: Sequence[dict]) -> None:
+    """Every recorded demo is its dataset episode: the same number of frames, and one task per
+    instruction both ways (a record re-tagged with another task would tie two tasks to one
+    instruction, or one task to two). Names the first record that disagrees."""
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
-    lengths = [int(x) for x in LeRobotDatasetMetadata(repo_id, root=root).episodes["length"]]
-    expected = [int(rec["length"]) for rec in recorded]
-    wrong = [i for i, (a, b) in enumerate(zip(lengths, expected)) if a != b]
-    if wrong:
-        i = wrong[0]
-        raise AMFInputError(f"{root}: episode {i} has {lengths[i]} frames, the ledger records {expected[i]} "
-                            f"({len(wrong)} episode(s) differ): this demos/ directory is not the ledger's.")
+    episodes = LeRobotDatasetMetadata(repo_id, root=root).episodes
+    lengths = [int(x) for x in episodes["length"]]
+    instructions = [" ".join(map(str, t)) if isinstance(t, (list, tuple)) else str(t) for t in episodes["tasks"]]
+    task_of, instruction_of = {}, {}
+    for i, rec in enumerate(recorded):
+        if lengths[i] != int(rec["length"]):
+            raise AMFInputError(f"{root}: episode {i} has {lengths[i]} frames, the ledger's demo record {i} "
+                                f"({rec.get('demo_id')}) says {rec['length']}: this demos/ directory is not the ledger's.")
+        instruction = instructions[i]
+        if task_of.setdefault(instruction, rec["task"]) != rec["task"] or \
+                instruction_of.setdefault(rec["task"], instruction) != instruction:
+            raise AMFInputError(f"The ledger's demo record {i} ({rec.get('demo_id')}) says task {rec['task']!r}, but its "
+                                f"episode's instruction {instruction!r} is another task's in this run: the ledger and "
+                                f"{root.name}/ disagree; restore the ledger or start a new run.")
+
+
+def check_demo_records(recorded: Sequence[dict], pool: Sequence[str]) -> None:
+    """The ledger's demo records are the run's: each on a pool task, each demo once, episodes
+    0..n-1 in order. Names the first record that is not (before the dataset is touched)."""
+    seen: set[str] = set()
+    for i, rec in enumerate(recorded):
+        problem = ("a task outside the pool" if rec.get("task") not in pool
+                   else "a demo recorded twice" if rec.get("demo_id") in seen
+                   else f"episode {rec.get('episode_index')!r} where {i} belongs" if rec.get("episode_index") != i
+                   else None)
+        if problem:
+            raise AMFInputError(f"The ledger's demo record {i} ({rec.get('demo_id')}, task {rec.get('task')!r}) holds "
+                                f"{problem}: the ledger is not this run's; restore it or start a new run.")
+        seen.add(rec["demo_id"])
 
 
 def episode_sampler(dataset: LeRobotDataset, drop_n_last_frames: int, seed: int) -> EpisodeAwareSampler:

@@ -28,7 +28,7 @@ from rich.console import Console
 
 from lerobot_amf.configs import AMFTrainPipelineConfig, cli_main, missing_policy_path, wrap
 from lerobot_amf.atomic import atomic_dir, new_dir_atomic, symlink_atomic
-from lerobot_amf.data import DatasetRef, episodes_stats, open_dataset, repair_demo_dataset, write_demos
+from lerobot_amf.data import DatasetRef, check_demo_records, episodes_stats, open_dataset, repair_demo_dataset, write_demos
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
 from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, task_catalog
 from lerobot_amf.errors import AMFInputError
@@ -218,6 +218,7 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
     ledger = Ledger(output_dir)
     if cfg.resume:
         check_same_run(ledger, plan, strategy.name, cfg, source)
+        check_demo_records(ledger.state().episodes, plan.pool)  # before anything in the run directory changes
     start_round = ledger.state().rounds_done
     if catalog.simulator:
         policy = make_policy(cfg.policy, env_cfg=cfg.env)

@@ -35,7 +35,9 @@ from lerobot_amf.isolation import RoutedPolicy, load_routed_policy
         (["--amf.push_to_hub=true", "--amf.repo_id=me/tiny"], "HF_HUB_OFFLINE is set"),
         (["--amf.partitions={\"a\": [\"reach-v3\"]}", "--amf.isolation=lora"], "drawer-close-v3"),
         (["--amf.eval_seed=-1"], "amf.eval_seed=-1: must be >= 0"),
-        (["--seed=-1"], "--seed=-1: must be >= 0"),
+        (["--seed=-1"], "--seed=-1: must be in 0..4294967295"),
+        (["--seed=99999999999"], "--seed=99999999999: must be in 0..4294967295"),
+        (["--amf.eval_seed=4294967295"], "amf.eval_seed=4294967295: must be at most"),
         (["--amf.n_partitions=0"], "amf.n_partitions=0: must be at least 1"),
         (["--amf.final_eval_episodes=0"], "amf.final_eval_episodes=0: must be at least 1"),
         (["--amf.partitions={\"../up\": [\"reach-v3\", \"drawer-close-v3\"]}", "--amf.isolation=lora"],
@@ -70,6 +72,21 @@ def test_an_unknown_flag_is_one_line_naming_the_allowed_keys(flag, needle, lerob
     code, err = run_cli_here([*TINY_ARGS, f"--output_dir={out}", flag], lerobot_home, monkeypatch, capsys)
     lines = [line for line in err.strip().splitlines() if not line.startswith(("INFO", "WARNING"))]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err[-2000:]  # no argparse usage dump
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("recipe, needle", [
+    ("[" * 100_000 + "]" * 100_000, "nests 100000 levels deep"),
+    ("#" + "x" * (2**20 + 1), "over the 1,048,576"),
+])
+def test_a_recipe_file_is_bounded_before_it_is_parsed(recipe, needle, lerobot_home, tmp_path, monkeypatch, capsys):
+    """A recipe is copied into the ledger and every checkpoint's config: a 1 MB cap, and no nesting
+    that would exhaust the parser."""
+    (tmp_path / "recipe.yaml").write_text(recipe)
+    out = tmp_path / "bad"
+    code, err = run_cli_here([f"--config_path={tmp_path / 'recipe.yaml'}", f"--output_dir={out}"], lerobot_home,
+                             monkeypatch, capsys)
+    assert code == 2 and needle in err.strip().splitlines()[-1], err[-2000:]
     assert not out.exists()
 
 

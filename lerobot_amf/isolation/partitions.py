@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.trust import check_plain_name
+from lerobot_amf.trust import MAX_SETTINGS_BYTES, check_plain_name, read_bounded_text
 
 SCHEMES = ("per_task", "per_suite", "clustered", "all")
 
@@ -98,7 +98,8 @@ def load_partition_map(path: Path, pool: list[str]) -> Partitions:
     """A user's JSON map in a file."""
     if not Path(path).exists():
         raise AMFInputError(f"amf.partitions={path}: no such file.")
-    return parse_partition_map(Path(path).read_text(), pool, f"map:{Path(path).name}", shown=str(path))
+    text = read_bounded_text(Path(path), f"amf.partitions={path}", MAX_SETTINGS_BYTES).decode("utf-8", "replace")
+    return parse_partition_map(text, pool, f"map:{Path(path).name}", shown=str(path))
 
 
 def parse_partition_map(text: str, pool: list[str], scheme: str, shown: str | None = None) -> Partitions:

@@ -12,8 +12,8 @@ from lerobot_amf.trust.checkpoints import (LOADABLE_POLICY_TYPES, check_checkpoi
                                            names_no_folder_outside,
                                            user_policy_values)
 from lerobot_amf.trust.datasets import check_dataset_copy, check_path_templates
-from lerobot_amf.trust.files import (LOCAL_PATH_PLACEHOLDER, UntrustedFileError, check_entry, check_inside,
-                                     check_plain_name, check_tree, is_inside, read_json)
+from lerobot_amf.trust.files import (LOCAL_PATH_PLACEHOLDER, MAX_SETTINGS_BYTES, UntrustedFileError, check_entry,
+                                     check_inside, check_plain_name, check_tree, is_inside, read_bounded_text, read_json)
 from lerobot_amf.trust.numbers import check_finite, check_finite_processors
 from lerobot_amf.trust.processors import (ALLOWED_STEPS, artifacts_inside, check_processor_step, guard_processor_loading,
                                           user_tokenizer)
@@ -21,4 +21,4 @@ from lerobot_amf.trust.processors import (ALLOWED_STEPS, artifacts_inside, check
 __all__ = ["ALLOWED_STEPS", "LOADABLE_POLICY_TYPES", "LOCAL_PATH_PLACEHOLDER", "check_policy_type", "artifacts_inside", "UntrustedFileError", "check_checkpoint", "check_dataset_copy",
            "check_entry", "check_finite", "check_finite_processors", "check_inside", "check_path_templates",
            "check_plain_name", "check_processor_step", "check_safetensors", "check_sizes", "check_tree", "guard_processor_loading",
-           "is_inside", "local_checkpoint", "names_no_folder_outside", "read_json", "user_policy_values", "user_tokenizer"]
+           "is_inside", "local_checkpoint", "names_no_folder_outside", "read_bounded_text", "read_json", "user_policy_values", "user_tokenizer"]

@@ -26,6 +26,9 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 MAX_JSON_BYTES = 16 * 2**20
 MAX_JSON_DEPTH = 64
 MAX_TREE_ENTRIES = 100_000
+# A file a user hands the CLI by path (a recipe, a partition map): copied into the ledger and every
+# checkpoint's config, so bounded too (the largest shipped recipe is ~3 KB).
+MAX_SETTINGS_BYTES = 2**20
 
 
 class UntrustedFileError(AMFInputError):
@@ -113,9 +116,9 @@ def check_entry(path: Path, root: Path, what: str, shown: str | None = None) -> 
                                  "or feed the reader): refused.")
 
 
-def read_json(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH):
-    """The JSON value in ``path``, read only if it is a regular file of at most ``max_bytes`` and nested
-    at most ``max_depth`` deep; else one line naming the file and what is wrong."""
+def read_bounded_text(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> bytes:
+    """The bytes of ``path``, read only if it is a regular file of at most ``max_bytes`` whose ``[`` /
+    ``{`` nest at most ``max_depth`` deep (JSON, or YAML's flow style); else one line naming the file."""
     path = Path(path)
     check_entry(path, path.parent, what, shown=path.name)
     size = path.stat().st_size
@@ -128,10 +131,17 @@ def read_json(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES, max_depth:
     if depth > max_depth:
         raise UntrustedFileError(f"{what}: {path.name} nests {depth} levels deep, over the {max_depth} allowed: "
                                  "refused.")
+    return text
+
+
+def read_json(path: Path, what: str, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH):
+    """The JSON value in ``path``, read only as ``read_bounded_text`` allows; else one line naming the
+    file and what is wrong."""
+    text = read_bounded_text(path, what, max_bytes, max_depth)
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as err:
-        raise UntrustedFileError(f"{what}: {path.name} is not valid JSON ({str(err).splitlines()[0][:120]}): "
+        raise UntrustedFileError(f"{what}: {Path(path).name} is not valid JSON ({str(err).splitlines()[0][:120]}): "
                                  "refused.") from None
 
 

@@ -436,3 +436,32 @@ def test_a_round_asking_more_episodes_than_left_is_refused_before_any_pull(hub, 
         f"(of {EPISODES_PER_TASK}); {EPISODES_PER_TASK + 1} were asked for."
     )
     assert hub.downloads() == before
+
+
+def test_a_local_copy_with_a_data_file_linked_from_elsewhere_is_refused_before_its_rows_are_read(hub, tmp_path,
+                                                                                               libero_repo):
+    """An extra parquet file linked into data/ put another folder's rows into a run's demos."""
+    copy = tmp_path / "copy"
+    shutil.copytree(libero_repo, copy)
+    first = next((copy / "data").rglob("*.parquet"))
+    elsewhere = tmp_path / "elsewhere.parquet"
+    shutil.copy(first, elsewhere)
+    (first.parent / "file-999.parquet").symlink_to(elsewhere)
+    with pytest.raises(UntrustedFileError, match="is a link to .* outside copy/"):
+        HubDatasetSource(REPO, root=copy)
+
+
+def test_an_episode_index_the_copy_does_not_hold_is_refused(tmp_path, libero_repo):
+    """Metadata claiming episodes it does not hold (or negative indices) is one line at open, before
+    the run directory exists."""
+    import pandas as pd
+
+    copy = tmp_path / "copy"
+    shutil.copytree(libero_repo, copy)
+    for path in (copy / "meta" / "episodes").rglob("*.parquet"):
+        table = pd.read_parquet(path)
+        table.loc[table.index[0], "episode_index"] = -3
+        table.to_parquet(path)
+        break
+    with pytest.raises(UntrustedFileError, match="episode index -3"):
+        HubDatasetSource(REPO, root=copy)

@@ -28,7 +28,8 @@ from rich.console import Console
 
 from lerobot_amf.configs import AMFTrainPipelineConfig, cli_main, missing_policy_path, wrap
 from lerobot_amf.atomic import atomic_dir, new_dir_atomic, symlink_atomic
-from lerobot_amf.data import DatasetRef, check_demo_records, episodes_stats, open_dataset, repair_demo_dataset, write_demos
+from lerobot_amf.data import (DatasetRef, check_demo_records, episodes_stats, open_dataset, repair_demo_dataset,
+                              write_demos)
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
 from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, task_catalog
 from lerobot_amf.errors import AMFInputError

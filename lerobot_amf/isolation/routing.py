@@ -322,6 +322,8 @@ def read_routing_record(directory: Path) -> dict:
     check_sizes({k: v for k, v in record.items() if k != "partitions"}, what)
     if "head_module" in record and not isinstance(record["head_module"], str):
         raise UntrustedFileError(f"{what}: 'head_module' is not a module name: refused.")
+    for adapter in sorted(directory.glob("adapters/*/adapter_config.json")):  # peft's: bounded like ours
+        check_sizes(read_json(adapter, f"Routed model {directory.name}/"), f"{directory.name}/{adapter.relative_to(directory)}")
     for weights in sorted(directory.rglob("*.safetensors")):  # adapters, heads, processor state
         check_safetensors(weights, f"Routed model {directory.name}/")
     return record

@@ -50,7 +50,7 @@ from lerobot.utils.import_utils import get_safe_default_video_backend
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.features import feature_mismatches
 from lerobot_amf.sources.base import DEFAULT_MAX_BYTES_PER_ROUND, Demo, DemoSource
-from lerobot_amf.trust import UntrustedFileError, check_dataset_copy, check_inside, check_tree
+from lerobot_amf.trust import UntrustedFileError, check_dataset_copy, check_finite, check_inside, check_tree
 
 # In the local copy, beside huggingface_hub's own download records: the repo id and revision it holds.
 REVISION_MARKER = ".cache/lerobot_amf/source.json"
@@ -85,16 +85,21 @@ class HubDatasetSource(DemoSource):
         self.root = Path(root) if root is not None else HF_LEROBOT_HOME / f"{repo_id}@{self.revision}"
         self.seed = seed
         self.max_bytes_per_round = max_bytes_per_round
+        if self.root.exists():  # a copy from others: no links out, no FIFO to block the marker's read
+            check_tree(self.root, f"Dataset {self.label}")
         self._check_revision_marker()
+        downloads_meta = not (self.root / INFO_PATH).is_file()
         self.meta = self._open_metadata()
         # before any episode file is read (``meta.info`` is LeRobot 0.6.1's ``DatasetInfo``): the
         # copy's tree, its path templates and its episode index
         check_dataset_copy(self.meta, self.label)
-        if self.mark_revision:
-            self._write_revision_marker()  # a copy refused above is left as it was
+        if downloads_meta and self.mark_revision:  # the copy is this source's download cache: marked
+            self._write_revision_marker()  # (a copy refused above, or one complete already, is left as it was)
         self.frame_keys = [key for key in self.meta.features if key not in DEFAULT_FEATURES]
         self.rename_map = self._checked_rename_map(dict(rename_map or {}))
         self.episodes_of_task, self.instruction_of_episode = self._index(task_of_instruction)
+        for key, values in self.stats().items():  # NaN statistics would train an all-NaN checkpoint
+            check_finite(values, f"Dataset {self.label}'s meta/stats.json, {key}")
         self.bytes_fetched = 0  # over the source's life
 
     # --- metadata ----------------------------------------------------------------------------------
@@ -336,6 +341,8 @@ class HubDatasetSource(DemoSource):
         """
         missing = self._missing_files(episodes)
         if missing:
+            if self.mark_revision:  # the copy is this source's download cache from now on
+                self._write_revision_marker()
             snapshot_download(self.repo_id, repo_type="dataset", revision=self.meta.revision,
                               local_dir=self.root, allow_patterns=[glob.escape(f) for f in missing])
             absent = [f for f in missing if not (self.root / f).is_file()]

@@ -45,7 +45,7 @@ from lerobot_amf.families import PolicyFamily, family_of
 from lerobot_amf.isolation import ROUTED_MODES
 from lerobot_amf.isolation.lora_targets import check_lora_targets
 from lerobot_amf.isolation.partitions import Partitions
-from lerobot_amf.trust import (LOCAL_PATH_PLACEHOLDER, artifacts_inside, UntrustedFileError, check_policy_type, check_safetensors, check_sizes, check_tree, local_checkpoint,
+from lerobot_amf.trust import (LOCAL_PATH_PLACEHOLDER, artifacts_inside, check_processor_files, UntrustedFileError, check_policy_type, check_safetensors, check_sizes, check_tree, local_checkpoint,
                                names_no_folder_outside, read_json)
 
 ROUTED_DIR = "routed_model"  # a checkpoint's routed policy, beside LeRobot's pretrained_model/
@@ -324,6 +324,7 @@ def read_routing_record(directory: Path) -> dict:
         raise UntrustedFileError(f"{what}: 'head_module' is not a module name: refused.")
     for adapter in sorted(directory.glob("adapters/*/adapter_config.json")):  # peft's: bounded like ours
         check_sizes(read_json(adapter, f"Routed model {directory.name}/"), f"{directory.name}/{adapter.relative_to(directory)}")
+    check_processor_files(directory)  # the step check again when they load, with the base's folder known
     for weights in sorted(directory.rglob("*.safetensors")):  # adapters, heads, processor state
         check_safetensors(weights, f"Routed model {directory.name}/")
     return record

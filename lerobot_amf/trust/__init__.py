@@ -15,13 +15,13 @@ from lerobot_amf.trust.datasets import check_dataset_copy, check_path_templates
 from lerobot_amf.trust.files import (LOCAL_PATH_PLACEHOLDER, MAX_SETTINGS_BYTES, UntrustedFileError, check_entry,
                                      check_inside, check_plain_name, check_tree, is_inside, read_bounded_text, read_json)
 from lerobot_amf.trust.numbers import check_finite, check_finite_processors
-from lerobot_amf.trust.processors import (ALLOWED_STEPS, artifacts_inside, check_processor_step, guard_processor_loading,
+from lerobot_amf.trust.processors import (ALLOWED_STEPS, artifacts_inside, check_processor_files, check_processor_step, guard_processor_loading,
                                           user_tokenizer)
 
 __all__ = [
     "ALLOWED_STEPS", "LOADABLE_POLICY_TYPES", "LOCAL_PATH_PLACEHOLDER", "MAX_SETTINGS_BYTES", "UntrustedFileError",
     "artifacts_inside", "check_checkpoint", "check_dataset_copy", "check_entry", "check_finite",
-    "check_finite_processors", "check_inside", "check_path_templates", "check_plain_name", "check_policy_type",
+    "check_finite_processors", "check_inside", "check_processor_files", "check_path_templates", "check_plain_name", "check_policy_type",
     "check_processor_step", "check_safetensors", "check_sizes", "check_tree", "guard_processor_loading", "is_inside",
     "local_checkpoint", "names_no_folder_outside", "read_bounded_text", "read_json", "user_policy_values",
     "user_tokenizer",

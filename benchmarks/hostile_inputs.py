@@ -19,7 +19,7 @@ lerobot_amf.publish``) in a process group of its own, and records:
 * ``read_outside``: the process (or any process it started) opened for reading, or listed, a
   path under the case's decoys: files and folders outside the input's folder that the hostile
   input names or links to; an open through a symlink the case planted in the input counts too.
-  Traced with ``strace -f -qq -y -e trace=open,openat,openat2`` (``-y``: the real path each
+  Traced with ``strace -f --seccomp-bpf -qq -y -e trace=open,openat,openat2`` (``-y``: the real path each
   open reached, so an open through a link shows where it led); without strace, with a Python
   audit hook (``sitecustomize.py`` on ``PYTHONPATH``), blind to opens made in C or Rust
   (safetensors, pyarrow, tokenizers, video decoders) and in processes that are not Python;
@@ -1089,7 +1089,7 @@ def traced(command: list[str], folder: Path) -> tuple[list[str], dict]:
     """(``command`` wrapped by the tracer, the environment entries it needs); the record goes to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     if STRACE:
-        return [STRACE, "-f", "-qq", "-y", "-e", "trace=open,openat,openat2", "-o", str(folder / "strace.txt"),
+        return [STRACE, "-f", "--seccomp-bpf", "-qq", "-y", "-e", "trace=open,openat,openat2", "-o", str(folder / "strace.txt"),
                 *command], {}
     hook = folder / "audit_hook"
     hook.mkdir(exist_ok=True)

@@ -133,3 +133,24 @@ def median_and_range(values) -> dict:
         return {"median": None, "range": None}
     middle = order[(len(order) - 1) // 2: len(order) // 2 + 1]
     return {"median": None if None in middle else sum(middle) / len(middle), "range": [order[0], order[-1]]}
+
+
+def seed_bootstrap_ci(values, n_boot: int = 10_000, seed: int = 0, level: float = 0.95) -> list[float]:
+    """Percentile interval of the mean over seeds, seeds resampled with replacement: the interval a
+    comparison across seeds needs (a Wilson interval over pooled episodes ignores seed-to-seed
+    variation)."""
+    import numpy as np
+
+    x = np.asarray(list(values), dtype=float)
+    means = x[np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    return [float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))]
+
+
+def holm(p_values: dict) -> dict:
+    """Holm's step-down adjustment of a family of p-values ({name: p} -> {name: adjusted p})."""
+    order = sorted(p_values, key=p_values.get)
+    adjusted, running = {}, 0.0
+    for i, name in enumerate(order):
+        running = max(running, min(1.0, (len(order) - i) * p_values[name]))
+        adjusted[name] = running
+    return adjusted

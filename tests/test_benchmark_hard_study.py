@@ -132,3 +132,25 @@ def test_the_headline_tables_print_what_the_headline_holds_and_no_verdict_while_
     text = hard.headline_markdown(h)
     assert "complete" in text and "| amf_minus_uniform |" in text and "| met |" in text
     assert "**not met**" in text and text.endswith(": amf.")
+
+
+def test_holm_and_the_seed_bootstrap_are_what_they_say():
+    from benchmarks.study_stats import holm, seed_bootstrap_ci
+
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    low, high = seed_bootstrap_ci([0.8, 0.8, 0.8])
+    assert low == high == pytest.approx(0.8)
+    low, high = seed_bootstrap_ci([0.7, 0.8, 0.9, 0.75, 0.85])
+    assert 0.7 < low < 0.8 < high < 0.9
+
+
+def test_results_md_quotes_the_seed_level_tables_of_the_committed_summary():
+    """The intervals over seeds and the Holm-corrected comparisons in docs/results.md are the
+    benchmark's own rendering of the committed summary (a Wilson interval over pooled episodes
+    ignores seed-to-seed variation)."""
+    from pathlib import Path
+
+    summary = json.loads((RESULTS_DIR / f"{hard.NAME}.json").read_text())
+    text = hard.seed_level_markdown(summary)
+    assert text in (Path(__file__).parents[1] / "docs" / "results.md").read_text()
+    assert "| amf_eval − uniform | 2.4 [0.8, 4.1] | 0.021 | 0.086 |" in text  # not below 0.05 after Holm

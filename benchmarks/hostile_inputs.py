@@ -595,7 +595,9 @@ def _routing_base(base_of: Callable[[Path], str], cwd_of: Callable[[Path], Path]
         if cwd is not None:
             cwd.mkdir(parents=True, exist_ok=True)
         out = folder / "out"
-        return Attempt(evaluate(routed, out), [out, routed], cwd=cwd, decoys=[decoy.parent])
+        # the decoy is the checkpoint itself: ``python -m`` lists its working directory (the bare-name
+        # case runs from ``elsewhere/``) for imports, which is Python's start-up, not a read of the base
+        return Attempt(evaluate(routed, out), [out, routed], cwd=cwd, decoys=[decoy])
     return prepare
 
 

@@ -465,3 +465,16 @@ def test_an_episode_index_the_copy_does_not_hold_is_refused(tmp_path, libero_rep
         break
     with pytest.raises(UntrustedFileError, match="episode index -3"):
         HubDatasetSource(REPO, root=copy)
+
+
+def test_nan_statistics_in_a_dataset_copy_are_refused_at_open(tmp_path, libero_repo):
+    """With --amf.normalization=source they trained an all-NaN generalist before any check."""
+    import json
+
+    copy = tmp_path / "copy"
+    shutil.copytree(libero_repo, copy)
+    stats = json.loads((copy / "meta" / "stats.json").read_text())
+    stats["action"]["mean"] = [float("nan")] * len(stats["action"]["mean"])
+    (copy / "meta" / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(UntrustedFileError, match=r"meta/stats.json, action: 'mean' holds 7 non-finite"):
+        HubDatasetSource(REPO, root=copy)

@@ -1408,7 +1408,7 @@ def show(results: dict) -> None:
         print(f"  {flag} {r['name']:<42} exit {r['exit_code']}  [{fired(r)}]  {r['line'][:150]}")
 
 
-HEADER = ("| input | tried | refused cleanly (one line, exit 2; a forged result: never read) | executed | read outside | wrote outside | "
+HEADER = ("| input | tried | refused cleanly (one line, exit 2) | executed | read outside | wrote outside | "
           "accepted silently | traceback | hung |")
 
 

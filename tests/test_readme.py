@@ -146,7 +146,8 @@ def test_the_hostile_input_tables_quote_the_committed_results():
     results = json.loads(hostile_inputs.RESULTS.read_text())
     tables = hostile_inputs.markdown(results)
     by_kind = tables.split("\n\n")[0]
-    assert by_kind in README.read_text()
+    header, rule, *rows = by_kind.splitlines()
+    assert "\n".join([header, rule, rows[-1]]) in README.read_text()  # the README: the columns and the total
     assert tables in (ROOT / "docs" / "untrusted-input.md").read_text()
     summary = results["summary"]
     columns = ("refused_cleanly", "executed", "read_outside", "wrote_outside", "accepted_silently", "traceback", "hung")

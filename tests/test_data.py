@@ -296,7 +296,7 @@ def test_missing_recorded_demos_and_wrong_lengths_are_input_errors(tmp_path):
     episodes = ledger.state().episodes
     with pytest.raises(AMFInputError, match="episodes 2..2 are missing"):
         repair_demo_dataset(root, [*episodes, {**episodes[1], "episode_index": 2}], "local/test")
-    with pytest.raises(AMFInputError, match="episode 1 has 11 frames, the ledger records 99"):
+    with pytest.raises(AMFInputError, match="episode 1 has 11 frames, the ledger.s demo record 1 .* says 99"):
         repair_demo_dataset(root, [episodes[0], {**episodes[1], "length": 99}], "local/test")
 
 

@@ -146,6 +146,7 @@ def test_routed_policy_without_a_partition_for_a_task_stops_before_any_env(route
     out = tmp_path / "eval"
     cfg = AMFEvalPipelineConfig(env=LiberoEnvConfig(task="libero_spatial/0,libero_spatial/5"), output_dir=out)
     cfg.policy_path = str(routed_checkpoint / "routed_model")
+    cfg.amf.base_path = str(routed_checkpoint / "base")  # a local base: named by its user
     with pytest.raises(AMFInputError, match=r"no partition for task\(s\) libero_spatial/pick_up_the_black_bowl_on_the"):
         amf_eval(cfg)
     assert not out.exists()
@@ -168,6 +169,7 @@ def test_real_libero_rollout_of_a_routed_policy_through_lerobot_amf_eval(routed_
     out = tmp_path / "eval"
     monkeypatch.setattr(sys, "argv", [
         "lerobot-amf-eval", f"--policy.path={routed_checkpoint / 'routed_model'}", "--policy.device=cpu",
+        f"--amf.base_path={routed_checkpoint / 'base'}",
         "--env.type=libero", f"--env.task={','.join(EVAL_ORDER)}", "--env.episode_length=4",
         "--env.observation_height=64", "--env.observation_width=64",
         "--amf.eval_episodes=1", "--amf.eval_batch_size=1", f"--output_dir={out}"])

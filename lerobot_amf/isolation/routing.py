@@ -45,7 +45,8 @@ from lerobot_amf.families import PolicyFamily, family_of
 from lerobot_amf.isolation import ROUTED_MODES
 from lerobot_amf.isolation.lora_targets import check_lora_targets
 from lerobot_amf.isolation.partitions import Partitions
-from lerobot_amf.trust import (LOCAL_PATH_PLACEHOLDER, artifacts_inside, check_processor_files, UntrustedFileError, check_policy_type, check_safetensors, check_sizes, check_tree, local_checkpoint,
+from lerobot_amf.trust import (LOCAL_PATH_PLACEHOLDER, UntrustedFileError, artifacts_inside, check_policy_type,
+                               check_processor_files, check_safetensors, check_sizes, check_tree, local_checkpoint,
                                names_no_folder_outside, read_json)
 
 ROUTED_DIR = "routed_model"  # a checkpoint's routed policy, beside LeRobot's pretrained_model/
@@ -324,7 +325,6 @@ def read_routing_record(directory: Path) -> dict:
         raise UntrustedFileError(f"{what}: 'head_module' is not a module name: refused.")
     for adapter in sorted(directory.glob("adapters/*/adapter_config.json")):  # peft's: bounded like ours
         check_sizes(read_json(adapter, f"Routed model {directory.name}/"), f"{directory.name}/{adapter.relative_to(directory)}")
-    check_processor_files(directory)  # the step check again when they load, with the base's folder known
     for weights in sorted(directory.rglob("*.safetensors")):  # adapters, heads, processor state
         check_safetensors(weights, f"Routed model {directory.name}/")
     return record
@@ -367,6 +367,8 @@ def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: st
     partitions = Partitions.from_json(record["partitions"])
     base = str(local_checkpoint(recorded_base(record, base_path, directory),
                                 f"The base checkpoint of {directory.name}/"))
+    with artifacts_inside(Path(base)):  # its processors are its base's: their tokenizer may lie there
+        check_processor_files(directory)  # before anything is loaded (the steps again as they load)
     policy_cls = get_policy_class(record["base"]["type"])
     policy = policy_cls.from_pretrained(base)
     policy.config.pretrained_path = base

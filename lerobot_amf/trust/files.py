@@ -97,8 +97,10 @@ def check_tree(folder: Path, what: str) -> None:
 
 
 def check_entry(path: Path, root: Path, what: str, shown: str | None = None) -> None:
-    """``path`` is a regular file or folder, or a link to one inside ``root``."""
+    """``path`` is a regular file or folder, or a link to one inside ``root`` (inside the repo's cache
+    folder when ``root`` is in a Hub snapshot: its files are links to ``../../blobs``)."""
     shown = shown or Path(path).name
+    root = hub_repo_folder(root) or root
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:

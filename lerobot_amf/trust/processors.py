@@ -184,7 +184,10 @@ def _why(key: str) -> str:
 
 
 def check_processor_files(folder: Path, trusted: dict | None = None) -> None:
-    """Every processor file in a checkpoint ``folder``: bounded JSON, a list of allowed steps."""
+    """Every processor file in a checkpoint ``folder``: bounded JSON, a list of allowed steps.
+    ``trusted``: config values the user named (default: the tokenizer of ``user_tokenizer``)."""
+    if trusted is None:
+        trusted = {"tokenizer_name": _USER_TOKENIZER.get()}
     for filename in PROCESSOR_FILES:
         path = Path(folder) / filename
         if not path.exists() and not path.is_symlink():

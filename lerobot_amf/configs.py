@@ -34,6 +34,15 @@ NORMALIZATION_SOURCES = ("pretrained", "demos", "source")
 
 
 MAX_SEED = 2**32 - 1  # numpy / gymnasium seeds
+MAX_EVAL_SEED = MAX_SEED - 100_000  # episode e of an evaluation uses eval_seed + e
+
+
+def check_seed(flag: str, value: int | None, high: int = MAX_SEED, may_be_unset: bool = False) -> None:
+    """A seed numpy and gymnasium take (32-bit; unset where ``may_be_unset``); else one line naming the flag."""
+    if value is not None and not 0 <= value <= high:
+        raise AMFInputError(f"{flag}={value}: must be in 0..{high} (numpy's and gymnasium's seeds are 32-bit"
+                            f"{'; or unset' if may_be_unset else ''}).")
+
 
 @dataclass
 class PretrainConfig:
@@ -172,8 +181,8 @@ class AMFConfig:
         self.selection.validate()
         if self.push_to_hub and not self.repo_id:
             raise AMFInputError("amf.push_to_hub=true needs --amf.repo_id (namespace/name on the Hub).")
-        if self.eval_seed > MAX_SEED - 100_000:  # episode e of a round uses eval_seed + e
-            raise AMFInputError(f"amf.eval_seed={self.eval_seed}: must be at most {MAX_SEED - 100_000} (seeds are 32-bit).")
+        if self.eval_seed > MAX_EVAL_SEED:  # (a negative one: below)
+            raise AMFInputError(f"amf.eval_seed={self.eval_seed}: must be at most {MAX_EVAL_SEED} (seeds are 32-bit).")
         for name in ("steps_per_round", "eval_seed", "export_steps", "action_noise"):
             if getattr(self, name) < 0:  # a negative seed reached gymnasium only after the run directory existed
                 raise AMFInputError(f"amf.{name}={getattr(self, name)}: must be >= 0.")
@@ -194,9 +203,7 @@ class AMFTrainPipelineConfig(TrainPipelineConfig):
 
     def validate(self) -> None:
         self.amf.validate()
-        if self.seed is not None and not 0 <= self.seed <= MAX_SEED:
-            raise AMFInputError(f"--seed={self.seed}: must be in 0..{MAX_SEED} (numpy's and gymnasium's seeds are 32-bit; "
-                                "or unset).")
+        check_seed("--seed", self.seed, may_be_unset=True)
         if self.output_dir is not None and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise AMFInputError(f"--output_dir={self.output_dir} is a file, not a run directory: choose a new "
                                 "--output_dir (or --resume=true with a run's directory).")

@@ -30,7 +30,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from rich.console import Console
 from rich.table import Table
 
-from lerobot_amf.configs import MAX_SEED, check_new_output_dir, wrap
+from lerobot_amf.configs import MAX_EVAL_SEED, check_new_output_dir, check_seed, wrap
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.evaluation import (PER_PARTITION, SINGLE_MODEL, eval_protocol, evaluate_tasks, format_success,
@@ -57,8 +57,7 @@ class AMFEvalConfig:
         if self.eval_episodes < 1 or self.eval_batch_size < 1:
             raise AMFInputError(f"amf.eval_episodes={self.eval_episodes}, amf.eval_batch_size={self.eval_batch_size}: "
                                 "both must be at least 1.")
-        if not 0 <= self.eval_seed <= MAX_SEED - 100_000:  # episode e uses eval_seed + e
-            raise AMFInputError(f"amf.eval_seed={self.eval_seed}: must be in 0..{MAX_SEED - 100_000} (seeds are 32-bit).")
+        check_seed("amf.eval_seed", self.eval_seed, MAX_EVAL_SEED)
 
 
 class PolicyFromPath:
@@ -146,12 +145,11 @@ def load_policy(cfg) -> LoadedPolicy:
     user = user_policy_values(cfg.policy_overrides)
     routed_dir = routed_checkpoint(cfg.policy_path)
     if routed_dir is not None:
-        from lerobot_amf.isolation import load_routed_policy
-        from lerobot_amf.isolation.routing import read_routing_record, recorded_base
+        from lerobot_amf.isolation.routing import load_opened_routed_policy, open_routed_model
 
-        record = read_routing_record(routed_dir)
-        base = str(local_checkpoint(recorded_base(record, cfg.amf.base_path, routed_dir),
-                                    f"The base checkpoint of {routed_dir.name}/", user))
+        with user_tokenizer(user.get("vlm_model_name")):
+            opened = open_routed_model(routed_dir, cfg.amf.base_path, user)
+        record, base = opened.record, opened.base
         try:
             device = PreTrainedConfig.from_pretrained(base, cli_overrides=cfg.policy_overrides).device
         except (FileNotFoundError, OSError) as err:
@@ -159,7 +157,7 @@ def load_policy(cfg) -> LoadedPolicy:
                                 "pass --amf.base_path=<base checkpoint folder or Hub repo>.") from None
         device = str(get_safe_torch_device(device))
         with user_tokenizer(user.get("vlm_model_name")):
-            policy, pre, post = load_routed_policy(routed_dir, device=device, base_path=base)
+            policy, pre, post = load_opened_routed_policy(opened, device=device)
         if pre is None:
             raise AMFInputError(f"--policy.path={cfg.policy_path}: no processors saved next to {ROUTING_FILENAME}.")
         info = {"variant": PER_PARTITION, "path": str(cfg.policy_path), "type": record["base"]["type"],

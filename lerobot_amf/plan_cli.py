@@ -29,7 +29,7 @@ from lerobot.configs.policies import PreTrainedConfig
 from rich.console import Console
 from rich.table import Table
 
-from lerobot_amf.configs import MAX_SEED, check_new_output_dir, wrap
+from lerobot_amf.configs import check_new_output_dir, check_seed, wrap
 from lerobot_amf.errors import AMFInputError
 from lerobot_amf.eval_cli import PolicyFromPath
 from lerobot_amf.selection.config import AMFSelectionConfig
@@ -260,8 +260,7 @@ def amf_plan(cfg: AMFPlanPipelineConfig) -> dict:
         cfg.output_dir = Path("outputs/plan") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}_amf_plan"
     out = Path(cfg.output_dir)
     check_new_output_dir(out)
-    if not 0 <= cfg.seed <= MAX_SEED:
-        raise AMFInputError(f"--seed={cfg.seed}: must be in 0..{MAX_SEED} (seeds are 32-bit).")
+    check_seed("--seed", cfg.seed)
     result = plan(cfg)
     from lerobot_amf.atomic import write_json_atomic
 

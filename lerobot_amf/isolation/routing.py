@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -350,25 +351,49 @@ def recorded_base(record: dict, base_path: str | None, directory: Path) -> str:
     return base
 
 
+@dataclass
+class RoutedModelFiles:
+    """A routed model folder whose files and base checkpoint passed every check (``open_routed_model``)."""
+
+    directory: Path
+    record: dict  # its routing.json
+    base: str  # the checked base checkpoint's local folder (a Hub base: its snapshot)
+
+
+def open_routed_model(directory: str | Path, base_path: str | None = None,
+                      user_values: dict | None = None) -> RoutedModelFiles:
+    """Check a routed model folder (possibly someone else's) and its base before anything is loaded:
+    ``read_routing_record``, ``recorded_base``, ``trust.local_checkpoint`` on the base, and the
+    processor files (their tokenizer may lie in the base). ``user_values``: ``--policy.*`` values the
+    user gave (``trust.check_checkpoint``)."""
+    directory = Path(directory)
+    record = read_routing_record(directory)
+    base = str(local_checkpoint(recorded_base(record, base_path, directory),
+                                f"The base checkpoint of {directory.name}/", user_values))
+    with artifacts_inside(Path(base)):  # its processors are its base's: their tokenizer may lie there
+        check_processor_files(directory)  # before anything is loaded (the steps again as they load)
+    return RoutedModelFiles(directory, record, base)
+
+
 def load_routed_policy(directory: str | Path, device: str = "cpu", base_path: str | None = None):
     """One call from a saved ``routed_model/`` to (policy, preprocessor, postprocessor).
 
     The processors are None when none were saved with it (a run always saves them). The folder and
-    the base are checked before anything is loaded (``read_routing_record``,
-    ``trust.local_checkpoint``): a routed model may come from someone else.
+    the base are checked before anything is loaded (``open_routed_model``): a routed model may come
+    from someone else.
 
     ``base_path`` replaces the recorded base checkpoint (e.g. after moving it, on another machine,
     or a local base outside the folder: the routing map alone does not make it read).
     """
+    return load_opened_routed_policy(open_routed_model(directory, base_path), device)
+
+
+def load_opened_routed_policy(opened: RoutedModelFiles, device: str = "cpu"):
+    """``load_routed_policy`` of a folder ``open_routed_model`` has checked."""
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
-    directory = Path(directory)
-    record = read_routing_record(directory)
+    directory, record, base = opened.directory, opened.record, opened.base
     partitions = Partitions.from_json(record["partitions"])
-    base = str(local_checkpoint(recorded_base(record, base_path, directory),
-                                f"The base checkpoint of {directory.name}/"))
-    with artifacts_inside(Path(base)):  # its processors are its base's: their tokenizer may lie there
-        check_processor_files(directory)  # before anything is loaded (the steps again as they load)
     policy_cls = get_policy_class(record["base"]["type"])
     policy = policy_cls.from_pretrained(base)
     policy.config.pretrained_path = base

@@ -221,7 +221,7 @@ def repair_demo_dataset(root: Path, recorded: Sequence[dict], repo_id: str = "lo
         raise AMFInputError(f"{root} holds {on_disk} episode(s) but the ledger records {n}: episodes "
                             f"{on_disk}..{n - 1} are missing and cannot be re-made here. Restore {root.name}/ or start a new run.")
     if n:
-        _check_lengths(root, repo_id, recorded)
+        _check_records_match(root, repo_id, recorded)
     for action in report.actions:
         logging.warning(f"{root}: {action}")
     return report
@@ -232,7 +232,7 @@ def _holds_recorded(staged: Path, repo_id: str, recorded: Sequence[dict]) -> boo
     try:
         if count_episodes(staged) != len(recorded) or not recorded:
             return False
-        _check_lengths(staged, repo_id, recorded)
+        _check_records_match(staged, repo_id, recorded)
         return True
     except Exception:  # noqa: BLE001 - a half-written dataset fails in many ways; it was not committed
         return False
@@ -273,7 +273,7 @@ def _trim(root: Path, repo_id: str, keep: int, on_disk: int) -> None:
     replace_dir_atomic(tmp, root)
 
 
-def _check_lengths(root: Path, repo_id: str, recorded: Sequence[dict]) -> None:
+def _check_records_match(root: Path, repo_id: str, recorded: Sequence[dict]) -> None:
     """Every recorded demo is its dataset episode: the same number of frames, and one task per
     instruction both ways (a record re-tagged with another task would tie two tasks to one
     instruction, or one task to two). Names the first record that disagrees."""

@@ -9,14 +9,14 @@ their configs), ``checkpoints`` (a checkpoint folder or Hub repo checked whole b
 """
 
 from lerobot_amf.trust.checkpoints import (LOADABLE_POLICY_TYPES, check_checkpoint, check_policy_type,
-                                           check_safetensors, check_sizes, local_checkpoint, names_no_folder_outside,
-                                           user_policy_values)
+                                           check_safetensors, check_sizes, local_checkpoint, user_policy_values)
 from lerobot_amf.trust.datasets import check_dataset_copy, check_path_templates
 from lerobot_amf.trust.files import (LOCAL_PATH_PLACEHOLDER, MAX_SETTINGS_BYTES, UntrustedFileError, check_entry,
-                                     check_inside, check_plain_name, check_tree, is_inside, read_bounded_text, read_json)
+                                     check_inside, check_plain_name, check_tree, is_inside, names_no_folder_outside,
+                                     read_bounded_text, read_json)
 from lerobot_amf.trust.numbers import check_finite, check_finite_processors
-from lerobot_amf.trust.processors import (ALLOWED_STEPS, artifacts_inside, check_processor_files, check_processor_step, guard_processor_loading,
-                                          user_tokenizer)
+from lerobot_amf.trust.processors import (ALLOWED_STEPS, artifacts_inside, check_processor_files, check_processor_step,
+                                          guard_processor_loading, user_tokenizer)
 
 __all__ = [
     "ALLOWED_STEPS", "LOADABLE_POLICY_TYPES", "LOCAL_PATH_PLACEHOLDER", "MAX_SETTINGS_BYTES", "UntrustedFileError",

@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.trust.files import UntrustedFileError, check_entry, check_tree, is_inside, read_json
+from lerobot_amf.trust.files import UntrustedFileError, check_entry, check_tree, names_no_folder_outside, read_json
 from lerobot_amf.trust.processors import MAX_FEATURE_VALUES, check_processor_files, never_prompt_for_remote_code
 
 # Sizes a loader allocates or loops over, by config key: 5-10x above LeRobot 0.6.1's defaults and the
@@ -96,23 +96,6 @@ def check_policy_type(value: object, what: str) -> None:
     if value not in LOADABLE_POLICY_TYPES:
         raise UntrustedFileError(f"{what} names policy type {value!r}: lerobot-amf loads only "
                                  f"{', '.join(LOADABLE_POLICY_TYPES)}; refused (nothing was loaded).")
-
-
-def names_no_folder_outside(value: object, folder: Path) -> bool:
-    """A name a loader resolves (``from_pretrained``): a folder inside ``folder``, or a Hub repo id
-    that is no folder here (transformers would read a folder of that name first)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if not isinstance(value, str) or not value:
-        return False
-    local = Path(value).expanduser()
-    if local.exists() or local.is_symlink():
-        return is_inside(local, folder)
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        return False
-    return True
 
 
 def check_sizes(value: object, what: str, key: str | None = None) -> None:

@@ -70,6 +70,26 @@ def is_inside(path: Path, folder: Path) -> bool:
     return True
 
 
+def names_no_folder_outside(value: object, *folders: Path | None, namespaced: bool = False) -> bool:
+    """A name a loader resolves (``from_pretrained``): a file or folder inside one of ``folders``, or
+    a Hub repo id (``namespace/name`` when ``namespaced``) that is no file or folder here
+    (transformers would read a folder of that name first)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not isinstance(value, str) or not value:
+        return False
+    local = Path(value).expanduser()
+    if local.exists() or local.is_symlink():
+        return any(is_inside(local, f) for f in folders if f is not None)
+    if namespaced and value.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
 def hub_repo_folder(folder: Path) -> Path | None:
     """The Hub cache's ``models--x--y`` / ``datasets--x--y`` folder when ``folder`` is a snapshot in
     it (``…/snapshots/<revision>[/sub]``): its files are links into ``../../blobs``, inside the repo's

@@ -31,7 +31,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable
 
-from lerobot_amf.trust.files import UntrustedFileError, check_entry, check_plain_name, is_inside, read_json
+from lerobot_amf.trust.files import (UntrustedFileError, check_entry, check_plain_name, names_no_folder_outside,
+                                     read_json)
 
 PROCESSOR_FILES = ("policy_preprocessor.json", "policy_postprocessor.json")
 MAX_STEPS = 64
@@ -87,19 +88,11 @@ def _norm_map(value) -> bool:
                                            for k, v in value.items())
 
 
-def _hub_repo_id(value) -> bool:
-    """A Hub repo id (``namespace/name``), never a path: a tokenizer is downloaded by name (and loaded
-    without remote code), not read from a folder the file chooses. A user loading a checkpoint whose
-    tokenizer is a local folder of theirs passes the folder on the command line (``--policy.*``)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if not isinstance(value, str) or value.count("/") != 1 or Path(value).expanduser().exists():
-        return False
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        return False
-    return True
+def _loadable_name(value, *folders: Path | None) -> bool:
+    """A tokenizer: a Hub repo id ``namespace/name`` that is no folder here (downloaded by name, loaded
+    without remote code), or a folder inside the checkpoint being loaded (``folders``). A user whose
+    tokenizer is a local folder elsewhere passes it on the command line (``--policy.*``)."""
+    return names_no_folder_outside(value, *folders, namespaced=True)
 
 
 _NORMALISER = {"eps": _finite_number, "features": _features, "norm_map": _norm_map,
@@ -120,7 +113,7 @@ ALLOWED_STEPS: dict[str, tuple[str, dict[str, Callable[[object], bool]]]] = {
         "lerobot.policies.pi05.processor_pi05.Pi05PrepareStateTokenizerProcessorStep",
         {"max_state_dim": _bounded_int(MAX_STATE_DIM), "task_key": _one_of("task")}),
     "tokenizer_processor": ("lerobot.processor.tokenizer_processor.TokenizerProcessorStep",
-                            {"tokenizer_name": _hub_repo_id, "max_length": _bounded_int(MAX_TOKENS),
+                            {"tokenizer_name": _loadable_name, "max_length": _bounded_int(MAX_TOKENS),
                              "task_key": _one_of("task"), "padding_side": _one_of("left", "right"),
                              "padding": _one_of("max_length", "longest", "do_not_pad"), "truncation": _any_bool}),
     "relative_actions_processor": ("lerobot.processor.relative_action_processor.RelativeActionsProcessorStep",
@@ -159,9 +152,8 @@ def check_processor_step(step: object, folder: Path | None = None, trusted: dict
                                      f"Allowed: {', '.join(rules) or 'none'}; refused.")
         if trusted.get(key) == value:
             continue
-        inside = key == "tokenizer_name" and isinstance(value, str) and value and Path(value).exists() \
-            and any(is_inside(Path(value), f) for f in (folder, *_ALSO_INSIDE.get()) if f is not None)
-        if not inside and not rules[key](value):
+        rule = rules[key]
+        if not (rule(value, folder, *_ALSO_INSIDE.get()) if rule is _loadable_name else rule(value)):
             raise UntrustedFileError(f"Processor step {name!r}: {key}={_short(value)} is not allowed ({_why(key)}); "
                                      "refused.")
     if "state_file" in step:

@@ -40,12 +40,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 from lerobot.datasets.factory import resolve_delta_timestamps
-from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.utils import INFO_PATH
 from lerobot.utils.constants import OBS_ENV_STATE, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
 from lerobot_amf.data import RowSubset, read_frames
@@ -64,6 +69,7 @@ from lerobot_amf.selection.gp import (
     kernel_scale,
 )
 from lerobot_amf.selection.importance import importance_weights, summarize_importance, systematic_resample
+from lerobot_amf.trust.files import read_bounded_text
 
 # Stream id mixed into the round's seed for sampling demo frames, so the frames do not share
 # random numbers with the round generator's other uses.
@@ -91,16 +97,20 @@ class DemoStates:
     in_d: np.ndarray  # (n_demos,) bool: a fine-tuning demo (part of D)
     # instruction -> the language inputs the pre-processor makes of it (1 row), or None
     language: dict = dataclasses.field(default_factory=dict, repr=False)
+    read_seconds: float = 0.0  # wall time spent reading and pre-processing frames (``batch``)
 
     def batch(self, rows) -> dict:
         """The frames ``rows`` (sampled-frame numbers), read and pre-processed, in that order."""
+        start = time.perf_counter()
         rows = np.asarray(rows, dtype=np.int64)
         items: list = [None] * len(rows)
         for d, ds in enumerate(self.datasets):
             mine = np.flatnonzero(self.frame_dataset[rows] == d)
             for k, item in zip(mine, read_frames(ds, self.frame_position[rows[mine]])):
                 items[k] = item
-        return self.preprocessor(torch.utils.data.default_collate(items))
+        out = self.preprocessor(torch.utils.data.default_collate(items))
+        self.read_seconds += time.perf_counter() - start
+        return out
 
     def language_of(self, instruction: str) -> dict | None:
         """The language inputs (token ids, attention mask; one row) the pre-processor makes of
@@ -137,6 +147,43 @@ class DemoStates:
 LANGUAGE_KEYS = (OBS_LANGUAGE_TOKENS, OBS_LANGUAGE_ATTENTION_MASK)
 
 
+@dataclasses.dataclass(frozen=True)
+class _InfoFeatures:
+    """What ``resolve_delta_timestamps`` reads of a dataset's metadata (features, fps), from its
+    info.json alone: the policy's delta timestamps without loading every episode's metadata."""
+
+    features: dict
+    fps: int
+
+
+class PartTimes:
+    """Wall seconds per part of one selection (the record's ``seconds``; docs/method.md, "What a
+    selection costs"). Reading and pre-processing frames is a part of its own, taken out of the
+    part that read them (frames are read a chunk at a time, inside the likelihood and embedding
+    passes)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.states: DemoStates | None = None  # whose reading time is counted apart
+
+    def _read(self) -> float:
+        return self.states.read_seconds if self.states is not None else 0.0
+
+    @contextmanager
+    def part(self, name: str):
+        read_before, start = self._read(), time.perf_counter()
+        try:
+            yield
+        finally:
+            read = self._read() - read_before
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start - read
+            if read:
+                self.seconds["reading frames"] = self.seconds.get("reading frames", 0.0) + read
+
+    def record(self) -> dict:
+        return {name: round(value, 4) for name, value in self.seconds.items()}
+
+
 def condition_on_task(batch: dict, task: str, vocabulary: tuple[str, ...] | None, instruction: str | None,
                       language: dict | None = None) -> dict:
     """The same pre-processed states, conditioned on ``task``: the one-hot env state (Metaworld
@@ -166,6 +213,23 @@ def split_target_candidate(n: int) -> np.ndarray:
     return np.arange(n) % 2 == 1
 
 
+def likelihood_rows(states: "DemoStates", per_demo: int | None) -> np.ndarray:
+    """The sampled frames the likelihood surrogate scores: every one (``per_demo`` None), or at most
+    ``per_demo`` of each demo's, evenly spread over its sampled frames (time-ordered, so over the
+    episode). A demo's weight reads the mean over the frames scored, so fewer frames cost
+    proportionally fewer passes (frames x distinct tasks) and estimate the same quantity."""
+    if per_demo is None:
+        return np.arange(len(states.demo_of_frame))
+    rows = []
+    for demo in range(len(states.demo_task)):
+        mine = np.flatnonzero(states.demo_of_frame == demo)
+        if len(mine) <= per_demo:
+            rows.append(mine)
+        else:
+            rows.append(mine[np.round(np.linspace(0, len(mine) - 1, per_demo)).astype(int)])
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+
+
 @dataclasses.dataclass
 class Weighting:
     """Every demo's importance weight per task (n_demos, tasks; columns sum to 1), their summary
@@ -174,6 +238,7 @@ class Weighting:
     weights: torch.Tensor
     summary: object
     label: str
+    passes: int = 0  # likelihood passes run: (frame, distinct conditioning) pairs x draws
 
 
 @dataclasses.dataclass
@@ -330,20 +395,34 @@ class AMFStrategy(Strategy):
 
     def __init__(self, cfg: AMFSelectionConfig | None = None):
         self.cfg = cfg if cfg is not None else AMFSelectionConfig()
+        self._opened: dict = {}  # (repo id, root) -> (its info.json, delta timestamps, the dataset opened)
+
+    def opened(self, ref, policy_config) -> LeRobotDataset:
+        """The dataset ``ref`` opened with the policy's delta timestamps, kept across rounds while its
+        ``meta/info.json`` and those timestamps are unchanged: a run's pretraining demos never change,
+        its fine-tuning demos when a round adds episodes. Opening reads every episode's metadata
+        (at the embedded default's size, a fifth of a selection)."""
+        info_bytes = read_bounded_text(Path(ref.root) / INFO_PATH, "demo dataset")
+        info = json.loads(info_bytes)
+        delta = resolve_delta_timestamps(policy_config, _InfoFeatures(info["features"], info["fps"]))
+        key, held = (ref.repo_id, str(ref.root)), self._opened.get((ref.repo_id, str(ref.root)))
+        if held is None or held[0] != info_bytes or held[1] != delta:
+            held = (info_bytes, delta, LeRobotDataset(ref.repo_id, root=ref.root, delta_timestamps=delta))
+            self._opened[key] = held
+        return held[2]
 
     # ---------------------------------------------------------------- states in hand
     def demo_states(self, ctx: SelectionContext) -> DemoStates | None:
         if ctx.pretrain_dataset is None and ctx.demo_dataset is None:
             return None
         policy = acting_policy(ctx.policy)
-        delta = resolve_delta_timestamps(policy.config, _meta_of(ctx))
         rng = np.random.default_rng([ctx.rng.integers(2**31), FRAME_SAMPLING_STREAM])
         datasets, frame_dataset, frame_position = [], [], []
         demo_of_frame, candidate, demo_task, demo_length, per_demo, in_d = [], [], [], [], [], []
         for dataset_ref, is_d in ((ctx.pretrain_dataset, False), (ctx.demo_dataset, True)):
             if dataset_ref is None:
                 continue
-            ds = LeRobotDataset(dataset_ref.repo_id, root=dataset_ref.root, delta_timestamps=delta)
+            ds = self.opened(dataset_ref, policy.config)
             task_of_instruction = ctx.vocabulary.task_of_instruction
             positions = []
             for ep in range(ds.meta.total_episodes):
@@ -376,18 +455,25 @@ class AMFStrategy(Strategy):
         importance weights, the rollout fallback, each task's roles and embeddings, targets and
         candidates, the posterior, the greedy batch, the record."""
         cfg, ctx = self.cfg, self.seen(ctx)
-        states = self.demo_states(ctx)
+        times = PartTimes()
+        with times.part("opening demos"):
+            states = self.demo_states(ctx)
         if states is None:  # no demo in hand to estimate any task's states from
             return _uniform_cold_start(ctx, n, "no demos in hand yet")
+        times.states = states
         embedder = kernel_embedder(acting_policy(ctx.policy), cfg)
-        weighting = self.importance(ctx, states)
+        with times.part("likelihood"):
+            weighting = self.importance(ctx, states)
         low_ess = weighting.summary.collapsed(cfg.ess_threshold)
         collapsed = [t for j, t in enumerate(ctx.pool) if bool(low_ess[j]) or t not in states.demo_task]
-        rollout_phi = self.rollout_states(ctx, collapsed, embedder) if collapsed else {}
-        roles = demo_roles(states, weighting.weights, ctx.pool, ctx.target_weights, cfg.target_mass_floor,
-                           RoleCaps.of(cfg, len(ctx.pool)))
-        phi, embedded = self.embed_roles(ctx, states, roles, rollout_phi, embedder)
-        targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
+        with times.part("rollouts"):
+            rollout_phi = self.rollout_states(ctx, collapsed, embedder) if collapsed else {}
+        with times.part("embedding"):
+            roles = demo_roles(states, weighting.weights, ctx.pool, ctx.target_weights, cfg.target_mass_floor,
+                               RoleCaps.of(cfg, len(ctx.pool)))
+            phi, embedded = self.embed_roles(ctx, states, roles, rollout_phi, embedder)
+        with times.part("posterior"):
+            targets, candidates = self._targets_and_candidates(ctx, states, phi, roles, rollout_phi)
         if not candidates:
             return _uniform_cold_start(ctx, n, "no task can be scored yet")
         # The cold start, per task (docs/method.md, "Cold start"): a target task nothing in hand can
@@ -395,18 +481,23 @@ class AMFStrategy(Strategy):
         # out in) gets one demo first; amf scores the rest of the batch.
         unscored = [t for t in ctx.pool if t not in candidates and ctx.target_weights.get(t, 0) > 0
                     and ctx.can_take(t)][:n]
-        phi_targets = torch.cat([t[0] for t in targets.values()])
-        target_w = torch.cat([t[1] for t in targets.values()])
-        target_task = [task for task, t in targets.items() for _ in range(t[0].shape[0])]
-        posterior, noise = self.posterior(states, phi, phi_targets, targets, candidates, embedder.dim)
+        with times.part("posterior"):
+            phi_targets = torch.cat([t[0] for t in targets.values()])
+            target_w = torch.cat([t[1] for t in targets.values()])
+            target_task = [task for task, t in targets.items() for _ in range(t[0].shape[0])]
+            posterior, noise = self.posterior(states, phi, phi_targets, targets, candidates, embedder.dim)
         allowed = {t: c for t, c in ctx.capacity.items() if c is not None}
-        result = greedy_batch(posterior, candidates, (phi_targets, target_w), n - len(unscored), allowed=allowed,
-                              target_groups=target_task)
+        with times.part("greedy"):
+            result = greedy_batch(posterior, candidates, (phi_targets, target_w), n - len(unscored), allowed=allowed,
+                                  target_groups=target_task)
         if len(unscored) + len(result.picks) < n:
             raise ValueError("The demo source has no demos left for the tasks amf would pick.")
         first = result.step_scores[0] if result.step_scores else {}  # the first pick's scores
         details = self.record(ctx, states, weighting, embedder, candidates, embedded, rollout_phi, unscored, noise,
                               result, roles)
+        details["seconds"] = times.record()
+        details["passes"] = {"likelihood": weighting.passes, "embedding": sum(embedded.values()) * embedder.n_draws,
+                             "rollout_episodes": len(rollout_phi) * cfg.fallback_rollouts}
         return Selection(unscored + result.picks, scores={t: round(v, 6) for t, v in first.items()}, details=details,
                          reason=self.reason(unscored, first, noise, rollout_phi))
 
@@ -429,7 +520,7 @@ class AMFStrategy(Strategy):
         # make every candidate the same (and greedy ties would spend the whole budget on the first
         # task). Known from its inputs, so its likelihood passes (one per task) are not run at all.
         blind = has_likelihood and len(pool) > 1 and not self.sees_task(ctx, states)
-        frame_ll = None  # (N frames, tasks): every frame under every task (the weights need all)
+        frame_ll, passes = None, 0  # (frames scored, tasks): each under every task (the weights need all)
         if has_likelihood and not blind:
             # Tasks the policy cannot tell apart (LIBERO: 130 tasks, 112 instructions) share one pass.
             keys = [_conditioning_key(ctx.policy, task, vocab, instructions.get(task)) for task in pool]
@@ -451,19 +542,22 @@ class AMFStrategy(Strategy):
                             per_key[key] = family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed)
                 return torch.stack([per_key[key] for key in distinct], dim=1)[:, column]
 
-            frame_ll = _map_read_chunks(under_every_task, states, np.arange(len(states.demo_of_frame)),
-                                        cfg.chunk_size, ctx.accelerator,
-                                        f"amf: likelihood of {len(states.demo_of_frame)} frames under {len(pool)} tasks "
+            rows = likelihood_rows(states, cfg.loglik_states_per_demo)
+            frame_ll = _map_read_chunks(under_every_task, states, rows, cfg.chunk_size, ctx.accelerator,
+                                        f"amf: likelihood of {len(rows)} frames under {len(pool)} tasks "
                                         f"({len(distinct)} distinct)")
+            passes = len(rows) * len(distinct) * cfg.loglik_draws
         n_demos = len(states.demo_task)
         demo_task_idx = [pool.index(t) for t in states.demo_task]
         task_blind = blind or (has_likelihood and len(pool) > 1
                                and torch.allclose(frame_ll, frame_ll[:, :1].expand_as(frame_ll)))
         if has_likelihood and not task_blind:
-            # per-demo log-likelihood: mean over its sampled frames, scaled to the episode length
+            # per-demo log-likelihood: mean over the frames scored, scaled to the episode length
+            frame_demo = torch.as_tensor(states.demo_of_frame[rows])
             demo_ll = torch.zeros(n_demos, len(pool), dtype=torch.float64)
-            demo_ll.index_add_(0, torch.as_tensor(states.demo_of_frame), frame_ll)
-            demo_ll = demo_ll / torch.as_tensor(states.frames_per_demo)[:, None] * torch.as_tensor(states.demo_length)[:, None]
+            demo_ll.index_add_(0, frame_demo, frame_ll)
+            scored = torch.bincount(frame_demo, minlength=n_demos).clamp(min=1)
+            demo_ll = demo_ll / scored[:, None] * torch.as_tensor(states.demo_length)[:, None]
             weights = importance_weights(demo_ll, demo_task_idx, temperature=cfg.importance_temperature,
                                          clip=cfg.importance_clip)  # (n_demos, tasks), columns sum to 1
         else:  # no likelihood surrogate for the family, or a task-blind policy: each demo informs its own task
@@ -473,7 +567,7 @@ class AMFStrategy(Strategy):
         label = ("own task only (the policy does not see the task: same likelihood for every task)"
                  if task_blind else "likelihood surrogate, common random numbers" if has_likelihood
                  else "own task only")
-        return Weighting(weights, summarize_importance(weights, pool), label)
+        return Weighting(weights, summarize_importance(weights, pool), label, passes)
 
     @staticmethod
     def sees_task(ctx: SelectionContext, states: DemoStates) -> bool:
@@ -735,14 +829,6 @@ def _importance_share(weights: torch.Tensor, demo_task: list[str], pool: list[st
             share[recorded] = share.get(recorded, 0.0) + float(weights[i, j])
         out[task] = {t: round(v, 3) for t, v in share.items() if v >= 5e-4}
     return out
-
-
-def _meta_of(ctx) -> LeRobotDatasetMetadata:
-    """Metadata of a dataset in hand (fps and features fix the policy's delta timestamps)."""
-    for ref in (ctx.demo_dataset, ctx.pretrain_dataset):
-        if ref is not None:
-            return LeRobotDatasetMetadata(ref.repo_id, root=ref.root)
-    raise ValueError("amf needs demos in hand (pretraining demos or fine-tuning demos); none were found.")
 
 
 def _num_processes(accelerator) -> int:

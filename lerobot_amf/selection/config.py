@@ -32,6 +32,10 @@ class AMFSelectionConfig:
     # state and task.
     n_draws: int = DEFAULT_DRAWS
     loglik_draws: int = 1
+    # Frames per demo the likelihood surrogate scores under every task, evenly spread over the
+    # demo's sampled frames (None: all ``states_per_demo``). Its passes are frames x distinct
+    # tasks, which dominates at many tasks (LIBERO: 112 instructions).
+    loglik_states_per_demo: int | None = None
     # Denoising steps of the policy's own pseudo-target action (diffusion / flow heads, states
     # without an expert action): one pass each. Diffusion: 1 = one DDIM step from a fixed noise
     # at alpha_bar = 0.2 (families/diffusion.py).
@@ -88,8 +92,9 @@ class AMFSelectionConfig:
         if self.rollout_roles == "rollouts" and self.fallback_rollouts < 2:
             raise AMFInputError(f"amf.selection.rollout_roles=rollouts needs amf.selection.fallback_rollouts >= 2 "
                                 f"(got {self.fallback_rollouts}): one rollout cannot be both.")
-        for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "pseudo_target_steps",
-                     "fallback_rollouts", "chunk_size", "max_target_states", "max_candidate_states"):
+        for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "loglik_states_per_demo",
+                     "pseudo_target_steps", "fallback_rollouts", "chunk_size", "max_target_states",
+                     "max_candidate_states"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AMFInputError(f"amf.selection.{name}={getattr(self, name)}: must be at least 1.")
         if self.states_per_demo < 2:

@@ -1,28 +1,38 @@
-"""Fewer passes in amf's selection: what fewer (noise, timestep) draws or fewer frames per demo save,
-and whether the picks change, measured before either default moves.
+"""Where amf's selection time goes, and which passes can go without changing the picks: the pilot
+that fixes amf's pass defaults (issue "Selection at a twentieth of a round").
 
-amf's selection is 0.094 of a fine-tuning round at the embedded default's size (goal 0.05,
-``selection_cost`` (b)). What is left to cut is passes: the loss-gradient embeddings average
-``--amf.selection.n_draws`` (noise, timestep) draws per frame, and each demo gives
-``--amf.selection.states_per_demo`` frames to the likelihood and embedding passes. Both change what
-amf computes, so neither default moves while the hard study (which fixed amf's defaults) runs.
+Two settings, each with a real generalist pretrained by the CLI (cached like any run's):
 
-On finished runs of the hard study (each re-opened at its final checkpoint, with its demos and its
-generalist's pretraining demos: 12 tasks, the selection a fifth round would make, 6 demos), every
-variant's selection is timed (repeats interleaved, so all see the same machine load) beside one
-fine-tuning round as the study runs it (300 steps, batch 64, half of each batch replayed).
+* ``embedded``: the embedded default (``recipes/metaworld_default.json``: 4 tasks, 26 pretraining demos);
+* ``hard``: the hard-skew study's setting (12 tasks, 39 pretraining demos, the study's seed 1
+  generalist: ``benchmarks/sample_efficiency_hard.py``).
 
-The rule, fixed here before it ran: a variant may become amf's default only if, on every run
-measured, its picks equal the default's (as a multiset: the demos per task) and its median
+Per setting, ``CONTEXTS`` selection contexts: the generalist with fine-tuning demos in hand as after
+1-3 rounds (context k: its round r = 1 + k mod 3, ``demos_per_round`` x r demos from the scripted
+expert, split over the pool at random by k), the selection's random numbers seeded by k. Every
+variant's selection is timed on every context, the variants interleaved and repeated, beside one
+fine-tuning round as the studies run it (300 steps, batch 64, half of each batch replayed
+pretraining demos), timed at the start and the end of the setting. As from a run's second round on,
+the pretraining demos are already open (``AMFStrategy.opened``); the fine-tuning demos are opened
+anew (a round added episodes).
+
+Each selection's record splits its time into parts (``details["seconds"]``: opening demos, reading
+frames, likelihood, rollouts, embedding, posterior, greedy) and counts its passes. The floor beside
+a part is the passes the math needs at the frames chosen, at the throughput of one full batch
+(``--amf.selection.chunk_size`` rows) of the same policy: likelihood = frames scored x distinct
+tasks x loglik draws; embedding = (task, frame) pairs embedded x draws.
+
+The rule, fixed here before it ran: a variant may become amf's default only if, on every context of
+both settings, its picks equal the default's (as a multiset: the demos per task) and its median
 selection time is below the default's; of those, the one with the lowest median selection time
-summed over the runs. None: the defaults stay. Run it on a quiet machine (no study running), and
-only once the hard study is complete.
+summed over all contexts. None: the defaults stay.
 
     python -m benchmarks.selection_passes --dry-run
-    python -m benchmarks.selection_passes                # the runs below, from the hard study's amf lane
-    python -m benchmarks.selection_passes --runs <run dir> [<run dir> ...]
+    python -m benchmarks.selection_passes                 # both settings, 10 contexts each
+    python -m benchmarks.selection_passes --settings embedded --contexts 3 --repeats 1
 
-Results: ``benchmarks/results/selection_passes.{json,png}``, each row with the commit it was measured at.
+Results: ``benchmarks/results/selection_passes.{json,png}``, with the commit it was measured at.
+Run it on a quiet machine: nothing else may run while it times.
 """
 
 from __future__ import annotations
@@ -30,123 +40,254 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, RUNS_DIR, dry_run, measured_at_commit, pyplot, write_json
+from benchmarks.common import (RECIPE, RESULTS_DIR, RUNS_DIR, cli_env, dry_run, measured_at_commit, pyplot, read_json,
+                               write_json)
 
 NAME = "selection_passes"
-# The hard study's amf cells of three seeds (its runs folder: the lane's --runs-dir).
-RUNS = tuple(RUNS_DIR / "sample_efficiency_hard" / f"hard__seed{s}__amf__shared_replay" for s in (1, 2, 3))
+RUNS = RUNS_DIR / NAME
+CONTEXTS = 10
+ROUND_STEPS = 300
 # variant -> the AMFSelectionConfig fields it changes ("default": none)
 VARIANTS = {
     "default": {},
     "draws_2": {"n_draws": 2},
+    "draws_1": {"n_draws": 1},
+    "loglik_8": {"loglik_states_per_demo": 8},
+    "loglik_4": {"loglik_states_per_demo": 4},
+    "draws_2_loglik_8": {"n_draws": 2, "loglik_states_per_demo": 8},
     "states_8": {"states_per_demo": 8},
-    "draws_2_states_8": {"n_draws": 2, "states_per_demo": 8},
-    "draws_1_states_4": {"n_draws": 1, "states_per_demo": 4},
 }
-DEMOS, ROUND_STEPS = 6, 300
+PARTS = ("opening demos", "reading frames", "likelihood", "rollouts", "embedding", "posterior", "greedy")
 RULE = __doc__.split("The rule, fixed here before it ran: ")[1].split("\n\n")[0].replace("\n", " ")
+GOAL_RATIO = 0.05
 
 
-def measure_run(run, variants: dict, repeats: int, round_steps: int) -> dict:
-    """Every variant's selection on ``run`` (a ``selection_cost.FinishedRun``), ``repeats`` times
-    interleaved, and one fine-tuning round (none when ``round_steps`` is 0)."""
+def settings() -> dict:
+    """setting -> (its CLI flags for a pretrained-only run, demos per round)."""
+    from benchmarks.sample_efficiency_hard import make_study
+    from benchmarks.study_runner import merge_flags, pretrained_only_args
+
+    recipe = json.loads((Path(__file__).resolve().parents[1] / RECIPE).read_text())
+    embedded = [f"--config_path={RECIPE.as_posix()}", "--amf.rounds=1", "--amf.demos_per_round=1",
+                "--amf.steps_per_round=0", "--amf.strategy=uniform"]
+    hard = make_study(RESULTS_DIR, RUNS_DIR)
+    hard_flags = pretrained_only_args(hard.base_args(), hard.pool, hard.allocation("hard"),
+                                      hard.spec["pretrain_steps"], 1)
+    quick_eval = ["--amf.eval_episodes=1", "--amf.final_eval_episodes=1"]  # only the generalist is used
+    return {"embedded": (merge_flags(embedded, quick_eval), recipe["amf"]["demos_per_round"]),
+            "hard": (merge_flags(hard_flags, quick_eval), 6)}
+
+
+def generalist(setting: str, flags: list[str]) -> Path:
+    """The setting's generalist, pretrained by the CLI (a pretrained-only run) or found in its cache."""
+    from benchmarks.study_runner import run_or_resume
+    from lerobot_amf.ledger import Ledger
+
+    run_dir = RUNS / f"{setting}_generalist"
+    code, last = run_or_resume(flags, run_dir, cli_env())
+    if code != 0:
+        raise SystemExit(f"{NAME}: the {setting} generalist's run failed: {last}")
+    start = next(Ledger(run_dir).records("run_start"))
+    return Path(start["model"]["pretrained_path"])
+
+
+def contexts(setting: str, checkpoint: Path, demos_per_round: int, n: int) -> list:
+    """``n`` selection contexts on the generalist (``selection_cost.FinishedRun``s): context k holds
+    demos_per_round x (1 + k mod 3) fine-tuning demos from the scripted expert, split over the pool
+    at random by k."""
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    from benchmarks.selection_cost import FinishedRun
+    from lerobot_amf.data import DatasetRef, write_demos
+    from lerobot_amf.pretrain import pretrain_demos_ref, read_pretrain_record
+    from lerobot_amf.sources.metaworld import MetaworldExpertSource
+
+    record = read_pretrain_record(checkpoint)
+    pool = list(record["demos_per_task"])  # the run's pool, in its order (the task one-hot follows it)
+    policy = DiffusionPolicy.from_pretrained(str(checkpoint))
+    policy.eval()
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint))
+    pretrain = pretrain_demos_ref(checkpoint, record)
+    out = []
+    for k in range(1, n + 1):
+        rounds = 1 + k % 3
+        rng = np.random.default_rng([k, 7])
+        counts = Counter(rng.choice(pool, size=demos_per_round * rounds).tolist())
+        root = RUNS / f"{setting}_context{k}" / "demos"
+        if not (root / "meta" / "info.json").exists():
+            source = MetaworldExpertSource(seed=k, namespace=f"{NAME}{k}")
+            demos = [d for task, c in counts.items() for d in source.pull(task, c, set())]
+            write_demos("local/amf_demos", root, source.fps, source.features(), demos)
+        start = {"pool": pool, "target_weights": {t: 1 / len(pool) for t in pool}, "seed": k}
+        out.append(FinishedRun(root.parent, start, rounds, checkpoint, policy, pre, post,
+                               DatasetRef("local/amf_demos", root), pretrain, {t: counts.get(t, 0) for t in pool}))
+    return out
+
+
+def throughput(run) -> dict:
+    """Seconds per likelihood pass and per embedding pass (one draw of one (task, frame) pair), from one
+    full batch of the context's frames under their own tasks."""
+    from lerobot_amf.configs import AMFSelectionConfig
+    from lerobot_amf.families import family_of, kernel_embedder
+    from lerobot_amf.selection.amf import AMFStrategy
+
+    cfg = AMFSelectionConfig()
+    strategy = AMFStrategy(cfg)
+    states = strategy.demo_states(run.context())
+    rows = np.arange(min(cfg.chunk_size, len(states.demo_of_frame)))
+    batch = states.batch(rows)
+    family = family_of(run.policy)
+    embedder = kernel_embedder(run.policy, cfg)
+    out = {}
+    for name, fn, per_row in (("likelihood", lambda: family.loglik(run.policy, batch, cfg.loglik_draws, cfg.loglik_seed),
+                               cfg.loglik_draws),
+                              ("embedding", lambda: embedder.embed(batch), cfg.n_draws)):
+        fn()  # warm-up
+        times = []
+        for _ in range(3):
+            s = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - s)
+        out[f"{name}_s_per_pass"] = float(np.median(times)) / (len(rows) * per_row)
+    out["batch_rows"] = int(len(rows))
+    return out
+
+
+def measure_setting(setting: str, runs: list, repeats: int) -> dict:
+    """Every variant on every context, interleaved and repeated, between two timed rounds."""
     from lerobot_amf.configs import AMFSelectionConfig
     from lerobot_amf.selection.amf import AMFStrategy
 
-    seconds, picks, pairs = {v: [] for v in variants}, {}, {}
-    for _ in range(repeats):
-        for name, fields in variants.items():
-            strategy = AMFStrategy(AMFSelectionConfig(**fields))
-            ctx = run.context()
-            s = time.perf_counter()
-            sel = strategy.select(ctx, DEMOS)
-            seconds[name].append(time.perf_counter() - s)
-            picks[name] = sel.tasks
-            pairs[name] = sum(sel.details["embedded_frames"]["per_task"].values())
-    round_s = run.round_seconds(round_steps) if round_steps else None
-    return {"run": run.run_dir.name, "pool": run.pool, "fine_tuning_demos": sum(run.counts.values()),
-            "round_steps": round_steps, "round_finetune_s": round_s, "repeats": repeats,
-            "variants": {name: {"fields": variants[name], "selection_s": float(np.median(seconds[name])),
-                                "selection_s_all": seconds[name], "picks": picks[name],
-                                "ratio": None if not round_s else float(np.median(seconds[name])) / round_s,
-                                "task_frame_pairs_embedded": pairs[name]}
-                         for name in variants}}
+    rounds = [runs[0].round_seconds(ROUND_STEPS)]
+    rates = throughput(runs[0])
+    rows = []
+    for i, run in enumerate(runs, 1):
+        seconds = {v: [] for v in VARIANTS}
+        sels = {}
+        for _ in range(repeats):
+            for name, fields in VARIANTS.items():
+                strategy = AMFStrategy(AMFSelectionConfig(**fields))
+                strategy.opened(run.pretrain, run.policy.config)  # open since the run's first round
+                ctx = run.context()
+                s = time.perf_counter()
+                sels[name] = strategy.select(ctx, 6 if setting == "hard" else 4)
+                seconds[name].append(time.perf_counter() - s)
+        print(f"[{NAME}] {setting} context {i}/{len(runs)}: " + ", ".join(
+            f"{n} {np.median(t):.2f}s" for n, t in seconds.items()), flush=True)
+        rows.append({"context": i, "fine_tuning_demos": sum(run.counts.values()), "rounds_before": run.rounds,
+                     "variants": {name: {"selection_s": float(np.median(seconds[name])),
+                                         "selection_s_all": seconds[name], "picks": sels[name].tasks,
+                                         "seconds": sels[name].details["seconds"],
+                                         "passes": sels[name].details["passes"],
+                                         "rollout_fallback": sels[name].details["rollout_fallback"]}
+                                  for name in VARIANTS}})
+    rounds.append(runs[0].round_seconds(ROUND_STEPS))
+    round_s = float(np.mean(rounds))
+    return {"pool": runs[0].pool, "contexts": rows, "round_finetune_s_all": rounds, "round_finetune_s": round_s,
+            "round": f"{ROUND_STEPS} steps, batch 64, half of each batch replayed pretraining demos",
+            "throughput": rates, "parts": split(rows, rates, round_s)}
 
 
-def decide(rows: list[dict]) -> dict:
-    """The rule above on the measured runs: the variants that kept the default's picks and were faster
-    on every run, and the cheapest of them (None: the defaults stay)."""
-    if not rows:
-        return {"kept_picks_and_faster": [], "chosen": None}
-    names = [n for n in rows[0]["variants"] if n != "default"]
+def split(rows: list[dict], rates: dict, round_s: float) -> dict:
+    """Per variant: the median selection / round, and each part's mean seconds with its floor."""
+    out = {}
+    for name in VARIANTS:
+        per = [r["variants"][name] for r in rows]
+        mean = {p: float(np.mean([v["seconds"].get(p, 0.0) for v in per])) for p in PARTS}
+        floor = {"likelihood": float(np.mean([v["passes"]["likelihood"] for v in per])) * rates["likelihood_s_per_pass"],
+                 "embedding": float(np.mean([v["passes"]["embedding"] for v in per])) * rates["embedding_s_per_pass"]}
+        median = float(np.median([v["selection_s"] for v in per]))
+        out[name] = {"median_selection_s": median, "ratio_to_round": median / round_s,
+                     "max_ratio_to_round": max(v["selection_s"] for v in per) / round_s,
+                     "mean_part_s": mean, "floor_s": floor,
+                     "mean_passes": {k: float(np.mean([v["passes"][k] for v in per])) for k in per[0]["passes"]},
+                     "contexts_with_rollouts": sum(bool(v["rollout_fallback"]) for v in per)}
+    return out
 
-    def ok(name):
-        return all(Counter(r["variants"][name]["picks"]) == Counter(r["variants"]["default"]["picks"])
-                   and r["variants"][name]["selection_s"] < r["variants"]["default"]["selection_s"] for r in rows)
-    kept = [n for n in names if ok(n)]
+
+def decide(measured: dict) -> dict:
+    """The rule above: the variants that kept the default's picks and were faster on every context of
+    every setting, and the cheapest of them (None: the defaults stay)."""
+    rows = [r for s in measured.values() for r in s["contexts"]]
+    names = [n for n in VARIANTS if n != "default"]
+
+    def same(r, n):
+        return Counter(r["variants"][n]["picks"]) == Counter(r["variants"]["default"]["picks"])
+
+    kept = [n for n in names if all(same(r, n) and r["variants"][n]["selection_s"] < r["variants"]["default"]["selection_s"]
+                                    for r in rows)]
     total = {n: sum(r["variants"][n]["selection_s"] for r in rows) for n in kept}
-    return {"kept_picks_and_faster": kept, "chosen": min(total, key=total.get) if total else None}
+    return {"kept_picks_and_faster": kept, "chosen": min(total, key=total.get) if total else None,
+            "same_picks": {n: f"{sum(same(r, n) for r in rows)}/{len(rows)}" for n in names}}
 
 
 def plot(out: dict, path: Path) -> None:
     plt = pyplot()
-    rows = out["runs"]
-    names = list(VARIANTS)
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    width = 0.8 / max(len(rows), 1)
-    for i, row in enumerate(rows):
-        ys = [row["variants"][n]["selection_s"] for n in names]
-        bars = ax.bar([k + i * width for k in range(len(names))], ys, width, label=row["run"])
-        for bar, n in zip(bars, names):
-            same = Counter(row["variants"][n]["picks"]) == Counter(row["variants"]["default"]["picks"])
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), "=" if same else "≠", ha="center",
-                    va="bottom", fontsize=8)
-    ax.set_xticks([k + width * (len(rows) - 1) / 2 for k in range(len(names))])
-    ax.set_xticklabels(names, fontsize=8)
-    ax.set_ylabel("one selection (s), median")
-    ax.set_title(f"amf's selection with fewer passes (= picks as the default's, ≠ changed); chosen: "
-                 f"{out['decision']['chosen']}" + (" (PARTIAL)" if out["partial"] else ""), fontsize=9)
-    ax.legend(fontsize=7)
+    measured = out["settings"]
+    fig, axes = plt.subplots(1, len(measured), figsize=(6.5 * len(measured), 4.2), squeeze=False)
+    for ax, (setting, m) in zip(axes[0], measured.items()):
+        names = list(VARIANTS)
+        bottom = np.zeros(len(names))
+        for part in PARTS:
+            ys = np.array([m["parts"][n]["mean_part_s"][part] for n in names])
+            ax.bar(names, ys, bottom=bottom, label=part)
+            bottom += ys
+        for k, n in enumerate(names):
+            same = out["decision"]["same_picks"].get(n, "ref")
+            ax.text(k, bottom[k], f"{m['parts'][n]['ratio_to_round']:.3f}\n{same}", ha="center", va="bottom", fontsize=7)
+        ax.axhline(GOAL_RATIO * m["round_finetune_s"], color="k", ls="--", lw=1, label=f"{GOAL_RATIO} of a round")
+        ax.set_title(f"{setting}: {len(m['pool'])} tasks, {len(m['contexts'])} contexts "
+                     f"(round {m['round_finetune_s']:.1f} s)", fontsize=9)
+        ax.set_ylabel("selection seconds (mean per part)")
+        ax.tick_params(axis="x", labelsize=7, rotation=30)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"amf's selection per part, by variant (above each bar: median selection / round; same picks as the "
+                 f"default on all contexts). Chosen: {out['decision']['chosen']}" + (" (PARTIAL)" if out["partial"] else ""),
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main(argv=None) -> None:
-    from benchmarks.selection_cost import finished_run
-    from lerobot_amf.envs import metaworld_state  # noqa: F401  (registers the env)
-
     p = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}", description=__doc__.splitlines()[0])
-    p.add_argument("--runs", nargs="+", type=Path, default=list(RUNS), help="finished hard-study run folders")
+    p.add_argument("--settings", nargs="+", default=["embedded", "hard"], choices=["embedded", "hard"])
+    p.add_argument("--contexts", type=int, default=CONTEXTS)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--dry-run", action="store_true", help="print the runs and the outputs; run nothing")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the outputs; run nothing")
     args = p.parse_args(argv)
     results = RESULTS_DIR / f"{NAME}.json"
     if args.dry_run:
-        return dry_run(NAME, {"variants": VARIANTS, "rule": RULE,
-                              "runs": [f"{r} ({'present' if (r / 'amf_ledger.jsonl').exists() else 'absent'})"
-                                       for r in args.runs],
+        return dry_run(NAME, {"settings": args.settings, "contexts": args.contexts, "variants": VARIANTS, "rule": RULE,
                               "results": [results, RESULTS_DIR / f"{NAME}.png"]})
     import torch
 
+    from lerobot_amf.envs import metaworld_state  # noqa: F401  (registers the env)
+    from lerobot_amf.ledger import software
+
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    rows, missing = [], []
-    for run_dir in args.runs:
-        run = finished_run(run_dir)
-        if run is None:
-            missing.append(str(run_dir.name))
-            continue
-        print(f"[{NAME}] {run_dir.name}: {len(VARIANTS)} variants x {args.repeats}, then one round", flush=True)
-        rows.append({**measure_run(run, VARIANTS, args.repeats, ROUND_STEPS), "measured_at_commit": measured_at_commit()})
-    out = {"benchmark": NAME, "partial": bool(missing) or not rows, "missing_runs": missing,
-           "rule": RULE,
-           "load_average": os.getloadavg(), "runs": rows, "decision": decide(rows)}
+    tempfile.tempdir = str(RUNS / "tmp")
+    Path(tempfile.tempdir).mkdir(parents=True, exist_ok=True)
+    measured = {}
+    for setting in args.settings:
+        flags, per_round = settings()[setting]
+        checkpoint = generalist(setting, flags)
+        runs = contexts(setting, checkpoint, per_round, args.contexts)
+        measured[setting] = {"generalist": checkpoint.name, **measure_setting(setting, runs, args.repeats)}
+    partial = args.contexts < CONTEXTS or set(args.settings) != {"embedded", "hard"}
+    out = {"benchmark": NAME, "partial": partial, "lerobot": software()["lerobot"], "rule": RULE,
+           "variants": VARIANTS, "repeats": args.repeats, "goal_ratio": GOAL_RATIO,
+           "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+           "load_average_at_end": os.getloadavg(), "measured_at_commit": measured_at_commit(),
+           "settings": measured, "decision": decide(measured)}
     write_json(results, out)
     plot(out, RESULTS_DIR / f"{NAME}.png")
     print(json.dumps(out["decision"], indent=2))

@@ -179,7 +179,11 @@ class FinishedRun:
             round_index=self.rounds, pool=self.pool, target_weights=self.start["target_weights"], counts=self.counts,
             capacity={t: None for t in self.pool}, rng=np.random.default_rng([self.start["seed"], self.rounds]),
             policy=self.policy, preprocessor=self.pre, postprocessor=self.post, pretrain_dataset=self.pretrain,
-            demo_dataset=self.demos, env_cfg=MetaworldStateEnvConfig(task=",".join(self.pool)),
+            demo_dataset=self.demos,
+            # the rollout fallback's episodes as long as the run's (where its start record says)
+            env_cfg=MetaworldStateEnvConfig(task=",".join(self.pool),
+                                            **({"episode_length": self.start["episode_length"]}
+                                               if "episode_length" in self.start else {})),
             vocabulary=MetaworldCatalog().vocabulary(self.pool))
 
     def round_seconds(self, steps: int, replay_fraction: float = 0.5, batch_size: int = 64) -> float:

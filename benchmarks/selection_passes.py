@@ -9,7 +9,8 @@ Two settings, each with a real generalist pretrained by the CLI (cached like any
 
 Per setting, ``CONTEXTS`` selection contexts: the generalist with fine-tuning demos in hand as after
 1-3 rounds (context k: its round r = 1 + k mod 3, ``demos_per_round`` x r demos from the scripted
-expert, split over the pool at random by k), the selection's random numbers seeded by k. Every
+expert, split over the pool at random by k), the selection's random numbers seeded by k, the rollout
+fallback's episodes as long as the recipe's (150 steps). Every
 variant's selection is timed on every context, the variants interleaved and repeated, beside one
 fine-tuning round as the studies run it (300 steps, batch 64, half of each batch replayed
 pretraining demos), timed at the start and the end of the setting. As from a run's second round on,
@@ -53,6 +54,9 @@ from benchmarks.common import (RECIPE, RESULTS_DIR, RUNS_DIR, cli_env, dry_run, 
 NAME = "selection_passes"
 RUNS = RUNS_DIR / NAME
 CONTEXTS = 10
+# Both settings run the recipe's episodes (the hard study's flags start from it): the rollout
+# fallback's episodes are as long.
+EPISODE_LENGTH = json.loads((Path(__file__).resolve().parents[1] / RECIPE).read_text())["env"]["episode_length"]
 ROUND_STEPS = 300
 # variant -> the AMFSelectionConfig fields it changes ("default": none)
 VARIANTS = {
@@ -63,6 +67,7 @@ VARIANTS = {
     "loglik_4": {"loglik_states_per_demo": 4},
     "draws_2_loglik_8": {"n_draws": 2, "loglik_states_per_demo": 8},
     "states_8": {"states_per_demo": 8},
+    "rollouts_2": {"fallback_rollouts": 2},
 }
 PARTS = ("opening demos", "reading frames", "likelihood", "rollouts", "embedding", "posterior", "greedy")
 RULE = __doc__.split("The rule, fixed here before it ran: ")[1].split("\n\n")[0].replace("\n", " ")
@@ -126,7 +131,8 @@ def contexts(setting: str, checkpoint: Path, demos_per_round: int, n: int) -> li
             source = MetaworldExpertSource(seed=k, namespace=f"{NAME}{k}")
             demos = [d for task, c in counts.items() for d in source.pull(task, c, set())]
             write_demos("local/amf_demos", root, source.fps, source.features(), demos)
-        start = {"pool": pool, "target_weights": {t: 1 / len(pool) for t in pool}, "seed": k}
+        start = {"pool": pool, "target_weights": {t: 1 / len(pool) for t in pool}, "seed": k,
+                 "episode_length": EPISODE_LENGTH}
         out.append(FinishedRun(root.parent, start, rounds, checkpoint, policy, pre, post,
                                DatasetRef("local/amf_demos", root), pretrain, {t: counts.get(t, 0) for t in pool}))
     return out

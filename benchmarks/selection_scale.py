@@ -15,6 +15,9 @@ Measured, each in its own process with 2 torch threads (the goal's 2 cores), ran
   the tiny real SmolVLA (``benchmarks/tiny_smolvla.py``; its likelihood surrogate scores every
   sampled frame under every task): wall time, peak RSS of the process (``ru_maxrss``) and its RSS
   before the selection;
+- the same SmolVLA selection without the likelihood cap (``smolvla_uncapped``, asked for by name:
+  every sampled frame under every instruction, as before ``max_likelihood_passes``), for its picks
+  and its time beside the capped one's; each selection row carries its seconds per part and passes;
 - greedy scoring at 130 tasks x 50,000 target states (d = 1024): seconds per pick, with the
   candidate states the product's cap allows one pick (``max_candidate_states`` over 130 tasks;
   the goal's row), and with 100 per task (13,000, the spec measured before the cap existed).
@@ -51,7 +54,11 @@ PICKS, THREADS = 6, 2
 CAP_S = 600.0  # a selection still running after 10 goal-lengths is stopped and reported as such
 GOALS = {"peak_rss_gb": 4.0, "selection_s": 60.0, "seconds_per_pick": 10.0}
 POLICIES = ("diffusion", "smolvla")
-PARTS = {**{kind: ("selection", kind) for kind in POLICIES}, "scoring": ("scoring",)}  # name -> key path
+# The same SmolVLA selection without the likelihood cap (amf.selection.max_likelihood_passes=None):
+# every sampled frame scored under every instruction, as before the cap existed (the "before" row).
+UNCAPPED = "smolvla_uncapped"
+PARTS = {**{kind: ("selection", kind) for kind in (*POLICIES, UNCAPPED)},
+         "scoring": ("scoring",)}  # name -> key path
 # The greedy pick at 130 tasks x 50k targets: with the candidate states the product's cap allows
 # (amf.selection.max_candidate_states over 130 tasks: the most one pick scores), and with 100 per
 # task (13,000 rows, the spec measured before the cap existed; kept as a second row).
@@ -146,16 +153,19 @@ def child_selection(kind: str, root: Path, runs: Path) -> dict:
     from lerobot_amf.selection.amf import AMFStrategy
     from lerobot_amf.selection.base import SelectionContext
 
+    from lerobot_amf.selection.config import AMFSelectionConfig
+
     torch.set_num_threads(THREADS)
     tasks = pool()
-    policy, pre, post = make_policy(kind, root, runs)
+    cfg = AMFSelectionConfig(max_likelihood_passes=None) if kind == UNCAPPED else AMFSelectionConfig()
+    policy, pre, post = make_policy("smolvla" if kind == UNCAPPED else kind, root, runs)
     ctx = SelectionContext(
         round_index=1, pool=tasks, target_weights={t: 1 / len(tasks) for t in tasks}, counts={t: 0 for t in tasks},
         capacity={t: None for t in tasks}, rng=np.random.default_rng(0), policy=policy, preprocessor=pre,
         postprocessor=post, demo_dataset=DatasetRef(REPO, root), vocabulary=LiberoCatalog().vocabulary(tasks))
     before = rss_now()
     start = time.perf_counter()
-    chosen = AMFStrategy().select(ctx, PICKS)
+    chosen = AMFStrategy(cfg).select(ctx, PICKS)
     wall = time.perf_counter() - start
     details = chosen.details
     return {
@@ -171,6 +181,9 @@ def child_selection(kind: str, root: Path, runs: Path) -> dict:
         "tasks_capped": {what: sum(what in c for c in details["caps"]["capped"].values())
                          for what in ("targets", "candidate_demos")},
         "candidate_demos": sum(details["candidate_demos"].values()),
+        "max_likelihood_passes": cfg.max_likelihood_passes,
+        "likelihood_frames_per_demo": details["caps"]["likelihood_frames_per_demo"],
+        "seconds_per_part": details["seconds"], "passes": details["passes"],
     }
 
 
@@ -255,6 +268,8 @@ def verdicts(results: dict) -> dict:
     """Each goal against each measurement: met, or the factor it misses by."""
     out = {}
     for kind, row in results["selection"].items():
+        if kind == UNCAPPED:  # a reference row (the selection before the cap), not the product's
+            continue
         if row.get("killed_by_signal"):  # no time measured: it never finished
             out[f"{kind}.selection_s"] = {"measured": f"killed by signal {row['killed_by_signal']} after "
                                                       f"{row['killed_after_s']} s", "goal": GOALS["selection_s"],
@@ -315,13 +330,14 @@ def plot(results: dict, path: Path):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.selection_scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS),
-                        help="the parts to measure: a selection per policy, and the greedy scoring (default: all); "
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=[p for p in PARTS if p != UNCAPPED],
+                        help="the parts to measure: a selection per policy, and the greedy scoring (default: all but the "
+                             f"{UNCAPPED} reference row); "
                              "the committed rows of the others are kept")
     add_output_args(parser, RUNS)
     parser.add_argument("--cap-s", type=float, default=CAP_S,
                         help=f"stop a selection after this many seconds and report how far it got (default {CAP_S:g})")
-    parser.add_argument("--child", choices=[*POLICIES, "scoring"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*POLICIES, UNCAPPED, "scoring"], help=argparse.SUPPRESS)
     parser.add_argument("--dataset", type=Path, help=argparse.SUPPRESS)
     return parser
 
@@ -336,7 +352,7 @@ def main(argv=None) -> None:
         print(json.dumps(child_selection(args.child, args.dataset, runs)))
         return
     results_dir = args.results_dir or RESULTS_DIR
-    policies = [p for p in POLICIES if p in args.parts]
+    policies = [p for p in (*POLICIES, UNCAPPED) if p in args.parts]
     if args.dry_run:
         dry_run("selection_scale", {
             "dataset": f"{len(pool())} LIBERO tasks x {EPISODES_PER_TASK} episodes x {FRAMES_PER_EPISODE} frames, "

@@ -53,3 +53,5 @@ def test_amf_selection_on_two_processes_equals_one_process(tiny_amf_run, lerobot
     assert two["scores"] == pytest.approx(one["scores"], rel=1e-6, abs=1e-9)
     assert two["details"]["ess"] == pytest.approx(one["details"]["ess"], rel=1e-6)
     assert two["details"]["kappa"] == pytest.approx(one["details"]["kappa"], rel=1e-6)
+    # the same passes over all processes (each ran its share; the record counts the selection's)
+    assert two["details"]["passes"] == one["details"]["passes"] and two["details"]["caps"] == one["details"]["caps"]

@@ -451,3 +451,73 @@ def test_selection_reads_its_frames_a_chunk_at_a_time_and_holds_none(setup, monk
     assert not any(isinstance(v, torch.Tensor) for v in kept.values())  # no batch kept
     assert all(v is None for v in kept["language"].values())  # a policy without language inputs
     assert small.tasks == big.tasks
+
+
+def test_a_selection_records_its_seconds_per_part_and_its_passes(setup):
+    """Where a selection's time goes (docs/method.md, "What a selection costs"): the parts add up to
+    no more than its wall time, and the passes are what the math ran: every sampled frame under each
+    of the two tasks once (one likelihood draw), every embedded (task, frame) pair n_draws times."""
+    import time
+
+    cfg = AMFSelectionConfig(n_draws=2)
+    start = time.perf_counter()
+    sel = AMFStrategy(cfg).select(context(setup, with_d=True, seed=3), 2)
+    wall = time.perf_counter() - start
+    seconds, passes = sel.details["seconds"], sel.details["passes"]
+    assert {"opening demos", "reading frames", "likelihood", "embedding", "posterior", "greedy"} <= set(seconds)
+    assert all(v >= 0 for v in seconds.values()) and sum(seconds.values()) <= wall
+    assert passes["likelihood"] == sel.details["embedded_frames"]["sampled"] * len(POOL) * cfg.loglik_draws
+    assert passes["embedding"] == sum(sel.details["embedded_frames"]["per_task"].values()) * cfg.n_draws
+    assert passes["rollout_episodes"] == 0
+
+
+def test_the_likelihood_can_score_fewer_frames_per_demo_spread_over_its_sampled_ones(setup):
+    from lerobot_amf.selection.amf import likelihood_rows
+
+    strategy = AMFStrategy(AMFSelectionConfig())
+    states = strategy.demo_states(context(setup, with_d=True, seed=3))
+    assert list(likelihood_rows(states, None)) == list(range(len(states.demo_of_frame)))
+    rows = likelihood_rows(states, 4)
+    per_demo = np.bincount(states.demo_of_frame[rows], minlength=len(states.demo_task))
+    assert list(per_demo) == [min(4, k) for k in states.frames_per_demo]
+    first = np.flatnonzero(states.demo_of_frame == 0)
+    assert list(rows[:4]) == [first[2], first[6], first[10], first[14]]  # stratum midpoints: 16 sampled, 4 scored
+    sel = AMFStrategy(AMFSelectionConfig(loglik_states_per_demo=4)).select(context(setup, with_d=True, seed=3), 2)
+    assert sel.details["passes"]["likelihood"] == len(rows) * len(POOL)
+    with pytest.raises(Exception, match="loglik_states_per_demo=0"):
+        AMFSelectionConfig(loglik_states_per_demo=0).validate()
+
+
+def test_datasets_stay_open_across_rounds_until_a_round_adds_episodes(setup, tmp_path):
+    """Opening a dataset reads every episode's metadata; a run's pretraining demos never change, so
+    they are opened once, and its fine-tuning demos again only once a round has added episodes."""
+    import shutil
+
+    root, policy = setup[0], setup[1]
+    shutil.copytree(root / "fine", tmp_path / "fine")
+    ref = DatasetRef("local/fine", tmp_path / "fine")
+    strategy = AMFStrategy(AMFSelectionConfig())
+    first = strategy.opened(ref, policy.config)
+    assert strategy.opened(ref, policy.config) is first
+    src = MetaworldExpertSource(seed=9, namespace="more")
+    write_demos("local/fine", tmp_path / "fine", src.fps, src.features(), src.pull("drawer-close-v3", 1, set()))
+    grown = strategy.opened(ref, policy.config)
+    assert grown is not first and grown.meta.total_episodes == first.meta.total_episodes + 1
+
+
+def test_the_likelihood_cap_binds_at_libero_scale_not_at_the_studys(setup):
+    from lerobot_amf.selection.amf import likelihood_frames_per_demo
+
+    cfg = AMFSelectionConfig()
+    assert likelihood_frames_per_demo(cfg, 63, 12) == (None, None)  # the hard study: 63 demos, 12 tasks
+    assert likelihood_frames_per_demo(cfg, 34, 4) == (None, None)  # the embedded default
+    assert likelihood_frames_per_demo(cfg, 1820, 112) == (1, [16, 1])  # LIBERO: 130 tasks, 112 instructions
+    assert likelihood_frames_per_demo(AMFSelectionConfig(max_likelihood_passes=None), 1820, 112) == (None, None)
+    # a tight cap on a real selection: fewer frames per demo, the passes within it, and the record says so
+    tight = AMFSelectionConfig(max_likelihood_passes=200)
+    sel = AMFStrategy(tight).select(context(setup, with_d=True, seed=3), 2)
+    n_demos = sel.details["n_demos_in_hand"]
+    per_demo = 200 // (n_demos * len(POOL))
+    assert sel.details["caps"]["likelihood_frames_per_demo"] == [16, per_demo]
+    assert sel.details["passes"]["likelihood"] <= 200
+    assert AMFStrategy(cfg).select(context(setup, with_d=True, seed=3), 2).details["caps"]["likelihood_frames_per_demo"] is None

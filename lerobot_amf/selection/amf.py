@@ -213,11 +213,25 @@ def split_target_candidate(n: int) -> np.ndarray:
     return np.arange(n) % 2 == 1
 
 
+def likelihood_frames_per_demo(cfg: AMFSelectionConfig, n_demos: int, n_distinct: int) -> tuple[int | None, list | None]:
+    """Frames per demo the likelihood scores (None: all sampled), and [asked, kept] where the cap
+    ``max_likelihood_passes`` bound them: the passes are frames x distinct tasks x draws, which grow
+    with demos x tasks (LIBERO's 130 tasks: 1,820 demos x 112 instructions x 16 frames = 3.3 M), so
+    they are shared out evenly over the demos, at least one frame each."""
+    asked = cfg.loglik_states_per_demo
+    if cfg.max_likelihood_passes is None or n_demos == 0:
+        return asked, None
+    allowed = max(1, cfg.max_likelihood_passes // (n_demos * n_distinct * cfg.loglik_draws))
+    wanted = asked if asked is not None else cfg.states_per_demo
+    return (asked, None) if allowed >= wanted else (allowed, [wanted, allowed])
+
+
 def likelihood_rows(states: "DemoStates", per_demo: int | None) -> np.ndarray:
     """The sampled frames the likelihood surrogate scores: every one (``per_demo`` None), or at most
-    ``per_demo`` of each demo's, evenly spread over its sampled frames (time-ordered, so over the
-    episode). A demo's weight reads the mean over the frames scored, so fewer frames cost
-    proportionally fewer passes (frames x distinct tasks) and estimate the same quantity."""
+    ``per_demo`` of each demo's, at the midpoints of equal strata of its sampled frames (time-ordered,
+    so spread over the episode; one frame: the middle one). A demo's weight reads the mean over the
+    frames scored, so fewer frames cost proportionally fewer passes (frames x distinct tasks) and
+    estimate the same quantity with more variance."""
     if per_demo is None:
         return np.arange(len(states.demo_of_frame))
     rows = []
@@ -226,7 +240,7 @@ def likelihood_rows(states: "DemoStates", per_demo: int | None) -> np.ndarray:
         if len(mine) <= per_demo:
             rows.append(mine)
         else:
-            rows.append(mine[np.round(np.linspace(0, len(mine) - 1, per_demo)).astype(int)])
+            rows.append(mine[((np.arange(per_demo) + 0.5) * len(mine) / per_demo).astype(int)])
     return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
 
@@ -239,6 +253,7 @@ class Weighting:
     summary: object
     label: str
     passes: int = 0  # likelihood passes run: (frame, distinct conditioning) pairs x draws
+    capped: list | None = None  # [frames per demo asked, scored] where max_likelihood_passes bound them
 
 
 @dataclasses.dataclass
@@ -520,7 +535,7 @@ class AMFStrategy(Strategy):
         # make every candidate the same (and greedy ties would spend the whole budget on the first
         # task). Known from its inputs, so its likelihood passes (one per task) are not run at all.
         blind = has_likelihood and len(pool) > 1 and not self.sees_task(ctx, states)
-        frame_ll, passes = None, 0  # (frames scored, tasks): each under every task (the weights need all)
+        frame_ll, passes, capped = None, 0, None  # (frames scored, tasks): each under every task (the weights need all)
         if has_likelihood and not blind:
             # Tasks the policy cannot tell apart (LIBERO: 130 tasks, 112 instructions) share one pass.
             keys = [_conditioning_key(ctx.policy, task, vocab, instructions.get(task)) for task in pool]
@@ -542,7 +557,8 @@ class AMFStrategy(Strategy):
                             per_key[key] = family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed)
                 return torch.stack([per_key[key] for key in distinct], dim=1)[:, column]
 
-            rows = likelihood_rows(states, cfg.loglik_states_per_demo)
+            per_demo, capped = likelihood_frames_per_demo(cfg, len(states.demo_task), len(distinct))
+            rows = likelihood_rows(states, per_demo)
             frame_ll = _map_read_chunks(under_every_task, states, rows, cfg.chunk_size, ctx.accelerator,
                                         f"amf: likelihood of {len(rows)} frames under {len(pool)} tasks "
                                         f"({len(distinct)} distinct)")
@@ -567,7 +583,7 @@ class AMFStrategy(Strategy):
         label = ("own task only (the policy does not see the task: same likelihood for every task)"
                  if task_blind else "likelihood surrogate, common random numbers" if has_likelihood
                  else "own task only")
-        return Weighting(weights, summarize_importance(weights, pool), label, passes)
+        return Weighting(weights, summarize_importance(weights, pool), label, passes, capped)
 
     @staticmethod
     def sees_task(ctx: SelectionContext, states: DemoStates) -> bool:
@@ -677,6 +693,8 @@ class AMFStrategy(Strategy):
             # the caps per task, and each task a cap resampled: {"targets" | "candidate_demos": [before, after]}
             "caps": {"per_task": dataclasses.asdict(caps), "max_target_states": cfg.max_target_states,
                      "max_candidate_states": cfg.max_candidate_states,
+                     "max_likelihood_passes": cfg.max_likelihood_passes,
+                     "likelihood_frames_per_demo": weighting.capped,
                      "capped": {t: r.capped for t, r in roles.items() if r.capped and t not in rollout_phi}},
             "rollout_fallback": sorted(rollout_phi),
             "importance": weighting.label,

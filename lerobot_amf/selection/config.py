@@ -64,6 +64,11 @@ class AMFSelectionConfig:
     # 8 states per task allowed; at most 63 demos in hand) nor at the embedded default's.
     max_target_states: int | None = 50_000
     max_candidate_states: int | None = 8_192
+    # Likelihood passes (frames scored x distinct tasks x loglik draws) one selection runs: above it,
+    # fewer frames per demo are scored, shared out evenly (at least one). Does not bind at the hard
+    # study's size (63 demos x 12 tasks x 16 frames = 12,096) nor the embedded default's; at LIBERO's
+    # 130 tasks (1,820 demos x 112 instructions) it scores one frame per demo. None: no cap.
+    max_likelihood_passes: int | None = 262_144
     loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate
     ess_threshold: float = 1.5  # below: the task's states come from policy rollouts
     fallback_rollouts: int = 4
@@ -94,7 +99,7 @@ class AMFSelectionConfig:
                                 f"(got {self.fallback_rollouts}): one rollout cannot be both.")
         for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "loglik_states_per_demo",
                      "pseudo_target_steps", "fallback_rollouts", "chunk_size", "max_target_states",
-                     "max_candidate_states"):
+                     "max_candidate_states", "max_likelihood_passes"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AMFInputError(f"amf.selection.{name}={getattr(self, name)}: must be at least 1.")
         if self.states_per_demo < 2:

@@ -15,7 +15,8 @@ variant's selection is timed on every context, the variants interleaved and repe
 fine-tuning round as the studies run it (300 steps, batch 64, half of each batch replayed
 pretraining demos), timed at the start and the end of the setting. As from a run's second round on,
 the pretraining demos are already open (``AMFStrategy.opened``); the fine-tuning demos are opened
-anew (a round added episodes).
+anew (a round added episodes); each pool task's Metaworld benchmark is already built (a run's
+pretrained evaluation built it: ``envs.metaworld_state.metaworld_task``).
 
 Each selection's record splits its time into parts (``details["seconds"]``: opening demos, reading
 frames, likelihood, rollouts, embedding, posterior, greedy) and counts its passes. The floor beside
@@ -31,6 +32,7 @@ summed over all contexts. None: the defaults stay.
     python -m benchmarks.selection_passes --dry-run
     python -m benchmarks.selection_passes                 # both settings, 10 contexts each
     python -m benchmarks.selection_passes --settings embedded --contexts 3 --repeats 1
+    python -m benchmarks.selection_passes --variants default --output selection_split   # the defaults' split only
 
 Results: ``benchmarks/results/selection_passes.{json,png}``, with the commit it was measured at.
 Run it on a quiet machine: nothing else may run while it times.
@@ -167,19 +169,22 @@ def throughput(run) -> dict:
     return out
 
 
-def measure_setting(setting: str, runs: list, repeats: int) -> dict:
+def measure_setting(setting: str, runs: list, repeats: int, variants: dict, round_steps: int = ROUND_STEPS) -> dict:
     """Every variant on every context, interleaved and repeated, between two timed rounds."""
     from lerobot_amf.configs import AMFSelectionConfig
+    from lerobot_amf.envs.metaworld_state import metaworld_task
     from lerobot_amf.selection.amf import AMFStrategy
 
-    rounds = [runs[0].round_seconds(ROUND_STEPS)]
+    for task in runs[0].pool:  # built by a run's pretrained evaluation before its first selection
+        metaworld_task(task)
+    rounds = [runs[0].round_seconds(round_steps)]
     rates = throughput(runs[0])
     rows = []
     for i, run in enumerate(runs, 1):
-        seconds = {v: [] for v in VARIANTS}
+        seconds = {v: [] for v in variants}
         sels = {}
         for _ in range(repeats):
-            for name, fields in VARIANTS.items():
+            for name, fields in variants.items():
                 strategy = AMFStrategy(AMFSelectionConfig(**fields))
                 strategy.opened(run.pretrain, run.policy.config)  # open since the run's first round
                 ctx = run.context()
@@ -194,18 +199,18 @@ def measure_setting(setting: str, runs: list, repeats: int) -> dict:
                                          "seconds": sels[name].details["seconds"],
                                          "passes": sels[name].details["passes"],
                                          "rollout_fallback": sels[name].details["rollout_fallback"]}
-                                  for name in VARIANTS}})
-    rounds.append(runs[0].round_seconds(ROUND_STEPS))
+                                  for name in variants}})
+    rounds.append(runs[0].round_seconds(round_steps))
     round_s = float(np.mean(rounds))
     return {"pool": runs[0].pool, "contexts": rows, "round_finetune_s_all": rounds, "round_finetune_s": round_s,
-            "round": f"{ROUND_STEPS} steps, batch 64, half of each batch replayed pretraining demos",
-            "throughput": rates, "parts": split(rows, rates, round_s)}
+            "round": f"{round_steps} steps, batch 64, half of each batch replayed pretraining demos",
+            "throughput": rates, "parts": split(rows, rates, round_s, variants)}
 
 
-def split(rows: list[dict], rates: dict, round_s: float) -> dict:
+def split(rows: list[dict], rates: dict, round_s: float, variants: dict) -> dict:
     """Per variant: the median selection / round, and each part's mean seconds with its floor."""
     out = {}
-    for name in VARIANTS:
+    for name in variants:
         per = [r["variants"][name] for r in rows]
         mean = {p: float(np.mean([v["seconds"].get(p, 0.0) for v in per])) for p in PARTS}
         floor = {"likelihood": float(np.mean([v["passes"]["likelihood"] for v in per])) * rates["likelihood_s_per_pass"],
@@ -223,7 +228,7 @@ def decide(measured: dict) -> dict:
     """The rule above: the variants that kept the default's picks and were faster on every context of
     every setting, and the cheapest of them (None: the defaults stay)."""
     rows = [r for s in measured.values() for r in s["contexts"]]
-    names = [n for n in VARIANTS if n != "default"]
+    names = [n for n in rows[0]["variants"] if n != "default"]
 
     def same(r, n):
         return Counter(r["variants"][n]["picks"]) == Counter(r["variants"]["default"]["picks"])
@@ -240,14 +245,14 @@ def plot(out: dict, path: Path) -> None:
     measured = out["settings"]
     fig, axes = plt.subplots(1, len(measured), figsize=(6.5 * len(measured), 4.2), squeeze=False)
     for ax, (setting, m) in zip(axes[0], measured.items()):
-        names = list(VARIANTS)
+        names = list(m["parts"])
         bottom = np.zeros(len(names))
         for part in PARTS:
             ys = np.array([m["parts"][n]["mean_part_s"][part] for n in names])
             ax.bar(names, ys, bottom=bottom, label=part)
             bottom += ys
         for k, n in enumerate(names):
-            same = out["decision"]["same_picks"].get(n, "ref")
+            same = (out["decision"] or {}).get("same_picks", {}).get(n, "")
             ax.text(k, bottom[k], f"{m['parts'][n]['ratio_to_round']:.3f}\n{same}", ha="center", va="bottom", fontsize=7)
         ax.axhline(GOAL_RATIO * m["round_finetune_s"], color="k", ls="--", lw=1, label=f"{GOAL_RATIO} of a round")
         ax.set_title(f"{setting}: {len(m['pool'])} tasks, {len(m['contexts'])} contexts "
@@ -255,9 +260,9 @@ def plot(out: dict, path: Path) -> None:
         ax.set_ylabel("selection seconds (mean per part)")
         ax.tick_params(axis="x", labelsize=7, rotation=30)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"amf's selection per part, by variant (above each bar: median selection / round; same picks as the "
-                 f"default on all contexts). Chosen: {out['decision']['chosen']}" + (" (PARTIAL)" if out["partial"] else ""),
-                 fontsize=9)
+    chosen = f" Chosen: {out['decision']['chosen']}" if out["decision"] else ""
+    fig.suptitle(f"amf's selection per part (above each bar: median selection / round; contexts whose picks equal the "
+                 f"default's).{chosen}" + (" (PARTIAL)" if out["partial"] else ""), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -268,12 +273,16 @@ def main(argv=None) -> None:
     p.add_argument("--settings", nargs="+", default=["embedded", "hard"], choices=["embedded", "hard"])
     p.add_argument("--contexts", type=int, default=CONTEXTS)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                   help="a subset (with default) measures the time split only; the rule decides on all of them")
+    p.add_argument("--output", default=NAME, help="the results' file name, under benchmarks/results")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the outputs; run nothing")
     args = p.parse_args(argv)
-    results = RESULTS_DIR / f"{NAME}.json"
+    variants = {name: VARIANTS[name] for name in VARIANTS if name in {"default", *args.variants}}
+    results = RESULTS_DIR / f"{args.output}.json"
     if args.dry_run:
-        return dry_run(NAME, {"settings": args.settings, "contexts": args.contexts, "variants": VARIANTS, "rule": RULE,
-                              "results": [results, RESULTS_DIR / f"{NAME}.png"]})
+        return dry_run(NAME, {"settings": args.settings, "contexts": args.contexts, "variants": variants, "rule": RULE,
+                              "results": [results, results.with_suffix(".png")]})
     import torch
 
     from lerobot_amf.envs import metaworld_state  # noqa: F401  (registers the env)
@@ -287,15 +296,17 @@ def main(argv=None) -> None:
         flags, per_round = settings()[setting]
         checkpoint = generalist(setting, flags)
         runs = contexts(setting, checkpoint, per_round, args.contexts)
-        measured[setting] = {"generalist": checkpoint.name, **measure_setting(setting, runs, args.repeats)}
+        measured[setting] = {"generalist": checkpoint.name, **measure_setting(setting, runs, args.repeats, variants)}
     partial = args.contexts < CONTEXTS or set(args.settings) != {"embedded", "hard"}
-    out = {"benchmark": NAME, "partial": partial, "lerobot": software()["lerobot"], "rule": RULE,
-           "variants": VARIANTS, "repeats": args.repeats, "goal_ratio": GOAL_RATIO,
+    every = len(variants) == len(VARIANTS)
+    out = {"benchmark": NAME, "partial": partial, "lerobot": software()["lerobot"],
+           "rule": RULE if every else "not applied: a subset of the variants (the time split only)",
+           "variants": variants, "repeats": args.repeats, "goal_ratio": GOAL_RATIO,
            "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
            "load_average_at_end": os.getloadavg(), "measured_at_commit": measured_at_commit(),
-           "settings": measured, "decision": decide(measured)}
+           "settings": measured, "decision": decide(measured) if every else None}
     write_json(results, out)
-    plot(out, RESULTS_DIR / f"{NAME}.png")
+    plot(out, results.with_suffix(".png"))
     print(json.dumps(out["decision"], indent=2))
 
 

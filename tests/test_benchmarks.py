@@ -45,7 +45,7 @@ def dry_run_args(name: str, tmp: Path) -> tuple[list[str], list[str]]:
     if name == "selection_cost":
         return [], ["(a) embedding", "(d) selection", "selection_cost.json", "selection_cost.png"]
     if name == "selection_passes":
-        return (["--runs", str(tmp / "run")], [f"{tmp / 'run'} (absent)", "draws_2_states_8", "selection_passes.json"])
+        return [], ["embedded", "hard", "draws_2_loglik_8", "rollouts_2", "selection_passes.json", "selection_passes.png"]
     return [], []
 
 
@@ -179,21 +179,30 @@ def test_a_selection_killed_by_a_signal_is_a_row_with_no_time_and_a_missed_goal(
 def test_fewer_passes_are_measured_on_a_finished_run_and_only_a_faster_variant_with_the_same_picks_is_chosen(
         tiny_amf_run, lerobot_home, one_torch_thread):
     from benchmarks.selection_cost import finished_run
-    from benchmarks.selection_passes import DEMOS, decide, measure_run
+    from benchmarks.selection_passes import PARTS, decide, measure_setting
 
     run = finished_run(tiny_amf_run, cache_dir=lerobot_home / "lerobot_amf_cache")
     assert run.pool == ["reach-v3", "drawer-close-v3"] and sum(run.counts.values()) == 4  # 2 rounds x 2 demos
-    row = measure_run(run, {"default": {}, "fewer": {"n_draws": 1, "states_per_demo": 4}}, repeats=1, round_steps=2)
+    variants = {"default": {}, "fewer": {"n_draws": 1, "states_per_demo": 4}}
+    measured = measure_setting("embedded", [run], repeats=1, variants=variants, round_steps=2)
+    (row,) = measured["contexts"]
     default, fewer = row["variants"]["default"], row["variants"]["fewer"]
-    assert len(default["picks"]) == len(fewer["picks"]) == DEMOS and set(default["picks"]) <= set(run.pool)
-    assert 0 < fewer["task_frame_pairs_embedded"] < default["task_frame_pairs_embedded"]  # 4 frames a demo, not 16
-    assert row["round_finetune_s"] > 0 and default["ratio"] == default["selection_s"] / row["round_finetune_s"]
+    assert len(default["picks"]) == len(fewer["picks"]) == 4 and set(default["picks"]) <= set(run.pool)
+    assert 0 < fewer["passes"]["embedding"] < default["passes"]["embedding"]  # 1 draw of 4 frames a demo, not 4 of 16
+    assert 0 < fewer["passes"]["likelihood"] < default["passes"]["likelihood"]
+    parts = measured["parts"]["default"]
+    assert set(parts["mean_part_s"]) == set(PARTS) and sum(parts["mean_part_s"].values()) <= default["selection_s"]
+    assert parts["floor_s"]["embedding"] > 0 and measured["round_finetune_s"] > 0
+    assert parts["ratio_to_round"] == default["selection_s"] / measured["round_finetune_s"]
 
     def synthetic(picks_b, seconds_b):
         return {"variants": {"default": {"picks": ["a", "b", "a"], "selection_s": 2.0},
                              "b": {"picks": picks_b, "selection_s": seconds_b},
                              "c": {"picks": ["a", "a", "b"], "selection_s": 1.5}}}
-    assert decide([synthetic(["b", "a", "a"], 1.0)])["chosen"] == "b"  # same demos per task, faster
-    assert decide([synthetic(["b", "a", "a"], 1.0), synthetic(["b", "b", "a"], 1.0)])["chosen"] == "c"  # b changed a pick
-    assert decide([synthetic(["b", "a", "a"], 2.5)])["kept_picks_and_faster"] == ["c"]  # b slower
-    assert decide([])["chosen"] is None
+
+    def settings(*rows):
+        return {"embedded": {"contexts": list(rows)}}
+    assert decide(settings(synthetic(["b", "a", "a"], 1.0)))["chosen"] == "b"  # same demos per task, faster
+    assert decide(settings(synthetic(["b", "a", "a"], 1.0), synthetic(["b", "b", "a"], 1.0)))["chosen"] == "c"
+    assert decide(settings(synthetic(["b", "a", "a"], 2.5)))["kept_picks_and_faster"] == ["c"]  # b slower
+    assert decide(settings(synthetic(["b", "b", "b"], 1.0)))["same_picks"] == {"b": "0/1", "c": "1/1"}

@@ -44,6 +44,28 @@ def test_seed_fixes_initial_state_and_different_seeds_differ():
     assert not np.allclose(a["agent_pos"], c["agent_pos"])
 
 
+def test_an_env_from_the_kept_benchmark_is_the_env_a_fresh_benchmark_makes():
+    """Metaworld's MT1 benchmark is built once per task (it resets a throwaway env 50 times): an env
+    made from the kept one starts, steps and leaves NumPy's global state exactly as one made after
+    building it afresh."""
+    from lerobot_amf.envs.metaworld_state import metaworld_task
+
+    def episode():
+        env = MetaworldStateEnv(["window-open-v3"], episode_length=5)
+        before = np.random.get_state()[1].copy()
+        first, _ = env.reset(seed=3)
+        steps = [env.step(np.full(4, 0.3, dtype=np.float32))[0]["agent_pos"] for _ in range(3)]
+        np.testing.assert_array_equal(np.random.get_state()[1], before)
+        return np.stack([first["agent_pos"], *steps])
+
+    metaworld_task.cache_clear()
+    fresh = episode()
+    assert metaworld_task.cache_info().misses == 1
+    kept = episode()
+    assert metaworld_task.cache_info().hits >= 1 and metaworld_task("window-open-v3") is metaworld_task("window-open-v3")
+    np.testing.assert_array_equal(fresh, kept)
+
+
 def test_episode_truncates_at_episode_length():
     env = MetaworldStateEnv(["reach-v3"], episode_length=5)
     env.reset(seed=0)

@@ -15,9 +15,10 @@ Measured, each in its own process with 2 torch threads (the goal's 2 cores), ran
   the tiny real SmolVLA (``benchmarks/tiny_smolvla.py``; its likelihood surrogate scores every
   sampled frame under every task): wall time, peak RSS of the process (``ru_maxrss``) and its RSS
   before the selection;
-- the same SmolVLA selection without the likelihood cap (``smolvla_uncapped``, asked for by name:
-  every sampled frame under every instruction, as before ``max_likelihood_passes``), for its picks
-  and its time beside the capped one's; each selection row carries its seconds per part and passes;
+- the same SmolVLA selection without the caps on frames sampled and likelihood passes
+  (``smolvla_uncapped``, asked for by name: 16 frames per demo, each under every instruction, as
+  before ``max_sampled_frames`` and ``max_likelihood_passes``), for its picks and its time beside
+  the capped one's; each selection row carries its seconds per part and passes;
 - greedy scoring at 130 tasks x 50,000 target states (d = 1024): seconds per pick, with the
   candidate states the product's cap allows one pick (``max_candidate_states`` over 130 tasks;
   the goal's row), and with 100 per task (13,000, the spec measured before the cap existed).
@@ -54,8 +55,9 @@ PICKS, THREADS = 6, 2
 CAP_S = 600.0  # a selection still running after 10 goal-lengths is stopped and reported as such
 GOALS = {"peak_rss_gb": 4.0, "selection_s": 60.0, "seconds_per_pick": 10.0}
 POLICIES = ("diffusion", "smolvla")
-# The same SmolVLA selection without the likelihood cap (amf.selection.max_likelihood_passes=None):
-# every sampled frame scored under every instruction, as before the cap existed (the "before" row).
+# The same SmolVLA selection without the caps on the frames sampled and the likelihood passes
+# (amf.selection.max_sampled_frames=None, max_likelihood_passes=None): 16 frames per demo, each
+# scored under every instruction, as before those caps existed (the "before" row).
 UNCAPPED = "smolvla_uncapped"
 PARTS = {**{kind: ("selection", kind) for kind in (*POLICIES, UNCAPPED)},
          "scoring": ("scoring",)}  # name -> key path
@@ -157,7 +159,8 @@ def child_selection(kind: str, root: Path, runs: Path) -> dict:
 
     torch.set_num_threads(THREADS)
     tasks = pool()
-    cfg = AMFSelectionConfig(max_likelihood_passes=None) if kind == UNCAPPED else AMFSelectionConfig()
+    cfg = AMFSelectionConfig(max_likelihood_passes=None, max_sampled_frames=None) if kind == UNCAPPED \
+        else AMFSelectionConfig()
     policy, pre, post = make_policy("smolvla" if kind == UNCAPPED else kind, root, runs)
     ctx = SelectionContext(
         round_index=1, pool=tasks, target_weights={t: 1 / len(tasks) for t in tasks}, counts={t: 0 for t in tasks},
@@ -183,6 +186,8 @@ def child_selection(kind: str, root: Path, runs: Path) -> dict:
         "candidate_demos": sum(details["candidate_demos"].values()),
         "max_likelihood_passes": cfg.max_likelihood_passes,
         "likelihood_frames_per_demo": details["caps"]["likelihood_frames_per_demo"],
+        "max_sampled_frames": cfg.max_sampled_frames,
+        "frames_per_demo": details["caps"].get("frames_per_demo"),
         "seconds_per_part": details["seconds"], "passes": details["passes"],
     }
 

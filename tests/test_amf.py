@@ -509,10 +509,11 @@ def test_the_likelihood_cap_binds_at_libero_scale_not_at_the_studys(setup):
     from lerobot_amf.selection.amf import likelihood_frames_per_demo
 
     cfg = AMFSelectionConfig()
-    assert likelihood_frames_per_demo(cfg, 63, 12) == (None, None)  # the hard study: 63 demos, 12 tasks
-    assert likelihood_frames_per_demo(cfg, 34, 4) == (None, None)  # the embedded default
-    assert likelihood_frames_per_demo(cfg, 1820, 112) == (1, [16, 1])  # LIBERO: 130 tasks, 112 instructions
-    assert likelihood_frames_per_demo(AMFSelectionConfig(max_likelihood_passes=None), 1820, 112) == (None, None)
+    assert likelihood_frames_per_demo(cfg, 63, 12, 16) == (None, None)  # the hard study: 63 demos, 12 tasks
+    assert likelihood_frames_per_demo(cfg, 34, 4, 16) == (None, None)  # the embedded default
+    # LIBERO: 130 tasks, 112 instructions, 4 frames sampled per demo (max_sampled_frames)
+    assert likelihood_frames_per_demo(cfg, 1820, 112, 4) == (1, [4, 1])
+    assert likelihood_frames_per_demo(AMFSelectionConfig(max_likelihood_passes=None), 1820, 112, 4) == (None, None)
     # a tight cap on a real selection: fewer frames per demo, the passes within it, and the record says so
     tight = AMFSelectionConfig(max_likelihood_passes=200)
     sel = AMFStrategy(tight).select(context(setup, with_d=True, seed=3), 2)
@@ -521,3 +522,19 @@ def test_the_likelihood_cap_binds_at_libero_scale_not_at_the_studys(setup):
     assert sel.details["caps"]["likelihood_frames_per_demo"] == [16, per_demo]
     assert sel.details["passes"]["likelihood"] <= 200
     assert AMFStrategy(cfg).select(context(setup, with_d=True, seed=3), 2).details["caps"]["likelihood_frames_per_demo"] is None
+
+
+def test_the_sampled_frames_cap_binds_at_libero_scale_not_at_the_studys(setup):
+    from lerobot_amf.selection.amf import sampled_frames_per_demo
+
+    cfg = AMFSelectionConfig()
+    assert sampled_frames_per_demo(cfg, 63) == (16, None)  # the hard study: at most 63 demos in hand
+    assert sampled_frames_per_demo(cfg, 1820) == (4, [16, 4])  # LIBERO: 1,820 demos
+    assert sampled_frames_per_demo(cfg, 100_000) == (2, [16, 2])  # one target and one candidate state at least
+    tight = AMFStrategy(AMFSelectionConfig(max_sampled_frames=40))
+    sel = tight.select(context(setup, with_d=True, seed=3), 2)
+    n_demos = sel.details["n_demos_in_hand"]
+    assert sel.details["caps"]["frames_per_demo"] == [16, 40 // n_demos]
+    assert sel.details["embedded_frames"]["sampled"] <= 40
+    full = AMFStrategy(AMFSelectionConfig()).select(context(setup, with_d=True, seed=3), 2)
+    assert full.details["caps"]["frames_per_demo"] is None and full.details["embedded_frames"]["sampled"] == 16 * n_demos

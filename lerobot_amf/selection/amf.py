@@ -98,6 +98,7 @@ class DemoStates:
     # instruction -> the language inputs the pre-processor makes of it (1 row), or None
     language: dict = dataclasses.field(default_factory=dict, repr=False)
     read_seconds: float = 0.0  # wall time spent reading and pre-processing frames (``batch``)
+    frames_capped: list | None = None  # [frames per demo asked, sampled] where max_sampled_frames bound them
 
     def batch(self, rows) -> dict:
         """The frames ``rows`` (sampled-frame numbers), read and pre-processed, in that order."""
@@ -213,16 +214,29 @@ def split_target_candidate(n: int) -> np.ndarray:
     return np.arange(n) % 2 == 1
 
 
-def likelihood_frames_per_demo(cfg: AMFSelectionConfig, n_demos: int, n_distinct: int) -> tuple[int | None, list | None]:
-    """Frames per demo the likelihood scores (None: all sampled), and [asked, kept] where the cap
+def sampled_frames_per_demo(cfg: AMFSelectionConfig, n_demos: int) -> tuple[int, list | None]:
+    """Frames sampled per demo in hand, and [asked, kept] where the cap ``max_sampled_frames`` bound
+    them: every frame is read (a video decoded) and embedded under its task, so the reading and the
+    embedding grow with demos x frames (LIBERO's 1,820 demos x 16 = 29,120); shared out evenly, at
+    least 2 per demo (one target state, one candidate state)."""
+    asked = cfg.states_per_demo
+    if cfg.max_sampled_frames is None or n_demos * asked <= cfg.max_sampled_frames:
+        return asked, None
+    kept = max(2, cfg.max_sampled_frames // n_demos)
+    return kept, [asked, kept]
+
+
+def likelihood_frames_per_demo(cfg: AMFSelectionConfig, n_demos: int, n_distinct: int,
+                               sampled: int) -> tuple[int | None, list | None]:
+    """Frames per demo the likelihood scores (None: all ``sampled``), and [asked, kept] where the cap
     ``max_likelihood_passes`` bound them: the passes are frames x distinct tasks x draws, which grow
-    with demos x tasks (LIBERO's 130 tasks: 1,820 demos x 112 instructions x 16 frames = 3.3 M), so
-    they are shared out evenly over the demos, at least one frame each."""
+    with demos x tasks (LIBERO's 130 tasks: 1,820 demos x 112 instructions), so they are shared out
+    evenly over the demos, at least one frame each."""
     asked = cfg.loglik_states_per_demo
+    wanted = sampled if asked is None else min(asked, sampled)
     if cfg.max_likelihood_passes is None or n_demos == 0:
         return asked, None
     allowed = max(1, cfg.max_likelihood_passes // (n_demos * n_distinct * cfg.loglik_draws))
-    wanted = asked if asked is not None else cfg.states_per_demo
     return (asked, None) if allowed >= wanted else (allowed, [wanted, allowed])
 
 
@@ -432,22 +446,22 @@ class AMFStrategy(Strategy):
             return None
         policy = acting_policy(ctx.policy)
         rng = np.random.default_rng([ctx.rng.integers(2**31), FRAME_SAMPLING_STREAM])
+        task_of_instruction = ctx.vocabulary.task_of_instruction
+        opened = []  # (dataset, is D, its demos of pool tasks: (task, first row, end row))
+        for dataset_ref, is_d in ((ctx.pretrain_dataset, False), (ctx.demo_dataset, True)):
+            if dataset_ref is not None:
+                ds = self.opened(dataset_ref, policy.config)
+                rows = (ds.meta.episodes[ep] for ep in range(ds.meta.total_episodes))
+                demos = [(task_of_instruction[row["tasks"][0]], row["dataset_from_index"], row["dataset_to_index"])
+                         for row in rows if row["tasks"][0] in task_of_instruction]  # others: tasks outside the pool
+                opened.append((ds, is_d, demos))
+        frames, capped = sampled_frames_per_demo(self.cfg, sum(len(demos) for *_, demos in opened))
         datasets, frame_dataset, frame_position = [], [], []
         demo_of_frame, candidate, demo_task, demo_length, per_demo, in_d = [], [], [], [], [], []
-        for dataset_ref, is_d in ((ctx.pretrain_dataset, False), (ctx.demo_dataset, True)):
-            if dataset_ref is None:
-                continue
-            ds = self.opened(dataset_ref, policy.config)
-            task_of_instruction = ctx.vocabulary.task_of_instruction
+        for ds, is_d, demos in opened:
             positions = []
-            for ep in range(ds.meta.total_episodes):
-                row = ds.meta.episodes[ep]
-                instruction = row["tasks"][0]
-                task = task_of_instruction.get(instruction)
-                if task is None:  # a demo of a task outside the pool
-                    continue
-                start, stop = row["dataset_from_index"], row["dataset_to_index"]
-                k = min(self.cfg.states_per_demo, stop - start)
+            for task, start, stop in demos:
+                k = min(frames, stop - start)
                 positions += np.sort(rng.choice(np.arange(start, stop), size=k, replace=False)).tolist()
                 demo_of_frame += [len(demo_task)] * k
                 candidate += split_target_candidate(k).tolist()
@@ -462,7 +476,8 @@ class AMFStrategy(Strategy):
             return None
         return DemoStates(datasets, np.asarray(frame_dataset), np.asarray(frame_position), ctx.preprocessor,
                           np.asarray(demo_of_frame), np.asarray(candidate, dtype=bool), demo_task,
-                          np.asarray(demo_length), np.asarray(per_demo), np.asarray(in_d, dtype=bool))
+                          np.asarray(demo_length), np.asarray(per_demo), np.asarray(in_d, dtype=bool),
+                          frames_capped=capped)
 
     # ---------------------------------------------------------------- selection
     def select(self, ctx: SelectionContext, n: int) -> Selection:
@@ -557,7 +572,8 @@ class AMFStrategy(Strategy):
                             per_key[key] = family.loglik(policy, conditioned, cfg.loglik_draws, cfg.loglik_seed)
                 return torch.stack([per_key[key] for key in distinct], dim=1)[:, column]
 
-            per_demo, capped = likelihood_frames_per_demo(cfg, len(states.demo_task), len(distinct))
+            per_demo, capped = likelihood_frames_per_demo(cfg, len(states.demo_task), len(distinct),
+                                                          int(states.frames_per_demo.max()))
             rows = likelihood_rows(states, per_demo)
             frame_ll = _map_read_chunks(under_every_task, states, rows, cfg.chunk_size, ctx.accelerator,
                                         f"amf: likelihood of {len(rows)} frames under {len(pool)} tasks "
@@ -694,6 +710,8 @@ class AMFStrategy(Strategy):
             "caps": {"per_task": dataclasses.asdict(caps), "max_target_states": cfg.max_target_states,
                      "max_candidate_states": cfg.max_candidate_states,
                      "max_likelihood_passes": cfg.max_likelihood_passes,
+                     "max_sampled_frames": cfg.max_sampled_frames,
+                     "frames_per_demo": states.frames_capped,
                      "likelihood_frames_per_demo": weighting.capped,
                      "capped": {t: r.capped for t, r in roles.items() if r.capped and t not in rollout_phi}},
             "rollout_fallback": sorted(rollout_phi),

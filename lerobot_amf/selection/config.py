@@ -69,6 +69,10 @@ class AMFSelectionConfig:
     # study's size (63 demos x 12 tasks x 16 frames = 12,096) nor the embedded default's; at LIBERO's
     # 130 tasks (1,820 demos x 112 instructions) it scores one frame per demo. None: no cap.
     max_likelihood_passes: int | None = 262_144
+    # Frames sampled over all demos in hand (each read, and embedded under its task): above it,
+    # fewer per demo, shared out evenly (at least 2). Does not bind at the hard study's size (at most
+    # 63 demos x 16 = 1,008) nor the embedded default's; at LIBERO's 1,820 demos it samples 4 each.
+    max_sampled_frames: int | None = 8_192
     loglik_seed: int = 1  # common random numbers of the denoising-loss surrogate
     ess_threshold: float = 1.5  # below: the task's states come from policy rollouts
     fallback_rollouts: int = 4
@@ -99,7 +103,7 @@ class AMFSelectionConfig:
                                 f"(got {self.fallback_rollouts}): one rollout cannot be both.")
         for name in ("kernel_layers", "embedding_dim", "n_draws", "loglik_draws", "loglik_states_per_demo",
                      "pseudo_target_steps", "fallback_rollouts", "chunk_size", "max_target_states",
-                     "max_candidate_states", "max_likelihood_passes"):
+                     "max_candidate_states", "max_likelihood_passes", "max_sampled_frames"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise AMFInputError(f"amf.selection.{name}={getattr(self, name)}: must be at least 1.")
         if self.states_per_demo < 2:

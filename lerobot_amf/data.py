@@ -411,32 +411,33 @@ def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], 
     """Put each item's camera frames in place, as ``__getitem__`` would
     (``DatasetReader._get_query_timestamps`` + ``_query_videos``: the window's timestamps, shifted
     to the episode's place in its file, decoded with the reader's backend and dtype), but with one
-    ``decode_video_frames`` call per episode and camera for all the items' timestamps (each decoded
-    once) instead of one per item and camera, which opens and seeks the file again every time."""
+    ``decode_video_frames`` call per video file and camera for all the items' timestamps (each
+    decoded once, in file order) instead of one per item and camera, which seeks the file again
+    every time: a file holds many episodes (``lerobot/libero``: 20), each seek a key frame."""
     from lerobot.datasets.video_utils import decode_video_frames
 
     reader = ds.reader
     timestamps = _held_column(ds, "timestamp")
-    windows = []  # per item: (episode, camera, the window's timestamps in its file)
+    windows = []  # per item and camera: (its video file, camera, the window's timestamps in that file)
     for item, query in zip(items, queries):
         ep = int(item["episode_index"])
         for key in ds.meta.video_keys:
             ts = timestamps[rel(query[key])].tolist() if key in query else [float(item["timestamp"])]
             shift = ds.meta.episodes[ep][f"videos/{key}/from_timestamp"]
-            windows.append((ep, key, [shift + t for t in ts]))
-    wanted: dict[tuple[int, str], set[float]] = {}
-    for ep, key, window in windows:
-        wanted.setdefault((ep, key), set()).update(window)
+            windows.append((ds.root / ds.meta.get_video_file_path(ep, key), key, [shift + t for t in ts]))
+    wanted: dict[tuple, set[float]] = {}
+    for path, key, window in windows:
+        wanted.setdefault((path, key), set()).update(window)
     decoded = {}
-    for (ep, key), times in wanted.items():
+    for (path, key), times in wanted.items():
         unique = sorted(times)
-        frames = decode_video_frames(ds.root / ds.meta.get_video_file_path(ep, key), unique, ds.tolerance_s,
-                                     reader._video_backend, return_uint8=reader._return_uint8)
-        decoded[ep, key] = (dict(zip(unique, range(len(unique)))), frames.reshape(len(unique), *frames.shape[-3:]))
+        frames = decode_video_frames(path, unique, ds.tolerance_s, reader._video_backend,
+                                     return_uint8=reader._return_uint8)
+        decoded[path, key] = (dict(zip(unique, range(len(unique)))), frames.reshape(len(unique), *frames.shape[-3:]))
     cameras = len(ds.meta.video_keys)
-    for n, (ep, key, window) in enumerate(windows):
-        where, frames = decoded[ep, key]
-        # copies, so that no view keeps all the episode's decoded frames alive
+    for n, (path, key, window) in enumerate(windows):
+        where, frames = decoded[path, key]
+        # copies, so that no view keeps all the file's decoded frames alive
         picked = [frames[where[t]] for t in window]
         items[n // cameras][key] = picked[0].clone() if len(window) == 1 else torch.stack(picked)
 

@@ -333,11 +333,11 @@ def test_read_frames_reads_only_the_image_rows_its_windows_need(tmp_path, monkey
 
 
 @pytest.mark.parametrize("uint8", [False, True])
-def test_read_frames_decodes_each_episodes_video_once_and_equals_getitem(tmp_path, monkeypatch, uint8):
-    """Cameras stored as MP4 (as ``lerobot/libero`` stores them), with a two-frame history: the
-    items equal LeRobot's own ``__getitem__`` (float frames, or uint8 ones as ``make_dataset``
-    asks for), and each episode's video is decoded once per camera for all the sampled frames of
-    that episode (``__getitem__`` decodes once per frame)."""
+def test_read_frames_decodes_each_video_file_once_and_equals_getitem(tmp_path, monkeypatch, uint8):
+    """Cameras stored as MP4 (as ``lerobot/libero`` stores them, several episodes a file), with a
+    two-frame history: the items equal LeRobot's own ``__getitem__`` (float frames, or uint8 ones as
+    ``make_dataset`` asks for), and each video file is decoded once per camera for all the sampled
+    frames of its episodes (``__getitem__`` decodes once per frame)."""
     import lerobot.datasets.video_utils as video_utils
 
     from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
@@ -361,8 +361,9 @@ def test_read_frames_decodes_each_episodes_video_once_and_equals_getitem(tmp_pat
     assert_same_items(fast, slow)
     assert fast[0][CAMERAS[0]].shape == (2, 3, 16, 16) and fast[1][CAMERAS[1]].shape == (3, 16, 16)
     assert fast[0][CAMERAS[0]].dtype == (torch.uint8 if uint8 else torch.float32)
-    # 3 episodes x 2 cameras; episode 0's first camera needs frames 0, 2, 3, 6, 7 (0's history pads with 0)
-    assert len(calls) == 6 and sorted(calls)[-1] == 5
+    # 2 files (episodes 0-1, episodes 2-3) x 2 cameras; the first camera of file 0 needs episode 0's
+    # frames 0, 2, 3, 6, 7 (0's history pads with 0) and episode 1's 0, 1, 3, 4 (positions 9 and 12)
+    assert len(calls) == 4 and sorted(calls)[-1] == 9
 
 
 def test_uint8_video_frames_are_made_float_as_lerobot_train_does(tmp_path):

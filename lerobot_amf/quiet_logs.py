@@ -7,12 +7,19 @@ system's FFmpeg): ``DatasetConfig``'s default and every ``LeRobotDataset`` call 
 run printed it several times before its first line of its own, and a bad flag's one-line error
 came after it. The fallback (PyAV, which ships its own FFmpeg) is right and changes no frame;
 here it is said once, in one line, at debug level.
+
+peft 0.22 warns, on import, that it will drop Transformers < 5.6; LeRobot 0.6.x requires
+Transformers < 5.6, so every run on that stack printed it before its own first line (and a bad
+flag's one-line error came third). Nothing a user of LeRobot 0.6 can act on: that one warning is
+filtered, by its message, before anything imports peft.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 
+PEFT_TRANSFORMERS_DEPRECATION = r"Support for Transformers < 5\.6 is deprecated in PEFT"
 TORCHCODEC_FALLBACK = "'torchcodec' is installed but cannot be loaded"
 SAID_ONCE = ("torchcodec cannot load FFmpeg's shared libraries here (install the system's FFmpeg to use it); "
              "LeRobot decodes videos with PyAV instead.")
@@ -39,3 +46,8 @@ def quiet_lerobot_logs() -> None:
     logger = logging.getLogger("lerobot.utils.import_utils")
     if not any(isinstance(f, OneLineTorchcodecFallback) for f in logger.filters):
         logger.addFilter(OneLineTorchcodecFallback())
+
+
+def quiet_peft_transformers_deprecation() -> None:
+    """Ignore peft's warning that it will drop the Transformers LeRobot 0.6 requires (that one only)."""
+    warnings.filterwarnings("ignore", message=PEFT_TRANSFORMERS_DEPRECATION, category=FutureWarning)

@@ -109,3 +109,17 @@ def test_the_workaround_list_names_code_that_exists_and_the_lerobot_it_works_aro
     for path in ("data.py", "trust/processors.py", "configs.py", "envs/libero.py", "quiet_logs.py"):
         assert "0.6.1" in (PACKAGE / path).read_text(), f"{path} does not say which LeRobot it works around"
     assert "episode_aware_sampler" not in section and "memoise_help_sources" not in section
+
+
+def test_peft_dropping_lerobots_transformers_is_not_said_on_every_run():
+    """peft 0.22 warns at import about the Transformers LeRobot 0.6.1 requires; once lerobot_amf is
+    imported, that warning (and no other) is ignored, under Python's own default filters."""
+    import subprocess
+    import sys
+
+    code = ("import warnings, lerobot_amf\n"
+            "warnings.warn('Support for Transformers < 5.6 is deprecated in PEFT and will be removed', FutureWarning)\n"
+            "warnings.warn('another deprecation', FutureWarning)\n")
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Support for Transformers" not in proc.stderr and "another deprecation" in proc.stderr

@@ -4,8 +4,9 @@ that fixes amf's pass defaults (issue "Selection at a twentieth of a round").
 Two settings, each with a real generalist pretrained by the CLI (cached like any run's):
 
 * ``embedded``: the embedded default (``recipes/metaworld_default.json``: 4 tasks, 26 pretraining demos);
-* ``hard``: the hard-skew study's setting (12 tasks, 39 pretraining demos, the study's seed 1
-  generalist: ``benchmarks/sample_efficiency_hard.py``).
+* ``hard``: the hard-skew study's setting (12 tasks, 39 pretraining demos), its seed 1 generalist's
+  allocation, steps and seed (``benchmarks/sample_efficiency_hard.py``), pretrained on the LeRobot
+  this runs on (the study's own ran on 0.4.4).
 
 Per setting, ``CONTEXTS`` selection contexts: the generalist with fine-tuning demos in hand as after
 1-3 rounds (context k: its round r = 1 + k mod 3, ``demos_per_round`` x r demos from the scripted

@@ -366,6 +366,31 @@ def test_read_frames_decodes_each_video_file_once_and_equals_getitem(tmp_path, m
     assert len(calls) == 4 and sorted(calls)[-1] == 9
 
 
+def test_read_frames_looks_up_each_episodes_video_file_once_per_dataset(tmp_path, monkeypatch):
+    """Where an episode's frames lie in its video file is read from ``meta.episodes`` once per
+    dataset object, episode and camera: a second read of the same frames looks up nothing and
+    gives the same items (``__getitem__``'s)."""
+    from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
+
+    root = build_libero_dataset(tmp_path / "libero", LIBERO_TASKS[:2], episodes_per_task=2, frames_per_episode=8,
+                                episodes_per_file=2)
+    ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps={CAMERAS[0]: [-0.1, 0.0]})
+    positions = [0, 3, 9, 12, 30]  # episodes 0, 1 and 3
+    first = read_frames(ds, positions)
+    lookups = []
+    original = ds.meta.get_video_file_path
+    monkeypatch.setattr(ds.meta, "get_video_file_path", lambda ep, key: lookups.append(ep) or original(ep, key))
+    again = read_frames(ds, positions)
+    assert lookups == []
+    assert_same_items(again, first)
+    monkeypatch.undo()
+    assert_same_items(first, [ds[i] for i in positions])
+    fresh = LeRobotDataset("lerobot/libero", root=root, delta_timestamps={CAMERAS[0]: [-0.1, 0.0]})
+    monkeypatch.setattr(fresh.meta, "get_video_file_path", lambda ep, key: lookups.append(ep) or original(ep, key))
+    read_frames(fresh, positions)
+    assert sorted(set(lookups)) == [0, 1, 3] and len(lookups) == 3 * len(CAMERAS)
+
+
 def test_uint8_video_frames_are_made_float_as_lerobot_train_does(tmp_path):
     """``make_dataset`` returns video frames as uint8; ``cameras_as_float`` gives the float frames a
     dataset opened without ``return_uint8`` decodes, bit for bit, on an item or a collated batch;

@@ -27,16 +27,21 @@ Goals (issue "The headline path for real"): peak RSS <= 4 GB, <= 60 s per select
 pick. A goal a measurement misses is reported with the factor it misses by.
 
 Each part records the commit it was measured at; ``--parts`` re-measures some parts and keeps the
-others' committed rows (with their own commits) in the JSON.
+others' committed rows (with their own commits) in the JSON.``--before REV`` also runs each selection
+part on REV's code (a detached worktree), just before the current code's, and records those rows
+under ``before``: a change's effect measured side by side on one machine, not against a row
+measured on another day.
 
     python -m benchmarks.selection_scale                  # writes benchmarks/results/selection_scale.{json,png}
     python -m benchmarks.selection_scale --parts scoring  # re-measure the greedy pick only
+    python -m benchmarks.selection_scale --parts smolvla --before REV  # and REV's code, just before
     python -m benchmarks.selection_scale --dry-run        # the parts and the outputs, nothing run
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -214,17 +219,18 @@ def child_scoring() -> dict:
     return out
 
 
-def run_child(args: list[str], runs: Path, timeout_s: float | None = None) -> dict:
-    """A part in its own process (its peak RSS is its own); its JSON line. Past ``timeout_s`` it
+def run_child(args: list[str], runs: Path, timeout_s: float | None = None, code: Path = ROOT) -> dict:
+    """A part in its own process (its peak RSS is its own), running the code checked out at
+    ``code`` (the repository, or a worktree of an earlier commit); its JSON line. Past ``timeout_s`` it
     is stopped, and what it had done is read off its progress bars (``DemoStates.chunks``) and
     its peak RSS so far (``VmHWM``, polled); a part killed by a signal (the out-of-memory killer)
     is a row too, read off the same way."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(THREADS)}
-    err_path = runs / f"child_{args[1]}.stderr"
+    err_path = runs / f"child_{args[1]}{'' if code == ROOT else '_before'}.stderr"
     err_path.parent.mkdir(parents=True, exist_ok=True)
     start, hwm = time.perf_counter(), 0
     with open(err_path, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.selection_scale", *args], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.selection_scale", *args], cwd=code, env=env,
                                 stdout=subprocess.PIPE, stderr=err, text=True)
         while proc.poll() is None:
             hwm = max(hwm, _vm_hwm(proc.pid))
@@ -246,6 +252,20 @@ def run_child(args: list[str], runs: Path, timeout_s: float | None = None) -> di
     if not stopped:  # killed by a signal before the cap: not a time measurement
         row.update(stopped_after_s=None, killed_by_signal=-proc.returncode, killed_after_s=round(elapsed, 1))
     return row
+
+
+@contextlib.contextmanager
+def earlier_commit(rev: str):
+    """A detached worktree of ``rev`` (removed afterwards): a part run there measures that commit's code."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), rev], cwd=ROOT, check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=True)
 
 
 def progress_bars(stderr: str) -> dict:
@@ -342,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_args(parser, RUNS)
     parser.add_argument("--cap-s", type=float, default=CAP_S,
                         help=f"stop a selection after this many seconds and report how far it got (default {CAP_S:g})")
+    parser.add_argument("--before", metavar="REV",
+                        help="also measure each selection part at commit REV, just before this one (side by side)")
     parser.add_argument("--child", choices=[*POLICIES, UNCAPPED, "scoring"], help=argparse.SUPPRESS)
     parser.add_argument("--dataset", type=Path, help=argparse.SUPPRESS)
     return parser
@@ -370,6 +392,7 @@ def main(argv=None) -> None:
         return
     runs.mkdir(parents=True, exist_ok=True)
     results = kept_parts(read_json(results_dir / "selection_scale.json"), PARTS, args.parts)
+    results.pop("before", None)  # a comparison belongs to the run that measured it
     for stale in ("measured_at_commit", "cap_s", "verdicts"):  # now per part (the verdicts: remade below)
         results.pop(stale, None)
     results.setdefault("selection", {})
@@ -390,9 +413,17 @@ def main(argv=None) -> None:
         results["dataset"] = {"tasks": len(pool()), "distinct_instructions": len(meta.tasks),
                               "episodes": meta.total_episodes, "frames": meta.total_frames,
                               "cameras": len(meta.video_keys), "storage": "video (MP4)", "image_size": IMAGE_SIZE}
+    if args.before:
+        results["before"] = {"commit": args.before, "rows": {}}
     for kind in policies:
+        child = ["--child", kind, "--dataset", str(root), "--runs-dir", str(runs)]
+        if args.before:  # the same part at the earlier commit, just before this one: side by side
+            print(f"[selection_scale] selection with {kind} at {args.before} ...", flush=True)
+            with earlier_commit(args.before) as code:
+                row = run_child(child, runs, timeout_s=args.cap_s, code=code)
+            results["before"]["rows"][kind] = {**row, "cap_s": args.cap_s, "measured_at_commit": args.before}
         print(f"[selection_scale] selection with {kind} ...", flush=True)
-        row = run_child(["--child", kind, "--dataset", str(root), "--runs-dir", str(runs)], runs, timeout_s=args.cap_s)
+        row = run_child(child, runs, timeout_s=args.cap_s)
         results["selection"][kind] = {**row, "cap_s": args.cap_s, "measured_at_commit": commit}
         print(f"  {json.dumps({k: v for k, v in results['selection'][kind].items() if k != 'reason'})}", flush=True)
     if "scoring" in args.parts:

@@ -17,7 +17,7 @@ import benchmarks
 from benchmarks import common
 
 HELPERS = {"common", "local_hub", "libero_dataset", "tiny_smolvla", "study_stats", "study_runner",
-           "study_summary"}  # modules of benchmarks/ that are not benchmarks
+           "study_summary", "oracle"}  # modules of benchmarks/ that are not benchmarks
 MODULES = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__))
 BENCHMARKS = [name for name in MODULES if name not in HELPERS]
 SOURCES = sorted(Path(benchmarks.__file__).parent.glob("*.py"))
@@ -33,6 +33,12 @@ def dry_run_args(name: str, tmp: Path) -> tuple[list[str], list[str]]:
     if name == "forgetting":
         return [], ["shared:", "shared_replay:", "lora_per_task:", "--amf.strategy=rebalancing", "forgetting.json",
                     "forgetting.png"]
+    if name == "headroom_pilot":
+        return (["--results-dir", str(tmp), "--runs-dir", str(tmp / "runs")],
+                ["sinks__seed101__uniform__shared_replay: --config_path=recipes/metaworld_default.json",
+                 "unseen__seed102__uniform__shared_replay", "--amf.rounds=6", "--amf.demos_per_round=12",
+                 '"peg-insert-side-v3": 0', "--amf.strategy=uniform", "--amf.isolation=shared_replay",
+                 str(tmp / "headroom_pilot.json")])
     if name == "kernel_rank":
         return (["--pretrain_steps", "7", "--output", str(tmp / "kernel_rank.json")],
                 ["pretraining steps: 7", "gradient, 4 layer(s)", str(tmp / "kernel_rank.json")])

@@ -104,6 +104,10 @@ class AMFConfig:
     eval_episodes: int = 10
     eval_batch_size: int = 10
     eval_seed: int = 1_000_000
+    # Episodes per task of each evaluation that the strategies reading one (lowest_success, amf_eval)
+    # may read: its first ones, from eval_seed (unset: all). What a team with a robot can afford to
+    # evaluate before each round; every run still evaluates eval_episodes for its own report.
+    selection_eval_episodes: int | None = None
     # Episodes per task of the last round's evaluation (unset: eval_episodes): a tighter final
     # interval without paying for it every round; the seeds start at eval_seed as every round's do.
     final_eval_episodes: int | None = None
@@ -166,6 +170,10 @@ class AMFConfig:
             raise AMFInputError("amf.eval_episodes and amf.eval_batch_size must be at least 1.")
         if self.request_min_frames < 1:
             raise AMFInputError(f"amf.request_min_frames={self.request_min_frames}: must be at least 1.")
+        if self.selection_eval_episodes is not None and not 1 <= self.selection_eval_episodes <= self.eval_episodes:
+            raise AMFInputError(f"amf.selection_eval_episodes={self.selection_eval_episodes}: must be between 1 and "
+                                f"amf.eval_episodes={self.eval_episodes} (a strategy reads the episodes evaluated), "
+                                "or unset (all of them).")
         if self.final_eval_episodes is not None and self.final_eval_episodes < 1:
             raise AMFInputError(f"amf.final_eval_episodes={self.final_eval_episodes}: must be at least 1 "
                                 "(or unset: amf.eval_episodes).")

@@ -20,6 +20,7 @@ from lerobot.processor.pipeline import ObservationProcessorStep
 from lerobot.scripts.lerobot_eval import eval_policy
 
 from lerobot_amf.envs.tasks import task_catalog
+from lerobot_amf.errors import AMFInputError
 from lerobot_amf.features import resized_images
 
 
@@ -45,6 +46,26 @@ def summarise(successes: int, n: int) -> dict:
             "ci95": [round(lo, 4), round(hi, 4)]}
 
 
+def first_episodes(per_task: dict[str, dict] | None, k: int | None) -> dict[str, dict] | None:
+    """An evaluation as if only its first ``k`` episodes per task had run (the first ``k`` seeds
+    from ``amf.eval_seed``; None: all of it): what a strategy that reads evaluations sees when a
+    team can afford ``k`` evaluation episodes per task and round (``--amf.selection_eval_episodes``)."""
+    if per_task is None or k is None:
+        return per_task
+    out = {}
+    for task, entry in per_task.items():
+        outcomes = entry.get("per_episode_success")
+        if outcomes is None:  # an evaluation recorded before outcomes were kept per episode
+            if entry["episodes"] > k:
+                raise AMFInputError(f"amf.selection_eval_episodes={k}: this run's evaluations of {task} kept no "
+                                    "per-episode outcomes; resume without it, or start a new --output_dir.")
+            out[task] = entry
+            continue
+        kept = outcomes[:k]
+        out[task] = {**summarise(sum(kept), len(kept)), "per_episode_success": kept}
+    return out
+
+
 def format_success(entry: dict | None, counts: bool = False) -> str:
     """``summarise``'s entry as "0.70 [0.40, 0.89]" (with ``counts``: "... (7/10)"); "-" for none."""
     if entry is None:
@@ -67,6 +88,8 @@ def eval_protocol(amf_cfg, env_cfg, policy_cfg=None) -> dict:
         **({"final_episodes_per_task": final,
             "final_seeds": f"{amf_cfg.eval_seed}..{amf_cfg.eval_seed + final - 1} (last round)"}
            if (final := getattr(amf_cfg, "final_eval_episodes", None)) is not None else {}),
+        **({"episodes_read_by_selection": f"the first {k} per task (lowest_success, amf_eval)"}
+           if (k := getattr(amf_cfg, "selection_eval_episodes", None)) is not None else {}),
         "max_steps": getattr(env_cfg, "episode_length", None),
         "env": env_cfg.type,
         "success": "environment's success flag at any step",
@@ -142,8 +165,8 @@ def evaluate_tasks(policy, preprocessor, postprocessor, env_cfg, tasks, amf_cfg,
                 vec, policy, env_pre, env_post, preprocessor, postprocessor,
                 n_episodes=episodes, start_seed=amf_cfg.eval_seed,
             )
-        successes = int(sum(bool(ep["success"]) for ep in info["per_episode"]))
-        per_task[task] = summarise(successes, len(info["per_episode"]))
+        outcomes = [int(bool(ep["success"])) for ep in sorted(info["per_episode"], key=lambda ep: ep["seed"])]
+        per_task[task] = {**summarise(sum(outcomes), len(outcomes)), "per_episode_success": outcomes}
     return {"per_task": per_task, "per_suite": per_suite(per_task, task_catalog(env_cfg).suite_of),
             "overall": pooled(per_task, tasks)}
 

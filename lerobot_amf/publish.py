@@ -58,7 +58,7 @@ from lerobot_amf.evaluation import PER_PARTITION, episodes_label, format_success
 from lerobot_amf.envs.tasks import task_catalog
 from lerobot_amf.isolation.routing import ROUTED_DIR
 from lerobot_amf.ledger import LEDGER_FILENAME, Ledger
-from lerobot_amf.report import REPORT_FILENAME, change_kind
+from lerobot_amf.report import REPORT_FILENAME, change_kind, human_cost_label
 from lerobot_amf.trust import LOCAL_PATH_PLACEHOLDER
 
 CARD_TEMPLATE = "amf_model_card.md"
@@ -356,6 +356,7 @@ def card_context(run: RunView, repo_id: str | None):
                    + (" (complete)" if report["complete"] else " (INCOMPLETE)")),
         ("Fine-tuning demos", f"{sum(fine_counts.values())} of budget {report['budget']}"),
         ("Pretraining demos", "unknown" if pre_counts is None else str(sum(pre_counts.values()))),
+        ("Human cost on a robot", human_cost_label(report.get("human_cost"))),
         ("Seed", str(report["seed"])),
         ("Demo source", report["source"]["name"]),
         ("Evaluation", f"{episodes_label(proto)} episodes per task, env {proto['env']}"),

@@ -29,7 +29,7 @@ def build_report(output_dir: Path) -> dict:
     evals: dict[int, dict[str, dict]] = {}
     for rec in ledger.records("eval"):
         evals.setdefault(rec["round"], {})[rec.get("variant", SINGLE)] = rec
-    rounds, counts = [], {t: 0 for t in pool}
+    rounds, counts, spent = [], {t: 0 for t in pool}, 0
     selections = {rec["round"]: rec for rec in ledger.records("selection")}
     trains = {rec["round"]: rec for rec in ledger.records("train")}
     for rec in ledger.records("round_end"):
@@ -45,11 +45,13 @@ def build_report(output_dir: Path) -> dict:
             "details": sel.get("details", {}),
             "demos_per_task": counts,
             "demos_total": sum(counts.values()),
+            "human_cost": human_cost(sum(counts.values()) - spent, sel),
             "train": trains.get(r, {}).get("metrics"),
             "eval": _eval_part(primary),
             "eval_single_model": _eval_part(single) if single is not primary else None,
             "checkpoint": rec.get("checkpoint"),
         })
+        spent = sum(counts.values())
     pretrained_eval = _eval_part(next(iter(evals.get(-1, {}).values()), None))
     last = rounds[-1] if rounds else {}
     report = {
@@ -66,11 +68,24 @@ def build_report(output_dir: Path) -> dict:
         "software": start.get("software"),  # absent in runs started before it was recorded
         "pretrained": pretrained_eval,
         "rounds": rounds,
+        "human_cost": {key: sum(r["human_cost"][key] for r in rounds) for key in HUMAN_COST_PARTS + ("total",)},
         "final": _final(pool, counts, pretrained_eval, last.get("eval")),
         "final_single_model": _final(pool, counts, pretrained_eval, last.get("eval_single_model")),
         "complete": any(True for _ in ledger.records("run_end")),
     }
     return report
+
+
+HUMAN_COST_PARTS = ("demos", "evaluation_episodes", "rollout_episodes")
+
+
+def human_cost(demos: int, selection: dict) -> dict:
+    """What a round asks of people on a robot: the demos recorded, the evaluation episodes its
+    selection read (lowest_success, amf_eval; the evaluation every run makes for its report is not
+    counted) and the rollouts its selection ran (amf's fallback; none without a simulator)."""
+    parts = {"demos": demos, "evaluation_episodes": int(selection.get("evaluation_episodes_read", 0)),
+             "rollout_episodes": int(((selection.get("details") or {}).get("passes") or {}).get("rollout_episodes", 0))}
+    return {**parts, "total": sum(parts.values())}
 
 
 def _variants(by_variant: dict[str, dict]) -> tuple[dict | None, dict | None]:
@@ -139,8 +154,18 @@ def what_the_numbers_are(report: dict) -> str:
         f"model: {model['isolation']} | strategy: {report['strategy']} | seed: {report['seed']} | "
         f"demos per task: pretraining {pre if pre is not None else 'unknown'}, "
         f"fine-tuning {report['demos_per_task']['fine_tuning']} | eval: {episodes_label(proto)} episodes/task, "
-        f"seeds {proto['seeds']}, max {proto['max_steps']} steps, {proto['interval']} intervals"
+        f"seeds {proto['seeds']}, max {proto['max_steps']} steps, {proto['interval']} intervals | "
+        f"human cost: {human_cost_label(report.get('human_cost'))}"
     )
+
+
+def human_cost_label(cost: dict | None) -> str:
+    """"24 demos + 480 evaluation episodes + 0 rollouts read by selection = 504" ("unknown" for a
+    report written before it was counted)."""
+    if not cost:
+        return "unknown"
+    return (f"{cost['demos']} demos + {cost['evaluation_episodes']} evaluation episodes + "
+            f"{cost['rollout_episodes']} rollouts read by selection = {cost['total']}")
 
 
 def print_round_table(report: dict, console: Console | None = None) -> None:

@@ -33,7 +33,7 @@ from lerobot_amf.data import (DatasetRef, check_demo_records, episodes_stats, op
 from lerobot_amf.envs.metaworld_state import MetaworldStateEnvConfig
 from lerobot_amf.envs.tasks import TaskCatalog, TaskVocabulary, task_catalog
 from lerobot_amf.errors import AMFInputError
-from lerobot_amf.evaluation import eval_protocol, evaluate_tasks
+from lerobot_amf.evaluation import eval_protocol, evaluate_tasks, first_episodes
 from lerobot_amf.features import feature_mismatches
 from lerobot_amf.isolation.modes import Isolation, make_isolation, plan_partitions
 from lerobot_amf.isolation.partitions import Partitions
@@ -319,7 +319,7 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
             counts={t: state.counts.get(t, 0) for t in plan.pool},
             capacity={t: run.source.remaining(t, run.taken(state)) for t in plan.pool},
             pretrain_counts=run.pretrain_counts,
-            success=state.latest_success(),
+            success=evaluation_seen(run, state),
             policy=selection_policy, preprocessor=run.preprocessor,
             postprocessor=run.postprocessor, env_cfg=run.cfg.env if run.simulated else None,
             accelerator=run.accelerator,
@@ -328,6 +328,17 @@ def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
             vocabulary=plan.vocabulary,
         )
         return run.strategy.select(ctx, plan.rounds[r])
+
+
+def evaluation_seen(run: Run, state: LedgerState) -> dict[str, dict] | None:
+    """The latest evaluation as a strategy sees it: its first ``amf.selection_eval_episodes`` per task."""
+    return first_episodes(state.latest_success(), run.cfg.amf.selection_eval_episodes)
+
+
+def evaluation_episodes_read(strategy, success: dict[str, dict] | None) -> int:
+    """Evaluation episodes a selection read (on a robot, episodes someone ran for it): all those of
+    the evaluation it was given, for a strategy that reads one; none for the others."""
+    return sum(e["episodes"] for e in success.values()) if strategy.reads_evaluation and success else 0
 
 
 def pull_and_record(run: Run, r: int, tasks: list[str], state: LedgerState) -> None:
@@ -355,8 +366,9 @@ def run_round(run: Run, r: int) -> None:
     if run.main:
         console.rule(f"Round {r + 1}/{len(run.plan.rounds)} — strategy {run.strategy.name}")
         if selection is not None:
+            read = evaluation_episodes_read(run.strategy, evaluation_seen(run, state))
             run.ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
-                              details=selection.details, reason=selection.reason)
+                              details=selection.details, reason=selection.reason, evaluation_episodes_read=read)
             console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")
         if r not in state.pulled_rounds:
             tasks = selection.tasks if selection is not None else recorded["tasks"]

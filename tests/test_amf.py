@@ -538,3 +538,13 @@ def test_the_sampled_frames_cap_binds_at_libero_scale_not_at_the_studys(setup):
     assert sel.details["embedded_frames"]["sampled"] <= 40
     full = AMFStrategy(AMFSelectionConfig()).select(context(setup, with_d=True, seed=3), 2)
     assert full.details["caps"]["frames_per_demo"] is None and full.details["embedded_frames"]["sampled"] == 16 * n_demos
+
+
+def test_amf_eval_reads_the_evaluation_only_where_a_simulator_gives_one():
+    """Its human cost on a robot: amf_eval reads every round's evaluation; without a simulator it
+    sees none (it is amf), and amf itself never reads one."""
+    from lerobot_amf.selection.amf import AMFEvalStrategy, AMFStrategy
+
+    assert AMFEvalStrategy(AMFSelectionConfig()).reads_evaluation
+    assert not AMFEvalStrategy(AMFSelectionConfig(simulator=False)).reads_evaluation
+    assert not AMFStrategy(AMFSelectionConfig()).reads_evaluation

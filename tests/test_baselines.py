@@ -83,6 +83,24 @@ def test_lowest_success_spends_a_round_in_proportion_to_the_failures():
     assert "a" not in make_strategy("lowest_success").select(ctx(success=success, weights=weights), 4).tasks
 
 
+def test_a_small_evaluation_is_the_first_episodes_of_the_full_one():
+    """``first_episodes``: what lowest_success reads when a team affords k episodes per task; all of
+    the evaluation when k is unset; an evaluation that kept no outcomes per episode cannot be cut."""
+    from lerobot_amf.errors import AMFInputError
+    from lerobot_amf.evaluation import first_episodes, summarise
+
+    full = {"a": {**summarise(2, 4), "per_episode_success": [0, 0, 1, 1]},
+            "b": {**summarise(3, 4), "per_episode_success": [1, 1, 1, 0]}}
+    small = first_episodes(full, 2)
+    assert {t: (e["successes"], e["episodes"]) for t, e in small.items()} == {"a": (0, 2), "b": (2, 2)}
+    assert first_episodes(full, None) is full
+    sel = make_strategy("lowest_success").select(ctx(success={**small, "c": small["b"], "d": small["b"]}), 1)
+    assert sel.tasks == ["a"] and sel.scores["a"] == pytest.approx(3 / 4)  # 2 failures of 2: (2 + 1) / (2 + 2)
+    assert make_strategy("lowest_success").reads_evaluation and not make_strategy("uniform").reads_evaluation
+    with pytest.raises(AMFInputError, match="kept no per-episode outcomes"):
+        first_episodes({"a": summarise(2, 4)}, 2)
+
+
 def test_lowest_success_without_an_evaluation_is_one_line():
     with pytest.raises(ValueError, match="lowest_success needs an evaluation"):
         make_strategy("lowest_success").select(ctx(), 1)

@@ -286,6 +286,9 @@ def test_card_discloses_what_the_report_says(tiny_run):
     assert disclosure["Rounds"] == f"{len(report['rounds'])} of 2 planned (complete)"
     assert disclosure["Fine-tuning demos"] == f"{sum(fine.values())} of budget {report['budget']}"
     assert disclosure["Pretraining demos"] == str(sum(pre.values()))
+    # rebalancing reads no evaluation and runs no rollout: its cost on a robot is its demos
+    assert disclosure["Human cost on a robot"] == (f"{sum(fine.values())} demos + 0 evaluation episodes + 0 rollouts "
+                                                   f"read by selection = {sum(fine.values())}")
     assert disclosure["Seed"] == str(report["seed"])
     assert disclosure["Demo source"] == report["source"]["name"]
     assert disclosure["Checkpoint"] == "round 2's (`checkpoints/round_01`)"

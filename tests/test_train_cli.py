@@ -40,6 +40,7 @@ from lerobot_amf.isolation import RoutedPolicy, load_routed_policy
         (["--amf.eval_seed=4294967295"], "amf.eval_seed=4294967295: must be at most"),
         (["--amf.n_partitions=0"], "amf.n_partitions=0: must be at least 1"),
         (["--amf.final_eval_episodes=0"], "amf.final_eval_episodes=0: must be at least 1"),
+        (["--amf.selection_eval_episodes=3"], "amf.selection_eval_episodes=3: must be between 1 and amf.eval_episodes=2"),
         (["--amf.partitions={\"../up\": [\"reach-v3\", \"drawer-close-v3\"]}", "--amf.isolation=lora"],
          "not a plain name"),
         (["--amf.selection.rollout_roles=mixed"], "Unknown amf.selection.rollout_roles='mixed'. Allowed: frames, rollouts"),
@@ -208,19 +209,31 @@ def test_second_run_reuses_the_cached_pretrained_policy(tiny_run, lerobot_home, 
 
 
 @pytest.mark.slow
-def test_lowest_success_selects_from_the_latest_evaluation_of_the_run(tiny_run, lerobot_home, tmp_path):
+def test_lowest_success_selects_from_the_first_episodes_of_the_latest_evaluation(tiny_run, lerobot_home, tmp_path):
+    """lowest_success on a small evaluation (``--amf.selection_eval_episodes=1`` of the 2 every round
+    evaluates): its scores come from each task's first episode of the latest evaluation, and the
+    report counts the episodes it read in the run's human cost; a rebalancing run's is its demos."""
     out = tmp_path / "lowest"
-    run_cli([*TINY_ARGS, f"--output_dir={out}", "--amf.strategy=lowest_success"], lerobot_home)
+    run_cli([*TINY_ARGS, f"--output_dir={out}", "--amf.strategy=lowest_success", "--amf.selection_eval_episodes=1"],
+            lerobot_home)
     records = read_jsonl(out / "amf_ledger.jsonl")
     selections = [r for r in records if r["event"] == "selection"]
     assert [s["round"] for s in selections] == [0, 1]
     for sel in selections:
         before = [r for r in records if r["event"] == "eval" and r["round"] == sel["round"] - 1][0]  # -1: pretrained
         for task, entry in before["per_task"].items():
-            failures = entry["episodes"] - entry["successes"]
-            assert sel["scores"][task] == pytest.approx((failures + 1) / (entry["episodes"] + 2), abs=1e-4)
-        assert sel["reason"].startswith("lowest_success")
+            outcomes = entry["per_episode_success"]
+            assert len(outcomes) == entry["episodes"] == 2 and sum(outcomes) == entry["successes"]
+            failures = 1 - outcomes[0]  # the first episode (seed amf.eval_seed) only
+            assert sel["scores"][task] == pytest.approx((failures + 1) / (1 + 2), abs=1e-4)
+        assert sel["reason"].startswith("lowest_success") and sel["evaluation_episodes_read"] == 2  # 2 tasks x 1
     assert sum(len(r["demos"]) for r in records if r["event"] == "demos_pulled") == 4
+    report = json.loads((out / "amf_report.json").read_text())
+    assert report["human_cost"] == {"demos": 4, "evaluation_episodes": 4, "rollout_episodes": 0, "total": 8}
+    assert [r["human_cost"]["total"] for r in report["rounds"]] == [4, 4]
+    assert report["eval_protocol"]["episodes_read_by_selection"] == "the first 1 per task (lowest_success, amf_eval)"
+    rebalancing = json.loads((tiny_run / "amf_report.json").read_text())
+    assert rebalancing["human_cost"] == {"demos": 4, "evaluation_episodes": 0, "rollout_episodes": 0, "total": 4}
 
 
 @pytest.mark.slow

@@ -834,6 +834,10 @@ class AMFEvalStrategy(AMFStrategy):
 
     name = "amf_eval"
 
+    @property
+    def reads_evaluation(self) -> bool:  # without a simulator it sees none (``seen``)
+        return self.cfg.simulator
+
     def select(self, ctx: SelectionContext, n: int) -> Selection:
         ctx = self.seen(ctx)
         if ctx.success is None:

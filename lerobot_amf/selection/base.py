@@ -77,6 +77,9 @@ def normalised_target_weights(given: dict[str, float] | None, pool: list[str]) -
 
 class Strategy(abc.ABC):
     name: str
+    # Picks from the latest evaluation of the run's model (``ctx.success``): on a robot, evaluation
+    # episodes someone runs before each round, counted in the run's human cost.
+    reads_evaluation: bool = False
 
     def check_inputs(self, pretrain_counts: dict[str, int] | None, policy_path: object = None) -> None:
         """Refuse, before anything is written, a run this strategy cannot select for (one line,

@@ -86,6 +86,7 @@ class LowestSuccessStrategy(Strategy):
     """
 
     name = "lowest_success"
+    reads_evaluation = True
 
     def select(self, ctx: SelectionContext, n: int) -> Selection:
         if ctx.success is None:

@@ -108,6 +108,11 @@ class AMFConfig:
     # may read: its first ones, from eval_seed (unset: all). What a team with a robot can afford to
     # evaluate before each round; every run still evaluates eval_episodes for its own report.
     selection_eval_episodes: int | None = None
+    # Learning progress (lerobot_amf/selection/progress.py): a task whose estimated success rose by
+    # less than learning_progress_min_gain over its last learning_progress_demos fine-tuning demos
+    # gets none this round while another task can take them. Unset: off. Needs a simulator.
+    learning_progress_demos: int | None = None
+    learning_progress_min_gain: float = 0.1
     # Episodes per task of the last round's evaluation (unset: eval_episodes): a tighter final
     # interval without paying for it every round; the seeds start at eval_seed as every round's do.
     final_eval_episodes: int | None = None
@@ -174,6 +179,12 @@ class AMFConfig:
             raise AMFInputError(f"amf.selection_eval_episodes={self.selection_eval_episodes}: must be between 1 and "
                                 f"amf.eval_episodes={self.eval_episodes} (a strategy reads the episodes evaluated), "
                                 "or unset (all of them).")
+        if self.learning_progress_demos is not None and self.learning_progress_demos < 1:
+            raise AMFInputError(f"amf.learning_progress_demos={self.learning_progress_demos}: must be at least 1 "
+                                "(or unset: off).")
+        if not 0.0 <= self.learning_progress_min_gain <= 1.0:
+            raise AMFInputError(f"amf.learning_progress_min_gain={self.learning_progress_min_gain}: must be in [0, 1] "
+                                "(a gain in success rate).")
         if self.final_eval_episodes is not None and self.final_eval_episodes < 1:
             raise AMFInputError(f"amf.final_eval_episodes={self.final_eval_episodes}: must be at least 1 "
                                 "(or unset: amf.eval_episodes).")

@@ -105,6 +105,7 @@ class Ledger:
                 for demo in rec["demos"]:
                     state.demo_ids.add(demo["demo_id"])
                     state.counts[demo["task"]] += 1
+                    state.pulled.setdefault(rec["round"], Counter())[demo["task"]] += 1
                     state.episodes.append(demo)
             elif rec["event"] == "round_end":
                 state.rounds_done = max(state.rounds_done, rec["round"] + 1)
@@ -124,6 +125,15 @@ class LedgerState:
     selections: dict[int, dict] = field(default_factory=dict)  # round -> its (last) selection record
     pulled_rounds: set[int] = field(default_factory=set)  # rounds whose demos are recorded
     evals: dict[int, dict] = field(default_factory=dict)  # round (-1: pretrained) -> its first eval record
+    pulled: dict[int, Counter] = field(default_factory=dict)  # round -> demos pulled in it, per task
+
+    def demos_after(self, r: int) -> dict[str, int]:
+        """Fine-tuning demos per task once round ``r``'s were pulled (-1: none; what round r's eval saw)."""
+        total: Counter = Counter()
+        for rr, pulled in self.pulled.items():
+            if rr <= r:
+                total.update(pulled)
+        return dict(total)
 
     def latest_success(self) -> dict[str, dict] | None:
         """Per task, the latest evaluation of the run's own model (None before any)."""

@@ -46,6 +46,7 @@ def build_report(output_dir: Path) -> dict:
             "demos_per_task": counts,
             "demos_total": sum(counts.values()),
             "human_cost": human_cost(sum(counts.values()) - spent, sel),
+            "held_back": sel.get("held_back"),  # learning progress (None: off)
             "train": trains.get(r, {}).get("metrics"),
             "eval": _eval_part(primary),
             "eval_single_model": _eval_part(single) if single is not primary else None,

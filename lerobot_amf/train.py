@@ -46,6 +46,7 @@ from lerobot_amf.pretrain import (cached_eval_path, ensure_pretrained, pretrain_
 from lerobot_amf.report import REPORT_FILENAME, print_final_comparison, print_round_table, write_report
 from lerobot_amf.selection import Selection, Strategy, make_strategy
 from lerobot_amf.selection.base import normalised_target_weights, round_context
+from lerobot_amf.selection.progress import Evaluated, stalled_tasks
 from lerobot_amf.sources import DemoSource, WaitingForDemos, make_source
 from lerobot_amf.tracking import RoundLogger, start_tracking
 from lerobot_amf.trust import check_finite_processors, user_policy_values, user_tokenizer
@@ -194,6 +195,9 @@ def setup_run(cfg: AMFTrainPipelineConfig, accelerator=None, held: contextlib.Ex
     source = make_source(cfg.amf, cfg.env, seed=cfg.seed or 0, catalog=catalog, output_dir=output_dir)
     plan = plan_run(cfg, source, catalog)
     strategy = make_strategy(cfg.amf.strategy, cfg.amf.selection)
+    if cfg.amf.learning_progress_demos is not None and not catalog.simulator:
+        raise AMFInputError(f"amf.learning_progress_demos={cfg.amf.learning_progress_demos} reads each round's "
+                            f"evaluation; --env.type={cfg.env.type} has no simulator: leave it unset.")
     if cfg.amf.push_to_hub:  # no token / offline / a bad repo id fail now, not after hours of rounds
         check_push_ready(cfg.amf.repo_id)
     if held is not None and accelerator.is_main_process:  # one run per directory, from here to its end
@@ -309,15 +313,15 @@ def check_same_run(ledger: Ledger, plan: RunPlan, strategy: str, cfg, source: De
                             f"rounds would not be comparable. Resume with LeRobot {ran_on}, or start a new --output_dir.")
 
 
-def select_tasks(run: Run, r: int, state: LedgerState) -> Selection:
+def select_tasks(run: Run, r: int, state: LedgerState, held_back: dict[str, dict]) -> Selection:
     """Every process calls the strategy (amf shards its embedding pass across them and gathers;
-    the choice is deterministic, so all agree)."""
+    the choice is deterministic, so all agree). ``held_back``: tasks it may not pick this round."""
     plan = run.plan
     with phase("selecting"), run.isolation.selection_policy(run.accelerator) as selection_policy:
         ctx = round_context(
             round_index=r, seed=run.cfg.seed, pool=plan.pool, target_weights=plan.target_weights,
             counts={t: state.counts.get(t, 0) for t in plan.pool},
-            capacity={t: run.source.remaining(t, run.taken(state)) for t in plan.pool},
+            capacity={t: 0 if t in held_back else run.source.remaining(t, run.taken(state)) for t in plan.pool},
             pretrain_counts=run.pretrain_counts,
             success=evaluation_seen(run, state),
             policy=selection_policy, preprocessor=run.preprocessor,
@@ -335,10 +339,23 @@ def evaluation_seen(run: Run, state: LedgerState) -> dict[str, dict] | None:
     return first_episodes(state.latest_success(), run.cfg.amf.selection_eval_episodes)
 
 
-def evaluation_episodes_read(strategy, success: dict[str, dict] | None) -> int:
+def stalled_held_back(run: Run, state: LedgerState) -> dict[str, dict]:
+    """Tasks learning progress holds back this round (``selection.progress``): none when it is off,
+    or when every task of the pool is stalled."""
+    amf = run.cfg.amf
+    if amf.learning_progress_demos is None:
+        return {}
+    history = [Evaluated(state.demos_after(r), first_episodes(rec["per_task"], amf.selection_eval_episodes))
+               for r, rec in sorted(state.evals.items())]
+    stalled = {t: v for t, v in stalled_tasks(history, amf.learning_progress_demos,
+                                              amf.learning_progress_min_gain).items() if t in run.plan.pool}
+    return {} if set(run.plan.pool) <= set(stalled) else stalled
+
+
+def evaluation_episodes_read(reads: bool, success: dict[str, dict] | None) -> int:
     """Evaluation episodes a selection read (on a robot, episodes someone ran for it): all those of
-    the evaluation it was given, for a strategy that reads one; none for the others."""
-    return sum(e["episodes"] for e in success.values()) if strategy.reads_evaluation and success else 0
+    the evaluation it was given, where it (or learning progress) reads one; none otherwise."""
+    return sum(e["episodes"] for e in success.values()) if reads and success else 0
 
 
 def pull_and_record(run: Run, r: int, tasks: list[str], state: LedgerState) -> None:
@@ -362,13 +379,19 @@ def run_round(run: Run, r: int) -> None:
     # A selection already recorded for this round (the run stopped before its demos were) is
     # pulled as recorded, not made again.
     recorded = state.selections.get(r)
-    selection = None if recorded is not None or r in state.pulled_rounds else select_tasks(run, r, state)
+    held_back = stalled_held_back(run, state)
+    selection = None if recorded is not None or r in state.pulled_rounds else select_tasks(run, r, state, held_back)
     if run.main:
         console.rule(f"Round {r + 1}/{len(run.plan.rounds)} — strategy {run.strategy.name}")
         if selection is not None:
-            read = evaluation_episodes_read(run.strategy, evaluation_seen(run, state))
+            reads = run.strategy.reads_evaluation or cfg.amf.learning_progress_demos is not None
+            read = evaluation_episodes_read(reads, evaluation_seen(run, state))
             run.ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
-                              details=selection.details, reason=selection.reason, evaluation_episodes_read=read)
+                              details=selection.details, reason=selection.reason, evaluation_episodes_read=read,
+                              **({"held_back": held_back} if cfg.amf.learning_progress_demos is not None else {}))
+            if held_back:
+                console.print(f"Held back (no learning progress over their last "
+                              f"{cfg.amf.learning_progress_demos} demo(s)): {', '.join(held_back)}")
             console.print(f"Selected: {dict(Counter(selection.tasks))}  ({selection.reason})")
         if r not in state.pulled_rounds:
             tasks = selection.tasks if selection is not None else recorded["tasks"]

@@ -40,6 +40,8 @@ from lerobot_amf.isolation import RoutedPolicy, load_routed_policy
         (["--amf.eval_seed=4294967295"], "amf.eval_seed=4294967295: must be at most"),
         (["--amf.n_partitions=0"], "amf.n_partitions=0: must be at least 1"),
         (["--amf.final_eval_episodes=0"], "amf.final_eval_episodes=0: must be at least 1"),
+        (["--amf.learning_progress_demos=0"], "amf.learning_progress_demos=0: must be at least 1"),
+        (["--amf.learning_progress_min_gain=2"], "amf.learning_progress_min_gain=2.0: must be in [0, 1]"),
         (["--amf.selection_eval_episodes=3"], "amf.selection_eval_episodes=3: must be between 1 and amf.eval_episodes=2"),
         (["--amf.partitions={\"../up\": [\"reach-v3\", \"drawer-close-v3\"]}", "--amf.isolation=lora"],
          "not a plain name"),
@@ -234,6 +236,24 @@ def test_lowest_success_selects_from_the_first_episodes_of_the_latest_evaluation
     assert report["eval_protocol"]["episodes_read_by_selection"] == "the first 1 per task (lowest_success, amf_eval)"
     rebalancing = json.loads((tiny_run / "amf_report.json").read_text())
     assert rebalancing["human_cost"] == {"demos": 4, "evaluation_episodes": 0, "rollout_episodes": 0, "total": 4}
+
+
+@pytest.mark.slow
+def test_learning_progress_holds_back_a_task_its_demos_did_not_move(tiny_run, lerobot_home, tmp_path):
+    """uniform with all the target weight on reach-v3 would give it both demos; with learning
+    progress (any gain below 1.0 counts as none) its first demo did not move it enough, so the
+    second goes to the other task. Reading the evaluations is counted in the human cost."""
+    out = tmp_path / "progress"
+    run_cli([*TINY_ARGS, f"--output_dir={out}", "--amf.strategy=uniform", "--amf.demos_per_round=1", "--amf.budget=2",
+             '--amf.target_weights={"reach-v3": 1.0, "drawer-close-v3": 0.0}', "--amf.learning_progress_demos=1",
+             "--amf.learning_progress_min_gain=1.0"], lerobot_home)
+    selections = [r for r in read_jsonl(out / "amf_ledger.jsonl") if r["event"] == "selection"]
+    assert [s["tasks"] for s in selections] == [["reach-v3"], ["drawer-close-v3"]]
+    assert selections[0]["held_back"] == {} and set(selections[1]["held_back"]) == {"reach-v3"}
+    assert selections[1]["held_back"]["reach-v3"]["demos_since"] == 1
+    report = json.loads((out / "amf_report.json").read_text())
+    assert report["human_cost"] == {"demos": 2, "evaluation_episodes": 8, "rollout_episodes": 0, "total": 10}
+    assert report["rounds"][1]["held_back"] == selections[1]["held_back"]
 
 
 @pytest.mark.slow

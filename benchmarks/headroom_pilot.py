@@ -19,7 +19,14 @@ strategy cell runs (issue "Where choosing tasks pays"):
   that noise the program exploits does not count as headroom; the rule reads the cross-fitted
   figure;
 * per task: success before and after 6 demos, and whether 6 demos left it failing (below
-  ``STAYS_FAILING``): tasks that demos do not fix.
+  ``STAYS_FAILING``): tasks that demos do not fix;
+* learning progress's default (``lerobot_amf.selection.progress``, min gain 0.1): each curve run's
+  own evaluations are the history the rule would read in that run, so for N = 1, 2, 3 the pilot
+  finds when it would have held each task back. A *false stop* holds back a task whose curve on
+  that seed rose by ``LEARNER_GAIN`` or more from 0 to 6 demos; a *true stop* one that 6 demos
+  left below ``STAYS_FAILING``. The default is the smallest N with no false stop and at least one
+  true stop; with none, it stays off. (This rule was written while the first cells ran, after
+  one round of them had been seen and before any curve was complete.)
 
 The rule, written before any cell ran: the study uses the (setting, budget) with the largest
 cross-fitted headroom; the goal is ≥ 8 pp. If none reaches it, the summary says so and names the
@@ -59,6 +66,9 @@ BUDGETS_PER_TASK = (1, 2, 3)
 HEADROOM_GOAL_PP = 8.0
 STAYS_FAILING = 0.3  # success after ROUNDS demos below this: demos did not fix the task
 COVERED_DEMOS = 10
+LEARNER_GAIN = 0.3  # a curve that rose this much from 0 to ROUNDS demos: demos teach the task
+PROGRESS_DEMOS = (1, 2, 3)  # learning progress's N, tried on the curve runs
+PROGRESS_MIN_GAIN = 0.1  # its default min gain (lerobot_amf.configs)
 
 STRONG = ("drawer-close-v3", "door-open-v3", "window-close-v3", "button-press-topdown-v3")
 TEACHABLE = ("drawer-open-v3", "plate-slide-v3", "faucet-open-v3", "coffee-button-v3")
@@ -144,6 +154,39 @@ def headroom(curves_by_seed: list[dict[str, list[float]]], budget: int) -> dict:
     }
 
 
+def progress_stops(cells: list[dict], n_demos: int) -> dict:
+    """Where learning progress with window ``n_demos`` would have held each task back in the curve
+    runs (their own evaluations as its history): false stops (tasks whose curve rose by
+    ``LEARNER_GAIN`` or more) and true stops (tasks 6 demos left below ``STAYS_FAILING``)."""
+    from lerobot_amf.selection.progress import Evaluated, stalled_tasks
+
+    false, true, saved = [], [], 0
+    for cell in cells:
+        curves = curve_of(cell)
+        evals = [cell["pretrained"], *[r["per_task"] for r in cell["rounds"]]]
+        stopped: dict[str, int] = {}
+        for d in range(1, len(evals)):  # before the round that would give the (d + 1)-th demo
+            history = [Evaluated({t: k for t in curves}, e) for k, e in enumerate(evals[: d + 1])]
+            for task in stalled_tasks(history, n_demos, PROGRESS_MIN_GAIN):
+                stopped.setdefault(task, d)
+        for task, d in stopped.items():
+            if d >= ROUNDS:  # after the last demo: nothing held back
+                continue
+            row = {"seed": cell["seed"], "task": task, "held_back_after_demos": d,
+                   "success_then": round(curves[task][d], 3), "success_after_all_demos": round(curves[task][-1], 3)}
+            if curves[task][-1] - curves[task][0] >= LEARNER_GAIN:
+                false.append(row)
+            elif curves[task][-1] < STAYS_FAILING:
+                true.append(row)
+                saved += ROUNDS - d
+    return {"false_stops": false, "true_stops": true, "demos_saved_on_true_stops": saved}
+
+
+def progress_default(by_n: dict[int, dict]) -> int | None:
+    """The smallest N with no false stop and at least one true stop (None: learning progress stays off)."""
+    return next((n for n, r in sorted(by_n.items()) if not r["false_stops"] and r["true_stops"]), None)
+
+
 def summarise(cells: dict[str, dict[str, dict]]) -> dict:
     """Per setting: curves, tasks demos did not fix, headroom per budget; the rule's choice."""
     settings, partial = {}, False
@@ -166,6 +209,8 @@ def summarise(cells: dict[str, dict[str, dict]]) -> dict:
             "measured_at_commit": sorted({c["measured_at_commit"] for c in done}),
             "eval_protocol": done[0]["report"]["eval_protocol"],
         }
+    finished = [c for setting in cells.values() for c in setting.values() if c.get("status") == "complete"]
+    by_n = {n: progress_stops(finished, n) for n in PROGRESS_DEMOS}
     rows = [(s, b) for s, v in settings.items() for b in v.get("budgets", [])
             if b["headroom_cross_fitted_pp"] is not None]
     chosen = max(rows, key=lambda sb: sb[1]["headroom_cross_fitted_pp"], default=None)
@@ -178,6 +223,11 @@ def summarise(cells: dict[str, dict[str, dict]]) -> dict:
                  f"{ROUNDS} demos a task (the curves' range)",
         "rule": f"the (setting, budget) with the largest cross-fitted headroom; goal >= {HEADROOM_GOAL_PP} pp",
         "settings": settings,
+        "learning_progress": {
+            "min_gain": PROGRESS_MIN_GAIN, "learner_gain": LEARNER_GAIN, "stays_failing": STAYS_FAILING,
+            "rule": "the smallest N with no false stop and at least one true stop; none: off",
+            "by_demos": {str(n): r for n, r in by_n.items()},
+            "default_demos": progress_default(by_n) if not partial else None, "final": not partial},
         "chosen": None if chosen is None else {
             "setting": chosen[0], "budget": chosen[1]["budget"],
             "headroom_cross_fitted_pp": chosen[1]["headroom_cross_fitted_pp"],

@@ -103,3 +103,24 @@ def test_the_summary_is_partial_until_every_seed_of_every_setting_ran():
     assert summary["partial"] and summary["chosen"] is None  # no cross-fitted figure from one seed
     assert summary["settings"]["unseen"]["seeds_done"] == []
     assert summary["settings"]["sinks"]["budgets"][0]["headroom_cross_fitted_pp"] is None  # one seed: no pair
+
+
+def test_learning_progress_default_is_the_shortest_window_that_stops_no_learner():
+    """On the curve runs' own evaluations: a window of 1 or 2 demos holds back a slow learner
+    (flat for its first demos) as well as a task demos never fix; 3 holds back only the latter."""
+    tasks = list(hp.SETTINGS["unseen"])
+    slow, sink = tasks[4], tasks[5]
+    curves = {t: [0.9] * 7 for t in tasks}
+    curves[slow] = [0.0, 0.0, 0.0, 0.5, 0.8, 0.9, 0.9]
+    curves[sink] = [0.0] * 7
+    cells = [curve_cell("unseen", seed, curves) for seed in hp.SEEDS]
+    by_n = {n: hp.progress_stops(cells, n) for n in hp.PROGRESS_DEMOS}
+    assert [(r["task"], r["held_back_after_demos"]) for r in by_n[1]["false_stops"]] == [(slow, 1)] * 2
+    assert [(r["task"], r["held_back_after_demos"]) for r in by_n[1]["true_stops"]] == [(sink, 1)] * 2
+    assert by_n[1]["demos_saved_on_true_stops"] == 2 * 5
+    assert by_n[2]["false_stops"] and not by_n[3]["false_stops"]
+    assert [(r["task"], r["held_back_after_demos"]) for r in by_n[3]["true_stops"]] == [(sink, 3)] * 2
+    assert hp.progress_default(by_n) == 3
+    assert hp.progress_default({1: by_n[1], 2: by_n[2]}) is None  # no window without a false stop: off
+    summary = hp.summarise({"unseen": {f"s{c['seed']}": c for c in cells}})
+    assert summary["learning_progress"]["default_demos"] is None  # partial: the other setting has no cells

@@ -233,6 +233,8 @@ def compact_result(cell: Cell, study: Study, report: dict, wall_seconds: float,
         "eval_variant": r["eval"]["variant"],
         "train_seconds": (r["train"] or {}).get("seconds"),
         "selection_seconds": selection_s.get(r["round"]),
+        **({"human_cost": r["human_cost"]} if "human_cost" in r else {}),  # runs before it was counted: none
+        **({"held_back": r["held_back"]} if r.get("held_back") is not None else {}),
         **({"amf": amf_diagnostics(r["details"])} if "ess" in (r.get("details") or {}) else {}),
     } for r in report["rounds"]]
     return {

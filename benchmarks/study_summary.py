@@ -17,6 +17,7 @@ from benchmarks.study_stats import (area_under_curve, budget_share, mean_curve, 
                                     pooled_rate, pooled_wilson, reach_and_stay)
 
 WEAK = 0.6  # a task is weak at selection time when the evaluation before the round is below this
+NOT_MOVED_GAIN = 0.1  # a task's earlier demos moved it when its estimated success rose this much
 
 
 def final_per_task(cell: dict) -> dict:
@@ -46,6 +47,34 @@ def weak_share(cell: dict, threshold: float = WEAK, per_round: bool = False):
     return sum(picks) / len(picks) if picks else None
 
 
+def not_moved_share(cell: dict, min_gain: float = NOT_MOVED_GAIN) -> float | None:
+    """Share of the cell's picks that went to a task whose earlier fine-tuning demos (one or more)
+    had not raised its estimated success (Beta posterior mean) by ``min_gain`` since the evaluation
+    before its first one, in the evaluation the selection came after."""
+    def estimate(entry):
+        return (entry["successes"] + 1) / (entry["episodes"] + 2)
+
+    evals = [cell["pretrained"], *[r["per_task"] for r in cell["rounds"]]]
+    first: dict[str, int] = {}  # task -> index of the evaluation before its first demo
+    given: dict[str, int] = {}
+    picks = []
+    for r, rnd in enumerate(cell["rounds"]):  # round r's selection came after evals[r]
+        for task in rnd["selected"]:
+            moved = given.get(task, 0) == 0 or estimate(evals[r][task]) - estimate(evals[first[task]][task]) >= min_gain
+            picks.append(not moved)
+        for task in rnd["selected"]:
+            first.setdefault(task, r)
+            given[task] = given.get(task, 0) + 1
+    return sum(picks) / len(picks) if picks else None
+
+
+def human_cost_total(cell: dict) -> dict | None:
+    """The cell's human cost on a robot summed over its rounds (None: a cell run before it was counted)."""
+    if not all("human_cost" in r for r in cell["rounds"]):
+        return None
+    return {k: sum(r["human_cost"][k] for r in cell["rounds"]) for k in cell["rounds"][0]["human_cost"]}
+
+
 def strategy_summary(cells: dict[int, dict]) -> dict:
     """One strategy in one (setting, isolation): shares, curve, final success."""
     import numpy as np
@@ -67,6 +96,16 @@ def strategy_summary(cells: dict[int, dict]) -> dict:
                          "per_seed": {str(s): v for s, v in shares.items()},
                          "rule": f"share of the picks that went to tasks below {WEAK} in the evaluation the "
                                  "selection came after"}
+    moved = {s: not_moved_share(cells[s]) for s in seeds}
+    out["not_moved_share"] = {"overall": float(np.mean([v for v in moved.values() if v is not None])),
+                              "per_seed": {str(s): v for s, v in moved.items()},
+                              "rule": f"share of the picks that went to a task whose earlier demos had not raised its "
+                                      f"estimated success by {NOT_MOVED_GAIN} since the evaluation before its first"}
+    costs = {s: human_cost_total(cells[s]) for s in seeds}
+    if all(c is not None for c in costs.values()):
+        out["human_cost"] = {"per_seed": {str(s): c for s, c in costs.items()},
+                             "total": median_and_range([c["total"] for c in costs.values()]),
+                             "rule": "demos + evaluation episodes the selections read + their rollouts"}
     aucs = {s: area_under_curve(*curve(cells[s])) for s in seeds}
     out["area_under_curve"] = {"mean_over_seeds": float(np.mean(list(aucs.values()))),
                                "per_seed": {str(s): v for s, v in aucs.items()},

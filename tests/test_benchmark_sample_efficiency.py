@@ -305,3 +305,24 @@ def test_comparisons_pair_only_the_seeds_both_sides_ran_and_say_how_many():
     assert "| 5.0 pp [" in amf_row and ", 2 seeds |" in amf_row
     assert ("* uniform, seeds 1, 2: lora 20.0 [" in text and "shared_replay 25.0 [" in text
             and "lora minus shared_replay -5.0 pp [" in text)
+
+
+def test_not_moved_share_counts_picks_on_tasks_their_earlier_demos_did_not_raise():
+    """u1 stays at 0/20 after its first demo: its second and third picks count; u2 rises 4 -> 12,
+    so its second pick does not; a task's first pick never counts."""
+    from benchmarks.study_summary import human_cost_total, not_moved_share
+
+    flat = {"c1": 4, "c2": 4}
+    c = cell("skewed", 1, "lowest_success", [["u1", "u2"], ["u1", "u2"], ["u1"]],
+             [{**flat, "u1": 0, "u2": 12}, {**flat, "u1": 0, "u2": 12}, {**flat, "u1": 0, "u2": 12}],
+             pretrained={**flat, "u1": 0, "u2": 4})
+    assert not_moved_share(c) == pytest.approx(2 / 5)
+    assert not_moved_share(c, min_gain=0.0) == 0.0  # no rise needed: every task counts as moved
+    assert human_cost_total(c) is None  # cells run before the human cost was counted
+    for r in c["rounds"]:
+        r["human_cost"] = {"demos": len(r["selected"]), "evaluation_episodes": 80, "rollout_episodes": 0,
+                           "total": len(r["selected"]) + 80}
+    assert human_cost_total(c) == {"demos": 5, "evaluation_episodes": 240, "rollout_episodes": 0, "total": 245}
+    summary = strategy_summary({1: c})
+    assert summary["not_moved_share"]["overall"] == pytest.approx(2 / 5)
+    assert summary["human_cost"]["total"]["median"] == 245

@@ -75,6 +75,15 @@ def human_cost_total(cell: dict) -> dict | None:
     return {k: sum(r["human_cost"][k] for r in cell["rounds"]) for k in cell["rounds"][0]["human_cost"]}
 
 
+def cost_curve(cell: dict) -> dict:
+    """(cumulative human cost, pooled success): the pretrained policy at cost 0, then each round."""
+    costs, total = [0], 0
+    for r in cell["rounds"]:
+        total += r["human_cost"]["total"]
+        costs.append(total)
+    return {"human_cost": costs, "success": curve(cell)[1]}
+
+
 def strategy_summary(cells: dict[int, dict]) -> dict:
     """One strategy in one (setting, isolation): shares, curve, final success."""
     import numpy as np
@@ -105,7 +114,8 @@ def strategy_summary(cells: dict[int, dict]) -> dict:
     if all(c is not None for c in costs.values()):
         out["human_cost"] = {"per_seed": {str(s): c for s, c in costs.items()},
                              "total": median_and_range([c["total"] for c in costs.values()]),
-                             "rule": "demos + evaluation episodes the selections read + their rollouts"}
+                             "rule": "demos + evaluation episodes the selections read + their rollouts",
+                             "curve_per_seed": {str(s): cost_curve(cells[s]) for s in seeds}}
     aucs = {s: area_under_curve(*curve(cells[s])) for s in seeds}
     out["area_under_curve"] = {"mean_over_seeds": float(np.mean(list(aucs.values()))),
                                "per_seed": {str(s): v for s, v in aucs.items()},

@@ -22,11 +22,15 @@ strategy cell runs (issue "Where choosing tasks pays"):
   ``STAYS_FAILING``): tasks that demos do not fix;
 * learning progress's default (``lerobot_amf.selection.progress``, min gain 0.1): each curve run's
   own evaluations are the history the rule would read in that run, so for N = 1, 2, 3 the pilot
-  finds when it would have held each task back. A *false stop* holds back a task whose curve on
-  that seed rose by ``LEARNER_GAIN`` or more from 0 to 6 demos; a *true stop* one that 6 demos
-  left below ``STAYS_FAILING``. The default is the smallest N with no false stop and at least one
-  true stop; with none, it stays off. (This rule was written while the first cells ran, after
-  one round of them had been seen and before any curve was complete.)
+  finds when it would have held each task back. A *false stop* withholds demos that moved the task:
+  on that seed its success after all 6 demos is ``LEARNER_GAIN`` or more above its success when
+  held back; a *true stop* holds back a task that 6 demos left below ``STAYS_FAILING``; other
+  stops (at a plateau) are counted apart. The default is the smallest N with no false stop and at
+  least one true stop; with none, it stays off. This rule was written while the first cells ran
+  (one round seen); its first version called any stop of a task whose curve rose by
+  ``LEARNER_GAIN`` from 0 to 6 demos false, a stop at a plateau included (faucet-open held back at
+  0.55 that ended at 0.55). It was changed after the ``sinks`` cells were complete and before the
+  ``unseen`` ones were; the summary gives the first version's choice beside it.
 
 The rule, written before any cell ran: the study uses the (setting, budget) with the largest
 cross-fitted headroom; the goal is ≥ 8 pp. If none reaches it, the summary says so and names the
@@ -160,7 +164,7 @@ def progress_stops(cells: list[dict], n_demos: int) -> dict:
     ``LEARNER_GAIN`` or more) and true stops (tasks 6 demos left below ``STAYS_FAILING``)."""
     from lerobot_amf.selection.progress import Evaluated, stalled_tasks
 
-    false, true, saved = [], [], 0
+    false, true, plateau, first_rule_false, saved = [], [], [], [], 0
     for cell in cells:
         curves = curve_of(cell)
         evals = [cell["pretrained"], *[r["per_task"] for r in cell["rounds"]]]
@@ -175,16 +179,22 @@ def progress_stops(cells: list[dict], n_demos: int) -> dict:
             row = {"seed": cell["seed"], "task": task, "held_back_after_demos": d,
                    "success_then": round(curves[task][d], 3), "success_after_all_demos": round(curves[task][-1], 3)}
             if curves[task][-1] - curves[task][0] >= LEARNER_GAIN:
+                first_rule_false.append(row)
+            if curves[task][-1] - curves[task][d] >= LEARNER_GAIN:
                 false.append(row)
             elif curves[task][-1] < STAYS_FAILING:
                 true.append(row)
                 saved += ROUNDS - d
-    return {"false_stops": false, "true_stops": true, "demos_saved_on_true_stops": saved}
+            else:
+                plateau.append(row)
+    return {"false_stops": false, "true_stops": true, "plateau_stops": plateau, "demos_saved_on_true_stops": saved,
+            "false_stops_first_rule": first_rule_false}
 
 
-def progress_default(by_n: dict[int, dict]) -> int | None:
-    """The smallest N with no false stop and at least one true stop (None: learning progress stays off)."""
-    return next((n for n, r in sorted(by_n.items()) if not r["false_stops"] and r["true_stops"]), None)
+def progress_default(by_n: dict[int, dict], false: str = "false_stops") -> int | None:
+    """The smallest N with no false stop and at least one true stop (None: learning progress stays
+    off); ``false="false_stops_first_rule"``: the rule's first version."""
+    return next((n for n, r in sorted(by_n.items()) if not r[false] and r["true_stops"]), None)
 
 
 def summarise(cells: dict[str, dict[str, dict]]) -> dict:
@@ -225,9 +235,12 @@ def summarise(cells: dict[str, dict[str, dict]]) -> dict:
         "settings": settings,
         "learning_progress": {
             "min_gain": PROGRESS_MIN_GAIN, "learner_gain": LEARNER_GAIN, "stays_failing": STAYS_FAILING,
-            "rule": "the smallest N with no false stop and at least one true stop; none: off",
+            "rule": "the smallest N with no false stop (demos withheld that moved the task by learner_gain) and at "
+                    "least one true stop (a task 6 demos left below stays_failing); none: off",
             "by_demos": {str(n): r for n, r in by_n.items()},
-            "default_demos": progress_default(by_n) if not partial else None, "final": not partial},
+            "default_demos": progress_default(by_n) if not partial else None,
+            "default_demos_first_rule": progress_default(by_n, "false_stops_first_rule") if not partial else None,
+            "final": not partial},
         "chosen": None if chosen is None else {
             "setting": chosen[0], "budget": chosen[1]["budget"],
             "headroom_cross_fitted_pp": chosen[1]["headroom_cross_fitted_pp"],

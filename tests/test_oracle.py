@@ -109,12 +109,19 @@ def test_learning_progress_default_is_the_shortest_window_that_stops_no_learner(
     """On the curve runs' own evaluations: a window of 1 or 2 demos holds back a slow learner
     (flat for its first demos) as well as a task demos never fix; 3 holds back only the latter."""
     tasks = list(hp.SETTINGS["unseen"])
-    slow, sink = tasks[4], tasks[5]
+    slow, sink, plateau = tasks[4], tasks[5], tasks[6]
     curves = {t: [0.9] * 7 for t in tasks}
     curves[slow] = [0.0, 0.0, 0.0, 0.5, 0.8, 0.9, 0.9]
     curves[sink] = [0.0] * 7
+    curves[plateau] = [0.0, 0.5, 0.55, 0.55, 0.55, 0.55, 0.55]
     cells = [curve_cell("unseen", seed, curves) for seed in hp.SEEDS]
     by_n = {n: hp.progress_stops(cells, n) for n in hp.PROGRESS_DEMOS}
+    # held back at its plateau: not a false stop (the withheld demos did not move it), but the
+    # rule's first version called it one (its curve rose from 0)
+    assert [(r["task"], r["held_back_after_demos"]) for r in by_n[1]["plateau_stops"]
+            if r["task"] == plateau] == [(plateau, 2)] * 2
+    assert plateau in {r["task"] for r in by_n[3]["false_stops_first_rule"]}
+    assert hp.progress_default(by_n, "false_stops_first_rule") is None
     assert [(r["task"], r["held_back_after_demos"]) for r in by_n[1]["false_stops"]] == [(slow, 1)] * 2
     assert [(r["task"], r["held_back_after_demos"]) for r in by_n[1]["true_stops"]] == [(sink, 1)] * 2
     assert by_n[1]["demos_saved_on_true_stops"] == 2 * 5

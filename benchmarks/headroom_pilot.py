@@ -266,7 +266,7 @@ def plot(summary: dict, path: Path) -> None:
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("fine-tuning demos of the task")
         ax.set_ylabel(f"success (mean of seeds {v['seeds_done']}, {EVAL_EPISODES} episodes each)")
-        ax.set_title(f"{setting}: green strong, blue teachable, red harder", fontsize=9)
+        ax.set_title(f"{setting}: green 10 pretraining demos; blue 0 (10 teach it), red 0 (harder)", fontsize=8)
     ax = axes[0][-1]
     labels, pooled, cross = [], [], []
     for setting, v in done.items():

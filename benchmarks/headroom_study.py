@@ -167,6 +167,67 @@ class HeadroomStudy(Study):
     def headline(self, settings: dict, partial: bool) -> dict:
         return headline(settings, self.spec, partial)
 
+    def headline_markdown(self, headline: dict) -> str:
+        return headline_markdown(headline)
+
+
+def headline_markdown(h: dict) -> str:
+    """The headline as a table: per strategy, final success with its interval over seeds, share of
+    the oracle's gain, budget on failing and on unmoved tasks, human cost; then each goal's verdict."""
+    def pct(x):
+        return "—" if x is None else f"{100 * x:.1f}"
+
+    def span(ci):
+        return "" if not ci else f" [{pct(ci[0])}, {pct(ci[1])}]"
+
+    spec = h["setting"]
+    lines = [f"**Headroom study ({'PARTIAL' if h['partial'] else 'complete'})**: setting `{spec['pilot_setting']}` of the "
+             f"headroom pilot, {spec['budget']} demos in rounds of {DEMOS_PER_ROUND}, single model with replay; the pilot "
+             f"predicted {spec['predicted_headroom_pp']} pp for the best allocation over uniform (cross-fitted; goal 8 pp: "
+             f"{'met' if spec['headroom_goal_met'] else 'missed'}). Success in % after the last round (50 episodes per "
+             "task), mean over seeds with a bootstrap 95% interval over seeds; shares of the budget over all picks.", "",
+             "| strategy | seeds | final success % | share of the oracle's gain | budget on failing tasks "
+             "| budget on tasks not moved | human cost (median) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in h["strategies"].items():
+        share, share_ci = r.get("share_of_oracle_gain"), r.get("share_of_oracle_gain_ci95")
+        share_text = "—" if share is None else f"{share:.2f}" + (f" [{share_ci[0]:.2f}, {share_ci[1]:.2f}]" if share_ci else "")
+        lines.append(f"| {name} | {r['seeds']} | {pct(r['final_success'])}{span(r['final_ci95_over_seeds'])} | {share_text} | "
+                     f"{pct(r['budget_on_failing_tasks'])} | {pct(r['budget_on_tasks_not_moved'])} | "
+                     f"{'—' if not r['human_cost'] else format(r['human_cost']['median'], 'g')} |")
+    met = h["goals"]["met"] or {}
+    lines += ["", "| goal | rule | met |", "| --- | --- | --- |"]
+    lines += [f"| {k} | {rule} | {'— (partial)' if h['partial'] else met.get(k)} |" for k, rule in h["goals"]["rules"].items()]
+    return "\n".join(lines)
+
+
+def plot_human_cost(summary: dict, path: Path) -> None:
+    """Success against the human cost spent (demos + evaluation episodes read + rollouts), mean over
+    the seeds each strategy ran, one line per strategy: what a team with a robot pays for each curve."""
+    import numpy as np
+
+    from benchmarks.common import pyplot
+
+    group = summary["settings"].get(SETTING, {}).get("isolations", {}).get("shared_replay", {})
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, st in group.get("strategies", {}).items():
+        curves = (st.get("human_cost") or {}).get("curve_per_seed")
+        if not curves:
+            continue
+        costs = np.mean([c["human_cost"] for c in curves.values()], axis=0)
+        success = np.mean([c["success"] for c in curves.values()], axis=0)
+        ax.plot(costs, 100 * success, marker="o", ms=3, label=f"{name} ({len(curves)} seeds)")
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("human cost: demos + evaluation episodes read + rollouts (mean over seeds)")
+    ax.set_ylabel("success %, pooled over the pool")
+    ax.set_title("Headroom study: success against what a robot team pays" + (" (partial)" if summary["partial"] else ""),
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
 
 def headline(settings: dict, spec: dict, partial: bool) -> dict:
     """The numbers the study is about, each goal with whether it is met (None while partial)."""
@@ -296,6 +357,7 @@ def main(argv=None) -> None:
     if not args.summary_only:
         run_study(study, cells, args.max_cells, args.jobs)
     summary = write_summary(study)
+    plot_human_cost(summary, results_dir / f"{NAME}_success_vs_human_cost.png")
     print(json.dumps(summary["headline"]["goals"], indent=2), flush=True)
 
 

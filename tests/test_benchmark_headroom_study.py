@@ -94,17 +94,19 @@ def study_cell(seed, strategy, final_rate, cost_per_round=None):
             "pretrained": per_task(0.25), "rounds": rounds}
 
 
-def test_the_headline_reads_each_strategys_share_of_the_oracles_gain_and_its_human_cost():
+def test_the_headline_reads_each_strategys_share_of_the_oracles_gain_and_its_human_cost(tmp_path):
     from benchmarks.study_summary import summarise_study
 
     spec = {"oracle_allocation": {"a": 0, "b": 4}, "budget": 4, "progress_demos": None, "tasks": ["a", "b"],
-            "pretrain_demos_per_task": {"a": 10, "b": 0}}
+            "pretrain_demos_per_task": {"a": 10, "b": 0}, "pilot_setting": "sinks", "predicted_headroom_pp": 6.6,
+            "headroom_goal_met": False}
     study = hs.HeadroomStudy(("a",), ("b",), (1, 2, 3), hs.RESULTS_DIR, hs.RUNS, spec=spec)
     cells = []
     for seed in (1, 2, 3):
         cells += [study_cell(seed, "uniform", 0.5, 2), study_cell(seed, "oracle", 0.9, 2),
                   study_cell(seed, "amf_no_sim", 0.7, 2), study_cell(seed, "lowest_success_small", 0.8, 6)]
-    head = summarise_study(cells, [], [], study, n_boot=200)["headline"]
+    summary = summarise_study(cells, [], [], study, n_boot=200)
+    head = summary["headline"]
     rows = head["strategies"]
     assert rows["amf_no_sim"]["share_of_oracle_gain"] == pytest.approx(0.5)  # (0.7 - 0.5) / (0.9 - 0.5)
     assert rows["lowest_success_small"]["share_of_oracle_gain"] == pytest.approx(0.75)
@@ -117,3 +119,9 @@ def test_the_headline_reads_each_strategys_share_of_the_oracles_gain_and_its_hum
     assert head["goals"]["met"]["amf_no_sim_vs_lowest_success_small_at_equal_human_cost"] is True
     assert head["goals"]["met"]["best_user_share_of_oracle_gain"] is False  # 0.75 < 0.8
     assert head["paired_note"] == "uncorrected for the number of comparisons"
+    table = hs.headline_markdown(head)
+    assert "| amf_no_sim | 3 | 70.0 [70.0, 70.0] | 0.50 [0.50, 0.50] |" in table
+    assert "| lowest_success_small | 3 | 80.0" in table and "| 12 |" in table  # its median human cost
+    assert "| best_user_share_of_oracle_gain |" in table and "missed" in table.splitlines()[0]
+    hs.plot_human_cost(summary, tmp_path / "cost.png")
+    assert (tmp_path / "cost.png").stat().st_size > 10_000

@@ -372,7 +372,9 @@ def card_context(run: RunView, repo_id: str | None):
         "partition_rows": _cells([[_plain(t), _plain(_partition_of(model, t, routed))] for t in pool]),
         "routed": routed,
         "demo_rows": _cells(_demo_rows(pool, pre_counts, fine_counts, report["target_weights"])),
-        "selection_rows": _cells([[str(r["round"] + 1), ", ".join(map(_plain, r["selected"])) or "-", r["reason"]]
+        "selection_rows": _cells([[str(r["round"] + 1), ", ".join(map(_plain, r["selected"])) or "-",
+                                   r["reason"] + (f" (held back, no learning progress: {', '.join(map(_plain, r['held_back']))})"
+                                                  if r.get("held_back") else "")]
                                   for r in report["rounds"]]),
         "protocol_rows": _cells([[k.replace("_", " "), v] for k, v in proto.items()]),
         "variants": variants,

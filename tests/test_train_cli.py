@@ -254,6 +254,11 @@ def test_learning_progress_holds_back_a_task_its_demos_did_not_move(tiny_run, le
     report = json.loads((out / "amf_report.json").read_text())
     assert report["human_cost"] == {"demos": 2, "evaluation_episodes": 8, "rollout_episodes": 0, "total": 10}
     assert report["rounds"][1]["held_back"] == selections[1]["held_back"]
+    from lerobot_amf.publish import render_model_card
+
+    card = render_model_card(out, "me/progress")
+    assert "(held back, no learning progress: reach-v3)" in card
+    assert "2 demos + 8 evaluation episodes + 0 rollouts read by selection = 10" in card
 
 
 @pytest.mark.slow

@@ -125,3 +125,14 @@ def test_the_headline_reads_each_strategys_share_of_the_oracles_gain_and_its_hum
     assert "| best_user_share_of_oracle_gain |" in table and "missed" in table.splitlines()[0]
     hs.plot_human_cost(summary, tmp_path / "cost.png")
     assert (tmp_path / "cost.png").stat().st_size > 10_000
+
+
+def test_amf_meets_its_goal_against_lowest_success_only_at_a_twentieth_of_a_round():
+    rows = {"amf": {"selection_over_train_median": 0.3}, "amf_eval": {"selection_over_train_median": 0.04}}
+    paired = {"amf_minus_lowest_success": {"mean": 0.0, "ci95": [-0.01, 0.01]},
+              "amf_eval_minus_lowest_success": {"mean": -0.05, "ci95": [-0.08, -0.02]}}
+    key = "amf_or_amf_eval_minus_lowest_success"
+    assert hs.goals_met(rows, None, paired, None)[key] is False  # amf's bound holds, its selection is 0.3 of a round
+    rows["amf"]["selection_over_train_median"] = 0.05
+    assert hs.goals_met(rows, None, paired, None)[key] is True
+    assert hs.goals_met(rows, None, {}, None)[key] is None  # neither side ran

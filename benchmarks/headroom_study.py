@@ -187,18 +187,26 @@ def headline_markdown(h: dict) -> str:
              f"{'met' if spec['headroom_goal_met'] else 'missed'}). Success in % after the last round (50 episodes per "
              "task), mean over seeds with a bootstrap 95% interval over seeds; shares of the budget over all picks.", "",
              "| strategy | seeds | final success % | share of the oracle's gain | budget on failing tasks "
-             "| budget on tasks not moved | human cost (median) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| budget on tasks not moved | human cost (median) | human cost to reach uniform's final (median) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in h["strategies"].items():
         share, share_ci = r.get("share_of_oracle_gain"), r.get("share_of_oracle_gain_ci95")
         share_text = "—" if share is None else f"{share:.2f}" + (f" [{share_ci[0]:.2f}, {share_ci[1]:.2f}]" if share_ci else "")
         lines.append(f"| {name} | {r['seeds']} | {pct(r['final_success'])}{span(r['final_ci95_over_seeds'])} | {share_text} | "
                      f"{pct(r['budget_on_failing_tasks'])} | {pct(r['budget_on_tasks_not_moved'])} | "
-                     f"{'—' if not r['human_cost'] else format(r['human_cost']['median'], 'g')} |")
+                     f"{'—' if not r['human_cost'] else format(r['human_cost']['median'], 'g')} | "
+                     f"{reach_text(r.get('human_cost_to_reach_uniform_final'))} |")
     met = h["goals"]["met"] or {}
     lines += ["", "| goal | rule | met |", "| --- | --- | --- |"]
     lines += [f"| {k} | {rule} | {'— (partial)' if h['partial'] else met.get(k)} |" for k, rule in h["goals"]["rules"].items()]
     return "\n".join(lines)
+
+
+def reach_text(reach: dict | None) -> str:
+    """A median over seeds of where a curve reached uniform's final success ("not reached" past the run)."""
+    if reach is None:
+        return "—"
+    return "not reached" if reach["median"] is None else format(round(reach["median"], 1), "g")
 
 
 def plot_human_cost(summary: dict, path: Path) -> None:
@@ -259,6 +267,9 @@ def headline(settings: dict, spec: dict, partial: bool) -> dict:
         if held:
             row["demos_to_reach_uniform_final"] = {"median": held["share_of_budget_median"],
                                                    "range": held["share_of_budget_range"]}
+        cost = cost_to_reach(st, strategies.get("uniform"))
+        if cost is not None:
+            row["human_cost_to_reach_uniform_final"] = cost
         rows[name] = row
     users = {n: r for n, r in rows.items() if n in USER_STRATEGIES and n != "uniform"}
     best = max(users, key=lambda n: users[n]["final_success"], default=None)
@@ -276,6 +287,19 @@ def headline(settings: dict, spec: dict, partial: bool) -> dict:
         "goals": {"rules": GOALS, "met": None if partial else goals_met(rows, best, paired, at_equal_cost)},
         "spread_note": "final_ci95_over_seeds: bootstrap over seeds of the per-seed pooled final success",
     }
+
+
+def cost_to_reach(a: dict, uniform: dict | None) -> dict | None:
+    """Per seed both ran: the human cost from which a's (cost, success) curve stays at or above that
+    seed's uniform final success (None: not within its run); median and range over the seeds."""
+    from benchmarks.study_stats import median_and_range, reach_and_stay
+
+    if not uniform or "human_cost" not in a or "human_cost" not in uniform:
+        return None
+    ours, theirs = a["human_cost"]["curve_per_seed"], uniform["human_cost"]["curve_per_seed"]
+    per_seed = {seed: reach_and_stay(c["human_cost"], c["success"], theirs[seed]["success"][-1])
+                for seed, c in ours.items() if seed in theirs}
+    return {"per_seed": per_seed, **median_and_range(list(per_seed.values()))} if per_seed else None
 
 
 def equal_cost_difference(a: dict | None, b: dict | None) -> dict | None:

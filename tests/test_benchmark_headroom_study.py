@@ -112,6 +112,10 @@ def test_the_headline_reads_each_strategys_share_of_the_oracles_gain_and_its_hum
     assert rows["lowest_success_small"]["share_of_oracle_gain"] == pytest.approx(0.75)
     assert rows["lowest_success_small"]["human_cost"]["median"] == 12 and rows["amf_no_sim"]["human_cost"]["median"] == 4
     assert head["best_user_strategy"] == "lowest_success_small"
+    # uniform ends at 0.5: amf_no_sim's cost curve (0, 0.25), (2, 0.5), (4, 0.7) stays above it from 2
+    # on; lowest_success_small's (0, 0.25), (6, 0.5), (12, 0.8) from 6
+    assert rows["amf_no_sim"]["human_cost_to_reach_uniform_final"]["median"] == pytest.approx(2)
+    assert rows["lowest_success_small"]["human_cost_to_reach_uniform_final"]["median"] == pytest.approx(6)
     # at amf_no_sim's cost (4), lowest_success_small has spent 6 only after its first round: it is
     # at 0.25 + (0.5 - 0.25) * 4 / 6 on its cost curve
     equal = head["amf_no_sim_minus_lowest_success_small_at_equal_human_cost"]

@@ -21,8 +21,11 @@ What each strategy sees:
   first 2 episodes per task (``--amf.selection_eval_episodes=2``, what a team with a robot can
   afford); ``amf_eval``: amf plus every round's evaluation;
 * with the learning-progress window N the pilot chose (none: these rows are not run):
-  ``lowest_success_progress`` and ``amf_eval_progress`` also hold back tasks their last N demos
-  did not move (``--amf.learning_progress_demos=N``);
+  ``lowest_success_progress``, ``amf_eval_progress`` and ``amf_progress`` also hold back tasks
+  their last N demos did not move (``--amf.learning_progress_demos=N``; reading the evaluations
+  for it is part of their human cost). ``amf_progress`` was added to the plan after the first 4
+  cells (uniform and oracle, seeds 1 and 2) were in, before any cell of an amf or lowest_success
+  strategy;
 * ``oracle`` (privileged, studies only): the best allocation of the budget under the pilot's mean
   learning curves (``benchmarks.oracle.best_allocation``), run as ``uniform`` steered by
   ``--amf.target_weights`` set to its shares, so the demos follow it round by round.
@@ -62,8 +65,8 @@ SMALL_EVAL_EPISODES = 2
 STUDY_ARGS = [f"--amf.demos_per_round={DEMOS_PER_ROUND}", "--amf.eval_episodes=20", "--amf.final_eval_episodes=50",
               "--amf.eval_batch_size=10", "--amf.isolation=shared_replay", "--amf.replay_fraction=0.5"]
 USER_STRATEGIES = ("uniform", "lowest_success", "lowest_success_small", "amf", "amf_eval", "amf_no_sim",
-                   "lowest_success_progress", "amf_eval_progress")  # no privileged knowledge
-PROGRESS = ("lowest_success_progress", "amf_eval_progress")
+                   "lowest_success_progress", "amf_eval_progress", "amf_progress")  # no privileged knowledge
+PROGRESS = ("lowest_success_progress", "amf_eval_progress", "amf_progress")
 # The goals (issue "Where choosing tasks pays"), committed before the first strategy cell.
 GOALS = {
     "best_user_share_of_oracle_gain": "the best strategy a user can run (largest mean final success, not uniform) "
@@ -77,7 +80,7 @@ GOALS = {
 }
 COMPARISONS = tuple((s, "uniform") for s in USER_STRATEGIES[1:] + ("oracle",)) + (
     ("amf", "lowest_success"), ("amf_eval", "lowest_success"), ("amf_no_sim", "lowest_success_small"),
-    ("lowest_success_progress", "lowest_success"), ("amf_eval_progress", "amf_eval"))
+    ("lowest_success_progress", "lowest_success"), ("amf_eval_progress", "amf_eval"), ("amf_progress", "amf"))
 
 
 class PilotNotReady(Exception):
@@ -129,6 +132,7 @@ def strategy_flags(spec: dict) -> dict[str, list[str]]:
         window = f"--amf.learning_progress_demos={spec['progress_demos']}"
         flags["lowest_success_progress"] = [*flags["lowest_success"], window]
         flags["amf_eval_progress"] = [*flags["amf_eval"], window]
+        flags["amf_progress"] = [*flags["amf"], window]
     return flags
 
 

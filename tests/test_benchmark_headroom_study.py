@@ -48,7 +48,7 @@ def test_the_setting_is_the_pilots_choice_and_a_changed_cell_is_refused(tmp_path
     args = {c.strategy: c.args(study) for c in cells}
     assert f"--amf.rounds={spec['budget'] // hs.DEMOS_PER_ROUND}" in args["uniform"]
     assert "--amf.selection_eval_episodes=2" in args["lowest_success_small"]
-    assert "--amf.learning_progress_demos=3" in args["amf_eval_progress"]
+    assert "--amf.learning_progress_demos=3" in args["amf_eval_progress"] and "--amf.strategy=amf" in args["amf_progress"]
     assert "--amf.selection.simulator=false" in args["amf_no_sim"]
     path = tmp_path / hp.NAME / "sinks__seed101__uniform__shared_replay.json"
     cell = json.loads(path.read_text())

@@ -41,7 +41,7 @@ def dry_run_args(name: str, tmp: Path) -> tuple[list[str], list[str]]:
                  str(tmp / "headroom_pilot.json")])
     if name == "headroom_study":  # no pilot in tmp: it says what it waits for and which strategies it plans
         return (["--results-dir", str(tmp)], ["none yet: the headroom pilot is not complete", "lowest_success_small",
-                                               "oracle", "amf_no_sim", "amf_eval_progress"])
+                                               "oracle", "amf_no_sim", "amf_eval_progress", "amf_progress"])
     if name == "kernel_rank":
         return (["--pretrain_steps", "7", "--output", str(tmp / "kernel_rank.json")],
                 ["pretraining steps: 7", "gradient, 4 layer(s)", str(tmp / "kernel_rank.json")])

@@ -265,8 +265,14 @@ def headline(settings: dict, spec: dict, partial: bool) -> dict:
             ceiling = np.array([finals["oracle"][s] - finals["uniform"][s] for s in seeds])
             boot = np.random.default_rng(0).integers(0, len(seeds), size=(10_000, len(seeds)))
             ratios = gain[boot].mean(1) / np.where(ceiling[boot].mean(1) == 0, np.nan, ceiling[boot].mean(1))
-            row["share_of_oracle_gain"] = float(gain.mean() / ceiling.mean()) if ceiling.mean() else None
-            row["share_of_oracle_gain_ci95"] = [float(np.nanpercentile(ratios, 2.5)), float(np.nanpercentile(ratios, 97.5))]
+            if ceiling.mean() > 0:  # a share of a gain the oracle did not make is no number
+                row["share_of_oracle_gain"] = float(gain.mean() / ceiling.mean())
+                row["share_of_oracle_gain_ci95"] = [float(np.nanpercentile(ratios, 2.5)),
+                                                    float(np.nanpercentile(ratios, 97.5))]
+            else:
+                row["share_of_oracle_gain"] = None
+                row["share_of_oracle_gain_note"] = (f"the oracle did not beat uniform on these {len(seeds)} seeds "
+                                                    f"({100 * ceiling.mean():+.1f} pp): no share")
         held = group.get("demos_to_hold_uniform_final", {}).get(name)
         if held:
             row["demos_to_reach_uniform_final"] = {"median": held["share_of_budget_median"],

@@ -140,3 +140,16 @@ def test_amf_meets_its_goal_against_lowest_success_only_at_a_twentieth_of_a_roun
     rows["amf"]["selection_over_train_median"] = 0.05
     assert hs.goals_met(rows, None, paired, None)[key] is True
     assert hs.goals_met(rows, None, {}, None)[key] is None  # neither side ran
+
+
+def test_no_share_of_the_oracles_gain_where_the_oracle_did_not_beat_uniform():
+    from benchmarks.study_summary import summarise_study
+
+    spec = {"oracle_allocation": {"a": 0, "b": 4}, "budget": 4, "progress_demos": None, "tasks": ["a", "b"],
+            "pretrain_demos_per_task": {"a": 10, "b": 0}}
+    study = hs.HeadroomStudy(("a",), ("b",), (1, 2), hs.RESULTS_DIR, hs.RUNS, spec=spec)
+    cells = [c for seed in (1, 2) for c in (study_cell(seed, "uniform", 0.6), study_cell(seed, "oracle", 0.55),
+                                            study_cell(seed, "amf", 0.7))]
+    row = summarise_study(cells, [], [], study, n_boot=200)["headline"]["strategies"]["amf"]
+    assert row["share_of_oracle_gain"] is None and "did not beat uniform" in row["share_of_oracle_gain_note"]
+

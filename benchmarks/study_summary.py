@@ -51,8 +51,7 @@ def not_moved_share(cell: dict, min_gain: float = NOT_MOVED_GAIN) -> float | Non
     """Share of the cell's picks that went to a task whose earlier fine-tuning demos (one or more)
     had not raised its estimated success (Beta posterior mean) by ``min_gain`` since the evaluation
     before its first one, in the evaluation the selection came after."""
-    def estimate(entry):
-        return (entry["successes"] + 1) / (entry["episodes"] + 2)
+    from lerobot_amf.selection.progress import posterior_success as estimate
 
     evals = [cell["pretrained"], *[r["per_task"] for r in cell["rounds"]]]
     first: dict[str, int] = {}  # task -> index of the evaluation before its first demo

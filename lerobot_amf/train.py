@@ -313,9 +313,11 @@ def check_same_run(ledger: Ledger, plan: RunPlan, strategy: str, cfg, source: De
                             f"rounds would not be comparable. Resume with LeRobot {ran_on}, or start a new --output_dir.")
 
 
-def select_tasks(run: Run, r: int, state: LedgerState, held_back: dict[str, dict]) -> Selection:
+def select_tasks(run: Run, r: int, state: LedgerState, held_back: dict[str, dict],
+                 success: dict[str, dict] | None) -> Selection:
     """Every process calls the strategy (amf shards its embedding pass across them and gathers;
-    the choice is deterministic, so all agree). ``held_back``: tasks it may not pick this round."""
+    the choice is deterministic, so all agree). ``held_back``: tasks it may not pick this round;
+    ``success``: the latest evaluation as strategies see it (``evaluation_seen``)."""
     plan = run.plan
     with phase("selecting"), run.isolation.selection_policy(run.accelerator) as selection_policy:
         ctx = round_context(
@@ -323,7 +325,7 @@ def select_tasks(run: Run, r: int, state: LedgerState, held_back: dict[str, dict
             counts={t: state.counts.get(t, 0) for t in plan.pool},
             capacity={t: 0 if t in held_back else run.source.remaining(t, run.taken(state)) for t in plan.pool},
             pretrain_counts=run.pretrain_counts,
-            success=evaluation_seen(run, state),
+            success=success,
             policy=selection_policy, preprocessor=run.preprocessor,
             postprocessor=run.postprocessor, env_cfg=run.cfg.env if run.simulated else None,
             accelerator=run.accelerator,
@@ -379,13 +381,14 @@ def run_round(run: Run, r: int) -> None:
     # A selection already recorded for this round (the run stopped before its demos were) is
     # pulled as recorded, not made again.
     recorded = state.selections.get(r)
-    held_back = stalled_held_back(run, state)
-    selection = None if recorded is not None or r in state.pulled_rounds else select_tasks(run, r, state, held_back)
+    held_back, seen = stalled_held_back(run, state), evaluation_seen(run, state)
+    selection = None if recorded is not None or r in state.pulled_rounds \
+        else select_tasks(run, r, state, held_back, seen)
     if run.main:
         console.rule(f"Round {r + 1}/{len(run.plan.rounds)} — strategy {run.strategy.name}")
         if selection is not None:
             reads = run.strategy.reads_evaluation or cfg.amf.learning_progress_demos is not None
-            read = evaluation_episodes_read(reads, evaluation_seen(run, state))
+            read = evaluation_episodes_read(reads, seen)
             run.ledger.append("selection", round=r, tasks=selection.tasks, scores=selection.scores,
                               details=selection.details, reason=selection.reason, evaluation_episodes_read=read,
                               **({"held_back": held_back} if cfg.amf.learning_progress_demos is not None else {}))

@@ -410,10 +410,11 @@ def read_frames(ds: LeRobotDataset, positions) -> list[dict]:
 def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], rel) -> None:
     """Put each item's camera frames in place, as ``__getitem__`` would
     (``DatasetReader._get_query_timestamps`` + ``_query_videos``: the window's timestamps, shifted
-    to the episode's place in its file, decoded with the reader's backend and dtype), but with one
-    ``decode_video_frames`` call per video file and camera for all the items' timestamps (each
-    decoded once, in file order) instead of one per item and camera, which seeks the file again
-    every time: a file holds many episodes (``lerobot/libero``: 20), each seek a key frame."""
+    to the episode's place in its file, decoded with the reader's backend and dtype), but each
+    timestamp decoded once, in file order, per video file and camera (torchcodec: one
+    ``decode_video_frames`` call; PyAV: one open file, a seek per run of nearby timestamps,
+    ``decode_runs_pyav``) instead of a call per item and camera, which opens and seeks the file
+    again every time: a file holds many episodes (``lerobot/libero``: 20)."""
     from lerobot.datasets.video_utils import decode_video_frames
 
     reader = ds.reader
@@ -431,8 +432,11 @@ def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], 
     decoded = {}
     for (path, key), times in wanted.items():
         unique = sorted(times)
-        frames = decode_video_frames(path, unique, ds.tolerance_s, reader._video_backend,
-                                     return_uint8=reader._return_uint8)
+        if reader._video_backend == "torchcodec":  # seeks to each frame: one call for the file
+            frames = decode_video_frames(path, unique, ds.tolerance_s, reader._video_backend,
+                                         return_uint8=reader._return_uint8)
+        else:
+            frames = decode_runs_pyav(path, decode_runs(unique, ds.fps), ds.tolerance_s, reader._return_uint8)
         decoded[path, key] = (dict(zip(unique, range(len(unique)))), frames.reshape(len(unique), *frames.shape[-3:]))
     cameras = len(ds.meta.video_keys)
     for n, (path, key, window) in enumerate(windows):
@@ -440,6 +444,67 @@ def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], 
         # copies, so that no view keeps all the file's decoded frames alive
         picked = [frames[where[t]] for t in window]
         items[n // cameras][key] = picked[0].clone() if len(window) == 1 else torch.stack(picked)
+
+
+# PyAV (LeRobot's decoder where torchcodec does not load) cannot seek to a frame: LeRobot's
+# ``decode_video_frames_pyav`` opens the file, seeks to the key frame before the first timestamp
+# and decodes and converts every frame up to the last one. For frames sampled across a file
+# (a likelihood pass reads one per demo, ``lerobot/libero`` holds 20 episodes a file) one call
+# decodes the whole file, and a call per frame opens and probes the file each time (most of the
+# cost at small frames). ``decode_runs_pyav`` opens a file once and seeks for each run of nearby
+# frames; neighbours further apart than this many frames start a new run. A seek (the decoder
+# flushed, restarted at a key frame: LeRobot writes one every 2 frames, ``VideoEncoderConfig.g``)
+# cost about as much as decoding 8 frames on the 130-task benchmark's files: with a new run at
+# every gap over 2 frames, reading 16 of each 24 frames took 3x longer than with one run a file.
+PYAV_NEW_RUN_GAP_FRAMES = 8
+
+
+def decode_runs(times: list[float], fps: float) -> list[list[float]]:
+    """Sorted ``times`` of one video file cut wherever two neighbours lie more than
+    ``PYAV_NEW_RUN_GAP_FRAMES`` frames apart."""
+    runs: list[list[float]] = []
+    for n, t in enumerate(times):
+        if not n or (t - times[n - 1]) * fps > PYAV_NEW_RUN_GAP_FRAMES:
+            runs.append([])
+        runs[-1].append(t)
+    return runs
+
+
+def decode_runs_pyav(path: Path, runs: list[list[float]], tolerance_s: float, return_uint8: bool) -> torch.Tensor:
+    """The frames at every timestamp of ``runs`` (in order), as LeRobot 0.6.1's
+    ``decode_video_frames_pyav`` gives each run (same seek, same closest frame within
+    ``tolerance_s``, same layout and dtype), from one open file, converting only the frames
+    returned. Tested equal to ``__getitem__``. With long groups of pictures a run still decodes
+    from its key frame, as LeRobot's call per item does."""
+    import av
+    from lerobot.datasets.video_utils import FrameTimestampError
+
+    picked = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        for run in runs:
+            container.seek(round(run[0] / stream.time_base) - 1, backward=True, any_frame=False, stream=stream)
+            frames, stamps = [], []
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                frames.append(frame)
+                stamps.append(float(frame.pts * stream.time_base))
+                if stamps[-1] >= run[-1]:
+                    break
+            if not frames:
+                raise FrameTimestampError(f"No frames could be decoded from {path} in [{run[0]}, {run[-1]}].")
+            gap, nearest = (torch.tensor(run)[:, None] - torch.tensor(stamps)[None, :]).abs().min(1)
+            if not (gap < tolerance_s).all():
+                raise FrameTimestampError(f"Timestamps {torch.tensor(run)[gap >= tolerance_s].tolist()} of {path} "
+                                          f"are further than {tolerance_s=} from any decoded frame.")
+            converted = {}
+            for k in nearest.tolist():
+                if k not in converted:
+                    converted[k] = torch.from_numpy(frames[k].to_ndarray(format="rgb24")).permute(2, 0, 1).contiguous()
+                picked.append(converted[k])
+    out = torch.stack(picked)
+    return out if return_uint8 else out.type(torch.float32) / 255
 
 
 def _episode_video(ds: LeRobotDataset, ep: int, key: str) -> tuple[Path, float]:

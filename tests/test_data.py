@@ -332,14 +332,43 @@ def test_read_frames_reads_only_the_image_rows_its_windows_need(tmp_path, monkey
     assert rows_read == [7] and len(ds) == 60
 
 
+class _CountingContainer:
+    """A PyAV container that notes each seek (read-only: everything else is the container's)."""
+
+    def __init__(self, container, seeks: list):
+        self._container, self._seeks = container, seeks
+
+    def __enter__(self):
+        self._container.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._container.__exit__(*exc)
+
+    def seek(self, offset, **kwargs):
+        self._seeks.append(offset)
+        return self._container.seek(offset, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+
+def _count_pyav(monkeypatch) -> tuple[list, list]:
+    """(files opened, seeks) of every PyAV open from now on."""
+    import av
+
+    opened, seeks, original = [], [], av.open
+    monkeypatch.setattr(av, "open", lambda path, *a, **k: opened.append(path) or _CountingContainer(
+        original(path, *a, **k), seeks))
+    return opened, seeks
+
+
 @pytest.mark.parametrize("uint8", [False, True])
 def test_read_frames_decodes_each_video_file_once_and_equals_getitem(tmp_path, monkeypatch, uint8):
     """Cameras stored as MP4 (as ``lerobot/libero`` stores them, several episodes a file), with a
     two-frame history: the items equal LeRobot's own ``__getitem__`` (float frames, or uint8 ones as
-    ``make_dataset`` asks for), and each video file is decoded once per camera for all the sampled
-    frames of its episodes (``__getitem__`` decodes once per frame)."""
-    import lerobot.datasets.video_utils as video_utils
-
+    ``make_dataset`` asks for), and each video file is opened once per camera for all the sampled
+    frames of its episodes (``__getitem__`` opens it once per frame)."""
     from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
 
     root = build_libero_dataset(tmp_path / "libero", LIBERO_TASKS[:2], episodes_per_task=2, frames_per_episode=8,
@@ -348,22 +377,41 @@ def test_read_frames_decodes_each_video_file_once_and_equals_getitem(tmp_path, m
     ds = LeRobotDataset("lerobot/libero", root=root, delta_timestamps=delta, return_uint8=uint8)
     positions = [0, 3, 7, 9, 12, 30]  # episode 0 thrice (its first frame padded), 1 twice, 3 once
     slow = [ds[i] for i in positions]
-    calls = []
-    original = video_utils.decode_video_frames
-
-    def counting(path, timestamps, *args, **kwargs):  # read-only: answers unchanged
-        calls.append(len(timestamps))
-        return original(path, timestamps, *args, **kwargs)
-
-    monkeypatch.setattr(video_utils, "decode_video_frames", counting)
+    opened, seeks = _count_pyav(monkeypatch)
     fast = read_frames(ds, positions)
     monkeypatch.undo()
     assert_same_items(fast, slow)
     assert fast[0][CAMERAS[0]].shape == (2, 3, 16, 16) and fast[1][CAMERAS[1]].shape == (3, 16, 16)
     assert fast[0][CAMERAS[0]].dtype == (torch.uint8 if uint8 else torch.float32)
-    # 2 files (episodes 0-1, episodes 2-3) x 2 cameras; the first camera of file 0 needs episode 0's
-    # frames 0, 2, 3, 6, 7 (0's history pads with 0) and episode 1's 0, 1, 3, 4 (positions 9 and 12)
-    assert len(calls) == 4 and sorted(calls)[-1] == 9
+    # 2 files (episodes 0-1, episodes 2-3) x 2 cameras, each opened once and read in one run: file 0
+    # needs episode 0's frames 0, 2, 3, 6, 7 (0's history pads with 0) and episode 1's 0, 1, 3, 4
+    assert len(opened) == len(set(opened)) == 4 and len(seeks) == 4
+
+
+def test_read_frames_decodes_far_apart_frames_of_a_file_in_separate_runs(tmp_path, monkeypatch):
+    """PyAV decodes every frame between a seek and the last timestamp asked for: one frame from
+    each of a file's episodes (a likelihood pass) is read by one open of the file and a seek per
+    stretch of nearby frames, not by decoding the whole file, and the items still equal
+    ``__getitem__``'s."""
+    from benchmarks.libero_dataset import CAMERAS, LIBERO_TASKS, build_libero_dataset
+    from lerobot_amf.data import PYAV_NEW_RUN_GAP_FRAMES, decode_runs
+
+    root = build_libero_dataset(tmp_path / "libero", LIBERO_TASKS[:2], episodes_per_task=2, frames_per_episode=24,
+                                episodes_per_file=4)
+    ds = LeRobotDataset("lerobot/libero", root=root)
+    assert ds.reader._video_backend == "pyav"  # the decoder the runs are for
+    positions = [1, 2, 30, 50, 56, 90]  # episode 0's frames 1, 2; 1's 6; 2's 2, 8; 3's 18
+    opened, seeks = _count_pyav(monkeypatch)
+    fast = read_frames(ds, positions)
+    monkeypatch.undo()
+    assert_same_items(fast, [ds[i] for i in positions])
+    # one file, per camera: runs {1, 2}, {30}, {50, 56}, {90} (gaps of 28, 20 and 34 frames cut, 6 not)
+    assert 6 <= PYAV_NEW_RUN_GAP_FRAMES < 20
+    assert len(opened) == len(CAMERAS) and len(seeks) == 4 * len(CAMERAS)
+    fps = ds.fps
+    assert decode_runs([f / fps for f in (1, 2, 30, 50, 56, 90)], fps) == [
+        [1 / fps, 2 / fps], [30 / fps], [50 / fps, 56 / fps], [90 / fps]]
+    assert decode_runs([], fps) == []
 
 
 def test_read_frames_looks_up_each_episodes_video_file_once_per_dataset(tmp_path, monkeypatch):

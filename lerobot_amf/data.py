@@ -454,8 +454,8 @@ def _decode_windows(ds: LeRobotDataset, items: list[dict], queries: list[dict], 
 # cost at small frames). ``decode_runs_pyav`` opens a file once and seeks for each run of nearby
 # frames; neighbours further apart than this many frames start a new run. A seek (the decoder
 # flushed, restarted at a key frame: LeRobot writes one every 2 frames, ``VideoEncoderConfig.g``)
-# cost about as much as decoding 8 frames on the 130-task benchmark's files: with a new run at
-# every gap over 2 frames, reading 16 of each 24 frames took 3x longer than with one run a file.
+# costs more than decoding a few frames: on the 130-task benchmark's files a new run at every gap
+# over 2 frames made reading 16 of each 24 frames several times slower than one run a file.
 PYAV_NEW_RUN_GAP_FRAMES = 8
 
 

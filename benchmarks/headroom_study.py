@@ -81,6 +81,8 @@ GOALS = {
 COMPARISONS = tuple((s, "uniform") for s in USER_STRATEGIES[1:] + ("oracle",)) + (
     ("amf", "lowest_success"), ("amf_eval", "lowest_success"), ("amf_no_sim", "lowest_success_small"),
     ("lowest_success_progress", "lowest_success"), ("amf_eval_progress", "amf_eval"), ("amf_progress", "amf"))
+# The family Holm's correction runs over: every strategy a user can run, each minus uniform.
+HOLM_FAMILY = tuple(f"{s}_minus_uniform" for s in USER_STRATEGIES[1:])
 
 
 class PilotNotReady(Exception):
@@ -176,8 +178,10 @@ class HeadroomStudy(Study):
 
 
 def headline_markdown(h: dict) -> str:
-    """The headline as a table: per strategy, final success with its interval over seeds, share of
-    the oracle's gain, budget on failing and on unmoved tasks, human cost; then each goal's verdict."""
+    """The headline as tables: per strategy, final success with its interval over seeds, share of
+    the oracle's gain, budget on failing and on unmoved tasks, human cost and what it took to reach
+    uniform's final success; the paired differences (sign tests uncorrected and Holm-corrected);
+    then each goal's verdict."""
     def pct(x):
         return "—" if x is None else f"{100 * x:.1f}"
 
@@ -189,28 +193,47 @@ def headline_markdown(h: dict) -> str:
              f"headroom pilot, {spec['budget']} demos in rounds of {DEMOS_PER_ROUND}, single model with replay; the pilot "
              f"predicted {spec['predicted_headroom_pp']} pp for the best allocation over uniform (cross-fitted; goal 8 pp: "
              f"{'met' if spec['headroom_goal_met'] else 'missed'}). Success in % after the last round (50 episodes per "
-             "task), mean over seeds with a bootstrap 95% interval over seeds; shares of the budget over all picks.", "",
+             "task), mean over seeds with a bootstrap 95% interval over seeds; shares of the budget over all picks; "
+             "\"to reach\": per-seed median [range] of where the strategy's curve reaches that seed's uniform final "
+             "success and stays there (demos as a share of the budget; > 1: not within the run).", "",
              "| strategy | seeds | final success % | share of the oracle's gain | budget on failing tasks "
-             "| budget on tasks not moved | human cost (median) | human cost to reach uniform's final (median) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| budget on tasks not moved | human cost (median) | demos to reach uniform's final | human cost to reach it |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in h["strategies"].items():
         share, share_ci = r.get("share_of_oracle_gain"), r.get("share_of_oracle_gain_ci95")
         share_text = "—" if share is None else f"{share:.2f}" + (f" [{share_ci[0]:.2f}, {share_ci[1]:.2f}]" if share_ci else "")
         lines.append(f"| {name} | {r['seeds']} | {pct(r['final_success'])}{span(r['final_ci95_over_seeds'])} | {share_text} | "
                      f"{pct(r['budget_on_failing_tasks'])} | {pct(r['budget_on_tasks_not_moved'])} | "
                      f"{'—' if not r['human_cost'] else format(r['human_cost']['median'], 'g')} | "
+                     f"{reach_text(r.get('demos_to_reach_uniform_final'), share=True)} | "
                      f"{reach_text(r.get('human_cost_to_reach_uniform_final'))} |")
+    lines += ["", f"Paired differences, per seed on the same generalist and evaluation seeds (mean pp, bootstrap 95% "
+                  f"over seeds then episodes; {h['paired_note']}):", "",
+              "| comparison | seeds | mean pp [95%] | sign test p | Holm p |", "| --- | --- | --- | --- | --- |"]
+    for key, e in h["paired"].items():
+        if e:
+            lines.append(f"| {key.replace('_minus_', ' − ')} | {len(e.get('seeds', []))} | {100 * e['mean']:+.1f} "
+                         f"[{100 * e['ci95'][0]:+.1f}, {100 * e['ci95'][1]:+.1f}] | {e['sign_test_p']:.2f} | "
+                         f"{format(e['holm_p'], '.2f') if 'holm_p' in e else '—'} |")
     met = h["goals"]["met"] or {}
     lines += ["", "| goal | rule | met |", "| --- | --- | --- |"]
     lines += [f"| {k} | {rule} | {'— (partial)' if h['partial'] else met.get(k)} |" for k, rule in h["goals"]["rules"].items()]
     return "\n".join(lines)
 
 
-def reach_text(reach: dict | None) -> str:
-    """A median over seeds of where a curve reached uniform's final success ("not reached" past the run)."""
+def reach_text(reach: dict | None, share: bool = False) -> str:
+    """A median [range] over seeds of where a curve reached uniform's final success ("> 1" or "not
+    reached": past the run on that seed); ``share`` for a share of the budget, else a human cost."""
     if reach is None:
         return "—"
-    return "not reached" if reach["median"] is None else format(round(reach["median"], 1), "g")
+
+    def one(v):
+        if v is None:
+            return "> 1" if share else "not reached"
+        return f"{v:.2f}" if share else format(round(v, 1), "g")
+
+    low, high = reach.get("range") or [None, None]
+    return f"{one(reach['median'])} [{one(low)}, {one(high)}]"
 
 
 def plot_human_cost(summary: dict, path: Path) -> None:
@@ -245,7 +268,7 @@ def headline(settings: dict, spec: dict, partial: bool) -> dict:
     """The numbers the study is about, each goal with whether it is met (None while partial)."""
     import numpy as np
 
-    from benchmarks.study_stats import seed_bootstrap_ci
+    from benchmarks.study_stats import holm, seed_bootstrap_ci
 
     group = settings.get(SETTING, {}).get("isolations", {}).get("shared_replay", {})
     strategies, paired = group.get("strategies", {}), group.get("paired", {})
@@ -289,10 +312,16 @@ def headline(settings: dict, spec: dict, partial: bool) -> dict:
         return None if entry is None else {k: entry[k] for k in ("mean", "ci95", "sign_test_p", "seeds") if k in entry}
 
     at_equal_cost = equal_cost_difference(strategies.get("amf_no_sim"), strategies.get("lowest_success_small"))
+    pairs = {key: pair(key) for key in paired}
+    family = {key: e["sign_test_p"] for key, e in pairs.items()
+              if e and key in HOLM_FAMILY and e.get("sign_test_p") is not None}
+    for key, adjusted in holm(family).items():
+        pairs[key]["holm_p"] = adjusted
     return {
         "partial": partial, "setting": spec, "strategies": rows, "best_user_strategy": best,
-        "paired": {key: pair(key) for key in paired},
-        "paired_note": "uncorrected for the number of comparisons",
+        "paired": pairs,
+        "paired_note": f"sign_test_p uncorrected; holm_p: Holm's correction over the {len(family)} user strategies "
+                       "minus uniform",
         "amf_no_sim_minus_lowest_success_small_at_equal_human_cost": at_equal_cost,
         "goals": {"rules": GOALS, "met": None if partial else goals_met(rows, best, paired, at_equal_cost)},
         "spread_note": "final_ci95_over_seeds: bootstrap over seeds of the per-seed pooled final success",

@@ -122,8 +122,16 @@ def test_the_headline_reads_each_strategys_share_of_the_oracles_gain_and_its_hum
     assert equal["median"] == pytest.approx(0.7 - (0.25 + 0.25 * 4 / 6))
     assert head["goals"]["met"]["amf_no_sim_vs_lowest_success_small_at_equal_human_cost"] is True
     assert head["goals"]["met"]["best_user_share_of_oracle_gain"] is False  # 0.75 < 0.8
-    assert head["paired_note"] == "uncorrected for the number of comparisons"
+    # Holm over the user strategies minus uniform (here 2 ran): the smaller p doubled, then monotone
+    paired = head["paired"]
+    raw = sorted(paired[k]["sign_test_p"] for k in ("amf_no_sim_minus_uniform", "lowest_success_small_minus_uniform"))
+    assert sorted(paired[k]["holm_p"] for k in ("amf_no_sim_minus_uniform", "lowest_success_small_minus_uniform")) \
+        == pytest.approx([min(1, 2 * raw[0]), max(min(1, 2 * raw[0]), raw[1])])
+    assert "holm_p" not in paired["oracle_minus_uniform"]  # privileged: outside the family
+    assert "Holm's correction over the 2 user strategies" in head["paired_note"]
     table = hs.headline_markdown(head)
+    assert "| amf_no_sim − uniform | 3 | +20.0" in table
+    assert "| 2 [2, 2] |" in table  # amf_no_sim's human cost to reach uniform's final: median [range]
     assert "| amf_no_sim | 3 | 70.0 [70.0, 70.0] | 0.50 [0.50, 0.50] |" in table
     assert "| lowest_success_small | 3 | 80.0" in table and "| 12 |" in table  # its median human cost
     assert "| best_user_share_of_oracle_gain |" in table and "missed" in table.splitlines()[0]

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from benchmarks.common import RECIPE, RESULTS_DIR, RUNS_DIR, add_output_args, dry_run, read_json
 from benchmarks.study_runner import Cell, Study, add_cell_args, merge_flags, run_study
-from benchmarks.study_summary import write_summary
+from benchmarks.study_summary import interval, pct, write_summary
 
 NAME = "headroom_study"
 RUNS = RUNS_DIR / NAME
@@ -182,11 +182,8 @@ def headline_markdown(h: dict) -> str:
     the oracle's gain, budget on failing and on unmoved tasks, human cost and what it took to reach
     uniform's final success; the paired differences (sign tests uncorrected and Holm-corrected);
     then each goal's verdict."""
-    def pct(x):
-        return "—" if x is None else f"{100 * x:.1f}"
-
     def span(ci):
-        return "" if not ci else f" [{pct(ci[0])}, {pct(ci[1])}]"
+        return "" if not ci else f" {interval(ci)}"
 
     spec = h["setting"]
     lines = [f"**Headroom study ({'PARTIAL' if h['partial'] else 'complete'})**: setting `{spec['pilot_setting']}` of the "
